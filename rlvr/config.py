@@ -49,6 +49,7 @@ class TaskConfig:
     name: str = "arithmetic"
     difficulty: int = 3
     flaw_rate: float = 0.3
+    blind_spot: float = 0.5
     seed: int = 0
     format_reward: float = 0.1
     params: dict[str, Any] = field(default_factory=dict)
@@ -107,7 +108,7 @@ class TrainConfig:
 
     steps: int = 60
     prompts_per_step: int = 16
-    lr: float = 5e-4
+    lr: float = 1e-4
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     warmup_steps: int = 0
@@ -277,7 +278,10 @@ def validate(cfg: Config) -> Config:
         _require(value >= 0, key, "must be >= 0", value)
     _require(cfg.model.hidden_size % cfg.model.num_heads == 0, "model.hidden_size",
              f"must be divisible by model.num_heads ({cfg.model.num_heads})", cfg.model.hidden_size)
-    _require(0.0 <= cfg.task.flaw_rate <= 1.0, "task.flaw_rate", "must be in [0, 1]", cfg.task.flaw_rate)
+    _require(0.0 < cfg.task.blind_spot <= 1.0, "task.blind_spot", "must be in (0, 1]", cfg.task.blind_spot)
+    _require(0.0 <= cfg.task.flaw_rate <= cfg.task.blind_spot, "task.flaw_rate",
+             f"must be in [0, task.blind_spot={cfg.task.blind_spot}] (the teacher errs only in its blind spot)",
+             cfg.task.flaw_rate)
     _require(cfg.task.format_reward < 1.0, "task.format_reward",
              "must stay below the correctness reward of 1.0", cfg.task.format_reward)
     _require(cfg.rollout.temperature >= 0.0, "rollout.temperature", "must be >= 0 (0 means greedy)",

@@ -1,24 +1,107 @@
-"""Verifiers: pure functions `verify(problem, text) -> Score`. Untrusted code only ever runs in `sandbox`."""
+"""Verifiers: pure functions `verify(problem, text, **options) -> Score`. Untrusted code only ever runs in
+`sandbox`.
+
+Registered verifiers (`VERIFIERS`): integer, countdown (the built-in tasks), math (math-verify
+equivalence), numeric (tolerance, units), exact (normalised string), choice (one option letter), code
+(tests in the sandbox), format (think/answer shape). Answer-based ones take `extract="answer_tag" |
+"boxed" | "final_answer_line"` and `format_reward` (default 0.1). `rlvr verify` and the test suites go
+through `verify_text`; the trainer through `get_verifier` or `compose.build_reward`.
+"""
 
 from __future__ import annotations
 
+import inspect
+import logging
 from collections.abc import Callable
-from functools import partial
+from typing import Any
 
 from rlvr.types import Problem, Score
 from rlvr.verifiers.arithmetic import verify_integer
+from rlvr.verifiers.choice import verify_choice
+from rlvr.verifiers.code import verify_code
 from rlvr.verifiers.countdown import verify_countdown
+from rlvr.verifiers.exact import verify_exact
+from rlvr.verifiers.extract import EXTRACTORS
+from rlvr.verifiers.format import verify_format
+from rlvr.verifiers.math import verify_math
+from rlvr.verifiers.numeric import verify_numeric
+
+logger = logging.getLogger(__name__)
 
 Verifier = Callable[[Problem, str], Score]
 
 VERIFIERS: dict[str, Callable[..., Score]] = {
     "integer": verify_integer,
     "countdown": verify_countdown,
+    "math": verify_math,
+    "numeric": verify_numeric,
+    "exact": verify_exact,
+    "choice": verify_choice,
+    "code": verify_code,
+    "format": verify_format,
 }
 
 
+def check_options(name: str, fn: Callable[..., Any], options: dict[str, Any]) -> None:
+    """Raise ValueError naming the verifier when `options` do not fit `fn` (a typo in a config)."""
+    params = [p for p in inspect.signature(fn).parameters if p not in ("problem", "text")]
+    try:
+        inspect.signature(fn).bind(None, "", **options)
+    except TypeError as e:
+        raise ValueError(f"verifier {name!r}: {e}; its options are {', '.join(params) or 'none'}") from e
+    allowed = ("answer_tag", "fenced") if fn is verify_code else EXTRACTORS
+    if "extract" in options and options["extract"] not in allowed:
+        raise ValueError(
+            f"verifier {name!r}: extract={options['extract']!r}; expected one of {', '.join(allowed)}"
+        )
+
+
 def get_verifier(name: str, **options) -> Verifier:
-    """The verifier registered as `name`, with `options` (e.g. `format_reward=0.1`) bound."""
+    """The verifier registered as `name`, with `options` (e.g. `format_reward=0.1`) bound and checked
+    now. The returned function never raises: a failure is reward 0 with the reason (see `safe_score`)."""
     if name not in VERIFIERS:
         raise KeyError(f"unknown verifier {name!r}; known: {', '.join(sorted(VERIFIERS))}")
-    return partial(VERIFIERS[name], **options)
+    fn = VERIFIERS[name]
+    check_options(name, fn, options)
+
+    def verify(problem: Problem, text: str) -> Score:
+        return safe_score(fn, problem, text, **options)
+
+    verify.__name__ = verify.__qualname__ = f"verify_{name}"
+    return verify
+
+
+def safe_score(fn: Callable[..., Score], problem: Problem, text: str, **options) -> Score:
+    """`fn(problem, text, **options)`, but an exception (or a non-Score result) becomes reward 0 with the
+    reason in `details["error"]` and a log line: a verifier never raises into the trainer."""
+    try:
+        score = fn(problem, text, **options)
+        if not isinstance(score, Score):
+            raise TypeError(f"returned {type(score).__name__}, not Score")
+        return score
+    except Exception as e:  # noqa: BLE001 - any failure of a reward is a zero reward, never a crash
+        name = getattr(fn, "__qualname__", getattr(fn, "__name__", repr(fn)))
+        logger.warning("reward %s failed on problem %s: %s: %s", name, problem.id, type(e).__name__, e)
+        return Score(0.0, False, False, {"error": f"{name} raised {type(e).__name__}: {e}"})
+
+
+def verify_text(name: str, answer: Any, text: str, **options) -> Score:
+    """Score `text` against the reference `answer` with the verifier `name` (one code path for
+    `rlvr verify`, the hacking suite and the attack suite). Never raises for a bad completion."""
+    if name not in VERIFIERS:
+        raise KeyError(f"unknown verifier {name!r}; known: {', '.join(sorted(VERIFIERS))}")
+    problem = Problem(id=f"{name}-cli", prompt="", answer=answer, task=name)
+    return safe_score(VERIFIERS[name], problem, text, **options)
+
+
+from rlvr.verifiers.compose import build_reward  # noqa: E402 - compose uses the registry above
+
+__all__ = [
+    "VERIFIERS",
+    "Verifier",
+    "build_reward",
+    "check_options",
+    "get_verifier",
+    "safe_score",
+    "verify_text",
+]

@@ -5,25 +5,38 @@ from __future__ import annotations
 import re
 
 from rlvr.types import Problem, Score
-from rlvr.verifiers.extract import extract_answer_tag, is_well_formatted
+from rlvr.verifiers.extract import MAX_ANSWER_CHARS, is_well_formatted
+from rlvr.verifiers.extract import extract as final_answer
 
 INT_RE = re.compile(r"[+-]?[0-9]+")
 
 
-def verify_integer(problem: Problem, text: str, format_reward: float = 0.1) -> Score:
-    """Reward = 1 if the final tagged answer is exactly the integer `problem.answer` (ASCII digits only,
-    optional sign, nothing else), plus `format_reward` for the think/answer format.
+def verify_integer(
+    problem: Problem,
+    text: str,
+    format_reward: float = 0.1,
+    extract: str = "answer_tag",
+    max_answer_chars: int = MAX_ANSWER_CHARS,
+) -> Score:
+    """Reward = 1 if the final answer (found by `extract`, see `extract.py`) is exactly the integer
+    `problem.answer` (ASCII digits only, optional sign, nothing else), plus `format_reward` for the
+    think/answer format.
 
     Correct answers score `1 + format_reward` when well formatted; anything else scores at most
     `format_reward`, so the format never outweighs correctness.
     """
     formatted = is_well_formatted(text)
     bonus = format_reward if formatted else 0.0
-    ext = extract_answer_tag(text)
+    ext = final_answer(text, extract, max_answer_chars)
     if ext.answer is None:
         return Score(bonus, False, formatted, {"reason": ext.reason})
-    candidate = ext.answer.replace(",", "") if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+", ext.answer) else ext.answer
+    candidate = (
+        ext.answer.replace(",", "") if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+", ext.answer) else ext.answer
+    )
     if not (INT_RE.fullmatch(candidate) and candidate.isascii()):
-        return Score(bonus, False, formatted, {"reason": "answer is not a plain integer", "parsed": ext.answer})
+        return Score(
+            bonus, False, formatted, {"reason": "answer is not a plain integer", "parsed": ext.answer}
+        )
     correct = int(candidate) == int(problem.answer)
-    return Score((1.0 if correct else 0.0) + bonus, correct, formatted, {"parsed": int(candidate)})
+    details = {"parsed": int(candidate)} if correct else {"parsed": int(candidate), "reason": "wrong number"}
+    return Score((1.0 if correct else 0.0) + bonus, correct, formatted, details)

@@ -12,7 +12,8 @@ from collections import Counter
 from fractions import Fraction
 
 from rlvr.types import Problem, Score
-from rlvr.verifiers.extract import extract_answer_tag, is_well_formatted
+from rlvr.verifiers.extract import extract as final_answer
+from rlvr.verifiers.extract import is_well_formatted
 
 TOKEN_RE = re.compile(r"\s*(?:(\d+)|(.))")
 MAX_EXPR_CHARS = 200
@@ -100,14 +101,16 @@ def evaluate_expression(expr: str) -> tuple[Fraction, list[int]]:
     return result, used
 
 
-def verify_countdown(problem: Problem, text: str, format_reward: float = 0.1) -> Score:
-    """Reward 1 if the tagged expression uses only the given numbers (each at most once) and equals the
-    target; plus `format_reward` for the think/answer format. `problem.answer` is
+def verify_countdown(
+    problem: Problem, text: str, format_reward: float = 0.1, extract: str = "answer_tag"
+) -> Score:
+    """Reward 1 if the final expression (found by `extract`) uses only the given numbers (each at most
+    once) and equals the target; plus `format_reward` for the think/answer format. `problem.answer` is
     `{"target": int, "numbers": [int, ...]}`.
     """
     formatted = is_well_formatted(text)
     bonus = format_reward if formatted else 0.0
-    ext = extract_answer_tag(text)
+    ext = final_answer(text, extract, MAX_EXPR_CHARS)
     if ext.answer is None:
         return Score(bonus, False, formatted, {"reason": ext.reason})
     expr = ext.answer.split("=")[0] if ext.answer.count("=") == 1 else ext.answer
@@ -118,8 +121,12 @@ def verify_countdown(problem: Problem, text: str, format_reward: float = 0.1) ->
     target, numbers = problem.answer["target"], problem.answer["numbers"]
     extra = Counter(used) - Counter(numbers)
     if extra:
-        return Score(bonus, False, formatted, {"reason": f"numbers not available: {sorted(extra.elements())}",
-                                               "parsed": expr})
+        return Score(
+            bonus,
+            False,
+            formatted,
+            {"reason": f"numbers not available: {sorted(extra.elements())}", "parsed": expr},
+        )
     if len(used) == 0:
         return Score(bonus, False, formatted, {"reason": "no numbers used", "parsed": expr})
     correct = value == target

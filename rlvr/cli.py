@@ -1,0 +1,227 @@
+"""The `rlvr` command: thin wrappers that parse, build and call.
+
+    rlvr demo [--out DIR] [--seed N]          pretrain -> eval -> GRPO -> eval -> report on the tiny default
+    rlvr train --config FILE [--set k=v ...]  RL training (`--resume RUN_DIR` continues a run)
+    rlvr pretrain --config FILE               imitation on the task's worked solutions
+    rlvr eval --model DIR --config FILE       greedy accuracy and pass@k on held-out problems
+    rlvr report RUN_DIR                       write RUN_DIR/report.html
+    rlvr tasks [show NAME]                    list tasks, or sample a few problems of one
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import sys
+from pathlib import Path
+
+from rlvr.config import ConfigError, load_config
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _default_demo_config() -> Path | None:
+    for candidate in (CONFIG_DIR / "demo.yaml", Path(__file__).resolve().parent / "configs" / "demo.yaml"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _add_config_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--config", "-c", required=required, help="YAML recipe (see configs/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one value, e.g. --set train.lr=3e-4 (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
+
+
+def _print_table(rows: list[tuple[str, str]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for k, v in rows:
+        table.add_row(k, v)
+    Console().print(table)
+
+
+def cmd_demo(args) -> int:
+    from rlvr.demo import run_demo
+
+    overrides = list(args.set)
+    if args.seed is not None:
+        overrides += [f"train.seed={args.seed}", f"task.seed={args.seed}"]
+    cfg = load_config(args.config or _default_demo_config(), overrides)
+    summary = run_demo(cfg, args.out, progress=not args.no_progress)
+    _print_table([
+        ("task", summary["task"]),
+        ("accuracy of the worked solutions it imitated", f"{summary['data_accuracy']:.1%}"),
+        ("held-out accuracy after imitation (greedy)", f"{summary['pretrain_accuracy']:.1%}"),
+        ("held-out accuracy after RL (greedy)", f"{summary['rl_accuracy']:.1%}"),
+        ("held-out problems", str(summary["eval_problems"])),
+        ("RL steps", str(summary["rl_steps"])),
+        ("wall time", f"{summary['wall_seconds']:.0f} s"),
+    ], "rlvr demo: RL on a verifiable reward vs imitation")
+    print(f"summary: {Path(args.out) / 'summary.json'}\nreport:  {Path(args.out) / 'report.html'}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from rlvr.logging.report import write_report
+    from rlvr.trainer import Trainer
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg = load_config(run_dir / "config.yaml", args.set)
+        trainer = Trainer(cfg, run_dir, resume=True)
+    else:
+        if not args.config:
+            raise ConfigError("rlvr train needs --config FILE (or --resume RUN_DIR)")
+        cfg = load_config(args.config, args.set)
+        run_dir = Path(args.out or cfg.train.out_dir)
+        trainer = Trainer(cfg, run_dir)
+    last = trainer.run(progress=not args.no_progress)
+    result = trainer.run_eval("final")
+    trainer.logger.close()
+    write_report(run_dir)
+    print(json.dumps({"step": trainer.step_count, "reward/mean": last.get("reward/mean"),
+                      "eval_accuracy": result["accuracy"], "run_dir": str(run_dir)}))
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    from rlvr.demo import run_pretrain
+    from rlvr.logging.metrics import MetricsLogger
+
+    cfg = load_config(args.config or _default_demo_config(), args.set)
+    out = Path(args.out or cfg.train.out_dir)
+    logger = MetricsLogger(out, config=cfg.to_dict())
+    result = run_pretrain(cfg, out, logger, progress=not args.no_progress)
+    logger.close()
+    print(json.dumps({**result, "model": str(out / "pretrained")}))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import dataclasses
+
+    from rlvr.evaluate import evaluate
+    from rlvr.models.loading import encode_prompt, load_policy, stop_token_ids
+    from rlvr.rollout.torch_engine import TorchEngine
+    from rlvr.tasks.registry import build_task
+
+    cfg = load_config(args.config or _default_demo_config(), args.set)
+    model_cfg = dataclasses.replace(cfg.model, kind="gguf" if args.model.endswith(".gguf") else "hf", path=args.model)
+    model, tokenizer = load_policy(model_cfg)
+    task = build_task(cfg.task, eval_size=cfg.eval.num_problems)
+    engine = TorchEngine(model, tokenizer.pad_token_id)
+    import torch
+
+    result = evaluate(engine, tokenizer, task, task.eval_problems(cfg.eval.num_problems),
+                      lambda p: encode_prompt(p, tokenizer, cfg.model.system_prompt),
+                      cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens, stop_token_ids(tokenizer),
+                      samples=cfg.eval.samples, pass_k=cfg.eval.pass_k,
+                      generator=torch.Generator().manual_seed(cfg.train.seed), keep=args.show)
+    examples = result.pop("examples")
+    for ex in examples:
+        print(f"{'OK ' if ex['correct'] else 'BAD'} {ex['prompt']!r} -> {ex['completion']!r}")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from rlvr.logging.report import write_report
+
+    path = write_report(args.run_dir)
+    print(path)
+    return 0
+
+
+def cmd_tasks(args) -> int:
+    import random
+
+    from rlvr.config import TaskConfig
+    from rlvr.tasks.registry import BUILTIN_TASKS, build_task
+
+    if args.action == "show":
+        if not args.name:
+            raise ConfigError("rlvr tasks show NAME: name a task (see `rlvr tasks`)")
+        task = build_task(TaskConfig(name=args.name), eval_size=10)
+        rng = random.Random(0)
+        for i in range(args.n):
+            p = task.train_problem(i)
+            print(f"prompt: {p.prompt!r}\nanswer: {p.answer!r}")
+            try:
+                text, ok = task.worked_solution(p, rng)
+                print(f"worked solution ({'correct' if ok else 'flawed'}): {text}")
+            except NotImplementedError:
+                pass
+            print()
+        return 0
+    for name, cls in sorted(BUILTIN_TASKS.items()):
+        print(f"{name:<14} {(cls.__doc__ or '').strip().splitlines()[0]}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlvr", description="Reinforcement learning on verifiable rewards.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="pretrain -> eval -> GRPO -> eval -> report on the tiny built-in model")
+    _add_config_args(p)
+    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    p.add_argument("--seed", type=int, default=None, help="seed for the task, model and sampling")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="RL training from a config")
+    _add_config_args(p)
+    p.add_argument("--out", help="run directory (default train.out_dir)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("pretrain", help="imitation on worked solutions (tiny models)")
+    _add_config_args(p)
+    p.add_argument("--out", help="run directory (default train.out_dir)")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("eval", help="held-out accuracy and pass@k of a saved policy")
+    _add_config_args(p)
+    p.add_argument("--model", required=True, help="a Hugging Face model directory or a .gguf file")
+    p.add_argument("--show", type=int, default=5, help="print this many completions")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("report", help="write RUN_DIR/report.html")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("tasks", help="list tasks; `tasks show NAME` samples problems")
+    p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    p.add_argument("name", nargs="?")
+    p.add_argument("-n", type=int, default=3, help="problems to show")
+    p.set_defaults(func=cmd_tasks)
+
+    # Sub-commands contributed by other modules (e.g. `rlvr verify`) register themselves here.
+    import rlvr.commands
+
+    for info in pkgutil.iter_modules(rlvr.commands.__path__):
+        module = importlib.import_module(f"rlvr.commands.{info.name}")
+        if hasattr(module, "register"):
+            module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"rlvr {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Held-out evaluation: greedy accuracy, unbiased pass@k and maj@k, overall and by task."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from math import comb
+
+import torch
+
+from rlvr.rollout.base import SamplingParams
+from rlvr.types import Problem
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are correct (Chen et al. 2021): 1 - C(n-c, k) / C(n, k)."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_tokens: int, stop_ids,
+             samples: int = 0, pass_k: list[int] | tuple[int, ...] = (1,), batch_size: int = 256,
+             generator: torch.Generator | None = None, keep: int = 0) -> dict:
+    """Greedy accuracy and format rate on `problems`; with `samples > 0` also pass@k (unbiased) and maj@k
+    from that many temperature-1 samples per problem. `encode(problem) -> ids`; `task.verify` scores.
+    Returns {"accuracy", "format_rate", "pass@k"..., "by_task": {task: {...}}, "n", "examples": [...]}."""
+    per_task: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    examples = []
+    for start in range(0, len(problems), batch_size):
+        chunk = problems[start : start + batch_size]
+        prompts = [encode(p) for p in chunk]
+        greedy = engine.generate(prompts, SamplingParams(1, max_new_tokens, 0.0, 1.0, stop_ids), generator)
+        sampled = None
+        if samples:
+            sampled = engine.generate(prompts, SamplingParams(samples, max_new_tokens, 1.0, 1.0, stop_ids), generator)
+        for i, p in enumerate(chunk):
+            text = tokenizer.decode(greedy[i][0].token_ids, skip_special_tokens=False)
+            text = _strip_stop(text, tokenizer)
+            score = task.verify(p, text)
+            rec = per_task[p.task]
+            rec["correct"].append(score.correct)
+            rec["formatted"].append(score.formatted)
+            if len(examples) < keep:
+                examples.append({"task": p.task, "prompt": p.prompt if isinstance(p.prompt, str) else str(p.prompt),
+                                 "completion": text, "correct": score.correct, "reward": score.reward})
+            if sampled is not None:
+                verdicts = []
+                for c in sampled[i]:
+                    s = task.verify(p, _strip_stop(tokenizer.decode(c.token_ids, skip_special_tokens=False), tokenizer))
+                    verdicts.append((s.correct, s.details.get("parsed")))
+                rec["n_correct"].append(sum(v[0] for v in verdicts))
+                votes = Counter(str(v[1]) for v in verdicts if v[1] is not None)
+                top = votes.most_common(1)[0][0] if votes else None
+                rec["maj"].append(any(v[0] and str(v[1]) == top for v in verdicts))
+    return _summarise(per_task, samples, pass_k, examples)
+
+
+def _strip_stop(text: str, tokenizer) -> str:
+    for tok in (tokenizer.eos_token, tokenizer.pad_token):
+        if tok:
+            text = text.replace(tok, "")
+    return text
+
+
+def _summarise(per_task, samples: int, pass_k, examples) -> dict:
+    def stats(rec) -> dict:
+        n = len(rec["correct"])
+        out = {"accuracy": sum(rec["correct"]) / max(n, 1), "format_rate": sum(rec["formatted"]) / max(n, 1), "n": n}
+        if samples:
+            for k in pass_k:
+                out[f"pass@{k}"] = sum(pass_at_k(samples, c, k) for c in rec["n_correct"]) / max(n, 1)
+            out[f"maj@{samples}"] = sum(rec["maj"]) / max(n, 1)
+        return out
+
+    merged: dict[str, list] = defaultdict(list)
+    for rec in per_task.values():
+        for k, v in rec.items():
+            merged[k].extend(v)
+    result = stats(merged)
+    result["by_task"] = {name: stats(rec) for name, rec in sorted(per_task.items())}
+    result["examples"] = examples
+    return result

@@ -1,0 +1,122 @@
+"""The model being trained, its optimiser and schedule: `update(batch) -> stats`.
+
+This is the only place in RL that calls `backward()`. Log-probs are recomputed here in one forward pass per
+micro-batch and optimiser pass; the sampling log-probs come from the engine (no second "old policy" pass).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlvr.algorithms.entropy import entropy_from_logits, token_logprobs
+from rlvr.algorithms.kl import kl_estimate
+from rlvr.algorithms.losses import aggregate, policy_loss
+from rlvr.optim import build_optimizer, build_scheduler, clip_and_step
+from rlvr.types import Batch
+
+
+class Learner:
+    """Owns the policy's weights, optimiser and scheduler. `ref_model` (frozen) is used for a KL term."""
+
+    def __init__(self, model: torch.nn.Module, train_cfg, algo_cfg, temperature: float = 1.0,
+                 max_new_tokens: int = 64, ref_model: torch.nn.Module | None = None):
+        self.model = model
+        self.cfg = train_cfg
+        self.algo = algo_cfg
+        self.temperature = temperature if temperature > 0 else 1.0
+        self.max_new_tokens = max_new_tokens
+        self.ref_model = ref_model
+        self.optimizer = build_optimizer(model, train_cfg.lr, train_cfg.weight_decay)
+        total = train_cfg.steps * algo_cfg.ppo_epochs
+        self.scheduler = build_scheduler(self.optimizer, train_cfg.warmup_steps, total, train_cfg.scheduler)
+        self.device = next(model.parameters()).device
+
+    # --- log-probs ----------------------------------------------------------------------------------
+    def _micro_batches(self, batch: Batch):
+        step = self.cfg.micro_batch_size
+        for start in range(0, len(batch), step):
+            mb = batch.select(slice(start, start + step))
+            width = int(mb.attention_mask.sum(-1).max())  # drop all-padding columns
+            yield Batch(mb.input_ids[:, :width], mb.attention_mask[:, :width], mb.completion_mask[:, : width - 1],
+                        mb.old_logprobs[:, : width - 1], mb.advantages,
+                        None if mb.ref_logprobs is None else mb.ref_logprobs[:, : width - 1])
+
+    def _forward(self, model: torch.nn.Module, mb: Batch, want_entropy: bool):
+        """Log-probs (N, T-1) of the targets under `model` at the sampling temperature, and the entropy."""
+        ids = mb.input_ids.to(self.device)
+        logits = model(input_ids=ids, attention_mask=mb.attention_mask.to(self.device)).logits[:, :-1]
+        logits = logits / self.temperature  # (N, T-1, V)
+        logp = token_logprobs(logits, ids[:, 1:])
+        entropy = entropy_from_logits(logits) if want_entropy else None
+        return logp, entropy
+
+    @torch.no_grad()
+    def reference_logprobs(self, batch: Batch) -> torch.Tensor:
+        """(N, T-1) log-probs under the frozen reference policy (for the KL term)."""
+        out = torch.zeros_like(batch.old_logprobs)
+        row = 0
+        for mb in self._micro_batches(batch):
+            logp, _ = self._forward(self.ref_model, mb, want_entropy=False)
+            out[row : row + len(mb), : logp.shape[1]] = logp.float().cpu()
+            row += len(mb)
+        return out
+
+    # --- the update ---------------------------------------------------------------------------------
+    def _weight(self, mb: Batch, batch: Batch) -> float:
+        """Share of the batch-level loss normaliser that this micro-batch carries (exact aggregation)."""
+        if self.algo.loss_agg == "token_mean":
+            return float(mb.completion_mask.sum() / batch.completion_mask.sum().clamp(min=1))
+        if self.algo.loss_agg == "seq_mean_token_mean":
+            return float((mb.completion_mask.sum(-1) > 0).sum() / (batch.completion_mask.sum(-1) > 0).sum().clamp(min=1))
+        return len(mb) / len(batch)
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """`ppo_epochs` optimiser passes over the batch; returns the step's diagnostics."""
+        a = self.algo
+        self.model.train()
+        sums: dict[str, float] = {}
+        n_tokens = float(batch.completion_mask.sum())
+
+        def add(key: str, value: float, weight: float) -> None:
+            sums[key] = sums.get(key, 0.0) + value * weight
+
+        grad_norms = []
+        for epoch in range(a.ppo_epochs):
+            for mb in self._micro_batches(batch):
+                mask = mb.completion_mask.to(self.device)
+                tok_share = float(mask.sum()) / max(n_tokens, 1.0)
+                logp, entropy = self._forward(self.model, mb, want_entropy=True)
+                old = mb.old_logprobs.to(self.device)
+                loss, st = policy_loss(logp.float(), old, mb.advantages.to(self.device), mask,
+                                       clip_low=a.clip_low, clip_high=a.clip_high, loss_agg=a.loss_agg,
+                                       ratio_level=a.ratio_level, dual_clip=a.dual_clip,
+                                       max_tokens=self.max_new_tokens)
+                if a.kl_coef > 0 and not a.kl_in_reward and mb.ref_logprobs is not None:
+                    kl_tok = kl_estimate(logp.float(), mb.ref_logprobs.to(self.device), a.kl_estimator)
+                    kl = aggregate(kl_tok, mask, a.loss_agg, self.max_new_tokens)
+                    loss = loss + a.kl_coef * kl
+                    add("kl", float(kl), tok_share / a.ppo_epochs)
+                ent = aggregate(entropy.float(), mask, "token_mean")
+                if a.entropy_coef > 0:
+                    loss = loss - a.entropy_coef * ent
+                (loss * self._weight(mb, batch)).backward()
+                w = tok_share / a.ppo_epochs
+                add("loss", float(loss), w)
+                add("entropy", float(ent), w)
+                for k in ("clip_frac", "ratio_mean", "approx_kl"):
+                    add(k, float(st[k]), w)
+                sums["ratio_max"] = max(sums.get("ratio_max", 0.0), float(st["ratio_max"]))
+                if epoch == 0:  # engine vs learner numerics on the same weights
+                    gap = ((logp.detach().float() - old).abs() * mask).sum() / mask.sum().clamp(min=1)
+                    add("logprob_gap", float(gap), tok_share)
+            grad_norms.append(clip_and_step(self.model, self.optimizer, self.scheduler, self.cfg.grad_clip))
+        sums["grad_norm"] = sum(grad_norms) / len(grad_norms)
+        sums["lr"] = self.scheduler.get_last_lr()[0]
+        return sums
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])

@@ -1,0 +1,278 @@
+"""Metrics, samples and eval results of a run, written as JSONL and optionally forwarded to other sinks.
+
+JSONL is the source of truth (the report reads it); TensorBoard, Weights & Biases and MLflow are extras,
+used only when enabled and installed. A missing or failing extra warns once and the run goes on.
+
+Files in `run_dir`, one JSON object per line:
+    metrics.jsonl   {"step": int, "reward/mean": float, ...}   (non-finite floats become null)
+    samples.jsonl   {"step": int, "task": ..., "prompt": ..., "completion": ..., "reward": ..., ...}
+    eval.jsonl      {"step": int, "accuracy": ..., "pass@4": ..., "by_task": {...}, "phase": ...}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+SAMPLES_FILE = "samples.jsonl"
+EVAL_FILE = "eval.jsonl"
+# Rows of the pretraining phase count their own steps, so resuming at RL step s must not drop them.
+PRETRAIN_PHASE = "pretrain"
+
+
+def to_jsonable(obj: Any) -> Any:
+    """`obj` as plain JSON data: non-finite floats -> None, tensors/numpy scalars -> numbers, sets -> lists,
+    dataclasses -> dicts, anything else unknown -> its `str`."""
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in obj]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable(dataclasses.asdict(obj))
+    if hasattr(obj, "tolist"):  # torch.Tensor, numpy arrays and scalars
+        try:
+            return to_jsonable(obj.tolist())
+        except Exception:  # a tensor that cannot be listed: fall through
+            pass
+    return str(obj)
+
+
+def read_jsonl(path: str | Path, *, strict: bool = True) -> list[dict]:
+    """Every object in a JSONL file ([] if the file does not exist).
+
+    A broken *final* line is what a killed run leaves behind, so it is skipped with a warning. A broken
+    line anywhere else means the file was damaged: with `strict` it raises ValueError naming the file and
+    line, without it the line is skipped with a warning (for readers that must not fail, like the report).
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    rows = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+        except ValueError as e:  # json.JSONDecodeError is a ValueError
+            where = f"{path}, line {i + 1}"
+            if i == len(lines) - 1:
+                log.warning("%s: skipping truncated last line (a run killed mid-write?)", where)
+            elif strict:
+                raise ValueError(f"{where}: {e}; each line must be one JSON object") from e
+            else:
+                log.warning("%s: skipping unreadable line: %s", where, e)
+            continue
+        rows.append(row)
+    return rows
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Replace `path` with `text` (temp file + os.replace), so a crash leaves the old or the new file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _keep_on_resume(row: dict, resume_step: int) -> bool:
+    if row.get("phase") == PRETRAIN_PHASE:
+        return True
+    step = row.get("step")
+    return not isinstance(step, (int, float)) or step <= resume_step
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    """The finite numeric entries of `metrics`, the only ones the external sinks accept."""
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if math.isfinite(v):
+            out[k] = float(v)
+    return out
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+class MetricsLogger:
+    """Appends metrics/samples/eval rows to JSONL in `run_dir` and forwards scalars to enabled sinks.
+
+    `resume_step=None` starts fresh (existing files are truncated). `resume_step=s` continues a run:
+    rows with step > s are dropped (they belong to the lost part of the killed run) so the history
+    continues exactly; rows with `"phase": "pretrain"` are kept since their steps are a separate counter.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        tensorboard: bool = False,
+        wandb: bool = False,
+        mlflow: bool = False,
+        config: dict | None = None,
+        resume_step: int | None = None,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._files: dict[str, IO[str]] = {}
+        for name in (METRICS_FILE, SAMPLES_FILE, EVAL_FILE):
+            path = self.run_dir / name
+            if resume_step is None:
+                mode = "w"
+            else:
+                mode = "a"
+                if path.exists():
+                    rows = read_jsonl(path, strict=False)  # a damaged line must not block a resume
+                    kept = [r for r in rows if _keep_on_resume(r, resume_step)]
+                    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
+            self._files[name] = path.open(mode, encoding="utf-8")
+        self._tb = self._wandb = self._mlflow = None
+        self._mlflow_started = False
+        if tensorboard:
+            self._tb = self._start_sink("tensorboard", self._start_tensorboard)
+        if wandb:
+            self._wandb = self._start_sink("wandb", lambda: self._start_wandb(config))
+        if mlflow:
+            self._mlflow = self._start_sink("mlflow", lambda: self._start_mlflow(config))
+
+    # --- optional sinks ----------------------------------------------------------------------------------
+
+    def _start_sink(self, name: str, start) -> Any:
+        try:
+            return start()
+        except ImportError as e:
+            log.warning(
+                "logging.%s is enabled but %s is not installed (%s); writing JSONL only", name, name, e
+            )
+        except Exception as e:  # a broken sink must not stop training
+            log.warning("logging.%s is enabled but failed to start (%r); writing JSONL only", name, e)
+        return None
+
+    def _start_tensorboard(self):
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(log_dir=str(self.run_dir / "tb"))
+
+    def _start_wandb(self, config: dict | None):
+        import wandb
+
+        return wandb.init(config=config, dir=str(self.run_dir), name=self.run_dir.name)
+
+    def _start_mlflow(self, config: dict | None):
+        import mlflow
+
+        if mlflow.active_run() is None:
+            mlflow.start_run(run_name=self.run_dir.name)
+            self._mlflow_started = True
+        if config:
+            # MLflow params are flat strings of bounded length.
+            mlflow.log_params({k: str(v)[:500] for k, v in _flatten(config).items()})
+        return mlflow
+
+    def _forward(self, step: int, metrics: dict[str, Any]) -> None:
+        scalars = _scalars(metrics)
+        if not scalars:
+            return
+        for name in ("_tb", "_wandb", "_mlflow"):
+            sink = getattr(self, name)
+            if sink is None:
+                continue
+            try:
+                if name == "_tb":
+                    for k, v in scalars.items():
+                        sink.add_scalar(k, v, step)
+                elif name == "_wandb":
+                    # wandb's own step must only increase; pretraining and RL each restart at 0.
+                    sink.log({**scalars, "step": step})
+                else:
+                    sink.log_metrics(
+                        {re.sub(r"[^\w\-. /]", "_", k): v for k, v in scalars.items()}, step=step
+                    )
+            except Exception as e:  # disable the sink, keep training
+                log.warning("%s sink failed (%r); disabling it, JSONL logging continues", name[1:], e)
+                setattr(self, name, None)
+
+    # --- public API --------------------------------------------------------------------------------------
+
+    def _append(self, name: str, row: dict) -> None:
+        f = self._files[name]
+        f.write(json.dumps(to_jsonable(row), allow_nan=False) + "\n")
+        f.flush()
+
+    def log(self, step: int, metrics: dict[str, float | int]) -> None:
+        """Append `{"step": step, **metrics}` to metrics.jsonl and forward the scalars to enabled sinks."""
+        step = int(step)
+        self._append(METRICS_FILE, {"step": step, **{k: v for k, v in metrics.items() if k != "step"}})
+        self._forward(step, to_jsonable(metrics))
+
+    def log_samples(self, step: int, samples: list[dict]) -> None:
+        """Append one `{"step": step, **sample}` line per sample (task, prompt, completion, reward, ...)."""
+        step = int(step)
+        for sample in samples:
+            self._append(SAMPLES_FILE, {"step": step, **{k: v for k, v in sample.items() if k != "step"}})
+
+    def log_eval(self, step: int, results: dict) -> None:
+        """Append `{"step": step, **results}` to eval.jsonl; its top-level scalars go to the sinks as eval/*."""
+        step = int(step)
+        self._append(EVAL_FILE, {"step": step, **{k: v for k, v in results.items() if k != "step"}})
+        self._forward(step, {f"eval/{k}": v for k, v in to_jsonable(results).items()})
+
+    def close(self) -> None:
+        """Close the files and finish the sinks; safe to call twice."""
+        for f in self._files.values():
+            f.close()
+        for name, finish in (("_tb", "close"), ("_wandb", "finish")):
+            sink = getattr(self, name)
+            if sink is not None:
+                try:
+                    getattr(sink, finish)()
+                except Exception as e:
+                    log.warning("closing %s failed: %r", name[1:], e)
+                setattr(self, name, None)
+        if self._mlflow is not None and self._mlflow_started:
+            try:
+                self._mlflow.end_run()
+            except Exception as e:
+                log.warning("closing mlflow failed: %r", e)
+        self._mlflow = None
+
+    def __enter__(self) -> MetricsLogger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

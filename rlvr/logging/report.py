@@ -1,0 +1,407 @@
+"""One self-contained HTML page for a run: summary numbers, training curves, eval results, sample completions.
+
+Reads what `MetricsLogger` and the trainer leave in the run dir (metrics.jsonl, samples.jsonl, eval.jsonl,
+summary.json, config.yaml), any of which may be missing or partial (a run still going, or killed). Plots are
+PNGs embedded as data URIs and the CSS is inline, so the file opens anywhere, offline, with no scripts.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from rlvr.logging.metrics import (
+    EVAL_FILE,
+    METRICS_FILE,
+    PRETRAIN_PHASE,
+    SAMPLES_FILE,
+    read_jsonl,
+    write_text_atomic,
+)
+from rlvr.logging.plots import Series, plot_grid, plot_panel
+
+SUMMARY_KEYS = [
+    "task",
+    "data_accuracy",
+    "pretrain_accuracy",
+    "rl_accuracy",
+    "eval_problems",
+    "rl_steps",
+    "wall_seconds",
+]
+# (title, metric keys, smooth): the fixed RL panels, drawn when any of their keys has a value.
+RL_PANELS = [
+    ("Reward (reward/mean)", ["reward/mean"], True),
+    ("Accuracy", ["accuracy"], True),
+    ("Response length (tokens)", ["response_length/mean", "response_length/max"], False),
+    ("Entropy", ["entropy"], False),
+    ("KL to reference", ["kl"], False),
+    ("Clip fraction", ["clip_frac"], False),
+    ("Time per step (s)", ["time/generate", "time/verify", "time/update"], False),
+]
+NOT_METRICS = {"step", "phase"}
+MAX_SAMPLES = 40
+MAX_GRID = 48
+PREVIEW_CHARS = 200
+MAX_TEXT_CHARS = 6000
+
+
+@dataclass
+class RunFiles:
+    """Everything read from a run dir; `notes` lists what was missing or unreadable, shown on the page."""
+
+    name: str
+    metrics: list[dict] = field(default_factory=list)
+    samples: list[dict] = field(default_factory=list)
+    evals: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    config_text: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def load_run(run_dir: Path) -> RunFiles:
+    """Read the run dir leniently: a bad line or file becomes a note, never an exception."""
+    run = RunFiles(name=run_dir.resolve().name)
+    for attr, name in (("metrics", METRICS_FILE), ("samples", SAMPLES_FILE), ("evals", EVAL_FILE)):
+        try:
+            setattr(run, attr, read_jsonl(run_dir / name, strict=False))
+        except OSError as e:
+            run.notes.append(f"could not read {name}: {e}")
+    summary_path = run_dir / "summary.json"
+    if summary_path.exists():
+        try:
+            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+            if isinstance(summary, dict):
+                run.summary = summary
+            else:
+                run.notes.append("summary.json is not a JSON object; ignored")
+        except (OSError, ValueError) as e:
+            run.notes.append(f"could not read summary.json: {e}")
+    config_path = run_dir / "config.yaml"
+    if config_path.exists():
+        try:
+            run.config_text = config_path.read_text(encoding="utf-8", errors="replace")
+        except OSError as e:
+            run.notes.append(f"could not read config.yaml: {e}")
+    return run
+
+
+# --- data to series ----------------------------------------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    """`value` as a float (null -> NaN), or None when it is not a number at all."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _phase(row: dict) -> str:
+    phase = row.get("phase")
+    if isinstance(phase, str) and phase:
+        return phase
+    return PRETRAIN_PHASE if any(str(k).startswith("pretrain/") for k in row) else "rl"
+
+
+def series(rows: list[dict], key: str, label: str | None = None, points: bool = False) -> Series:
+    """The values of `key` over `step` in `rows` (rows without a numeric step or value are skipped)."""
+    xs, ys = [], []
+    for row in rows:
+        if key not in row:
+            continue
+        step, value = _number(row.get("step")), _number(row[key])
+        if step is None or not math.isfinite(step) or value is None:
+            continue
+        xs.append(step)
+        ys.append(value)
+    order = sorted(range(len(xs)), key=xs.__getitem__)
+    return Series(label or key, [xs[i] for i in order], [ys[i] for i in order], points)
+
+
+def _grid_series(rows: list[dict], skip: set[str]) -> list[Series]:
+    """Every other numeric key of `rows` with at least 2 finite values, sorted by name."""
+    keys = sorted({str(k) for row in rows for k in row} - skip - NOT_METRICS)
+    found = [series(rows, k) for k in keys]
+    return [s for s in found if s.finite_count() >= 2]
+
+
+def _accuracy(value: Any) -> float | None:
+    """A finite accuracy from a number or from a dict's "accuracy" (an eval row, a by_task entry)."""
+    if isinstance(value, dict):
+        value = value.get("accuracy")
+    number = _number(value)
+    return None if number is None or not math.isfinite(number) else number
+
+
+# --- HTML pieces ---------------------------------------------------------------------------------------------
+
+
+def _fmt_float(value: float, key: str = "") -> str:
+    if not math.isfinite(value):
+        return "–"
+    if key.endswith("seconds") and value >= 60:
+        minutes, seconds = divmod(int(round(value)), 60)
+        hours = f"{minutes // 60}h " if minutes >= 60 else ""
+        return f"{value:.1f} s ({hours}{minutes % 60}m {seconds:02d}s)"
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    if abs(value) >= 100:
+        return f"{value:.1f}"
+    return f"{value:.3f}" if abs(value) >= 0.01 else f"{value:.3g}"
+
+
+def _fmt(value: Any, key: str = "") -> str:
+    """A value for a table cell, escaped; `key` picks the format (durations for *seconds)."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)):
+        return escape(_fmt_float(float(value), key))
+    if isinstance(value, (dict, list)):
+        text = json.dumps(value, default=str)
+        return escape(text if len(text) <= 300 else text[:300] + " …")
+    return escape(str(value))
+
+
+def _text_block(text: str) -> str:
+    """Escaped preformatted text; long text is collapsed behind a one-line preview."""
+    if len(text) > MAX_TEXT_CHARS:
+        text = text[:MAX_TEXT_CHARS] + f"\n… ({len(text) - MAX_TEXT_CHARS} more characters)"
+    if len(text) <= PREVIEW_CHARS and text.count("\n") < 6:
+        return f"<pre>{escape(text)}</pre>"
+    preview = " ".join(text[:PREVIEW_CHARS].split())
+    return f"<details><summary>{escape(preview)} …</summary><pre>{escape(text)}</pre></details>"
+
+
+def _as_text(value: Any) -> str:
+    """A prompt or completion as plain text; chat messages become `role: content` lines."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(m, dict) for m in value):
+        return "\n".join(f"{m.get('role', '?')}: {m.get('content', '')}" for m in value)
+    return json.dumps(value, default=str) if isinstance(value, (list, dict)) else str(value)
+
+
+def _table(headers: list[str] | None, rows: list[list[str]], cls: str = "") -> str:
+    """An HTML table; `headers` are escaped here, cells must be escaped HTML already."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers or [])
+    head = f"<thead><tr>{head}</tr></thead>" if head else ""
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}">{head}<tbody>{body}</tbody></table>'
+
+
+def _img(uri: str, alt: str, cls: str = "plot") -> str:
+    return f'<img class="{cls}" src="{uri}" alt="{escape(alt)}">'
+
+
+def _summary_section(run: RunFiles, phases: dict[str, list[dict]]) -> str:
+    others = sorted(k for k in run.summary if k not in SUMMARY_KEYS)
+    keys = [k for k in SUMMARY_KEYS if k in run.summary] + others
+    parts = []
+    if keys:
+        parts.append(_table(None, [[escape(str(k)), _fmt(run.summary[k], str(k))] for k in keys], "summary"))
+    else:
+        parts.append("<p class='muted'>No summary.json (the run may still be going).</p>")
+    counts = [f"{len(rows)} {escape(phase)} metric rows" for phase, rows in phases.items()]
+    counts += [f"{len(run.evals)} eval rows", f"{len(run.samples)} samples"]
+    parts.append(f"<p class='muted'>{', '.join(counts)}.</p>")
+    return "\n".join(parts)
+
+
+def _rl_section(rows: list[dict], evals: list[dict]) -> str:
+    rl_evals = [r for r in evals if _phase(r) != PRETRAIN_PHASE]
+    pre_evals = [r for r in evals if _phase(r) == PRETRAIN_PHASE]
+    plots = []
+    for title, keys, smooth in RL_PANELS:
+        curves = [series(rows, k) for k in keys]
+        hlines = []
+        if keys == ["accuracy"]:
+            curves.append(series(rl_evals, "accuracy", "eval accuracy", points=True))
+            for r in pre_evals[-1:]:
+                acc = _accuracy(r)
+                if acc is not None:
+                    hlines.append((f"eval after pretraining ({acc:.3f})", acc))
+        curves = [c for c in curves if c.finite_count() > 0]
+        if curves:
+            plots.append(_img(plot_panel(title, curves, hlines=hlines, smooth=smooth), title))
+    eval_keys = sorted(
+        {k for r in rl_evals for k, v in r.items() if k not in NOT_METRICS and _number(v) is not None}
+    )
+    eval_curves = [c for c in (series(rl_evals, k, points=True) for k in eval_keys) if c.finite_count() > 0]
+    if eval_curves:
+        plots.append(_img(plot_panel("Eval", eval_curves), "Eval"))
+    by_task = _by_task_series(rl_evals)
+    if by_task:
+        plots.append(_img(plot_panel("Eval accuracy by task", by_task), "Eval accuracy by task"))
+    html = [f"<div class='plots'>{''.join(plots)}</div>"] if plots else []
+    used = {k for _, keys, _ in RL_PANELS for k in keys}
+    html.append(_grid_html(_grid_series(rows, used), "Other metrics"))
+    return "\n".join(html)
+
+
+def _by_task_series(evals: list[dict]) -> list[Series]:
+    tasks = sorted({str(t) for r in evals if isinstance(r.get("by_task"), dict) for t in r["by_task"]})
+    out = []
+    for task in tasks:
+        rows = [
+            {"step": r.get("step"), "v": _accuracy(r["by_task"].get(task))}
+            for r in evals
+            if isinstance(r.get("by_task"), dict) and task in r["by_task"]
+        ]
+        s = series([r for r in rows if r["v"] is not None], "v", task, points=True)
+        if s.finite_count() > 0:
+            out.append(s)
+    return out
+
+
+def _grid_html(curves: list[Series], title: str, xlabel: str = "step") -> str:
+    if not curves:
+        return ""
+    extra = ""
+    if len(curves) > MAX_GRID:
+        extra = f"<p class='muted'>{len(curves) - MAX_GRID} more metrics not shown.</p>"
+        curves = curves[:MAX_GRID]
+    return f"<h3>{escape(title)}</h3>{_img(plot_grid(curves, xlabel=xlabel), title, 'grid')}{extra}"
+
+
+def _pretrain_section(rows: list[dict]) -> str:
+    loss = series(rows, "pretrain/loss", "loss")
+    html = []
+    if loss.finite_count() > 0:
+        html.append(
+            _img(
+                plot_panel("Pretraining loss", [loss], xlabel="pretraining step", smooth=True),
+                "Pretraining loss",
+            )
+        )
+    html.append(
+        _grid_html(_grid_series(rows, {"pretrain/loss"}), "Other pretraining metrics", "pretraining step")
+    )
+    return "\n".join(html)
+
+
+def _eval_table(evals: list[dict]) -> str:
+    keys = []
+    for row in evals:
+        keys += [k for k in row if k not in keys and k not in ("step", "phase", "by_task")]
+    rows = []
+    for row in evals[-30:]:
+        by_task = row.get("by_task")
+        tasks = (
+            ", ".join(f"{escape(str(t))}: {_fmt(_accuracy(v))}" for t, v in by_task.items())
+            if isinstance(by_task, dict)
+            else _fmt(by_task)
+        )
+        rows.append(
+            [_fmt(row.get("step")), _fmt(row.get("phase"))] + [_fmt(row.get(k), k) for k in keys] + [tasks]
+        )
+    return _table(["step", "phase", *keys, "by task"], rows, "data")
+
+
+def _samples_table(samples: list[dict]) -> str:
+    """The latest steps' samples first (order within a step kept), at most MAX_SAMPLES rows."""
+
+    def step_of(s: dict) -> float:
+        step = _number(s.get("step"))
+        return step if step is not None and math.isfinite(step) else -math.inf
+
+    latest = sorted(samples, key=step_of, reverse=True)[:MAX_SAMPLES]
+    rows = []
+    for s in latest:
+        correct = s.get("correct")
+        mark = {True: "<span class='ok'>✓</span>", False: "<span class='bad'>✗</span>"}.get(
+            correct if isinstance(correct, bool) else None, _fmt(correct)
+        )
+        details = s.get("details")
+        details_text = json.dumps(details, indent=1, default=str) if details else ""
+        rows.append(
+            [
+                _fmt(s.get("step")),
+                _fmt(s.get("task")),
+                _fmt(s.get("reward")),
+                mark,
+                _fmt(s.get("formatted")),
+                _text_block(_as_text(s.get("prompt"))),
+                _text_block(_as_text(s.get("completion"))),
+                _text_block(details_text) if details_text else "",
+            ]
+        )
+    headers = ["step", "task", "reward", "correct", "formatted", "prompt", "completion", "details"]
+    return _table(headers, rows, "data samples")
+
+
+CSS = """
+body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 1.5rem auto;
+       max-width: 1280px; padding: 0 1rem; color: #222; }
+h1 { font-size: 1.5rem; margin-bottom: .3rem; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
+.muted { color: #777; } .ok { color: #1a7f37; font-weight: bold; } .bad { color: #cf222e; font-weight: bold; }
+.plots { display: flex; flex-wrap: wrap; gap: .5rem; } .plot { width: 400px; max-width: 100%; }
+.grid { max-width: 100%; }
+table { border-collapse: collapse; font-size: .85rem; margin: .5rem 0; }
+th, td { border: 1px solid #ddd; padding: .25rem .5rem; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; } table.summary td:first-child { font-weight: 600; }
+table.samples td { max-width: 420px; }
+pre { white-space: pre-wrap; word-break: break-word; margin: 0; font-size: .8rem; }
+summary { cursor: pointer; word-break: break-word; }
+.notes { background: #fff8e1; padding: .5rem 1rem; border-radius: 4px; }
+"""
+
+
+def render(run: RunFiles) -> str:
+    """The whole report page for `run` as an HTML string."""
+    phases: dict[str, list[dict]] = {}
+    for row in run.metrics:
+        phases.setdefault(_phase(row), []).append(row)
+    body = [f"<h1>rlvr run: {escape(run.name)}</h1>", _summary_section(run, phases)]
+    if run.notes:
+        items = "".join(f"<li>{escape(n)}</li>" for n in run.notes)
+        body.append(f"<div class='notes'><b>Problems reading the run</b><ul>{items}</ul></div>")
+    if not run.metrics:
+        body.append("<h2>Training</h2><p>No metrics logged yet (metrics.jsonl is missing or empty).</p>")
+    if "rl" in phases or any(_phase(r) != PRETRAIN_PHASE for r in run.evals):
+        body += ["<h2>RL training</h2>", _rl_section(phases.get("rl", []), run.evals)]
+    if PRETRAIN_PHASE in phases:
+        body += ["<h2>Pretraining</h2>", _pretrain_section(phases[PRETRAIN_PHASE])]
+    for phase, rows in phases.items():
+        if phase not in ("rl", PRETRAIN_PHASE):
+            body += [f"<h2>Phase: {escape(phase)}</h2>", _grid_html(_grid_series(rows, set()), "Metrics")]
+    if run.evals:
+        body += ["<h2>Evaluations</h2>", _eval_table(run.evals)]
+    body.append("<h2>Sample completions</h2>")
+    body.append(_samples_table(run.samples) if run.samples else "<p class='muted'>No samples logged yet.</p>")
+    if run.config_text:
+        body.append(
+            f"<h2>Config</h2><details><summary>config.yaml</summary><pre>{escape(run.config_text)}</pre>"
+            "</details>"
+        )
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    body.append(f"<p class='muted'>Generated by rlvr on {stamp}.</p>")
+    return (
+        f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>rlvr report: {escape(run.name)}</title><style>{CSS}</style></head>\n<body>\n"
+        + "\n".join(b for b in body if b)
+        + "\n</body></html>\n"
+    )
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write the run's report to `out` (default run_dir/report.html) and return its path.
+
+    Works on any run dir, even an empty or half-written one: what is missing is said on the page.
+    """
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, render(load_run(run_dir)))
+    return out

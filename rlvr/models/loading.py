@@ -1,0 +1,108 @@
+"""Loading a policy and its tokenizer, choosing dtype and device, and turning problems into prompt ids.
+
+Every policy is a `transformers` causal LM, so every checkpoint rlvr writes loads with
+`AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from rlvr.models.tiny import build_tiny_llama
+from rlvr.models.tokenizer import build_char_tokenizer
+from rlvr.types import Problem
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU multiplies bf16 natively (AVX-512 BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def pick_dtype(name: str, device: torch.device, tiny: bool = False) -> torch.dtype:
+    """`auto`: bf16 on a GPU or a CPU with native bf16, else fp32. Tiny models stay fp32 on CPU, where
+    their small matrices are bound by overhead, not arithmetic."""
+    if name != "auto":
+        return getattr(torch, name)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if tiny:
+        return torch.float32
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
+def load_policy(cfg, seed: int = 0) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+    """Build or load the policy described by a `ModelConfig`; returns (model, tokenizer) on the device."""
+    device = pick_device(cfg.device)
+    if cfg.kind == "tiny":
+        tokenizer = build_char_tokenizer()
+        model = build_tiny_llama(tokenizer, cfg.hidden_size, cfg.num_layers, cfg.num_heads,
+                                 cfg.intermediate_size, cfg.max_position_embeddings, seed=seed)
+        dtype = pick_dtype(cfg.dtype, device, tiny=True)
+    else:
+        path = Path(cfg.path)
+        if not path.exists():
+            raise FileNotFoundError(f"model.path: {path} does not exist")
+        if cfg.kind == "gguf":
+            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
+            model.config.quantization_config = None
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path)
+        tiny = sum(p.numel() for p in model.parameters()) < 20_000_000
+        dtype = pick_dtype(cfg.dtype, device, tiny=tiny)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device=device, dtype=dtype)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    return model, tokenizer
+
+
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, ...]:
+    """End-of-sequence, plus `</answer>` when the tokenizer has it as one token (the answer is complete)."""
+    ids = {tokenizer.eos_token_id}
+    tag = tokenizer.convert_tokens_to_ids("</answer>")
+    if isinstance(tag, int) and tag != tokenizer.unk_token_id and tag is not None:
+        ids.add(tag)
+    return tuple(sorted(i for i in ids if i is not None))
+
+
+def encode_prompt(problem: Problem, tokenizer: PreTrainedTokenizerBase, system_prompt: str | None = None) -> list[int]:
+    """Prompt token ids: through the chat template when the tokenizer has one, else raw text after BOS."""
+    if getattr(tokenizer, "chat_template", None):
+        if isinstance(problem.prompt, list):
+            messages = list(problem.prompt)
+        else:
+            messages = [{"role": "user", "content": problem.meta.get("question", problem.prompt)}]
+        if system_prompt:
+            messages = [{"role": "system", "content": system_prompt}] + messages
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+    text = problem.prompt if isinstance(problem.prompt, str) else "\n".join(m["content"] for m in problem.prompt)
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    return bos + tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def save_policy(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, path: str | Path) -> None:
+    """Hugging Face format (safetensors), loadable with `AutoModelForCausalLM.from_pretrained(path)`."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)

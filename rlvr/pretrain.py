@@ -1,0 +1,58 @@
+"""The imitation phase: next-token training on a task's worked solutions (flawed teacher included).
+
+The model sees `prompt + worked solution + EOS`; the loss covers the solution tokens only. The corpus is
+drawn from the task's training stream, so held-out problems never appear in it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import torch
+
+from rlvr.batching import pad_sequences
+from rlvr.optim import build_optimizer, build_scheduler, clip_and_step
+
+
+def build_corpus(task, tokenizer, encode, num_examples: int, seed: int) -> tuple[list[list[int]], list[int], float, list]:
+    """Tokenised worked solutions: (sequences, index where each solution starts, share correct, problems)."""
+    rng = random.Random(seed)
+    seqs, starts, correct, problems = [], [], 0, []
+    for i in range(num_examples):
+        problem = task.train_problem(i)
+        text, ok = task.worked_solution(problem, rng)
+        prompt = encode(problem)
+        completion = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        seqs.append(prompt + completion)
+        starts.append(len(prompt))
+        correct += ok
+        problems.append(problem)
+    return seqs, starts, correct / max(num_examples, 1), problems
+
+
+def pretrain(model: torch.nn.Module, tokenizer, corpus: tuple[list[list[int]], list[int]], cfg, seed: int = 0,
+             on_step=None) -> dict[str, float]:
+    """`cfg.steps` AdamW steps of `cfg.batch_size` random solutions; `on_step(step, metrics)` is called
+    every step. Returns the final loss and the wall time."""
+    seqs, starts = corpus
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    optimizer = build_optimizer(model, cfg.lr, 0.0)
+    scheduler = build_scheduler(optimizer, cfg.warmup_steps, cfg.steps, "cosine")
+    model.train()
+    t0, loss_ema = time.time(), None
+    for step in range(cfg.steps):
+        idx = torch.randint(len(seqs), (cfg.batch_size,), generator=gen).tolist()
+        ids, attn, lmask = pad_sequences([seqs[i] for i in idx], [starts[i] for i in idx], tokenizer.pad_token_id)
+        ids, attn, lmask = ids.to(device), attn.to(device), lmask.to(device)
+        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
+        nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), ids[:, 1:], reduction="none")
+        loss = (nll * lmask).sum() / lmask.sum()
+        loss.backward()
+        clip_and_step(model, optimizer, scheduler, 1.0)
+        loss_ema = float(loss) if loss_ema is None else 0.95 * loss_ema + 0.05 * float(loss)
+        if on_step is not None:
+            on_step(step + 1, {"pretrain/loss": float(loss), "pretrain/lr": scheduler.get_last_lr()[0]})
+    model.eval()
+    return {"loss": loss_ema or 0.0, "seconds": time.time() - t0}

@@ -1,0 +1,121 @@
+"""The torch rollout engine: batched sampling with a KV cache, for any transformers causal LM, CPU or GPU.
+
+Prompts are left-padded into one batch (positions counted from each row's first real token), so every row
+decodes its next token in the same forward call. Finished rows stop contributing tokens; the loop ends as
+soon as every row has hit a stop token or the length limit.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from transformers import DynamicCache
+
+from rlvr.rollout.base import Completion, SamplingParams
+
+
+def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
+                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next tokens and their log-probs under the temperature-scaled policy.
+
+    logits: (B, V). Greedy when `temperature == 0` (log-probs then at temperature 1). Top-p keeps the
+    smallest set of tokens whose probability reaches `top_p` (always at least the most likely one).
+    """
+    logits = logits.float()
+    if temperature == 0:
+        logp = torch.log_softmax(logits, dim=-1)
+        tokens = logp.argmax(dim=-1)
+        return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
+    logp = torch.log_softmax(logits / temperature, dim=-1)  # (B, V)
+    probs = logp.exp()
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        drop = sorted_p.cumsum(dim=-1) - sorted_p > top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+def cache_kwarg(model: torch.nn.Module) -> str:
+    """Name of the KV-cache argument (`cache` in recent transformers, `past_key_values` before)."""
+    params = inspect.signature(type(model).forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+class TorchEngine:
+    """Samples from `model` (a transformers causal LM) in place: the learner and the engine can share it,
+    in which case `load_weights(None, version)` only records the version."""
+
+    def __init__(self, model: torch.nn.Module, pad_token_id: int, device: torch.device | str | None = None):
+        self.model = model
+        self.pad_token_id = pad_token_id
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.version = 0
+        self._cache_kw = cache_kwarg(model)
+
+    def load_weights(self, state: dict[str, torch.Tensor] | None, version: int) -> None:
+        if state is not None:
+            self.model.load_state_dict(state, strict=False)
+        self.version = version
+
+    @torch.no_grad()
+    def generate(self, prompts: list[list[int]], sampling: SamplingParams,
+                 generator: torch.Generator | None = None) -> list[list[Completion]]:
+        rows = [p for p in prompts for _ in range(sampling.n)]
+        if not rows:
+            return []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            tokens, logps, lengths, stopped = self._decode(rows, sampling, generator)
+        finally:
+            self.model.train(was_training)
+        out: list[list[Completion]] = []
+        for i, _ in enumerate(prompts):
+            group = []
+            for j in range(i * sampling.n, (i + 1) * sampling.n):
+                n = int(lengths[j])
+                group.append(Completion(tokens[j, :n].tolist(), logps[j, :n].tolist(),
+                                        "stop" if stopped[j] else "length"))
+            out.append(group)
+        return out
+
+    def _decode(self, rows: list[list[int]], sampling: SamplingParams, generator: torch.Generator | None):
+        dev = self.device
+        B, P, T = len(rows), max(len(r) for r in rows), sampling.max_new_tokens
+        input_ids = torch.full((B, P), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((B, P + T), dtype=torch.long)
+        for i, r in enumerate(rows):  # left padding
+            input_ids[i, P - len(r):] = torch.tensor(r, dtype=torch.long)
+            mask[i, P - len(r):P] = 1
+        input_ids, mask = input_ids.to(dev), mask.to(dev)
+        position_ids = (mask[:, :P].cumsum(-1) - 1).clamp(min=0)  # (B, P)
+        next_pos = mask[:, :P].sum(-1, keepdim=True)  # (B, 1)
+        stop = torch.tensor(sorted(set(sampling.stop_token_ids)) or [-1], device=dev)
+
+        kv = {self._cache_kw: DynamicCache()}
+        logits = self.model(input_ids=input_ids, attention_mask=mask[:, :P], position_ids=position_ids,
+                            use_cache=True, logits_to_keep=1, **kv).logits[:, -1]
+        tokens = torch.full((B, T), self.pad_token_id, dtype=torch.long, device=dev)
+        logps = torch.zeros((B, T), dtype=torch.float32, device=dev)
+        lengths = torch.zeros(B, dtype=torch.long, device=dev)
+        done = torch.zeros(B, dtype=torch.bool, device=dev)
+        stopped = torch.zeros(B, dtype=torch.bool, device=dev)
+        for t in range(T):
+            tok, lp = sample_next(logits, sampling.temperature, sampling.top_p, generator)
+            live = ~done
+            tokens[:, t] = torch.where(live, tok, self.pad_token_id)
+            logps[:, t] = torch.where(live, lp, 0.0)
+            lengths += live.long()
+            hit = torch.isin(tok, stop) & live
+            stopped |= hit
+            done |= hit
+            if t == T - 1 or bool(done.all()):
+                break
+            mask[:, P + t] = 1
+            logits = self.model(input_ids=tokens[:, t:t + 1], attention_mask=mask[:, :P + t + 1],
+                                position_ids=next_pos, use_cache=True, **kv).logits[:, -1]
+            next_pos = next_pos + 1
+        return tokens.cpu(), logps.cpu(), lengths.cpu(), stopped.cpu()

@@ -1,0 +1,88 @@
+"""Shared machinery for built-in generated tasks: seeded streams, held-out exclusion, the flawed teacher."""
+
+from __future__ import annotations
+
+import random
+from abc import abstractmethod
+
+from rlvr.tasks.base import Task, derive_seed
+from rlvr.types import Problem
+
+
+class GeneratedTask(Task):
+    """A task whose problems come from a seeded generator.
+
+    Held-out problems come from their own stream; training index `i` draws from `Random(seed, "train", i)`
+    and redraws any problem whose key is held out, so evaluation problems never reach training or
+    pretraining. `flaw_rate` is the share of worked solutions in which the teacher follows its systematic
+    mistake; those mistakes all fall in a visible `blind_spot` (a share of problems, e.g. the biggest numbers).
+    """
+
+    def __init__(self, difficulty: int = 3, flaw_rate: float = 0.3, seed: int = 0, eval_size: int = 200,
+                 format_reward: float = 0.1, blind_spot: float = 0.5):
+        if not 0.0 <= flaw_rate <= blind_spot <= 1.0:
+            raise ValueError(f"task.flaw_rate ({flaw_rate}) must be between 0 and task.blind_spot ({blind_spot}), "
+                             "which must be at most 1: the teacher's mistakes all fall inside its blind spot")
+        self.difficulty = difficulty
+        self.flaw_rate = flaw_rate
+        self.blind_spot = blind_spot
+        self.seed = seed
+        self.eval_size = eval_size
+        self.format_reward = format_reward
+        self._eval: list[Problem] | None = None
+
+    # --- subclasses ---------------------------------------------------------------------------------
+    @abstractmethod
+    def generate(self, rng: random.Random, pid: str) -> Problem:
+        """One fresh problem drawn with `rng`; `problem.meta["key"]` identifies it for de-duplication."""
+
+    @abstractmethod
+    def solve(self, problem: Problem, flawed: bool) -> str:
+        """The teacher's worked completion; `flawed=True` follows the task's systematic mistake."""
+
+    @abstractmethod
+    def in_blind_spot(self, problem: Problem) -> bool:
+        """Whether `problem` lies in the teacher's blind spot: a visible property of the problem (big
+        numbers) that covers a `blind_spot` share of problems."""
+
+    # --- Task ---------------------------------------------------------------------------------------
+    def eval_problems(self, n: int | None = None) -> list[Problem]:
+        n = self.eval_size if n is None else n
+        if n > self.eval_size:
+            raise ValueError(f"asked for {n} held-out problems but the task holds out {self.eval_size}")
+        if self._eval is None:
+            rng = random.Random(derive_seed(self.name, self.seed, "eval"))
+            seen: set[str] = set()
+            problems = []
+            for _ in range(self.eval_size * 50):
+                p = self.generate(rng, f"{self.name}-eval-{len(problems)}")
+                if p.meta["key"] not in seen:
+                    seen.add(p.meta["key"])
+                    problems.append(p)
+                if len(problems) == self.eval_size:
+                    break
+            self._eval = problems
+            self._eval_keys = seen
+        return self._eval[:n]
+
+    def held_out_keys(self) -> set[str]:
+        self.eval_problems()
+        return self._eval_keys
+
+    def train_problem(self, index: int) -> Problem:
+        keys = self.held_out_keys()
+        rng = random.Random(derive_seed(self.name, self.seed, "train", index))
+        for _ in range(1000):
+            p = self.generate(rng, f"{self.name}-train-{index}")
+            if p.meta["key"] not in keys:
+                return p
+        raise RuntimeError(f"task {self.name}: could not draw a problem outside the held-out set")
+
+    def worked_solution(self, problem: Problem, rng: random.Random) -> tuple[str, bool]:
+        """The flawed teacher: inside its blind spot it follows its wrong procedure with probability
+        `flaw_rate / blind_spot` (so `flaw_rate` of all solutions are flawed), elsewhere it is right.
+        Inside the blind spot the wrong procedure is the teacher's *usual* behaviour, so a student that
+        imitates it (and decodes its most likely answer) makes the mistake there every time."""
+        flawed = self.in_blind_spot(problem) and rng.random() < self.flaw_rate / max(self.blind_spot, 1e-9)
+        text = self.solve(problem, flawed)
+        return text, self.verify(problem, text).correct

@@ -1,0 +1,276 @@
+"""The RL loop: problems -> rollouts -> scores -> advantages -> update -> new weights. Orchestration only.
+
+One step (see `Trainer.step`):
+1. take `prompts_per_step` problems from the task (seeded cursor, stored in checkpoints);
+2. the engine samples `num_generations` completions for each, with their log-probs;
+3. every completion is scored by the task's verifier;
+4. advantages are computed inside each group;
+5. the learner runs the policy loss (one or more passes);
+6. the engine gets the new weights; metrics, samples and (on schedule) a checkpoint are written.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlvr.algorithms.advantages import compute_advantages
+from rlvr.algorithms.dapo import nonconstant_groups, overlong_penalty
+from rlvr.algorithms.kl import kl_estimate
+from rlvr.batching import make_batch
+from rlvr.checkpoint import latest_checkpoint, restore_metric_files, restore_rng, rng_state, save_checkpoint
+from rlvr.config import Config, save_config
+from rlvr.evaluate import evaluate
+from rlvr.learner import Learner
+from rlvr.logging.metrics import MetricsLogger
+from rlvr.logging.progress import Progress
+from rlvr.models.loading import encode_prompt, load_policy, save_policy, stop_token_ids
+from rlvr.rollout.base import SamplingParams
+from rlvr.rollout.torch_engine import TorchEngine
+from rlvr.tasks.registry import build_task
+from rlvr.types import Problem, Rollout, Score
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def safe_verify(task, problem: Problem, text: str) -> Score:
+    """A verifier that raises gives reward 0 with the reason; training goes on."""
+    try:
+        return task.verify(problem, text)
+    except Exception as e:  # noqa: BLE001 - a reward bug must not stop training
+        return Score(0.0, False, False, {"reason": f"verifier raised {type(e).__name__}: {e}"})
+
+
+class Trainer:
+    """Builds the parts from a `Config` and runs the loop; `resume=True` continues from the last checkpoint."""
+
+    def __init__(self, cfg: Config, run_dir: str | Path | None = None, resume: bool = False, task=None,
+                 logger: MetricsLogger | None = None):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir or cfg.train.out_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        seed_everything(cfg.train.seed)
+        self.task = task or build_task(cfg.task, eval_size=cfg.eval.num_problems)
+        checkpoint = latest_checkpoint(self.run_dir) if resume else None
+        if resume and checkpoint is None:
+            raise FileNotFoundError(f"--resume: no complete checkpoint under {self.run_dir / 'checkpoints'}")
+        model_cfg = cfg.model
+        if checkpoint is not None:
+            model_cfg = dataclasses.replace(cfg.model, kind="hf", path=str(checkpoint / "model"))
+        self.model, self.tokenizer = load_policy(model_cfg, seed=cfg.train.seed)
+        self.device = next(self.model.parameters()).device
+        self.ref_model = None
+        if cfg.algorithm.kl_coef > 0:
+            self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.engine = TorchEngine(self.model, self.tokenizer.pad_token_id, self.device)
+        self.learner = Learner(self.model, cfg.train, cfg.algorithm, cfg.rollout.temperature,
+                               cfg.rollout.max_new_tokens, self.ref_model)
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.train.seed)
+        self.stop_ids = stop_token_ids(self.tokenizer)
+        self.step_count, self.cursor, self.sampled_tokens = 0, 0, 0
+        if checkpoint is not None:
+            self._load_state(checkpoint)
+        else:
+            save_config(cfg, self.run_dir / "config.yaml")
+        self.logger = logger or MetricsLogger(self.run_dir, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
+                                    mlflow=cfg.logging.mlflow, config=cfg.to_dict(),
+                                    resume_step=self.step_count if checkpoint is not None else None)
+
+    # --- parts of a step ----------------------------------------------------------------------------
+    def encode(self, problem: Problem) -> list[int]:
+        return encode_prompt(problem, self.tokenizer, self.cfg.model.system_prompt)
+
+    def next_problems(self, n: int) -> list[Problem]:
+        problems = [self.task.train_problem(self.cursor + i) for i in range(n)]
+        self.cursor += n
+        return problems
+
+    def rollout(self, problems: list[Problem]) -> list[Rollout]:
+        r = self.cfg.rollout
+        prompts = [self.encode(p) for p in problems]
+        sampling = SamplingParams(r.num_generations, r.max_new_tokens, r.temperature, r.top_p, self.stop_ids)
+        groups = self.engine.generate(prompts, sampling, self.generator)
+        rollouts = []
+        for g, (problem, prompt, completions) in enumerate(zip(problems, prompts, groups)):
+            for c in completions:
+                text = self.tokenizer.decode(c.token_ids, skip_special_tokens=False)
+                text = text.replace(self.tokenizer.eos_token or "\0", "")
+                rollouts.append(Rollout(problem, prompt, c.token_ids, c.logprobs, text, c.finish_reason, g,
+                                        policy_version=self.engine.version))
+        return rollouts
+
+    def score(self, rollouts: list[Rollout]) -> None:
+        for r in rollouts:
+            r.score = safe_verify(self.task, r.problem, r.text)
+
+    def collect(self) -> tuple[list[Rollout], dict[str, float]]:
+        """Sample and score one step's groups; with DAPO dynamic sampling, drop groups whose rewards are all
+        equal and draw more prompts until the batch is full or `max_sampling_draws` is reached."""
+        a, B, G = self.cfg.algorithm, self.cfg.train.prompts_per_step, self.cfg.rollout.num_generations
+        kept: list[Rollout] = []
+        info = {"time/generate": 0.0, "time/verify": 0.0, "dynamic/draws": 0, "dynamic/dropped_groups": 0}
+        all_rollouts: list[Rollout] = []
+        for draw in range(a.max_sampling_draws if a.dynamic_sampling else 1):
+            need = B - len(kept) // G
+            t0 = time.time()
+            rollouts = self.rollout(self.next_problems(need))
+            t1 = time.time()
+            self.score(rollouts)
+            info["time/generate"] += t1 - t0
+            info["time/verify"] += time.time() - t1
+            info["dynamic/draws"] = draw + 1
+            all_rollouts += rollouts
+            if not a.dynamic_sampling:
+                kept = rollouts
+                break
+            rewards = torch.tensor([r.score.reward for r in rollouts])
+            keep = nonconstant_groups(rewards, G)
+            info["dynamic/dropped_groups"] += int((~keep).sum())
+            for g in torch.nonzero(keep).flatten().tolist():
+                kept += rollouts[g * G : (g + 1) * G]
+            if len(kept) // G >= B:
+                kept = kept[: B * G]
+                break
+        if not kept:  # every group was constant: nothing to learn from, train on the last draw (zero advantage)
+            kept = rollouts
+        self._all_rollouts = all_rollouts
+        return kept, info
+
+    def rewards_for(self, rollouts: list[Rollout]) -> torch.Tensor:
+        """Verifier rewards plus DAPO's overlong shaping (when configured)."""
+        a = self.cfg.algorithm
+        rewards = torch.tensor([r.score.reward for r in rollouts], dtype=torch.float32)
+        if a.overlong_buffer > 0:
+            lengths = torch.tensor([len(r.completion_ids) for r in rollouts])
+            rewards = rewards + overlong_penalty(lengths, self.cfg.rollout.max_new_tokens, a.overlong_buffer,
+                                                 a.overlong_penalty)
+        return rewards
+
+    # --- one step -----------------------------------------------------------------------------------
+    def step(self) -> dict[str, float]:
+        a, G = self.cfg.algorithm, self.cfg.rollout.num_generations
+        t_start = time.time()
+        rollouts, info = self.collect()
+        for i, r in enumerate(rollouts):
+            r.group = i // G
+        rewards = self.rewards_for(rollouts)
+        batch = make_batch(rollouts, torch.zeros(len(rollouts)), self.tokenizer.pad_token_id)
+        if self.ref_model is not None:
+            batch.ref_logprobs = self.learner.reference_logprobs(batch)
+            if a.kl_in_reward:  # KL folded into the reward, per sequence
+                seq_kl = (kl_estimate(batch.old_logprobs, batch.ref_logprobs, a.kl_estimator)
+                          * batch.completion_mask).sum(-1)
+                rewards = rewards - a.kl_coef * seq_kl
+        batch.advantages = compute_advantages(rewards, G, a.advantage, a.scale_rewards)
+        if a.mask_truncated:
+            truncated = torch.tensor([r.finish_reason == "length" for r in rollouts])
+            batch.completion_mask[truncated] = 0.0
+        t_update = time.time()
+        stats = self.learner.update(batch)
+        self.step_count += 1
+        self.engine.load_weights(None, self.step_count)  # the engine shares the learner's model
+        self.sampled_tokens += sum(len(r.completion_ids) for r in self._all_rollouts)
+        metrics = self._metrics(rollouts, rewards, stats, info)
+        metrics["time/update"] = time.time() - t_update
+        metrics["time/step"] = time.time() - t_start
+        return metrics
+
+    def _metrics(self, rollouts, rewards, stats, info) -> dict[str, float]:
+        G = self.cfg.rollout.num_generations
+        lengths = torch.tensor([len(r.completion_ids) for r in rollouts], dtype=torch.float32)
+        correct = torch.tensor([r.score.correct for r in rollouts], dtype=torch.float32)
+        m = {
+            "phase": "rl",
+            "reward/mean": float(rewards.mean()),
+            "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
+            "accuracy": float(correct.mean()),
+            "format_rate": sum(r.score.formatted for r in rollouts) / len(rollouts),
+            "response_length/mean": float(lengths.mean()),
+            "response_length/max": float(lengths.max()),
+            "truncated_frac": sum(r.finish_reason == "length" for r in rollouts) / len(rollouts),
+            "groups/all_equal_frac": float((~nonconstant_groups(rewards, G)).float().mean()),
+            "sampled_tokens": self.sampled_tokens,
+            "cursor": self.cursor,
+            **stats,
+            **info,
+        }
+        tasks = sorted({r.problem.task for r in rollouts})
+        if len(tasks) > 1:
+            for t in tasks:
+                sel = [r.score.correct for r in rollouts if r.problem.task == t]
+                m[f"accuracy/{t}"] = sum(sel) / len(sel)
+        return m
+
+    # --- the loop -----------------------------------------------------------------------------------
+    def run_eval(self, phase: str) -> dict:
+        e = self.cfg.eval
+        result = evaluate(self.engine, self.tokenizer, self.task, self.task.eval_problems(e.num_problems),
+                          self.encode, e.max_new_tokens or self.cfg.rollout.max_new_tokens, self.stop_ids,
+                          samples=e.samples, pass_k=e.pass_k, generator=self.generator, keep=8)
+        examples = result.pop("examples")
+        self.logger.log_eval(self.step_count, {"phase": phase, **result})
+        result["examples"] = examples
+        return result
+
+    def run(self, progress: bool | None = None) -> dict:
+        """Train until `train.steps`; returns the last step's metrics."""
+        total = self.cfg.train.steps
+        every = self.cfg.train.checkpoint_every
+        last: dict[str, float] = {}
+        show = self.cfg.logging.progress if progress is None else progress
+        with Progress(total, "RL (GRPO family)", enabled=show) as bar:
+            bar.update(self.step_count, {})
+            while self.step_count < total:
+                metrics = self.step()
+                self.logger.log(self.step_count, metrics)
+                self.logger.log_samples(self.step_count, self._samples())
+                if self.cfg.eval.every and self.step_count % self.cfg.eval.every == 0:
+                    metrics["eval/accuracy"] = self.run_eval("rl")["accuracy"]
+                if (every and self.step_count % every == 0) or self.step_count == total:
+                    self.save_checkpoint()
+                bar.update(self.step_count, metrics)
+                last = metrics
+        save_policy(self.model, self.tokenizer, self.run_dir / "final")
+        return last
+
+    def _samples(self) -> list[dict]:
+        k = self.cfg.logging.samples_per_step
+        picked = self._all_rollouts[:: max(1, len(self._all_rollouts) // max(k, 1))][:k]
+        return [{"task": r.problem.task, "prompt": r.problem.prompt if isinstance(r.problem.prompt, str)
+                 else str(r.problem.prompt), "completion": r.text, "reward": r.score.reward,
+                 "correct": r.score.correct, "formatted": r.score.formatted, "details": r.score.details}
+                for r in picked]
+
+    # --- checkpoints --------------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        state = {
+            "step": self.step_count,
+            "cursor": self.cursor,
+            "sampled_tokens": self.sampled_tokens,
+            "learner": self.learner.state_dict(),
+            "rng": rng_state(self.generator),
+            "ref_model": None if self.ref_model is None else self.ref_model.state_dict(),
+        }
+        return save_checkpoint(self.run_dir, self.step_count, lambda d: save_policy(self.model, self.tokenizer, d),
+                               state)
+
+    def _load_state(self, checkpoint: Path) -> None:
+        state = torch.load(checkpoint / "state.pt", map_location="cpu", weights_only=False)
+        self.step_count, self.cursor = state["step"], state["cursor"]
+        self.sampled_tokens = state["sampled_tokens"]
+        self.learner.load_state_dict(state["learner"])
+        if self.ref_model is not None and state["ref_model"] is not None:
+            self.ref_model.load_state_dict(state["ref_model"])
+        restore_rng(state["rng"], self.generator)
+        restore_metric_files(checkpoint, self.run_dir)
+        self.engine.load_weights(None, self.step_count)

@@ -1,0 +1,535 @@
+"""The first code that runs inside a sandbox process; stdlib only, never imported by rlvr.
+
+`sandbox.py` starts `python -I -S -B -c BOOT CTRL_FD RESULT_FD`. BOOT reads this module (compiled) and the
+job (code, tests, limits, a per-run random nonce) from CTRL_FD, closes it, executes this module in a
+private namespace whose builtins are a copy, so nothing the candidate later does to `builtins` or to
+modules changes the harness's own name look-ups, and calls `main(job, RESULT_FD)`. In order, the harness:
+
+1. restores the signal mask and catches SIGXCPU (a PID namespace's init ignores default signals);
+2. sets rlimits (CPU, address space, file size, processes, open files, no core) and, when the parent asks,
+   drops to an unprivileged uid/gid (so the limits are hard for the candidate);
+3. installs an audit hook (PEP 578; it cannot be removed) that refuses process creation, signals to other
+   processes, sockets, ctypes, gc introspection, tracing, new audit hooks, rlimit changes and file access
+   outside the working directory and the standard library; in test mode it also hides every frame (so the
+   candidate cannot read the tests or the nonce from the harness's stack) and refuses threads;
+4. runs the candidate. Script mode (stdin/stdout tests): as `__main__`, then exits with its status; the
+   parent compares the output, so nothing the candidate says about itself counts. Test mode, in a second
+   thread (only the main thread may install signal handlers, which would receive frames): the tests run
+   one unit at a time in their own namespace with pristine builtins, each call of the candidate's
+   functions must take and return plain built-in data (no `__eq__` tricks, no test objects leaking in),
+   modules must be untouched, and after each unit the harness writes `NONCE INDEX pass|fail MESSAGE` to
+   RESULT_FD, then `NONCE done P N`.
+
+The parent trusts only nonce-bearing records and a `done` line that matches the number of tests it sent;
+an early `sys.exit`/`os._exit`, a crash, a timeout or forged output therefore proves nothing.
+"""
+
+import builtins
+import os
+import sys
+
+_write = os.write
+_exit = os._exit
+_getcwd = os.getcwd
+_fspath = os.fspath
+_normpath = os.path.normpath
+_join = os.path.join
+_modules = sys.modules
+_FunctionType = type(lambda: None)
+_ModuleType = type(sys)
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_IMPORT_DENY = frozenset(
+    {
+        "ctypes",
+        "_ctypes",
+        "_posixsubprocess",
+        "_testcapi",
+        "_testinternalcapi",
+        "_xxsubinterpreters",
+        "cffi",
+        "_cffi_backend",
+    }
+)
+# Re-importing these after `del sys.modules[...]` would bring back what test mode switched off.
+_IMPORT_DENY_STRICT = _IMPORT_DENY | {"_thread", "_signal"}
+# Attributes that change legitimately (importlib renames the frozen bootstrap modules on first import)
+# or that nothing the tests do depends on.
+_SYS_VOLATILE = frozenset({"stdout", "stderr", "stdin"})
+_MODULE_VOLATILE = frozenset(
+    {
+        "__name__",
+        "__package__",
+        "__file__",
+        "__cached__",
+        "__doc__",
+        "__warningregistry__",
+        "__loader__",
+        "__spec__",
+    }
+)
+_REFUSE_SRC = "def refuse(*args, **kwargs):\n    raise RuntimeError('sandbox: threads and signal handlers are not allowed in test mode')\n"
+_PROCESS_EVENTS = frozenset(
+    {
+        "os.fork",
+        "os.forkpty",
+        "os.system",
+        "os.exec",
+        "os.posix_spawn",
+        "os.spawn",
+        "subprocess.Popen",
+        "os.kill",
+        "os.killpg",
+        "pty.spawn",
+        "resource.setrlimit",
+        "resource.prlimit",
+        "sys.addaudithook",
+        "sys.settrace",
+        "sys.setprofile",
+        "gc.get_objects",
+        "gc.get_referrers",
+        "gc.get_referents",
+        "sys._current_frames",
+        "sys._current_exceptions",
+        "os.symlink",
+        "os.link",
+        "os.setuid",
+        "os.chroot",
+        "sys.remote_exec",
+        "os.add_dll_directory",
+        "pdb.Pdb",
+    }
+)
+_PATH_WRITE_EVENTS = frozenset(
+    {
+        "os.remove",
+        "os.rmdir",
+        "os.mkdir",
+        "os.rename",
+        "os.truncate",
+        "os.chmod",
+        "os.chown",
+        "os.utime",
+        "os.chflags",
+        "os.lchflags",
+        "os.setxattr",
+        "os.removexattr",
+        "shutil.rmtree",
+        "shutil.copyfile",
+        "shutil.copytree",
+        "shutil.move",
+        "shutil.chown",
+        "os.mkfifo",
+        "os.mknod",
+    }
+)
+_FRAME_ATTRS = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
+_DEV_READ = frozenset({"/dev/null", "/dev/urandom", "/dev/random", "/dev/zero", "/etc/localtime"})
+
+
+class SandboxViolation(RuntimeError):
+    """Raised inside the candidate when it tries something the sandbox refuses."""
+
+
+def _record(fd, nonce, *fields):
+    """One authenticated line on the result channel (all fields are exact str/int built here)."""
+    _write(fd, (nonce + " " + " ".join(fields) + "\n").encode("utf-8", "replace"))
+
+
+def _clean(msg, limit=300):
+    """A one-line, printable, bounded copy of `msg` (exact `str`, whatever subclass came in)."""
+    try:
+        s = str.__str__(msg) if isinstance(msg, str) else str.__str__(str(msg))
+    except BaseException:  # noqa: B036 - the candidate's __str__ may raise anything
+        s = "<unprintable>"
+    return ascii(s)[1:-1][:limit]
+
+
+def _describe(exc):
+    name = type.__dict__["__name__"].__get__(type(exc))
+    detail = _clean(exc) if type(exc) is SandboxViolation or type(exc).__module__ == "builtins" else ""
+    return name + (": " + detail if detail else "")
+
+
+# The call wrapper and the plain-data check, as source: the harness executes it twice, once for itself
+# and once into a scratch namespace for the wrappers that test code holds. Test code may hand its own
+# functions to the candidate (a callback), and every function exposes its globals and closure; through
+# the scratch copy that leads nowhere near the nonce or the result pipe.
+_WRAPPER_SOURCE = '''
+def is_plain(value, max_nodes=1_000_000):
+    """True when `value` is built only from exact built-in data types (no subclasses, no objects)."""
+    atoms = (int, float, complex, str, bytes, bool, type(None))
+    containers = (list, tuple, dict, set, frozenset)
+    stack, seen, nodes = [value], set(), 0
+    while stack:
+        v = stack.pop()
+        nodes += 1
+        if nodes > max_nodes:
+            return False
+        t = type(v)
+        if t in atoms:
+            continue
+        if t not in containers:
+            return False
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        if t is dict:
+            stack.extend(dict.keys(v))
+            stack.extend(dict.values(v))
+        else:
+            stack.extend(t.__iter__(v))
+    return True
+
+
+def make_wrapper(fn, name, plain_returns, flagged):
+    """What the tests call instead of the candidate's function `fn`: arguments and result must be
+    plain data (when `plain_returns`); violations are appended to `flagged`."""
+
+    def candidate(*args, **kwargs):
+        # Plain arguments too: a function or object from the tests would hand the candidate the
+        # tests' globals (and from there this wrapper, whose closure it could rewrite).
+        if plain_returns and not is_plain((args, kwargs)):
+            flagged.append("the tests pass " + name + " arguments that are not plain data (plain_returns=False)")
+            raise TypeError("arguments that are not plain built-in data")
+        result = fn(*args, **kwargs)
+        if plain_returns and not is_plain(result):
+            flagged.append(name + " returned something that is not plain built-in data")
+            raise TypeError(name + " returned a " + type(result).__name__ + ", not plain built-in data")
+        return result
+
+    return candidate
+'''
+exec(_WRAPPER_SOURCE)  # is_plain() for the harness's own use
+
+
+def _set_limits(limits):
+    import resource
+
+    def cap(which, soft, hard=None):
+        try:
+            resource.setrlimit(which, (soft, soft if hard is None else hard))
+        except (ValueError, OSError):
+            pass
+
+    cap(resource.RLIMIT_CPU, limits["cpu_s"], limits["cpu_s"] + 1)
+    cap(resource.RLIMIT_AS, limits["memory_mb"] << 20)
+    cap(resource.RLIMIT_FSIZE, limits["file_mb"] << 20)
+    cap(resource.RLIMIT_NPROC, limits["max_procs"])
+    cap(resource.RLIMIT_NOFILE, limits["max_files"])
+    cap(resource.RLIMIT_CORE, 0)
+
+
+def _make_hook(workdir, read_roots, strict, violations):
+    """The audit hook. Refusals raise inside the candidate; hostile ones are also remembered in
+    `violations` so the run fails even if the candidate swallows the exception."""
+    workdir_prefix = workdir.rstrip("/") + "/"
+
+    def resolve(path):
+        try:
+            path = _fspath(path)
+        except TypeError:
+            return None
+        if isinstance(path, bytes):
+            path = path.decode("utf-8", "surrogateescape")
+        if not isinstance(path, str):
+            return None
+        return _normpath(_join(_getcwd(), path))
+
+    def inside(path, roots):
+        return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+    def deny(what, hostile=True):
+        if hostile and len(violations) < 20:
+            violations.append(what)
+        raise SandboxViolation(f"sandbox: {what} is not allowed")
+
+    import_deny = _IMPORT_DENY_STRICT if strict else _IMPORT_DENY
+
+    def hook(event, args):
+        if event == "open":
+            path = args[0]
+            mode = args[1] if len(args) > 1 else None
+            flags = args[2] if len(args) > 2 else None
+            if isinstance(path, int):
+                if path in (0, 1, 2):
+                    return
+                deny(f"open(fd {path})")
+            p = resolve(path)
+            if p is None:
+                return
+            writing = (isinstance(flags, int) and flags & _WRITE_FLAGS) or (
+                isinstance(mode, str) and any(c in mode for c in "wax+")
+            )
+            if p == workdir or p.startswith(workdir_prefix):
+                return
+            if not writing and (p in _DEV_READ or inside(p, read_roots)):
+                return
+            deny(f"{'writing' if writing else 'reading'} {p}")
+        elif event == "import":
+            name = args[0]
+            if name in import_deny or name.split(".")[0] in import_deny:
+                deny(f"import {name}")
+        elif event in _PROCESS_EVENTS or event.startswith(("ctypes.", "socket.", "sys.monitoring")):
+            deny(event)
+        elif event in _PATH_WRITE_EVENTS or event == "os.chdir":
+            for a in args[:2] if event in ("os.rename", "shutil.copyfile", "shutil.move") else args[:1]:
+                if isinstance(a, int):
+                    continue
+                p = resolve(a)
+                if p is not None and not (p == workdir or p.startswith(workdir_prefix)):
+                    deny(f"{event}({p})")
+        elif event in ("os.listdir", "os.scandir"):
+            p = resolve(args[0] if args[0] is not None else ".")
+            if p is not None and not (p == workdir or p.startswith(workdir_prefix) or inside(p, read_roots)):
+                deny(f"{event}({p})")
+        elif strict:
+            if event == "sys._getframe":
+                # As if the stack were shallow: libraries that peek at their caller (namedtuple, enum,
+                # typing) fall back gracefully on ValueError, and nothing sees the harness's frames.
+                raise ValueError("call stack is not deep enough")
+            if event == "object.__getattr__" and args[1] in _FRAME_ATTRS:
+                deny(f"access to {args[1]}", hostile=False)
+
+    return hook
+
+
+def _deny_threads_and_signals():
+    """Threads could race the checks and signal handlers receive frames: refuse both in test mode.
+
+    Defence in depth: the candidate could rebuild these modules (`_imp.create_builtin`); what really
+    keeps signal handlers out is that test mode runs outside the main thread (see `main`). The refusing
+    function lives in a throw-away namespace: a function defined here would hand the candidate this
+    module's globals through `__globals__`."""
+    import _signal
+    import _thread
+
+    scratch = {"__builtins__": {"RuntimeError": RuntimeError}}
+    exec(_REFUSE_SRC, scratch)
+    refuse = scratch["refuse"]
+
+    for name in ("start_new_thread", "start_new", "start_joinable_thread"):
+        if hasattr(_thread, name):
+            setattr(_thread, name, refuse)
+    _signal.signal = refuse
+    if "signal" in _modules:
+        _modules["signal"].signal = refuse
+    if "threading" in _modules:
+        _modules["threading"]._start_new_thread = refuse
+
+
+def _snapshot():
+    """Identity snapshot of every loaded module's attributes and of the import machinery's lists."""
+    mods = {name: (mod, dict(vars(mod))) for name, mod in list(_modules.items()) if type(mod) is _ModuleType}
+    lists = {k: tuple(getattr(sys, k)) for k in ("meta_path", "path_hooks", "path")}
+    return mods, lists
+
+
+def _tampered(snap):
+    """The first module attribute the candidate replaced since `snap`, or None."""
+    mods, lists = snap
+    for k, items in lists.items():
+        current = getattr(sys, k)
+        if (
+            type(current) is not list
+            or len(current) != len(items)
+            or any(a is not b for a, b in zip(current, items))
+        ):
+            return "sys." + k
+    for name, (mod, attrs) in mods.items():
+        if _modules.get(name) is not mod:
+            return "sys.modules[" + name + "]"
+        current = vars(mod)
+        for key, value in attrs.items():
+            if key in _MODULE_VOLATILE or (name == "sys" and key in _SYS_VOLATILE):
+                continue
+            if current.get(key, current) is not value:
+                return name + "." + key
+    return None
+
+
+def _run_script(code_obj):
+    """Script mode: run as `__main__`, flush, exit with the program's status."""
+    status = 0
+    try:
+        exec(code_obj, {"__name__": "__main__", "__builtins__": builtins})
+    except SystemExit as e:
+        code = e.code
+        status = code if isinstance(code, int) else (0 if code is None else 1)
+        if not isinstance(code, int) and code is not None:
+            _write(2, (_clean(code) + "\n").encode())
+    except BaseException as e:  # noqa: B036 - report whatever the program raised, then fail
+        _write(2, ("Traceback: " + _describe(e) + "\n").encode())
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: B036
+            status = status or 1
+    _exit(status & 0xFF)
+
+
+def _run_tests(job, code_obj, res_fd, nonce, violations, snap):
+    """Test mode: candidate first, then each test unit; one authenticated record per test."""
+    pristine = dict(vars(builtins))
+    pristine_items = tuple(pristine.items())
+    scratch = {"__builtins__": dict(pristine)}
+    exec(_WRAPPER_SOURCE, scratch)
+    make_wrapper = scratch["make_wrapper"]
+    units = [
+        (compile(u["src"], f"<test {i}>", "exec", dont_inherit=True, optimize=0), u["test"])
+        for i, u in enumerate(job["units"])
+    ]
+    total = sum(1 for _, is_test in units if is_test)
+    entry = job.get("entry_point")
+    plain_returns = job.get("plain_returns", True)
+    bad_returns = []
+    loaded_before = set(_modules)
+
+    def finish(passed):
+        _record(res_fd, nonce, "done", str(passed), str(total))
+        _exit(0)
+
+    def fail_all(reason):
+        for i in range(total):
+            _record(res_fd, nonce, str(i), "fail", _clean(reason))
+        finish(0)
+
+    user_ns = {"__name__": "solution", "__builtins__": builtins}
+    try:
+        exec(code_obj, user_ns)
+    except BaseException as e:  # noqa: B036 - SystemExit and friends included: the code did not load
+        if violations:
+            fail_all("sandbox violation: " + _clean(violations[0]))
+        fail_all("candidate code raised " + _describe(e))
+    if violations:
+        fail_all("sandbox violation: " + _clean(violations[0]))
+    changed = _tampered(snap)
+    if changed:
+        fail_all("candidate changed " + changed)
+
+    def wrap(fn, name):
+        return make_wrapper(fn, name, plain_returns, bad_returns)
+
+    # Modules the candidate imported are dropped so the tests import their own fresh copies.
+    for name in [n for n in _modules if n not in loaded_before]:
+        del _modules[name]
+    test_ns = {"__name__": "__test__", "__builtins__": pristine}
+    for key, value in dict.items(user_ns):
+        if type(key) is not str or key.startswith("__") or key in pristine:
+            continue
+        t = type(value)
+        if t is _FunctionType:
+            test_ns[key] = wrap(value, key)
+        elif t is _ModuleType:
+            try:
+                test_ns[key] = pristine["__import__"](value.__name__, fromlist=["_"])
+            except BaseException:  # noqa: B036
+                pass
+        elif issubclass(t, type) and type.__dict__["__module__"].__get__(value) == "solution":
+            test_ns[key] = value
+        elif is_plain(value):  # noqa: F821 - defined by exec(_WRAPPER_SOURCE)
+            test_ns[key] = value
+    if entry:
+        fn = user_ns.get(entry)
+        if type(fn) is not _FunctionType and not issubclass(type(fn), type):
+            fail_all(f"no function named {entry!r} in the candidate code")
+        test_ns["candidate"] = test_ns[entry] = wrap(fn, entry) if type(fn) is _FunctionType else fn
+
+    passed, index, broken = 0, 0, ""
+    for code, is_test in units:
+        ok, msg = True, ""
+        if broken:
+            ok, msg = False, broken
+        else:
+            n_bad, n_viol = len(bad_returns), len(violations)
+            try:
+                exec(code, test_ns)
+            except BaseException as e:  # noqa: B036 - sys.exit() inside a test is a failure too
+                ok, msg = False, _describe(e)
+            if len(bad_returns) > n_bad:
+                ok, msg = False, bad_returns[-1]
+            if len(violations) > n_viol:
+                ok, msg = False, "sandbox violation: " + _clean(violations[-1])
+            changed = _tampered(snap)
+            if len(pristine) != len(pristine_items) or any(
+                pristine.get(k) is not v for k, v in pristine_items
+            ):
+                changed = "the tests' builtins"
+            if changed:
+                ok, msg = False, "candidate changed " + changed
+                broken = msg
+            if not ok and not is_test and not broken:
+                broken = "test setup failed: " + msg
+        if is_test:
+            passed += ok
+            _record(res_fd, nonce, str(index), "pass" if ok else "fail", _clean(msg))
+            index += 1
+    finish(passed)
+
+
+def main(job, res_fd):
+    """Entry point, called by `sandbox.BOOT` with the job (already read from the control pipe)."""
+    nonce = job["nonce"]
+    import _signal
+
+    # As the init of a PID namespace, signals left at their default action are dropped, so the soft CPU
+    # limit's SIGXCPU needs a handler. It lives in a throw-away namespace (see _deny_threads_and_signals).
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
+    scratch = {"__builtins__": {}, "_exit": _exit}
+    exec("def on_cpu_limit(signum, frame):\n    _exit(128 + signum)\n", scratch)
+    _signal.signal(_signal.SIGXCPU, scratch["on_cpu_limit"])
+    _set_limits(job["limits"])
+    if job.get("uid") is not None:
+        os.setgroups([])
+        os.setgid(job["gid"])
+        os.setuid(job["uid"])
+    workdir = _getcwd()
+    read_roots = tuple(p for p in sys.path if p)
+    strict = job["mode"] == "tests"
+    try:
+        code_obj = compile(job["code"], "<candidate>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as e:
+        if strict:
+            _record(res_fd, nonce, "syntax", _clean(_describe(e)))
+            _exit(0)
+        _write(2, ("SyntaxError: " + _clean(e) + "\n").encode())
+        _exit(1)
+    # `-S` skips site, which is what defines exit() and quit(); programs use them.
+    builtins.exit = builtins.quit = sys.exit
+    violations = []
+    if strict:
+        # Before the snapshot and the hook: importlib renames the frozen bootstrap modules when first
+        # imported, and types reads a traceback's tb_frame at import time (refused later in test mode).
+        import _thread
+        import importlib  # noqa: F401
+        import types  # noqa: F401
+
+        start_thread, done = _thread.start_new_thread, _thread.allocate_lock()
+        _deny_threads_and_signals()
+        snap = _snapshot()
+    else:
+        os.close(res_fd)
+    if job.get("guard", True):
+        sys.addaudithook(_make_hook(workdir, read_roots, strict, violations))
+    if not strict:
+        _run_script(code_obj)
+    # Test mode runs in a second thread: CPython lets only the main thread install signal handlers, and
+    # a handler receives the interrupted frame, from which the harness's locals (the nonce) are one
+    # `f_back` away. Module attributes can be restored (`_imp.create_builtin`); this rule cannot.
+    # `_run_tests` ends the process itself; the main thread only waits.
+    done.acquire()
+
+    def body():
+        try:
+            _run_tests(job, code_obj, res_fd, nonce, violations, snap)
+        finally:
+            done.release()
+
+    start_thread(body, ())
+    while True:
+        try:
+            done.acquire()
+            break
+        except BaseException:  # noqa: B036 - e.g. _thread.interrupt_main(): keep waiting
+            continue
+    _exit(3)

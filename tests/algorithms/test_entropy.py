@@ -1,0 +1,77 @@
+"""Entropy and chunked token log-probs against hand values and the plain log_softmax + gather."""
+
+import math
+
+import pytest
+import torch
+
+from rlvr.algorithms.entropy import entropy_from_logits, token_logprobs
+
+
+def test_entropy_by_hand():
+    uniform = torch.zeros(4)
+    assert entropy_from_logits(uniform).item() == pytest.approx(math.log(4))
+    # p = [1/2, 1/4, 1/4]: H = 1/2 ln 2 + 2 * 1/4 ln 4 = 1.5 ln 2
+    logits = torch.tensor([[math.log(0.5), math.log(0.25), math.log(0.25)]])
+    assert entropy_from_logits(logits).item() == pytest.approx(1.5 * math.log(2))
+    # z = [1, 0, 0]: p = [e, 1, 1] / (e + 2), H = log(e + 2) - e / (e + 2); +1024 is exact in float32, so any
+    # error below comes from cancellation inside the function
+    expected = math.log(math.e + 2) - math.e / (math.e + 2)
+    assert entropy_from_logits(torch.tensor([1.0, 0.0, 0.0])).item() == pytest.approx(expected)
+    assert entropy_from_logits(torch.tensor([1025.0, 1024.0, 1024.0])).item() == pytest.approx(expected)
+
+
+def test_entropy_edge_logits():
+    logits = torch.tensor([[1000.0, 0.0, -1000.0], [0.0, 0.0, -math.inf]])
+    h = entropy_from_logits(logits)
+    assert torch.isfinite(h).all()
+    assert h[0].item() == pytest.approx(0.0, abs=1e-6)  # one-hot
+    assert h[1].item() == pytest.approx(math.log(2))  # the -inf token is simply absent
+
+
+def test_entropy_bf16_is_upcast():
+    logits = torch.randn(2, 3, 50, generator=torch.Generator().manual_seed(0))
+    h = entropy_from_logits(logits.bfloat16())
+    assert h.shape == (2, 3) and h.dtype == torch.float32
+    torch.testing.assert_close(h, entropy_from_logits(logits.bfloat16().float()))
+
+
+def test_token_logprobs_by_hand():
+    logits = torch.tensor([[[math.log(0.5), math.log(0.25), math.log(0.25)], [0.0, 0.0, 0.0]]])
+    out = token_logprobs(logits, torch.tensor([[1, 2]]))
+    torch.testing.assert_close(out, torch.tensor([[math.log(0.25), -math.log(3)]]))
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 7, 10, 1024])
+def test_token_logprobs_matches_log_softmax_gather(chunk_size):
+    gen = torch.Generator().manual_seed(0)
+    logits = (3 * torch.randn(2, 5, 11, generator=gen, dtype=torch.float64)).requires_grad_(True)
+    targets = torch.randint(0, 11, (2, 5), generator=gen)
+    ref_logits = logits.detach().clone().requires_grad_(True)
+    ref = torch.log_softmax(ref_logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    out = token_logprobs(logits, targets, chunk_size=chunk_size)
+    assert out.shape == (2, 5) and out.dtype == torch.float64
+    torch.testing.assert_close(out, ref)
+    weights = torch.randn(2, 5, generator=gen, dtype=torch.float64)  # a non-uniform upstream gradient
+    (out * weights).sum().backward()
+    (ref * weights).sum().backward()
+    torch.testing.assert_close(logits.grad, ref_logits.grad)
+
+
+def test_token_logprobs_bf16_in_float32_out():
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(3, 4, 17, generator=gen).bfloat16().requires_grad_(True)
+    targets = torch.randint(0, 17, (3, 4), generator=gen)
+    out = token_logprobs(logits, targets, chunk_size=5)
+    assert out.dtype == torch.float32
+    ref = torch.log_softmax(logits.detach().float(), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(out, ref)
+    out.sum().backward()
+    assert logits.grad.dtype == torch.bfloat16
+
+
+def test_token_logprobs_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="chunk_size"):
+        token_logprobs(torch.zeros(1, 2, 3), torch.zeros(1, 2, dtype=torch.long), chunk_size=0)
+    with pytest.raises(ValueError, match="disagree"):
+        token_logprobs(torch.zeros(1, 2, 3), torch.zeros(2, 2, dtype=torch.long))
