@@ -95,7 +95,7 @@ class AlgorithmConfig:
 class PretrainConfig:
     """Imitation phase: next-token training on the task's worked solutions (flawed teacher included)."""
 
-    steps: int = 1500
+    steps: int = 800
     batch_size: int = 64
     lr: float = 3e-3
     num_examples: int = 20000

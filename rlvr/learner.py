@@ -95,14 +95,14 @@ class Learner:
                     kl_tok = kl_estimate(logp.float(), mb.ref_logprobs.to(self.device), a.kl_estimator)
                     kl = aggregate(kl_tok, mask, a.loss_agg, self.max_new_tokens)
                     loss = loss + a.kl_coef * kl
-                    add("kl", float(kl), tok_share / a.ppo_epochs)
+                    add("kl", kl.item(), tok_share / a.ppo_epochs)
                 ent = aggregate(entropy.float(), mask, "token_mean")
                 if a.entropy_coef > 0:
                     loss = loss - a.entropy_coef * ent
                 (loss * self._weight(mb, batch)).backward()
                 w = tok_share / a.ppo_epochs
-                add("loss", float(loss), w)
-                add("entropy", float(ent), w)
+                add("loss", loss.item(), w)
+                add("entropy", ent.item(), w)
                 for k in ("clip_frac", "ratio_mean", "approx_kl"):
                     add(k, float(st[k]), w)
                 sums["ratio_max"] = max(sums.get("ratio_max", 0.0), float(st["ratio_max"]))

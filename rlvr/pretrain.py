@@ -51,8 +51,8 @@ def pretrain(model: torch.nn.Module, tokenizer, corpus: tuple[list[list[int]], l
         loss = (nll * lmask).sum() / lmask.sum()
         loss.backward()
         clip_and_step(model, optimizer, scheduler, 1.0)
-        loss_ema = float(loss) if loss_ema is None else 0.95 * loss_ema + 0.05 * float(loss)
+        loss_ema = loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * loss.item()
         if on_step is not None:
-            on_step(step + 1, {"pretrain/loss": float(loss), "pretrain/lr": scheduler.get_last_lr()[0]})
+            on_step(step + 1, {"pretrain/loss": loss.item(), "pretrain/lr": scheduler.get_last_lr()[0]})
     model.eval()
     return {"loss": loss_ema or 0.0, "seconds": time.time() - t0}
