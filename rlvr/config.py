@@ -44,7 +44,9 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    """Where problems come from. `name` is a built-in task (`arithmetic`, `countdown`)."""
+    """Where problems come from. `name` is a built-in task (`arithmetic`, `countdown`), `dataset` (a file at
+    `path`, see rlvr.tasks.datasets), `reasoning_gym/<generator>` (its config in `params`), or `mixture`
+    (the tasks listed in `mixture`, see rlvr.tasks.mixture). `rlvr tasks` lists them."""
 
     name: str = "arithmetic"
     difficulty: int = 3
@@ -53,6 +55,16 @@ class TaskConfig:
     seed: int = 0
     format_reward: float = 0.1
     params: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None  # dataset file or `datasets` directory
+    fields: dict[str, Any] = field(default_factory=dict)  # role -> column: question, answer, id, system, verifier
+    template: str | None = None  # prompt template, e.g. "Q: {question}\nA:"
+    verifier: str | None = None  # a registered verifier for dataset rows
+    verifier_options: dict[str, Any] = field(default_factory=dict)
+    skip_invalid: bool = False  # drop (and count) bad dataset rows instead of stopping
+    weight: float = 1.0  # sampling weight inside a mixture
+    mixture: list[TaskConfig] = field(default_factory=list)  # member tasks, easiest first
+    curriculum: int = 0  # training problems over which harder mixture members fade in
+    filter_solved: str = _choice("none", "none", "always", "never", "both")
 
 
 @dataclass
@@ -190,6 +202,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         return dict(value)
     if tp is Any:
         return value
+    if dataclasses.is_dataclass(tp):  # e.g. the tasks of task.mixture
+        return _build(tp, value, key)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -271,6 +285,8 @@ def validate(cfg: Config) -> Config:
         "algorithm.entropy_coef": cfg.algorithm.entropy_coef,
         "algorithm.overlong_buffer": cfg.algorithm.overlong_buffer,
         "task.format_reward": cfg.task.format_reward,
+        "task.weight": cfg.task.weight,
+        "task.curriculum": cfg.task.curriculum,
         "train.weight_decay": cfg.train.weight_decay,
         "logging.samples_per_step": cfg.logging.samples_per_step,
     }

@@ -1,21 +1,197 @@
-"""Build a `Task` from the `task` section of the config."""
+"""Build a `Task` from the `task` section of the config, list what can be built, sample from it.
+
+`task.name` picks the kind:
+- a built-in generator (`arithmetic`, `countdown`), options in `task.params`;
+- `dataset` (or any name with `task.path` set): a dataset file, see `rlvr.tasks.datasets`;
+- `reasoning_gym/<generator>`: a reasoning-gym generator, its config in `task.params`;
+- `mixture` (or a non-empty `task.mixture`): several of the above by weight, see `rlvr.tasks.mixture`.
+`task.filter_solved` wraps the result in `SolvedFilter`.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
 
 from rlvr.tasks.arithmetic import ArithmeticTask
 from rlvr.tasks.base import Task
 from rlvr.tasks.countdown import CountdownTask
+from rlvr.tasks.mixture import Member, MixtureTask, share_counts, unique_labels
 
 BUILTIN_TASKS: dict[str, type] = {"arithmetic": ArithmeticTask, "countdown": CountdownTask}
+BUILTIN_VERIFIERS = {"arithmetic": "integer", "countdown": "countdown"}
+DATASET_PARAMS = ("eval_size", "split", "max_row_bytes")
+RG_OPTIONS = ("extract", "partial_credit")
+
+
+def _builtin(cfg, eval_size: int) -> Task:
+    cls = BUILTIN_TASKS[cfg.name]
+    try:
+        return cls(
+            difficulty=cfg.difficulty,
+            flaw_rate=cfg.flaw_rate,
+            seed=cfg.seed,
+            eval_size=eval_size,
+            format_reward=cfg.format_reward,
+            blind_spot=cfg.blind_spot,
+            **cfg.params,
+        )
+    except TypeError as e:
+        raise ValueError(f"task.params: {e}") from e
+
+
+def _dataset(cfg, eval_size: int) -> Task:
+    from rlvr.tasks.datasets import DatasetTask
+
+    if not cfg.path:
+        raise ValueError(
+            "task.path: a dataset task needs the path of a JSONL, CSV or Parquet file or a "
+            "`datasets` directory"
+        )
+    unknown = sorted(set(cfg.params) - set(DATASET_PARAMS))
+    if unknown:
+        raise ValueError(f"task.params.{unknown[0]}: not a dataset option; use {', '.join(DATASET_PARAMS)}")
+    params = {"eval_size": eval_size, **cfg.params}
+    return DatasetTask(
+        cfg.path,
+        fields=cfg.fields,
+        template=cfg.template,
+        verifier=cfg.verifier,
+        verifier_options=cfg.verifier_options,
+        skip_invalid=cfg.skip_invalid,
+        seed=cfg.seed,
+        format_reward=cfg.format_reward,
+        **params,
+    )
+
+
+def _reasoning_gym(cfg, eval_size: int) -> Task:
+    from rlvr.tasks.reasoning_gym import PREFIX, ReasoningGymTask
+
+    unknown = sorted(set(cfg.verifier_options) - set(RG_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"task.verifier_options.{unknown[0]}: reasoning-gym tasks take {', '.join(RG_OPTIONS)}"
+        )
+    return ReasoningGymTask(
+        cfg.name[len(PREFIX) :],
+        config=cfg.params,
+        seed=cfg.seed,
+        eval_size=eval_size,
+        format_reward=cfg.format_reward,
+        template=cfg.template,
+        **cfg.verifier_options,
+    )
+
+
+def _mixture(cfg, eval_size: int) -> Task:
+    if not cfg.mixture:
+        raise ValueError("task.mixture: a mixture lists its tasks, e.g. [{name: arithmetic, weight: 2}, ...]")
+    weights = [m.weight for m in cfg.mixture]
+    if sum(weights) <= 0:
+        raise ValueError("task.mixture: at least one weight must be > 0")
+    shares = share_counts(eval_size, weights)
+    tasks = []
+    for i, (member, share) in enumerate(zip(cfg.mixture, shares)):
+        if member.mixture or member.name == "mixture":
+            raise ValueError(f"task.mixture[{i}]: mixtures do not nest; list the tasks in one mixture")
+        if member.filter_solved != "none":
+            raise ValueError(f"task.mixture[{i}].filter_solved: set filter_solved on the mixture itself")
+        member = dataclasses.replace(member, seed=member.seed + cfg.seed)
+        try:
+            tasks.append(_one(member, max(share, 1)))
+        except ValueError as e:
+            raise ValueError(f"task.mixture[{i}] ({member.name}): {e}") from e
+    labels = unique_labels([t.name for t in tasks])
+    members = [Member(t, w, label) for t, w, label in zip(tasks, weights, labels)]
+    return MixtureTask(members, seed=cfg.seed, curriculum=cfg.curriculum)
+
+
+def _one(cfg, eval_size: int) -> Task:
+    from rlvr.tasks.reasoning_gym import PREFIX
+
+    if cfg.mixture or cfg.name == "mixture":
+        return _mixture(cfg, eval_size)
+    if cfg.name.startswith(PREFIX):
+        return _reasoning_gym(cfg, eval_size)
+    if cfg.path or cfg.name == "dataset":
+        if cfg.name not in ("dataset", "arithmetic"):  # "arithmetic" is the default name
+            raise ValueError(f"task.path is set but task.name is {cfg.name!r}; use name: dataset")
+        return _dataset(cfg, eval_size)
+    if cfg.name not in BUILTIN_TASKS:
+        raise ValueError(
+            f"task.name: unknown task {cfg.name!r}; built-in tasks: {', '.join(sorted(BUILTIN_TASKS))}, "
+            "or dataset, mixture, reasoning_gym/<generator> (see `rlvr tasks`)"
+        )
+    return _builtin(cfg, eval_size)
 
 
 def build_task(cfg, eval_size: int = 200) -> Task:
-    """`cfg` is a `TaskConfig`; task-specific options come from `cfg.params`."""
-    if cfg.name not in BUILTIN_TASKS:
-        raise ValueError(f"task.name: unknown task {cfg.name!r}; built-in tasks: {', '.join(sorted(BUILTIN_TASKS))}")
-    cls = BUILTIN_TASKS[cfg.name]
-    try:
-        return cls(difficulty=cfg.difficulty, flaw_rate=cfg.flaw_rate, seed=cfg.seed, eval_size=eval_size,
-                   format_reward=cfg.format_reward, blind_spot=cfg.blind_spot, **cfg.params)
-    except TypeError as e:
-        raise ValueError(f"task.params: {e}") from e
+    """`cfg` is a `TaskConfig`; task-specific options come from `cfg.params` (see the module docstring)."""
+    task = _one(cfg, eval_size)
+    mode = getattr(cfg, "filter_solved", "none")
+    if mode != "none":
+        from rlvr.tasks.filtering import SolvedFilter
+
+        task = SolvedFilter(task, mode)
+    return task
+
+
+@dataclass
+class TaskInfo:
+    """One line of `rlvr tasks`."""
+
+    name: str
+    kind: str  # "builtin" | "reasoning_gym" | "dataset" | "mixture" | "verifier"
+    verifier: str
+    description: str
+
+
+def list_tasks(reasoning_gym: bool = True) -> list[TaskInfo]:
+    """Built-in tasks, the dataset and mixture kinds, every reasoning-gym generator (when installed) and
+    the registered verifiers a dataset can name."""
+    from rlvr.verifiers import VERIFIERS
+
+    infos = [
+        TaskInfo(name, "builtin", BUILTIN_VERIFIERS[name], (cls.__doc__ or "").strip().splitlines()[0])
+        for name, cls in sorted(BUILTIN_TASKS.items())
+    ]
+    infos.append(
+        TaskInfo(
+            "dataset",
+            "dataset",
+            "task.verifier or a 'verifier' column",
+            "rows of a JSONL/CSV/Parquet file or `datasets` directory (task.path, task.fields)",
+        )
+    )
+    infos.append(TaskInfo("mixture", "mixture", "each member's", "several tasks by weight (task.mixture)"))
+    if reasoning_gym:
+        try:
+            from rlvr.tasks.reasoning_gym import PREFIX, generator_description, generator_names
+
+            infos += [
+                TaskInfo(PREFIX + g, "reasoning_gym", "reasoning-gym score_answer", generator_description(g))
+                for g in generator_names()
+            ]
+        except (ImportError, ValueError):
+            infos.append(
+                TaskInfo("reasoning_gym/*", "reasoning_gym", "-", "not installed: pip install reasoning-gym")
+            )
+    for name, fn in sorted(VERIFIERS.items()):
+        first = " ".join((fn.__doc__ or "").strip().split("\n\n")[0].split())
+        infos.append(TaskInfo(name, "verifier", name, first))
+    return infos
+
+
+def sample_task(name: str, n: int = 3, **options):
+    """`n` training problems of the task called `name` (a built-in, `reasoning_gym/<generator>`, or the
+    path of a dataset file) and the task itself: `(task, problems)`. `options` are `TaskConfig` fields."""
+    from rlvr.config import TaskConfig
+
+    if Path(name).exists() and "path" not in options:
+        cfg = TaskConfig(name="dataset", path=name, **options)
+    else:
+        cfg = TaskConfig(name=name, **options)
+    task = build_task(cfg, eval_size=1 if cfg.path else 10)  # a dataset's task.params.eval_size still wins
+    return task, [task.train_problem(i) for i in range(n)]

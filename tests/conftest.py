@@ -1,0 +1,96 @@
+"""Fixtures shared by the tests that need a policy: one CPU thread, tiny Llamas and a tiny run recipe."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from rlvr.models.tiny import build_tiny_llama
+from rlvr.models.tokenizer import build_char_tokenizer
+
+# A run small enough for a test: 2-layer width-32 Llama, 2 prompts x 2 completions of at most 12 tokens.
+# A random policy never earns a reward, so every advantage is 0; the entropy bonus and the KL term give
+# every step a gradient that depends on what was sampled, so the weights move and the samples matter.
+TINY_RUN = {
+    "model": {
+        "kind": "tiny",
+        "hidden_size": 32,
+        "num_layers": 2,
+        "num_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 64,
+        "device": "cpu",
+    },
+    "task": {"name": "arithmetic", "difficulty": 2},
+    "rollout": {"num_generations": 2, "max_new_tokens": 12},
+    "algorithm": {"entropy_coef": 0.01, "kl_coef": 0.1},
+    "train": {"steps": 3, "prompts_per_step": 2, "checkpoint_every": 1, "lr": 1.0e-3},
+    "eval": {"num_problems": 4},
+    "logging": {"progress": False},
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_cpu_thread():
+    """Tiny models are bound by per-op overhead: on shared cores, OpenMP threads wait at barriers and a
+    width-32 forward gets ~40x slower with 2 threads than with 1. One thread is also what the subprocess
+    tests use (OMP_NUM_THREADS=1), so CPU results are comparable bit for bit."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def char_tokenizer():
+    return build_char_tokenizer()
+
+
+@pytest.fixture
+def make_tiny_model(char_tokenizer):
+    """`make_tiny_model(seed=0, sharp=False)` -> an fp32 `LlamaForCausalLM` (hidden 32, 2 layers) in eval mode.
+
+    At the default init (std 0.02) every next-token distribution is nearly uniform, so a log-prob taken at
+    the wrong position would still look right; `sharp=True` re-draws the matrices with std 0.3 so the
+    distributions differ from position to position."""
+
+    def make(seed: int = 0, sharp: bool = False) -> torch.nn.Module:
+        model = build_tiny_llama(
+            char_tokenizer,
+            hidden_size=32,
+            num_layers=2,
+            num_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            seed=seed,
+        )
+        if sharp:
+            gen = torch.Generator().manual_seed(seed)
+            with torch.no_grad():
+                for p in model.parameters():
+                    if p.dim() == 2:
+                        p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+        return model.eval()
+
+    return make
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path):
+    """`tiny_recipe(name="run.yaml", **{"train.steps": 6})` writes TINY_RUN with dotted overrides to
+    tmp_path and returns the file's path."""
+
+    def write(name: str = "run.yaml", **overrides) -> Path:
+        data = copy.deepcopy(TINY_RUN)
+        for dotted, value in overrides.items():
+            section, key = dotted.split(".")
+            data[section][key] = value
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    return write

@@ -1,0 +1,162 @@
+"""The torch rollout engine against plain full forwards: greedy decoding, log-probs, stops, grouping, seeds."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rlvr.rollout.base import SamplingParams
+from rlvr.rollout.torch_engine import TorchEngine, sample_next
+
+# Different lengths, so the shorter ones are left-padded inside the batch.
+PROMPTS = ["123+456=", "7+8=", "9"]
+
+
+def _prompts(tok) -> list[list[int]]:
+    return [[tok.bos_token_id] + tok(p, add_special_tokens=False)["input_ids"] for p in PROMPTS]
+
+
+@torch.no_grad()
+def _full_logits(model, ids: list[int]) -> torch.Tensor:
+    """(len(ids), V) logits of one unpadded sequence, no cache."""
+    return model(input_ids=torch.tensor([ids])).logits[0].float()
+
+
+@torch.no_grad()
+def _greedy_loop(model, prompt: list[int], max_new_tokens: int, stop: tuple[int, ...] = ()) -> list[int]:
+    ids = list(prompt)
+    for _ in range(max_new_tokens):
+        ids.append(int(_full_logits(model, ids)[-1].argmax()))
+        if ids[-1] in stop:
+            break
+    return ids[len(prompt) :]
+
+
+def _generate(model, tok, sampling, seed=0, prompts=None):
+    engine = TorchEngine(model, tok.pad_token_id)
+    return engine.generate(prompts or _prompts(tok), sampling, torch.Generator().manual_seed(seed))
+
+
+def test_greedy_matches_a_plain_loop_over_full_forwards(make_tiny_model, char_tokenizer):
+    model = make_tiny_model(sharp=True)
+    groups = _generate(model, char_tokenizer, SamplingParams(n=1, max_new_tokens=10, temperature=0.0))
+    for prompt, group in zip(_prompts(char_tokenizer), groups):
+        (c,) = group
+        assert c.token_ids == _greedy_loop(model, prompt, 10)
+        assert c.finish_reason == "length" and len(c.logprobs) == 10
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7, 1.3])
+def test_logprobs_equal_a_full_forward_for_left_padded_rows(make_tiny_model, char_tokenizer, temperature):
+    model = make_tiny_model(sharp=True)
+    sampling = SamplingParams(n=2, max_new_tokens=10, temperature=temperature)
+    groups = _generate(model, char_tokenizer, sampling, seed=3)
+    scale = temperature if temperature > 0 else 1.0  # greedy reports the temperature-1 log-probs
+    for prompt, group in zip(_prompts(char_tokenizer), groups):
+        assert len(group) == 2
+        for c in group:
+            logits = _full_logits(model, prompt + c.token_ids)[
+                len(prompt) - 1 : -1
+            ]  # predicts each completion token
+            expected = torch.log_softmax(logits / scale, dim=-1).gather(
+                -1, torch.tensor(c.token_ids)[:, None]
+            )
+            assert torch.allclose(torch.tensor(c.logprobs), expected.squeeze(-1), atol=1e-4), prompt
+
+
+def test_stops_at_a_stop_token_and_includes_it(make_tiny_model, char_tokenizer):
+    model = make_tiny_model(sharp=True)
+    prompts = _prompts(char_tokenizer)
+    free = [_greedy_loop(model, p, 10) for p in prompts]
+    # The third greedy token of the first prompt becomes a stop token (it must not occur earlier).
+    stop = free[0][2]
+    assert stop not in free[0][:2]
+    groups = _generate(
+        model, char_tokenizer, SamplingParams(1, 10, 0.0, stop_token_ids=(stop,)), prompts=prompts
+    )
+    for full, (c,) in zip(free, groups):
+        if stop in full:
+            cut = full.index(stop) + 1
+            assert (c.token_ids, c.finish_reason) == (full[:cut], "stop")
+        else:  # the rows that do not stop are not disturbed by the one that did
+            assert (c.token_ids, c.finish_reason) == (full, "length")
+        assert len(c.logprobs) == len(c.token_ids)
+    assert groups[0][0].token_ids == free[0][:3]
+
+
+def test_n_completions_per_prompt_are_grouped(make_tiny_model, char_tokenizer):
+    model = make_tiny_model(sharp=True)
+    prompts = _prompts(char_tokenizer)
+    groups = _generate(
+        model, char_tokenizer, SamplingParams(n=3, max_new_tokens=6, temperature=0.0), prompts=prompts
+    )
+    assert [len(g) for g in groups] == [3, 3, 3]
+    for prompt, group in zip(prompts, groups):
+        expected = _greedy_loop(model, prompt, 6)
+        assert all(c.token_ids == expected for c in group)
+    assert groups[0][0].token_ids != groups[1][0].token_ids  # the prompts do lead to different completions
+
+
+def test_same_seed_same_samples(make_tiny_model, char_tokenizer):
+    model = make_tiny_model()  # near-uniform: samples differ whenever the random stream differs
+    sampling = SamplingParams(n=2, max_new_tokens=8, temperature=1.0)
+    a = _generate(model, char_tokenizer, sampling, seed=7)
+    b = _generate(model, char_tokenizer, sampling, seed=7)
+    c = _generate(model, char_tokenizer, sampling, seed=8)
+
+    def flat(groups):
+        return [(x.token_ids, x.logprobs) for g in groups for x in g]
+
+    assert flat(a) == flat(b)
+    assert [t for t, _ in flat(a)] != [t for t, _ in flat(c)]
+
+
+def test_tiny_top_p_is_greedy(make_tiny_model, char_tokenizer):
+    model = make_tiny_model(sharp=True)
+    greedy = _generate(model, char_tokenizer, SamplingParams(2, 8, temperature=0.0))
+    nucleus = _generate(model, char_tokenizer, SamplingParams(2, 8, temperature=1.0, top_p=1e-6), seed=5)
+    assert [c.token_ids for g in nucleus for c in g] == [c.token_ids for g in greedy for c in g]
+
+
+def test_sample_next_top_p_keeps_the_nucleus_and_reports_policy_logprobs():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    logits = probs.log().repeat(4000, 1)
+    tokens, logps = sample_next(
+        logits, temperature=1.0, top_p=0.6, generator=torch.Generator().manual_seed(0)
+    )
+    counts = torch.bincount(tokens, minlength=4).float() / len(tokens)
+    # {0, 1} is the smallest set reaching 0.6; renormalised they are drawn 0.625 / 0.375 of the time.
+    assert counts[2] == 0 and counts[3] == 0
+    assert counts[0].item() == pytest.approx(0.625, abs=0.03)
+    # The log-prob is the (untruncated) policy's, the one the learner recomputes.
+    assert torch.allclose(logps, probs[0].log()[tokens])
+
+
+def test_sample_next_greedy_and_temperature():
+    logits = torch.tensor([[1.0, 3.0, 2.0]])
+    tok, lp = sample_next(logits, 0.0, 1.0, None)
+    assert tok.tolist() == [1] and lp.item() == pytest.approx(torch.log_softmax(logits, -1)[0, 1].item())
+    tok, lp = sample_next(logits.repeat(3, 1), 0.5, 1.0, torch.Generator().manual_seed(0))
+    assert torch.allclose(lp, torch.log_softmax(logits[0] / 0.5, -1)[tok])
+
+
+def test_load_weights_switches_policy_and_version(make_tiny_model, char_tokenizer):
+    a, b = make_tiny_model(seed=0, sharp=True), make_tiny_model(seed=1, sharp=True)
+    engine = TorchEngine(a, char_tokenizer.pad_token_id)
+    engine.load_weights(b.state_dict(), version=3)
+    ((c,),) = engine.generate(_prompts(char_tokenizer)[:1], SamplingParams(1, 6, 0.0))
+    assert c.token_ids == _greedy_loop(b, _prompts(char_tokenizer)[0], 6)
+    assert engine.version == 3
+
+
+def test_empty_prompt_list_and_training_mode_restored(make_tiny_model, char_tokenizer):
+    model = make_tiny_model().train()
+    engine = TorchEngine(model, char_tokenizer.pad_token_id)
+    assert engine.generate([], SamplingParams()) == []
+    engine.generate(_prompts(char_tokenizer)[:1], SamplingParams(1, 2, 1.0))
+    assert model.training
+    assert math.isfinite(
+        sum(engine.generate(_prompts(char_tokenizer), SamplingParams(1, 2, 1.0))[0][0].logprobs)
+    )

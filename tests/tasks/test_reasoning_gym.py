@@ -1,0 +1,68 @@
+"""reasoning-gym generators as tasks: by name, own scorer, train and held-out seeds kept apart."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("reasoning_gym")
+
+from rlvr.config import load_config  # noqa: E402
+from rlvr.tasks.reasoning_gym import ReasoningGymTask  # noqa: E402
+from rlvr.tasks.registry import build_task, list_tasks, sample_task  # noqa: E402
+
+CONFIG = {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2}
+
+
+def test_by_name_from_config_with_its_scorer():
+    cfg = load_config(base={"task": {"name": "reasoning_gym/chain_sum", "params": CONFIG, "seed": 3}})
+    task = build_task(cfg.task, eval_size=20)
+    p = task.train_problem(0)
+    assert p.task == "reasoning_gym/chain_sum" and p.meta["question"] == p.prompt
+    assert task.verify(p, f"<think>add</think><answer>{p.answer}</answer>").reward == pytest.approx(1.1)
+    wrong = task.verify(p, f"<think>add</think><answer>{int(p.answer) + 1}</answer>")
+    assert not wrong.correct and wrong.reward == pytest.approx(0.1)
+    assert not task.verify(p, "no answer tag").correct
+
+
+def test_train_and_eval_streams_are_apart_and_deterministic():
+    task = ReasoningGymTask("chain_sum", CONFIG, seed=0, eval_size=50)
+    held = {p.meta["key"] for p in task.eval_problems()}
+    train = [task.train_problem(i) for i in range(1100)]  # crosses a chunk boundary
+    assert not {p.meta["key"] for p in train} & held
+    assert task.eval_ds.seed == task.base_seed + 2**31  # training chunks are seeded below base + 2^30
+    again = ReasoningGymTask("chain_sum", CONFIG, seed=0, eval_size=50)
+    assert [again.train_problem(i).prompt for i in (1099, 5, 0)] == [train[i].prompt for i in (1099, 5, 0)]
+    other = ReasoningGymTask("chain_sum", CONFIG, seed=1, eval_size=50)
+    assert [other.train_problem(i).prompt for i in range(5)] != [train[i].prompt for i in range(5)]
+
+
+def test_partial_credit_and_template():
+    task = ReasoningGymTask(
+        "countdown", seed=0, eval_size=2, partial_credit=True, template="Solve: {question}"
+    )
+    p = task.train_problem(0)
+    assert p.prompt.startswith("Solve: ")
+    assert task.verify(p, f"<answer>{p.answer}</answer>").correct
+    partial = task.verify(p, "<answer>1+1</answer>")
+    assert not partial.correct and 0 < partial.reward < 1
+
+
+def test_bad_names_and_configs_say_what_is_wrong():
+    with pytest.raises(ValueError, match="unknown reasoning-gym generator 'chain_sums'.*chain_sum"):
+        ReasoningGymTask("chain_sums")
+    with pytest.raises(ValueError, match="task.params: reasoning-gym 'chain_sum' refused its config"):
+        ReasoningGymTask("chain_sum", {"no_such_option": 1})
+    with pytest.raises(ValueError, match="task.verifier_options.bogus"):
+        build_task(
+            load_config(
+                base={"task": {"name": "reasoning_gym/chain_sum", "verifier_options": {"bogus": 1}}}
+            ).task
+        )
+
+
+def test_listed_and_sampled():
+    names = {t.name: t for t in list_tasks()}
+    assert "reasoning_gym/countdown" in names and names["arithmetic"].verifier == "integer"
+    assert {"dataset", "mixture", "math", "numeric"} <= set(names)
+    task, problems = sample_task("reasoning_gym/countdown", 2)
+    assert len(problems) == 2 and all(p.answer for p in problems)

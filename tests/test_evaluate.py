@@ -1,0 +1,159 @@
+"""Held-out evaluation: unbiased pass@k, and accuracy / format rate / pass@k / maj@k read off scripted samples."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlvr.evaluate import evaluate, pass_at_k
+from rlvr.rollout.base import Completion
+from rlvr.tasks.arithmetic import ArithmeticTask
+from rlvr.tasks.countdown import CountdownTask
+
+
+@pytest.mark.parametrize(
+    "n, c, k, expected",
+    [
+        (5, 2, 1, 0.4),
+        (5, 2, 2, 0.7),
+        (5, 0, 1, 0.0),
+        (5, 0, 5, 0.0),
+        (5, 4, 2, 1.0),
+        (5, 5, 1, 1.0),
+        (10, 3, 1, 0.3),
+        (10, 3, 5, 1 - 21 / 252),
+    ],
+)
+def test_pass_at_k_by_hand(n, c, k, expected):
+    # 1 - C(n-c, k) / C(n, k): e.g. n=5, c=2, k=2 -> 1 - C(3,2)/C(5,2) = 1 - 3/10.
+    assert pass_at_k(n, c, k) == pytest.approx(expected)
+
+
+def test_pass_at_k_needs_k_samples():
+    with pytest.raises(ValueError, match="at least 3 samples"):
+        pass_at_k(2, 1, 3)
+
+
+class ScriptedEngine:
+    """An engine that answers with fixed texts: `greedy[prompt]` at temperature 0, `sampled[prompt]` else."""
+
+    def __init__(self, tokenizer, greedy: dict[str, str], sampled: dict[str, list[str]]):
+        self.tok, self.greedy, self.sampled = tokenizer, greedy, sampled
+
+    def _completion(self, text: str) -> Completion:
+        ids = self.tok(text, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
+        return Completion(ids, [0.0] * len(ids), "stop")
+
+    def generate(self, prompts, sampling, generator=None):
+        out = []
+        for ids in prompts:
+            prompt = self.tok.decode(ids[1:])  # drop BOS
+            texts = [self.greedy[prompt]] if sampling.temperature == 0 else self.sampled[prompt]
+            assert len(texts) == sampling.n
+            out.append([self._completion(t) for t in texts])
+        return out
+
+
+def _answer(value, think: bool = True) -> str:
+    return f"<think>work</think><answer>{value}</answer>" if think else f"<answer>{value}</answer>"
+
+
+@pytest.mark.parametrize("batch_size", [256, 1])
+def test_evaluate_on_scripted_samples(char_tokenizer, batch_size):
+    task = ArithmeticTask(difficulty=2, eval_size=2)
+    p1, p2 = task.eval_problems(2)
+    a1, a2 = p1.answer, p2.answer
+    greedy = {p1.prompt: _answer(a1), p2.prompt: _answer(a2 + 1, think=False)}  # right; wrong and unformatted
+    sampled = {
+        p1.prompt: [
+            _answer(a1),
+            _answer(a1),
+            _answer(a1 + 1),
+            _answer(a1 + 1),
+            _answer(a1 + 1),
+        ],  # c=2, vote wrong
+        p2.prompt: [
+            _answer(a2),
+            _answer(a2),
+            _answer(a2),
+            _answer(a2 + 1),
+            _answer(a2 + 2),
+        ],  # c=3, vote right
+    }
+    engine = ScriptedEngine(char_tokenizer, greedy, sampled)
+
+    def encode(p):
+        return [char_tokenizer.bos_token_id] + char_tokenizer(p.prompt, add_special_tokens=False)["input_ids"]
+
+    result = evaluate(
+        engine,
+        char_tokenizer,
+        task,
+        [p1, p2],
+        encode,
+        max_new_tokens=16,
+        stop_ids=(2,),
+        samples=5,
+        pass_k=[1, 2],
+        batch_size=batch_size,
+        keep=1,
+    )
+    assert result["n"] == 2
+    assert result["accuracy"] == 0.5
+    assert result["format_rate"] == 0.5  # EOS is stripped before the format check
+    assert result["pass@1"] == pytest.approx((0.4 + 0.6) / 2)
+    assert result["pass@2"] == pytest.approx((0.7 + 0.9) / 2)
+    assert result["maj@5"] == 0.5
+    assert result["by_task"]["arithmetic"]["accuracy"] == 0.5
+    assert result["examples"] == [
+        {
+            "task": "arithmetic",
+            "prompt": p1.prompt,
+            "completion": _answer(a1),
+            "correct": True,
+            "reward": pytest.approx(1.1),
+        }
+    ]
+
+
+def test_evaluate_greedy_only_has_no_pass_at_k(char_tokenizer):
+    task = ArithmeticTask(difficulty=2, eval_size=1)
+    (p,) = task.eval_problems(1)
+    engine = ScriptedEngine(char_tokenizer, {p.prompt: _answer(p.answer)}, {})
+    result = evaluate(
+        engine,
+        char_tokenizer,
+        task,
+        [p],
+        lambda q: [1] + char_tokenizer(q.prompt, add_special_tokens=False)["input_ids"],
+        16,
+        (2,),
+    )
+    assert result["accuracy"] == 1.0 and result["format_rate"] == 1.0
+    assert not any(k.startswith(("pass@", "maj@")) for k in result)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="library bug: maj@k votes on the parsed answer text, so for countdown (many right expressions) "
+    "three correct samples written differently lose the vote to two identical wrong ones",
+)
+def test_majority_vote_counts_equivalent_right_answers_together(char_tokenizer):
+    task = CountdownTask(difficulty=3, eval_size=1)
+    (p,) = task.eval_problems(1)
+    a, op, b, _ = p.meta["chain"][0]
+    right = _answer(task.solve(p, flawed=False).split("<answer>")[1].split("</answer>")[0])
+    texts = [
+        right,
+        right.replace("<answer>", "<answer>(").replace("</answer>", ")</answer>"),
+        right.replace("<answer>", "<answer>((").replace("</answer>", "))</answer>"),
+        _answer(a),
+        _answer(a),
+    ]
+    engine = ScriptedEngine(char_tokenizer, {p.prompt: texts[0]}, {p.prompt: texts})
+
+    def encode(q):
+        return [char_tokenizer.bos_token_id] + char_tokenizer(q.prompt, add_special_tokens=False)["input_ids"]
+
+    result = evaluate(engine, char_tokenizer, task, [p], encode, 16, (2,), samples=5, pass_k=[1])
+    assert result["pass@1"] == pytest.approx(0.6)  # 3 of 5 reach the target
+    assert result["maj@5"] == 1.0
