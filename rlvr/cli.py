@@ -141,29 +141,9 @@ def cmd_report(args) -> int:
 
 
 def cmd_tasks(args) -> int:
-    import random
+    from rlvr.commands.tasks_extra import cmd_tasks as full_listing
 
-    from rlvr.config import TaskConfig
-    from rlvr.tasks.registry import BUILTIN_TASKS, build_task
-
-    if args.action == "show":
-        if not args.name:
-            raise ConfigError("rlvr tasks show NAME: name a task (see `rlvr tasks`)")
-        task = build_task(TaskConfig(name=args.name), eval_size=10)
-        rng = random.Random(0)
-        for i in range(args.n):
-            p = task.train_problem(i)
-            print(f"prompt: {p.prompt!r}\nanswer: {p.answer!r}")
-            try:
-                text, ok = task.worked_solution(p, rng)
-                print(f"worked solution ({'correct' if ok else 'flawed'}): {text}")
-            except NotImplementedError:
-                pass
-            print()
-        return 0
-    for name, cls in sorted(BUILTIN_TASKS.items()):
-        print(f"{name:<14} {(cls.__doc__ or '').strip().splitlines()[0]}")
-    return 0
+    return full_listing(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
