@@ -7,6 +7,7 @@ from math import comb
 
 import torch
 
+from rlvr.models.loading import decode_completion
 from rlvr.rollout.base import SamplingParams
 from rlvr.types import Problem
 
@@ -36,8 +37,7 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
         if samples:
             sampled = engine.generate(prompts, SamplingParams(samples, max_new_tokens, 1.0, 1.0, stop_ids), generator)
         for i, p in enumerate(chunk):
-            text = tokenizer.decode(greedy[i][0].token_ids, skip_special_tokens=False)
-            text = _strip_stop(text, tokenizer)
+            text = decode_completion(tokenizer, greedy[i][0].token_ids)
             score = task.verify(p, text)
             rec = per_task[p.task]
             rec["correct"].append(score.correct)
@@ -48,20 +48,13 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
             if sampled is not None:
                 verdicts = []
                 for c in sampled[i]:
-                    s = task.verify(p, _strip_stop(tokenizer.decode(c.token_ids, skip_special_tokens=False), tokenizer))
+                    s = task.verify(p, decode_completion(tokenizer, c.token_ids))
                     verdicts.append((s.correct, s.details.get("parsed")))
                 rec["n_correct"].append(sum(v[0] for v in verdicts))
                 votes = Counter(str(v[1]) for v in verdicts if v[1] is not None)
                 top = votes.most_common(1)[0][0] if votes else None
                 rec["maj"].append(any(v[0] and str(v[1]) == top for v in verdicts))
     return _summarise(per_task, samples, pass_k, examples)
-
-
-def _strip_stop(text: str, tokenizer) -> str:
-    for tok in (tokenizer.eos_token, tokenizer.pad_token):
-        if tok:
-            text = text.replace(tok, "")
-    return text
 
 
 def _summarise(per_task, samples: int, pass_k, examples) -> dict:

@@ -30,7 +30,7 @@ from rlvr.evaluate import evaluate
 from rlvr.learner import Learner
 from rlvr.logging.metrics import MetricsLogger
 from rlvr.logging.progress import Progress
-from rlvr.models.loading import encode_prompt, load_policy, save_policy, stop_token_ids
+from rlvr.models.loading import decode_completion, encode_prompt, load_policy, save_policy, stop_token_ids
 from rlvr.rollout.base import SamplingParams
 from rlvr.rollout.torch_engine import TorchEngine
 from rlvr.tasks.registry import build_task
@@ -103,8 +103,7 @@ class Trainer:
         rollouts = []
         for g, (problem, prompt, completions) in enumerate(zip(problems, prompts, groups)):
             for c in completions:
-                text = self.tokenizer.decode(c.token_ids, skip_special_tokens=False)
-                text = text.replace(self.tokenizer.eos_token or "\0", "")
+                text = decode_completion(self.tokenizer, c.token_ids)
                 rollouts.append(Rollout(problem, prompt, c.token_ids, c.logprobs, text, c.finish_reason, g,
                                         policy_version=self.engine.version))
         return rollouts

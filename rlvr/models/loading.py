@@ -100,6 +100,15 @@ def encode_prompt(problem: Problem, tokenizer: PreTrainedTokenizerBase, system_p
     return bos + tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def decode_completion(tokenizer: PreTrainedTokenizerBase, token_ids: list[int]) -> str:
+    """Completion text as verifiers see it: tags kept, end-of-sequence and padding markers removed."""
+    text = tokenizer.decode(token_ids, skip_special_tokens=False)
+    for tok in (tokenizer.eos_token, tokenizer.pad_token):
+        if tok:
+            text = text.replace(tok, "")
+    return text
+
+
 def save_policy(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, path: str | Path) -> None:
     """Hugging Face format (safetensors), loadable with `AutoModelForCausalLM.from_pretrained(path)`."""
     path = Path(path)
