@@ -55,16 +55,17 @@ class Rollout:
 class Batch:
     """Tensors the learner needs, right-padded; built by `rlvr.batching.make_batch`.
 
-    All (N, T) tensors cover prompt + completion; `completion_mask` is 1 on completion tokens only and
-    `old_logprobs` is aligned with `input_ids` (the log-prob of token t, zero off the completion).
+    `input_ids`/`attention_mask` are (N, T) over prompt + completion. The per-token tensors are (N, T-1) and
+    aligned with the targets `input_ids[:, 1:]`: `completion_mask[i, t]` is 1 when target t+1 is a completion
+    token, and `old_logprobs[i, t]` is its sampling log-prob (zero off the completion).
     """
 
     input_ids: torch.Tensor  # (N, T) long
     attention_mask: torch.Tensor  # (N, T) long
-    completion_mask: torch.Tensor  # (N, T) float
-    old_logprobs: torch.Tensor  # (N, T) float
+    completion_mask: torch.Tensor  # (N, T-1) float
+    old_logprobs: torch.Tensor  # (N, T-1) float
     advantages: torch.Tensor  # (N,) float
-    ref_logprobs: torch.Tensor | None = None  # (N, T) float, only when a KL term is used
+    ref_logprobs: torch.Tensor | None = None  # (N, T-1) float, only when a KL term is used
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
