@@ -271,6 +271,8 @@ def validate(cfg: Config) -> Config:
         "train.micro_batch_size": cfg.train.micro_batch_size,
         "eval.num_problems": cfg.eval.num_problems,
     }
+    if cfg.eval.max_new_tokens is not None:
+        positive["eval.max_new_tokens"] = cfg.eval.max_new_tokens
     for key, value in positive.items():
         _require(value > 0, key, "must be a positive integer", value)
     non_negative = {

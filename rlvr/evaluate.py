@@ -21,6 +21,15 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
+def majority_is_correct(verdicts: list[tuple[bool, object]]) -> bool:
+    """maj@k on (correct, parsed answer) pairs. Every correct answer is one vote for the same class, since the
+    verifier judged them equivalent (countdown has many right expressions, math many right forms); wrong answers
+    vote by their parsed text and unparsed ones do not vote. A tie goes against the correct class."""
+    right = sum(1 for ok, _ in verdicts if ok)
+    wrong = Counter(str(ans) for ok, ans in verdicts if not ok and ans is not None)
+    return right > 0 and right > max(wrong.values(), default=0)
+
+
 def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_tokens: int, stop_ids,
              samples: int = 0, pass_k: list[int] | tuple[int, ...] = (1,), batch_size: int = 256,
              generator: torch.Generator | None = None, keep: int = 0) -> dict:
@@ -51,9 +60,7 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
                     s = task.verify(p, decode_completion(tokenizer, c.token_ids))
                     verdicts.append((s.correct, s.details.get("parsed")))
                 rec["n_correct"].append(sum(v[0] for v in verdicts))
-                votes = Counter(str(v[1]) for v in verdicts if v[1] is not None)
-                top = votes.most_common(1)[0][0] if votes else None
-                rec["maj"].append(any(v[0] and str(v[1]) == top for v in verdicts))
+                rec["maj"].append(majority_is_correct(verdicts))
     return _summarise(per_task, samples, pass_k, examples)
 
 

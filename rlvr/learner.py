@@ -85,6 +85,7 @@ class Learner:
             for mb in self._micro_batches(batch):
                 mask = mb.completion_mask.to(self.device)
                 tok_share = float(mask.sum()) / max(n_tokens, 1.0)
+                share = self._weight(mb, batch)  # this micro-batch's exact part of the batch-level loss
                 logp, entropy = self._forward(self.model, mb, want_entropy=True)
                 old = mb.old_logprobs.to(self.device)
                 loss, st = policy_loss(logp.float(), old, mb.advantages.to(self.device), mask,
@@ -95,14 +96,13 @@ class Learner:
                     kl_tok = kl_estimate(logp.float(), mb.ref_logprobs.to(self.device), a.kl_estimator)
                     kl = aggregate(kl_tok, mask, a.loss_agg, self.max_new_tokens)
                     loss = loss + a.kl_coef * kl
-                    add("kl", kl.item(), tok_share / a.ppo_epochs)
-                ent = aggregate(entropy.float(), mask, "token_mean")
-                if a.entropy_coef > 0:
-                    loss = loss - a.entropy_coef * ent
-                (loss * self._weight(mb, batch)).backward()
-                w = tok_share / a.ppo_epochs
-                add("loss", loss.item(), w)
-                add("entropy", ent.item(), w)
+                    add("kl", kl.item(), share / a.ppo_epochs)
+                if a.entropy_coef > 0:  # the bonus is aggregated like the loss, so micro-batching is exact
+                    loss = loss - a.entropy_coef * aggregate(entropy.float(), mask, a.loss_agg, self.max_new_tokens)
+                (loss * share).backward()
+                add("loss", loss.item(), share / a.ppo_epochs)
+                w = tok_share / a.ppo_epochs  # token-level diagnostics: the batch's token mean
+                add("entropy", aggregate(entropy.detach().float(), mask, "token_mean").item(), w)
                 for k in ("clip_frac", "ratio_mean", "approx_kl"):
                     add(k, float(st[k]), w)
                 sums["ratio_max"] = max(sums.get("ratio_max", 0.0), float(st["ratio_max"]))

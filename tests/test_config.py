@@ -185,11 +185,6 @@ def test_every_shipped_config_loads(path):
     assert isinstance(load_config(path), Config)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: validate() does not check eval.max_new_tokens, so a negative value passes and the "
-    "run crashes in the engine at its first evaluation, after training",
-)
 def test_negative_eval_length_is_refused():
     with pytest.raises(ConfigError, match=r"eval\.max_new_tokens"):
         load_config(None, ["eval.max_new_tokens=-5"])

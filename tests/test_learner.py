@@ -113,18 +113,6 @@ def test_reference_logprobs_of_the_same_weights_are_the_sampling_ones(make_tiny_
 
 
 LOSS_AGGS = ["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"]
-LOGGED_LOSS_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="library bug: Learner.update weights the logged 'loss' (and 'kl') of each micro-batch by "
-    "its token share, not by _weight(), so with sequence-level aggregation the logged loss depends on "
-    "micro_batch_size (the gradient does not)",
-)
-ENTROPY_BONUS_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="library bug: Learner.update takes the entropy bonus as a token mean per micro-batch but scales "
-    "the micro-batch's loss by _weight() (its sequence share for sequence-level aggregation), so the "
-    "gradient of the bonus depends on micro_batch_size",
-)
 
 
 def _update_with_micro_batch(make_tiny_model, tok, loss_agg, micro_batch_size, entropy_coef=0.0):
@@ -144,9 +132,7 @@ def _update_with_micro_batch(make_tiny_model, tok, loss_agg, micro_batch_size, e
 
 @pytest.mark.parametrize(
     "loss_agg, entropy_coef",
-    [(a, 0.0) for a in LOSS_AGGS]
-    + [(LOSS_AGGS[0], 0.5)]
-    + [pytest.param(a, 0.5, marks=ENTROPY_BONUS_BUG) for a in LOSS_AGGS[1:]],
+    [(a, 0.0) for a in LOSS_AGGS] + [(a, 0.5) for a in LOSS_AGGS],
 )
 def test_micro_batching_gives_the_same_gradient(make_tiny_model, char_tokenizer, loss_agg, entropy_coef):
     # grad_clip 0: grad_norm is the norm of the whole accumulated gradient.
@@ -156,9 +142,7 @@ def test_micro_batching_gives_the_same_gradient(make_tiny_model, char_tokenizer,
     assert split["entropy"] == pytest.approx(whole["entropy"], rel=1e-5)
 
 
-@pytest.mark.parametrize(
-    "loss_agg", [LOSS_AGGS[0]] + [pytest.param(a, marks=LOGGED_LOSS_BUG) for a in LOSS_AGGS[1:]]
-)
+@pytest.mark.parametrize("loss_agg", LOSS_AGGS)
 def test_micro_batching_logs_the_same_loss(make_tiny_model, char_tokenizer, loss_agg):
     whole = _update_with_micro_batch(make_tiny_model, char_tokenizer, loss_agg, 128)
     split = _update_with_micro_batch(make_tiny_model, char_tokenizer, loss_agg, 1)

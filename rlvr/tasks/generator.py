@@ -12,9 +12,10 @@ from rlvr.types import Problem
 class GeneratedTask(Task):
     """A task whose problems come from a seeded generator.
 
-    Held-out problems come from their own stream; training index `i` draws from `Random(seed, "train", i)`
-    and redraws any problem whose key is held out, so evaluation problems never reach training or
-    pretraining. `flaw_rate` is the share of worked solutions in which the teacher follows its systematic
+    A fixed share of all problems is held out, chosen by a hash of the problem's key; evaluation draws
+    its problems from that region in its own stream, and training index `i` draws from
+    `Random(seed, "train", i)` and redraws any problem in the region, so evaluation problems never reach
+    training or pretraining, whatever `eval_size` either side used. `flaw_rate` is the share of worked solutions in which the teacher follows its systematic
     mistake; those mistakes all fall in a visible `blind_spot` (a share of problems, e.g. the biggest numbers).
     """
 
@@ -46,6 +47,13 @@ class GeneratedTask(Task):
         numbers) that covers a `blind_spot` share of problems."""
 
     # --- Task ---------------------------------------------------------------------------------------
+    # One problem in HELD_OUT_SHARE is held out, chosen by a hash of its key. The held-out region is fixed
+    # by (task, seed) alone, so how many problems an evaluation asks for never changes what training sees.
+    HELD_OUT_SHARE = 1 / 16
+
+    def is_held_out(self, key: str) -> bool:
+        return derive_seed(self.name, self.seed, "held-out", key) % 1_000_000 < self.HELD_OUT_SHARE * 1_000_000
+
     def eval_problems(self, n: int | None = None) -> list[Problem]:
         n = self.eval_size if n is None else n
         if n > self.eval_size:
@@ -54,27 +62,34 @@ class GeneratedTask(Task):
             rng = random.Random(derive_seed(self.name, self.seed, "eval"))
             seen: set[str] = set()
             problems = []
-            for _ in range(self.eval_size * 50):
+            for _ in range(max(20_000, int(self.eval_size / self.HELD_OUT_SHARE) * 20)):
                 p = self.generate(rng, f"{self.name}-eval-{len(problems)}")
-                if p.meta["key"] not in seen:
-                    seen.add(p.meta["key"])
+                key = p.meta["key"]
+                if key not in seen and self.is_held_out(key):
+                    seen.add(key)
                     problems.append(p)
-                if len(problems) == self.eval_size:
-                    break
+                    if len(problems) == self.eval_size:
+                        break
+            if len(problems) < self.eval_size:
+                raise ValueError(
+                    f"task {self.name} at task.difficulty={self.difficulty} has too few distinct problems to hold "
+                    f"out eval.num_problems={self.eval_size} (found {len(problems)}; one problem in "
+                    f"{round(1 / self.HELD_OUT_SHARE)} is held out): raise task.difficulty or lower eval.num_problems"
+                )
             self._eval = problems
             self._eval_keys = seen
         return self._eval[:n]
 
     def held_out_keys(self) -> set[str]:
+        """Keys of the evaluation problems (all of them lie in the held-out region)."""
         self.eval_problems()
         return self._eval_keys
 
     def train_problem(self, index: int) -> Problem:
-        keys = self.held_out_keys()
         rng = random.Random(derive_seed(self.name, self.seed, "train", index))
         for _ in range(1000):
             p = self.generate(rng, f"{self.name}-train-{index}")
-            if p.meta["key"] not in keys:
+            if not self.is_held_out(p.meta["key"]):
                 return p
         raise RuntimeError(f"task {self.name}: could not draw a problem outside the held-out set")
 

@@ -28,7 +28,7 @@ RG_OPTIONS = ("extract", "partial_credit")
 def _builtin(cfg, eval_size: int) -> Task:
     cls = BUILTIN_TASKS[cfg.name]
     try:
-        return cls(
+        task = cls(
             difficulty=cfg.difficulty,
             flaw_rate=cfg.flaw_rate,
             seed=cfg.seed,
@@ -39,6 +39,8 @@ def _builtin(cfg, eval_size: int) -> Task:
         )
     except TypeError as e:
         raise ValueError(f"task.params: {e}") from e
+    task.eval_problems()  # a problem space too small for the held-out set is refused here, up front
+    return task
 
 
 def _dataset(cfg, eval_size: int) -> Task:

@@ -28,11 +28,6 @@ def test_held_out_problems_never_reach_training(name):
     assert not train_keys & held_out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: the held-out set depends on eval_size, so a task built with a "
-    "smaller eval.num_problems trains on problems that a larger evaluation later holds out",
-)
 def test_held_out_set_does_not_depend_on_how_many_are_evaluated():
     # e.g. `rlvr train` with eval.num_problems=50, then `rlvr eval --set eval.num_problems=200`.
     trained = ArithmeticTask(eval_size=50)
@@ -58,11 +53,6 @@ def test_eval_problems_beyond_the_held_out_set_are_refused():
         ArithmeticTask(eval_size=10).eval_problems(11)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: GeneratedTask.eval_problems returns fewer problems than asked "
-    "when the problem space is small (1-digit addition has 100), and training then fails later",
-)
 def test_too_small_a_problem_space_is_refused_up_front():
     task = ArithmeticTask(difficulty=1, eval_size=200)
     try:
