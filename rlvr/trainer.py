@@ -125,6 +125,8 @@ class Trainer:
             rollouts = self.rollout(self.next_problems(need))
             t1 = time.time()
             self.score(rollouts)
+            for g in range(0, len(rollouts), G):  # e.g. filter_solved learns which problems are always solved
+                self.task.observe(rollouts[g].problem, [r.score.correct for r in rollouts[g : g + G]])
             info["time/generate"] += t1 - t0
             info["time/verify"] += time.time() - t1
             info["dynamic/draws"] = draw + 1
@@ -202,6 +204,7 @@ class Trainer:
             "cursor": self.cursor,
             **stats,
             **info,
+            **self.task.stats(),
         }
         tasks = sorted({r.problem.task for r in rollouts})
         if len(tasks) > 1:
@@ -258,6 +261,7 @@ class Trainer:
             "sampled_tokens": self.sampled_tokens,
             "learner": self.learner.state_dict(),
             "rng": rng_state(self.generator),
+            "task": self.task.state_dict(),
             "ref_model": None if self.ref_model is None else self.ref_model.state_dict(),
         }
         return save_checkpoint(self.run_dir, self.step_count, lambda d: save_policy(self.model, self.tokenizer, d),
@@ -270,6 +274,7 @@ class Trainer:
         self.learner.load_state_dict(state["learner"])
         if self.ref_model is not None and state["ref_model"] is not None:
             self.ref_model.load_state_dict(state["ref_model"])
+        self.task.load_state_dict(state.get("task", {}))
         restore_rng(state["rng"], self.generator)
         restore_metric_files(checkpoint, self.run_dir)
         self.engine.load_weights(None, self.step_count)

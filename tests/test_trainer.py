@@ -10,8 +10,10 @@ from rlvr.checkpoint import COMPLETE, latest_checkpoint, list_checkpoints
 from rlvr.config import load_config
 from rlvr.logging.metrics import read_jsonl
 from rlvr.models.loading import load_policy
+from rlvr.tasks.base import Task
+from rlvr.tasks.filtering import SolvedFilter
 from rlvr.trainer import Trainer, safe_verify
-from rlvr.types import Problem
+from rlvr.types import Problem, Score
 
 REQUIRED = [
     "reward/mean",
@@ -89,3 +91,60 @@ def test_a_raising_verifier_gives_zero_reward_with_the_reason():
     score = safe_verify(Broken(), Problem("p", "1+1=", 2, "t"), "2")
     assert score.reward == 0.0 and not score.correct
     assert "KeyError" in score.details["reason"]
+
+
+class _Cycle(Task):
+    """Three problems in a cycle; `rule(problem, text)` decides correctness."""
+
+    name = "cycle"
+
+    def __init__(self, rule):
+        self.rule = rule
+        self.problems = [Problem(f"p{i}", f"{i}+{i}=", 2 * i, "cycle", meta={"key": str(i)}) for i in range(3)]
+
+    def train_problem(self, index):
+        return self.problems[index % 3]
+
+    def eval_problems(self, n=None):
+        return self.problems[: n or 3]
+
+    def verify(self, problem, text):
+        ok = self.rule(problem, text)
+        return Score(float(ok), ok, True)
+
+
+def test_filter_solved_is_fed_by_the_trainer_logged_and_checkpointed(tmp_path, tiny_recipe):
+    cfg = load_config(tiny_recipe(**{"train.prompts_per_step": 3}))
+
+    def make_task():  # p0 is always solved, the others never
+        return SolvedFilter(_Cycle(lambda p, text: p.id == "p0"), "always")
+
+    trainer = Trainer(cfg, tmp_path / "run", task=make_task())
+    first = trainer.step()
+    assert first["filter/known"] == 3 and first["filter/skipped_always"] == 0
+    second = trainer.step()
+    assert second["filter/skipped_always"] == 2  # p0 came round twice more (stream 3..7) and was skipped
+    assert second["cursor"] == 6
+    trainer.save_checkpoint()
+    trainer.logger.close()
+    resumed = Trainer(cfg, tmp_path / "run", resume=True, task=make_task())
+    assert resumed.task.state_dict() == trainer.task.state_dict()
+    assert resumed.next_problems(3) == trainer.next_problems(3)
+    resumed.logger.close()
+
+
+def test_dynamic_sampling_drops_constant_groups_and_fills_the_batch(tmp_path, tiny_recipe):
+    cfg = load_config(
+        tiny_recipe(**{"train.prompts_per_step": 2, "rollout.num_generations": 4}),
+        ["algorithm.dynamic_sampling=true", "algorithm.max_sampling_draws=8"],
+    )
+    # p1 is never solved (a constant group); p0 and p2 pass on half the texts, so their groups vary.
+    rule = lambda p, text: p.id != "p1" and sum(map(ord, text)) % 2 == 0  # noqa: E731
+    trainer = Trainer(cfg, tmp_path / "run", task=_Cycle(rule))
+    metrics = trainer.step()
+    G = cfg.rollout.num_generations
+    assert metrics["dynamic/dropped_groups"] >= 1 and metrics["dynamic/draws"] >= 2
+    assert metrics["groups/all_equal_frac"] == 0.0  # every kept group has a reward spread
+    assert len(trainer._all_rollouts) == G * (trainer.cursor)  # every drawn group was sampled, counted once
+    assert metrics["sampled_tokens"] == sum(len(r.completion_ids) for r in trainer._all_rollouts)
+    trainer.logger.close()

@@ -42,6 +42,22 @@ class Task(ABC):
         override this; tasks without one raise."""
         raise NotImplementedError(f"task {self.name!r} has no worked-solution writer (pretraining needs one)")
 
+    # --- feedback from training (default: none). A task whose stream depends on what it observed keeps
+    # that in `state_dict()`, which checkpoints carry so a resumed run draws the same problems.
+    def observe(self, problem: Problem, correct: list[bool]) -> None:
+        """One scored group of `problem` (G verdicts)."""
+        return None
+
+    def stats(self) -> dict[str, float]:
+        """Metrics for the trainer's per-step log."""
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        return None
+
     def describe(self) -> str:
         """One line for `rlvr tasks`."""
         return (self.__doc__ or self.name).strip().splitlines()[0]
