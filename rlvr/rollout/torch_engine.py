@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 
 import torch
-from transformers import DynamicCache
+from transformers import DynamicCache, StaticCache
 
 from rlvr.rollout.base import Completion, SamplingParams
 
@@ -44,20 +44,54 @@ def cache_kwarg(model: torch.nn.Module) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+def takes_cache_position(model: torch.nn.Module) -> bool:
+    """Older transformers want `cache_position` with a static cache; recent ones count positions inside it."""
+    return "cache_position" in inspect.signature(type(model).forward).parameters
+
+
+def new_cache(model: torch.nn.Module, kind: str, max_len: int):
+    """A KV cache for one decode: `static` preallocates `max_len` positions (no copy per token, as the
+    concatenating dynamic cache does); `dynamic` grows. Models or versions without a static cache fall back."""
+    if kind == "static":
+        config = getattr(model, "config", None)
+        try:
+            return StaticCache(config=config, max_cache_len=max_len), True
+        except Exception:  # noqa: BLE001 - e.g. an older StaticCache signature or an unsupported model
+            pass
+    return DynamicCache(), False
+
+
+def select_rows(cache, rows: torch.Tensor) -> None:
+    """Keep only batch rows `rows` of `cache` (finished sequences leave the batch)."""
+    for layer in getattr(cache, "layers", []):
+        if getattr(layer, "keys", None) is None or not getattr(layer, "is_initialized", True):
+            continue
+        layer.keys = layer.keys.index_select(0, rows)
+        layer.values = layer.values.index_select(0, rows)
+        if hasattr(layer, "batch_size"):
+            layer.batch_size = len(rows)
+    if not hasattr(cache, "layers"):
+        cache.batch_select_indices(rows)
+
+
 class TorchEngine:
     """Samples from `model` (a transformers causal LM) in place: the learner and the engine can share it,
     in which case `load_weights(None, version)` only records the version."""
 
-    def __init__(self, model: torch.nn.Module, pad_token_id: int, device: torch.device | str | None = None):
+    def __init__(self, model: torch.nn.Module, pad_token_id: int, device: torch.device | str | None = None,
+                 cache: str = "static", compact: float = 0.25):
         self.model = model
         self.pad_token_id = pad_token_id
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.version = 0
+        self.cache = cache
+        self.compact = compact  # drop finished rows once this share of the live batch has finished
         self._cache_kw = cache_kwarg(model)
+        self._cache_position = takes_cache_position(model)
 
     def load_weights(self, state: dict[str, torch.Tensor] | None, version: int) -> None:
         if state is not None:
-            self.model.load_state_dict(state, strict=False)
+            self.model.load_state_dict(state, strict=True)
         self.version = version
 
     @torch.no_grad()
@@ -95,27 +129,43 @@ class TorchEngine:
         next_pos = mask[:, :P].sum(-1, keepdim=True)  # (B, 1)
         stop = torch.tensor(sorted(set(sampling.stop_token_ids)) or [-1], device=dev)
 
-        kv = {self._cache_kw: DynamicCache()}
-        logits = self.model(input_ids=input_ids, attention_mask=mask[:, :P], position_ids=position_ids,
-                            use_cache=True, logits_to_keep=1, **kv).logits[:, -1]
+        cache, static = new_cache(self.model, self.cache, P + T)
+
+        def forward(ids: torch.Tensor, attn: torch.Tensor, pos: torch.Tensor, start: int) -> torch.Tensor:
+            kw = {self._cache_kw: cache}
+            if static and self._cache_position:
+                kw["cache_position"] = torch.arange(start, start + ids.shape[1], device=dev)
+            return self.model(input_ids=ids, attention_mask=attn if static else attn[:, : start + ids.shape[1]],
+                              position_ids=pos, use_cache=True, logits_to_keep=1, **kw).logits[:, -1]
+
+        logits = forward(input_ids, mask, position_ids, 0)
         tokens = torch.full((B, T), self.pad_token_id, dtype=torch.long, device=dev)
         logps = torch.zeros((B, T), dtype=torch.float32, device=dev)
         lengths = torch.zeros(B, dtype=torch.long, device=dev)
-        done = torch.zeros(B, dtype=torch.bool, device=dev)
         stopped = torch.zeros(B, dtype=torch.bool, device=dev)
+        live = torch.arange(B, device=dev)  # original row of each row still in the batch
+        fin = torch.zeros(B, dtype=torch.bool, device=dev)  # finished, but not yet dropped from the batch
         for t in range(T):
             tok, lp = sample_next(logits, sampling.temperature, sampling.top_p, generator)
-            live = ~done
-            tokens[:, t] = torch.where(live, tok, self.pad_token_id)
-            logps[:, t] = torch.where(live, lp, 0.0)
-            lengths += live.long()
-            hit = torch.isin(tok, stop) & live
-            stopped |= hit
-            done |= hit
-            if t == T - 1 or bool(done.all()):
+            act = ~fin
+            rows_now = live[act]
+            tokens[rows_now, t] = tok[act]
+            logps[rows_now, t] = lp[act]
+            lengths[rows_now] += 1
+            hit = torch.isin(tok, stop) & act
+            stopped[live[hit]] = True
+            fin |= hit
+            if t == T - 1:
                 break
+            n_fin = int(fin.sum())
+            if n_fin == len(live):
+                break
+            if n_fin and n_fin >= self.compact * len(live):  # finished rows leave the batch
+                keep = torch.nonzero(~fin).flatten()
+                select_rows(cache, keep)
+                live, tok, fin = live[keep], tok[keep], fin[keep]
+                mask, next_pos = mask[keep], next_pos[keep]
             mask[:, P + t] = 1
-            logits = self.model(input_ids=tokens[:, t:t + 1], attention_mask=mask[:, :P + t + 1],
-                                position_ids=next_pos, use_cache=True, **kv).logits[:, -1]
+            logits = forward(tok[:, None], mask, next_pos, P + t)
             next_pos = next_pos + 1
         return tokens.cpu(), logps.cpu(), lengths.cpu(), stopped.cpu()

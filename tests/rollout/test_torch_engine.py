@@ -160,3 +160,25 @@ def test_empty_prompt_list_and_training_mode_restored(make_tiny_model, char_toke
     assert math.isfinite(
         sum(engine.generate(_prompts(char_tokenizer), SamplingParams(1, 2, 1.0))[0][0].logprobs)
     )
+
+
+@pytest.mark.parametrize("cache", ["static", "dynamic"])
+@pytest.mark.parametrize("compact", [0.0, 0.25, 2.0])  # drop finished rows at once, in batches, never
+def test_rows_that_finish_early_leave_the_batch_without_changing_the_others(
+    make_tiny_model, char_tokenizer, cache, compact
+):
+    model = make_tiny_model(sharp=True)
+    # Common digits as stop tokens: rows stop at many different steps, so the batch shrinks several times.
+    stop = tuple(char_tokenizer.convert_tokens_to_ids(["1", "5", "7"]))
+    engine = TorchEngine(model, char_tokenizer.pad_token_id, cache=cache, compact=compact)
+    groups = engine.generate(_prompts(char_tokenizer), SamplingParams(4, 16, 1.0, 1.0, stop),
+                             torch.Generator().manual_seed(5))
+    lengths = {len(c.token_ids) for g in groups for c in g}
+    assert len(lengths) >= 3  # the test exercises rows finishing at different steps
+    for prompt, group in zip(_prompts(char_tokenizer), groups):
+        for c in group:
+            ends = [i for i, t in enumerate(c.token_ids) if t in stop]
+            assert ends == ([len(c.token_ids) - 1] if c.finish_reason == "stop" else [])
+            logits = _full_logits(model, prompt + c.token_ids)[len(prompt) - 1 : -1]
+            expected = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(c.token_ids)[:, None])
+            assert torch.allclose(torch.tensor(c.logprobs), expected.squeeze(-1), atol=1e-4)
