@@ -40,6 +40,11 @@ class ModelConfig:
     device: str = "auto"
     system_prompt: str | None = None
     gradient_checkpointing: bool = False
+    lora_r: int = 0  # LoRA rank through PEFT; 0 trains every weight
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: str = "all-linear"  # or module names, comma-separated ("q_proj,v_proj")
+    merge_lora: bool = True  # save the final policy merged (a plain model) rather than as an adapter
 
 
 @dataclass
@@ -72,6 +77,7 @@ class RolloutConfig:
     """Sampling: `num_generations` completions per prompt (the group size G)."""
 
     engine: str = _choice("torch", "torch")
+    kv_cache: str = _choice("static", "static", "dynamic")  # static: preallocated, no copy per token
     num_generations: int = 8
     max_new_tokens: int = 48
     temperature: float = 1.0
@@ -276,6 +282,8 @@ def validate(cfg: Config) -> Config:
     for key, value in positive.items():
         _require(value > 0, key, "must be a positive integer", value)
     non_negative = {
+        "model.lora_r": cfg.model.lora_r,
+        "model.lora_alpha": cfg.model.lora_alpha,
         "pretrain.steps": cfg.pretrain.steps,
         "pretrain.warmup_steps": cfg.pretrain.warmup_steps,
         "train.steps": cfg.train.steps,
@@ -296,6 +304,7 @@ def validate(cfg: Config) -> Config:
         _require(value >= 0, key, "must be >= 0", value)
     _require(cfg.model.hidden_size % cfg.model.num_heads == 0, "model.hidden_size",
              f"must be divisible by model.num_heads ({cfg.model.num_heads})", cfg.model.hidden_size)
+    _require(0.0 <= cfg.model.lora_dropout < 1.0, "model.lora_dropout", "must be in [0, 1)", cfg.model.lora_dropout)
     _require(0.0 < cfg.task.blind_spot <= 1.0, "task.blind_spot", "must be in (0, 1]", cfg.task.blind_spot)
     _require(0.0 <= cfg.task.flaw_rate <= cfg.task.blind_spot, "task.flaw_rate",
              f"must be in [0, task.blind_spot={cfg.task.blind_spot}] (the teacher errs only in its blind spot)",

@@ -6,13 +6,32 @@ micro-batch and optimiser pass; the sampling log-probs come from the engine (no 
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from rlvr.algorithms.entropy import entropy_from_logits, token_logprobs
 from rlvr.algorithms.kl import kl_estimate
 from rlvr.algorithms.losses import aggregate, policy_loss
+from rlvr.models.lora import reference_off
 from rlvr.optim import build_optimizer, build_scheduler, clip_and_step
 from rlvr.types import Batch
+
+# Causal LMs whose logits are exactly output_layer(decoder(x)): no soft-capping or logit scale after the head.
+PLAIN_HEAD_MODELS = {"llama", "qwen2", "qwen3", "mistral", "phi3", "smollm3", "olmo2", "ministral"}
+
+
+def _split_lm(model: torch.nn.Module):
+    """(decoder, output layer) of a plain-headed causal LM (through a PEFT wrapper), else None."""
+    hf = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(hf, "config", None)
+    if getattr(config, "model_type", None) not in PLAIN_HEAD_MODELS:
+        return None
+    try:
+        decoder, head = hf.get_decoder(), hf.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+    return (decoder, head) if decoder is not None and head is not None else None
 
 
 class Learner:
@@ -41,22 +60,44 @@ class Learner:
                         mb.old_logprobs[:, : width - 1], mb.advantages,
                         None if mb.ref_logprobs is None else mb.ref_logprobs[:, : width - 1])
 
-    def _forward(self, model: torch.nn.Module, mb: Batch, want_entropy: bool):
-        """Log-probs (N, T-1) of the targets under `model` at the sampling temperature, and the entropy."""
+    def _forward(self, model: torch.nn.Module, mb: Batch, want_entropy: bool, entropy_grad: bool = False):
+        """Log-probs (N, T-1) of the targets under `model` at the sampling temperature, and the entropy.
+
+        Only completion positions need them: where the model allows it, the decoder's hidden states are
+        taken at those positions alone and the output layer runs on them, so no logits are computed for
+        prompt or padding tokens and no (N, T, V) tensor is built. Positions outside the completion are 0."""
         ids = mb.input_ids.to(self.device)
-        logits = model(input_ids=ids, attention_mask=mb.attention_mask.to(self.device)).logits[:, :-1]
-        logits = logits / self.temperature  # (N, T-1, V)
-        logp = token_logprobs(logits, ids[:, 1:])
-        entropy = entropy_from_logits(logits) if want_entropy else None
+        attn = mb.attention_mask.to(self.device)
+        sel = mb.completion_mask.to(self.device).bool()  # (N, T-1)
+        targets = ids[:, 1:][sel]  # (K,)
+        parts = _split_lm(model)
+        if parts is not None:
+            decoder, head = parts
+            hidden = decoder(input_ids=ids, attention_mask=attn).last_hidden_state[:, :-1]  # (N, T-1, H)
+            logits = head(hidden[sel])  # (K, V)
+        else:
+            logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1][sel]
+        logits = logits / self.temperature
+        logp = torch.zeros(sel.shape, dtype=torch.float32, device=self.device)
+        logp = logp.masked_scatter(sel, token_logprobs(logits, targets).float())
+        entropy = None
+        if want_entropy:
+            with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+                ent = torch.cat([entropy_from_logits(c) for c in logits.split(1024)]) if len(logits) else \
+                    logits.new_zeros(0, dtype=torch.float32)
+            entropy = torch.zeros(sel.shape, dtype=ent.dtype, device=self.device).masked_scatter(sel, ent)
         return logp, entropy
 
     @torch.no_grad()
     def reference_logprobs(self, batch: Batch) -> torch.Tensor:
-        """(N, T-1) log-probs under the frozen reference policy (for the KL term)."""
+        """(N, T-1) log-probs under the frozen reference policy (for the KL term): `ref_model`, or with LoRA
+        the policy itself with its adapter switched off."""
         out = torch.zeros_like(batch.old_logprobs)
         row = 0
+        ref = self.ref_model if self.ref_model is not None else self.model
         for mb in self._micro_batches(batch):
-            logp, _ = self._forward(self.ref_model, mb, want_entropy=False)
+            with reference_off(ref) if self.ref_model is None else contextlib.nullcontext():
+                logp, _ = self._forward(ref, mb, want_entropy=False)
             out[row : row + len(mb), : logp.shape[1]] = logp.float().cpu()
             row += len(mb)
         return out
@@ -86,7 +127,7 @@ class Learner:
                 mask = mb.completion_mask.to(self.device)
                 tok_share = float(mask.sum()) / max(n_tokens, 1.0)
                 share = self._weight(mb, batch)  # this micro-batch's exact part of the batch-level loss
-                logp, entropy = self._forward(self.model, mb, want_entropy=True)
+                logp, entropy = self._forward(self.model, mb, want_entropy=True, entropy_grad=a.entropy_coef > 0)
                 old = mb.old_logprobs.to(self.device)
                 loss, st = policy_loss(logp.float(), old, mb.advantages.to(self.device), mask,
                                        clip_low=a.clip_low, clip_high=a.clip_high, loss_agg=a.loss_agg,

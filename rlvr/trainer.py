@@ -31,6 +31,7 @@ from rlvr.learner import Learner
 from rlvr.logging.metrics import MetricsLogger
 from rlvr.logging.progress import Progress
 from rlvr.models.loading import decode_completion, encode_prompt, load_policy, save_policy, stop_token_ids
+from rlvr.models.lora import is_lora
 from rlvr.rollout.base import SamplingParams
 from rlvr.rollout.torch_engine import TorchEngine
 from rlvr.tasks.registry import build_task
@@ -64,15 +65,19 @@ class Trainer:
         checkpoint = latest_checkpoint(self.run_dir) if resume else None
         if resume and checkpoint is None:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {self.run_dir / 'checkpoints'}")
-        model_cfg = cfg.model
-        if checkpoint is not None:
+        model_cfg, adapter = cfg.model, None
+        if checkpoint is not None and cfg.model.lora_r > 0:  # the base from config, the adapter from the checkpoint
+            adapter = checkpoint / "model"
+        elif checkpoint is not None:
             model_cfg = dataclasses.replace(cfg.model, kind="hf", path=str(checkpoint / "model"))
-        self.model, self.tokenizer = load_policy(model_cfg, seed=cfg.train.seed)
+        self.model, self.tokenizer = load_policy(model_cfg, seed=cfg.train.seed, adapter=adapter)
         self.device = next(self.model.parameters()).device
-        self.ref_model = None
-        if cfg.algorithm.kl_coef > 0:
-            self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
-        self.engine = TorchEngine(self.model, self.tokenizer.pad_token_id, self.device)
+        self.ref_model = None  # with LoRA the reference is the policy with its adapter off: no copy
+        if cfg.algorithm.kl_coef > 0 and not is_lora(self.model):
+            # The reference is the starting policy: rebuilt from config on resume, not stored in checkpoints.
+            ref = load_policy(cfg.model, seed=cfg.train.seed)[0] if checkpoint is not None else copy.deepcopy(self.model)
+            self.ref_model = ref.eval().requires_grad_(False)
+        self.engine = TorchEngine(self.model, self.tokenizer.pad_token_id, self.device, cache=cfg.rollout.kv_cache)
         self.learner = Learner(self.model, cfg.train, cfg.algorithm, cfg.rollout.temperature,
                                cfg.rollout.max_new_tokens, self.ref_model)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.train.seed)
@@ -166,7 +171,7 @@ class Trainer:
             r.group = i // G
         rewards = self.rewards_for(rollouts)
         batch = make_batch(rollouts, torch.zeros(len(rollouts)), self.tokenizer.pad_token_id)
-        if self.ref_model is not None:
+        if a.kl_coef > 0:
             batch.ref_logprobs = self.learner.reference_logprobs(batch)
             if a.kl_in_reward:  # KL folded into the reward, per sequence
                 seq_kl = (kl_estimate(batch.old_logprobs, batch.ref_logprobs, a.kl_estimator)
@@ -242,7 +247,7 @@ class Trainer:
                     self.save_checkpoint()
                 bar.update(self.step_count, metrics)
                 last = metrics
-        save_policy(self.model, self.tokenizer, self.run_dir / "final")
+        save_policy(self.model, self.tokenizer, self.run_dir / "final", merge=self.cfg.model.merge_lora)
         return last
 
     def _samples(self) -> list[dict]:
@@ -262,7 +267,6 @@ class Trainer:
             "learner": self.learner.state_dict(),
             "rng": rng_state(self.generator),
             "task": self.task.state_dict(),
-            "ref_model": None if self.ref_model is None else self.ref_model.state_dict(),
         }
         return save_checkpoint(self.run_dir, self.step_count, lambda d: save_policy(self.model, self.tokenizer, d),
                                state)
@@ -272,8 +276,6 @@ class Trainer:
         self.step_count, self.cursor = state["step"], state["cursor"]
         self.sampled_tokens = state["sampled_tokens"]
         self.learner.load_state_dict(state["learner"])
-        if self.ref_model is not None and state["ref_model"] is not None:
-            self.ref_model.load_state_dict(state["ref_model"])
         self.task.load_state_dict(state.get("task", {}))
         restore_rng(state["rng"], self.generator)
         restore_metric_files(checkpoint, self.run_dir)

@@ -45,8 +45,9 @@ def pick_dtype(name: str, device: torch.device, tiny: bool = False) -> torch.dty
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
-def load_policy(cfg, seed: int = 0) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
-    """Build or load the policy described by a `ModelConfig`; returns (model, tokenizer) on the device."""
+def load_policy(cfg, seed: int = 0, adapter: str | Path | None = None) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+    """Build or load the policy described by a `ModelConfig`; returns (model, tokenizer) on the device.
+    With `cfg.lora_r > 0` the model carries a LoRA adapter: a fresh one, or the one saved at `adapter`."""
     device = pick_device(cfg.device)
     if cfg.kind == "tiny":
         tokenizer = build_char_tokenizer()
@@ -70,8 +71,11 @@ def load_policy(cfg, seed: int = 0) -> tuple[torch.nn.Module, PreTrainedTokenize
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device=device, dtype=dtype)
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        model.config.use_cache = False
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if getattr(cfg, "lora_r", 0) > 0:
+        from rlvr.models.lora import apply_lora
+
+        model = apply_lora(model, cfg, adapter)
     return model, tokenizer
 
 
@@ -109,9 +113,16 @@ def decode_completion(tokenizer: PreTrainedTokenizerBase, token_ids: list[int]) 
     return text
 
 
-def save_policy(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, path: str | Path) -> None:
-    """Hugging Face format (safetensors), loadable with `AutoModelForCausalLM.from_pretrained(path)`."""
+def save_policy(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, path: str | Path,
+                merge: bool = False) -> None:
+    """Hugging Face format (safetensors), loadable with `AutoModelForCausalLM.from_pretrained(path)`.
+    A LoRA policy is saved as its adapter (which transformers loads onto the base it names), or with
+    `merge=True` as a plain model with the adapter folded in."""
+    from rlvr.models.lora import is_lora, merged_copy
+
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    if is_lora(model) and merge:
+        model = merged_copy(model)
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)

@@ -38,22 +38,27 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
 
 
+def _hf(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model inside a PEFT wrapper (which passes keyword arguments through to it)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def cache_kwarg(model: torch.nn.Module) -> str:
     """Name of the KV-cache argument (`cache` in recent transformers, `past_key_values` before)."""
-    params = inspect.signature(type(model).forward).parameters
+    params = inspect.signature(type(_hf(model)).forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
 
 def takes_cache_position(model: torch.nn.Module) -> bool:
     """Older transformers want `cache_position` with a static cache; recent ones count positions inside it."""
-    return "cache_position" in inspect.signature(type(model).forward).parameters
+    return "cache_position" in inspect.signature(type(_hf(model)).forward).parameters
 
 
 def new_cache(model: torch.nn.Module, kind: str, max_len: int):
     """A KV cache for one decode: `static` preallocates `max_len` positions (no copy per token, as the
     concatenating dynamic cache does); `dynamic` grows. Models or versions without a static cache fall back."""
     if kind == "static":
-        config = getattr(model, "config", None)
+        config = getattr(_hf(model), "config", None)
         try:
             return StaticCache(config=config, max_cache_len=max_len), True
         except Exception:  # noqa: BLE001 - e.g. an older StaticCache signature or an unsupported model
