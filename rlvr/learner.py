@@ -7,6 +7,7 @@ micro-batch and optimiser pass; the sampling log-probs come from the engine (no 
 from __future__ import annotations
 
 import contextlib
+import time
 
 import torch
 
@@ -127,6 +128,7 @@ class Learner:
                 mask = mb.completion_mask.to(self.device)
                 tok_share = float(mask.sum()) / max(n_tokens, 1.0)
                 share = self._weight(mb, batch)  # this micro-batch's exact part of the batch-level loss
+                t0 = self._clock()
                 logp, entropy = self._forward(self.model, mb, want_entropy=True, entropy_grad=a.entropy_coef > 0)
                 old = mb.old_logprobs.to(self.device)
                 loss, st = policy_loss(logp.float(), old, mb.advantages.to(self.device), mask,
@@ -140,7 +142,11 @@ class Learner:
                     add("kl", kl.item(), share / a.ppo_epochs)
                 if a.entropy_coef > 0:  # the bonus is aggregated like the loss, so micro-batching is exact
                     loss = loss - a.entropy_coef * aggregate(entropy.float(), mask, a.loss_agg, self.max_new_tokens)
+                t1 = self._clock()
                 (loss * share).backward()
+                t2 = self._clock()
+                add("time/forward", t1 - t0, 1.0)
+                add("time/backward", t2 - t1, 1.0)
                 add("loss", loss.item(), share / a.ppo_epochs)
                 w = tok_share / a.ppo_epochs  # token-level diagnostics: the batch's token mean
                 add("entropy", aggregate(entropy.detach().float(), mask, "token_mean").item(), w)
@@ -150,10 +156,18 @@ class Learner:
                 if epoch == 0:  # engine vs learner numerics on the same weights
                     gap = ((logp.detach().float() - old).abs() * mask).sum() / mask.sum().clamp(min=1)
                     add("logprob_gap", float(gap), tok_share)
+            t0 = self._clock()
             grad_norms.append(clip_and_step(self.model, self.optimizer, self.scheduler, self.cfg.grad_clip))
+            add("time/optimizer", self._clock() - t0, 1.0)
         sums["grad_norm"] = sum(grad_norms) / len(grad_norms)
         sums["lr"] = self.scheduler.get_last_lr()[0]
         return sums
+
+    def _clock(self) -> float:
+        """Wall time after the device's queued work (so forward/backward/optimizer times are each their own)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}

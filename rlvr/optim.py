@@ -13,7 +13,13 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.0
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99), eps=1e-8)
+    # The fused kernel (one pass over each tensor) where this torch and device have it.
+    fused = bool(params) and all(p.device.type in ("cuda", "cpu") for p in params) and \
+        all(p.dtype in (torch.float32, torch.bfloat16, torch.float16) for p in params)
+    try:
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99), eps=1e-8, fused=fused)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99), eps=1e-8)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,

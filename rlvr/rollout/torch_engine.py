@@ -67,7 +67,8 @@ def new_cache(model: torch.nn.Module, kind: str, max_len: int):
 
 
 def select_rows(cache, rows: torch.Tensor) -> None:
-    """Keep only batch rows `rows` of `cache` (finished sequences leave the batch)."""
+    """Keep batch rows `rows` of `cache`, in that order: finished sequences leave the batch, and a repeated
+    index copies a row (a prompt's cache shared by its samples)."""
     for layer in getattr(cache, "layers", []):
         if getattr(layer, "keys", None) is None or not getattr(layer, "is_initialized", True):
             continue
@@ -102,13 +103,12 @@ class TorchEngine:
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], sampling: SamplingParams,
                  generator: torch.Generator | None = None) -> list[list[Completion]]:
-        rows = [p for p in prompts for _ in range(sampling.n)]
-        if not rows:
+        if not prompts or sampling.n < 1:
             return []
         was_training = self.model.training
         self.model.eval()
         try:
-            tokens, logps, lengths, stopped = self._decode(rows, sampling, generator)
+            tokens, logps, lengths, stopped = self._decode(prompts, sampling, generator)
         finally:
             self.model.train(was_training)
         out: list[list[Completion]] = []
@@ -121,17 +121,19 @@ class TorchEngine:
             out.append(group)
         return out
 
-    def _decode(self, rows: list[list[int]], sampling: SamplingParams, generator: torch.Generator | None):
-        dev = self.device
-        B, P, T = len(rows), max(len(r) for r in rows), sampling.max_new_tokens
-        input_ids = torch.full((B, P), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((B, P + T), dtype=torch.long)
-        for i, r in enumerate(rows):  # left padding
+    def _decode(self, prompts: list[list[int]], sampling: SamplingParams, generator: torch.Generator | None):
+        """Each prompt is run through the model once; its KV cache is then copied to its `n` samples
+        (GRPO's group shares the prompt), so prefill costs 1/n of prefilling every row."""
+        dev, n = self.device, sampling.n
+        U, P, T = len(prompts), max(len(r) for r in prompts), sampling.max_new_tokens
+        B = U * n
+        input_ids = torch.full((U, P), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((U, P + T), dtype=torch.long)
+        for i, r in enumerate(prompts):  # left padding
             input_ids[i, P - len(r):] = torch.tensor(r, dtype=torch.long)
             mask[i, P - len(r):P] = 1
         input_ids, mask = input_ids.to(dev), mask.to(dev)
-        position_ids = (mask[:, :P].cumsum(-1) - 1).clamp(min=0)  # (B, P)
-        next_pos = mask[:, :P].sum(-1, keepdim=True)  # (B, 1)
+        position_ids = (mask[:, :P].cumsum(-1) - 1).clamp(min=0)  # (U, P)
         stop = torch.tensor(sorted(set(sampling.stop_token_ids)) or [-1], device=dev)
 
         cache, static = new_cache(self.model, self.cache, P + T)
@@ -143,7 +145,12 @@ class TorchEngine:
             return self.model(input_ids=ids, attention_mask=attn if static else attn[:, : start + ids.shape[1]],
                               position_ids=pos, use_cache=True, logits_to_keep=1, **kw).logits[:, -1]
 
-        logits = forward(input_ids, mask, position_ids, 0)
+        logits = forward(input_ids, mask, position_ids, 0)  # (U, V)
+        if n > 1:  # every sample of a prompt starts from that prompt's cache
+            expand = torch.arange(U, device=dev).repeat_interleave(n)
+            select_rows(cache, expand)
+            logits, mask = logits[expand], mask[expand]
+        next_pos = mask[:, :P].sum(-1, keepdim=True)  # (B, 1)
         tokens = torch.full((B, T), self.pad_token_id, dtype=torch.long, device=dev)
         logps = torch.zeros((B, T), dtype=torch.float32, device=dev)
         lengths = torch.zeros(B, dtype=torch.long, device=dev)

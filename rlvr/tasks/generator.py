@@ -20,7 +20,7 @@ class GeneratedTask(Task):
     """
 
     def __init__(self, difficulty: int = 3, flaw_rate: float = 0.3, seed: int = 0, eval_size: int = 200,
-                 format_reward: float = 0.1, blind_spot: float = 0.5):
+                 format_reward: float = 0.1, blind_spot: float = 0.5, template: str | None = None):
         if not 0.0 <= flaw_rate <= blind_spot <= 1.0:
             raise ValueError(f"task.flaw_rate ({flaw_rate}) must be between 0 and task.blind_spot ({blind_spot}), "
                              "which must be at most 1: the teacher's mistakes all fall inside its blind spot")
@@ -30,6 +30,9 @@ class GeneratedTask(Task):
         self.seed = seed
         self.eval_size = eval_size
         self.format_reward = format_reward
+        self.template = template  # chat models: the user message, e.g. "{question} Answer in <answer></answer>."
+        if template is not None and "{question}" not in template:
+            raise ValueError(f"task.template: must contain {{question}}, got {template!r}")
         self._eval: list[Problem] | None = None
 
     # --- subclasses ---------------------------------------------------------------------------------
@@ -67,7 +70,7 @@ class GeneratedTask(Task):
                 key = p.meta["key"]
                 if key not in seen and self.is_held_out(key):
                     seen.add(key)
-                    problems.append(p)
+                    problems.append(self._render(p))
                     if len(problems) == self.eval_size:
                         break
             if len(problems) < self.eval_size:
@@ -90,8 +93,14 @@ class GeneratedTask(Task):
         for _ in range(1000):
             p = self.generate(rng, f"{self.name}-train-{index}")
             if not self.is_held_out(p.meta["key"]):
-                return p
+                return self._render(p)
         raise RuntimeError(f"task {self.name}: could not draw a problem outside the held-out set")
+
+    def _render(self, p: Problem) -> Problem:
+        """Apply `template` to the question a chat model sees (the raw prompt stays for tiny models)."""
+        if self.template is not None:
+            p.meta["question"] = self.template.format(question=p.meta.get("question", p.prompt))
+        return p
 
     def worked_solution(self, problem: Problem, rng: random.Random) -> tuple[str, bool]:
         """The flawed teacher: inside its blind spot it follows its wrong procedure with probability

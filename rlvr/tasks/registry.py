@@ -35,6 +35,7 @@ def _builtin(cfg, eval_size: int) -> Task:
             eval_size=eval_size,
             format_reward=cfg.format_reward,
             blind_spot=cfg.blind_spot,
+            template=cfg.template,
             **cfg.params,
         )
     except TypeError as e:

@@ -182,3 +182,16 @@ def test_rows_that_finish_early_leave_the_batch_without_changing_the_others(
             logits = _full_logits(model, prompt + c.token_ids)[len(prompt) - 1 : -1]
             expected = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(c.token_ids)[:, None])
             assert torch.allclose(torch.tensor(c.logprobs), expected.squeeze(-1), atol=1e-4)
+
+
+def test_each_prompt_is_prefilled_once_for_its_whole_group(make_tiny_model, char_tokenizer):
+    model = make_tiny_model(sharp=True)
+    widths = []
+    hook = model.register_forward_pre_hook(lambda mod, args, kw: widths.append(tuple(kw["input_ids"].shape)),
+                                           with_kwargs=True)
+    groups = _generate(model, char_tokenizer, SamplingParams(n=4, max_new_tokens=3, temperature=1.0))
+    hook.remove()
+    prompts = _prompts(char_tokenizer)
+    assert widths[0] == (len(prompts), max(map(len, prompts)))  # one prefill row per prompt, not per sample
+    assert all(w == (len(prompts) * 4, 1) for w in widths[1:])  # then one token for each of the 12 samples
+    assert [len(g) for g in groups] == [4, 4, 4]

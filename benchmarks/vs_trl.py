@@ -1,0 +1,415 @@
+"""rlvr vs TRL's GRPOTrainer on identical GRPO work, with the machine's own floor measured in the same run.
+
+    python benchmarks/vs_trl.py --model models/smollm2-135m-instruct [--dtype auto] [--json PATH] [--quick]
+
+The work, the same for both: one model (SmolLM2-135M-Instruct by default, the same weights and dtype),
+2 prompts x 8 completions per step, at most 64 new tokens, temperature 1.0, top-p 1, no KL, one optimiser
+step per batch (AdamW, same learning rate), token-mean PPO-clip loss, no gradient checkpointing. The prompts
+are the same two-digit arithmetic questions in the same order. The dtype is the one the hardware runs
+fastest (bf16 on a GPU or a CPU with native bf16, fp32 on an AVX2-only CPU), `--dtype` forces one.
+
+Steps alternate: a TRL step, then an rlvr step, then TRL again, ... (after `--warmup` steps each), so both
+see the same machine state. Printed: median seconds per step, the ratio, generation tokens per second of
+each and of `model.generate` against rlvr's engine on the same batch, peak memory during the steps, and the
+machine floor: matrix-product GFLOP/s in the chosen dtype and memory bandwidth, turned into the step time
+they allow for the tokens rlvr actually processed.
+
+Set-up (`make bench` does it): the `bench` extra (TRL) and the converted checkpoint (`make smollm2`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = REPO / "models" / "smollm2-135m-instruct"
+TEMPLATE = "{question} Think briefly inside <think></think>, then give only the final number inside <answer></answer>."
+
+
+def die(msg: str) -> None:
+    print(f"vs_trl: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+# --- machine -------------------------------------------------------------------------------------------
+def cpu_flags() -> list[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    have = set(line.split(":", 1)[-1].split())
+    return [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in have]
+
+
+def cpu_name() -> str:
+    try:
+        for ln in Path("/proc/cpuinfo").read_text().splitlines():
+            if ln.startswith("model name"):
+                return ln.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_floor(device: torch.device, dtype: torch.dtype, quick: bool) -> dict:
+    """Matrix-product rate (GFLOP/s) in `dtype` and memory bandwidth (GB/s, bytes read + written)."""
+    n = 8192 if device.type == "cuda" else (1024 if quick else 2048)
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    times = []
+    for i in range(6 if not quick else 3):
+        sync(device)
+        t = time.perf_counter()
+        a @ b
+        sync(device)
+        if i:
+            times.append(time.perf_counter() - t)
+    gflops = 2 * n**3 / statistics.median(times) / 1e9
+    size = (2 << 30) if device.type == "cuda" else (256 << 20)
+    x = torch.randn(size // 4, device=device)
+    y = torch.empty_like(x)
+    times = []
+    for i in range(6 if not quick else 3):
+        sync(device)
+        t = time.perf_counter()
+        y.copy_(x)
+        sync(device)
+        if i:
+            times.append(time.perf_counter() - t)
+    bw = 2 * size / statistics.median(times) / 1e9
+    del a, b, x, y
+    return {"matmul_gflops": gflops, "bandwidth_gbs": bw}
+
+
+def floor_seconds(model: torch.nn.Module, floor: dict, prompt_len: int, lengths: list[int], trained: int,
+                  dtype: torch.dtype) -> dict:
+    """Step time the measured rate and bandwidth allow for this work.
+
+    Generation: the prompt once (2 * N_mm FLOPs per token), then each decode step reads every weight once
+    and does 2 * N_mm FLOPs per live row: max(arithmetic, weight bytes / bandwidth). Learning: forward and
+    backward are 6 * N_body FLOPs per token plus 6 * N_head per completion token (the output layer runs on
+    completion tokens only). AdamW reads weight, gradient and two moments and writes three: 28 bytes per
+    fp32 trainable parameter."""
+    rate, bw = floor["matmul_gflops"] * 1e9, floor["bandwidth_gbs"] * 1e9
+    head = model.get_output_embeddings().weight.numel()
+    embed = model.get_input_embeddings().weight.numel()
+    total = sum(p.numel() for p in model.parameters())
+    body = total - embed if model.config.tie_word_embeddings else total - embed - head
+    n_mm = body + head
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    rows = len(lengths)
+    gen = 2 * n_mm * rows * prompt_len / rate
+    for t in range(max(lengths, default=0)):
+        live = sum(1 for n in lengths if n > t)
+        gen += max(2 * n_mm * live / rate, weight_bytes / bw)
+    tokens = rows * prompt_len + sum(lengths)
+    learn = 6 * (body * tokens + head * sum(lengths)) / rate
+    elem = torch.finfo(dtype).bits // 8
+    optim = trained * (4 * elem + 3 * elem) / bw
+    return {"generate": gen, "learn": learn, "optimizer": optim, "total": gen + learn + optim}
+
+
+class PeakMemory:
+    """Peak memory above the level at `start()`: the CUDA allocator's, or the process RSS sampled every 5 ms."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peaks: list[float] = []
+
+    def _rss(self) -> int:
+        import psutil
+
+        return psutil.Process(os.getpid()).memory_info().rss
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        else:
+            self.base = self.peak = self._rss()
+            self.running = True
+
+            def sample():
+                while self.running:
+                    self.peak = max(self.peak, self._rss())
+                    time.sleep(0.005)
+
+            self.thread = threading.Thread(target=sample, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self.running = False
+            self.thread.join()
+            peak = max(self.peak, self._rss())
+        self.peaks.append((peak - self.base) / 2**20)
+        return False
+
+
+def generated_lengths(out: torch.Tensor, prompt_len: int, eos: set[int]) -> list[int]:
+    """Real tokens per row of a `generate` output: up to and including the first end-of-sequence token."""
+    lengths = []
+    for row in out[:, prompt_len:].tolist():
+        n = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
+        lengths.append(n)
+    return lengths
+
+
+# --- the two trainers ------------------------------------------------------------------------------------
+def rlvr_trainer(args, dtype_name: str, run_dir: Path):
+    from rlvr.config import load_config
+    from rlvr.trainer import Trainer
+
+    cfg = load_config(None, [
+        "model.kind=hf", f"model.path={args.model}", f"model.dtype={dtype_name}", f"model.device={args.device}",
+        "task.name=arithmetic", "task.difficulty=2", f"task.template={TEMPLATE}",
+        f"rollout.num_generations={args.generations}", f"rollout.max_new_tokens={args.max_new_tokens}",
+        "rollout.temperature=1.0", "rollout.top_p=1.0",
+        "algorithm.name=grpo", "algorithm.kl_coef=0.0", "algorithm.ppo_epochs=1",
+        f"train.prompts_per_step={args.prompts}", f"train.lr={args.lr}", "train.steps=100000",
+        f"train.micro_batch_size={args.prompts * args.generations}", "train.checkpoint_every=0",
+        "train.grad_clip=1.0", "eval.every=0", "eval.num_problems=8", "logging.progress=false",
+        "logging.samples_per_step=0",
+    ])
+    return Trainer(cfg, run_dir)
+
+
+def trl_dataset(trainer, n: int):
+    from datasets import Dataset
+
+    problems = [trainer.task.train_problem(i) for i in range(n)]  # the same questions rlvr trains on, in order
+    return Dataset.from_list([
+        {"prompt": [{"role": "user", "content": p.meta["question"]}], "answer": str(p.answer), "index": i}
+        for i, p in enumerate(problems)
+    ]), problems
+
+
+def trl_trainer(args, model, tokenizer, dataset, problems, task, bf16: bool, run_dir: Path, callback):
+    from trl import GRPOConfig, GRPOTrainer
+
+    def correctness(prompts, completions, index, **kw):
+        texts = [c[0]["content"] if isinstance(c, list) else c for c in completions]
+        return [task.verify(problems[i], t).reward for i, t in zip(index, texts)]
+
+    config = GRPOConfig(
+        output_dir=str(run_dir), per_device_train_batch_size=args.prompts * args.generations,
+        num_generations=args.generations, max_completion_length=args.max_new_tokens, temperature=1.0,
+        top_p=1.0, top_k=0, beta=0.0, learning_rate=args.lr, num_iterations=1, gradient_accumulation_steps=1,
+        max_steps=args.warmup + args.steps, logging_steps=1, report_to="none", save_strategy="no",
+        use_cpu=args.device == "cpu", bf16=bf16, gradient_checkpointing=False, shuffle_dataset=False,
+        loss_type="dapo", scale_rewards="group", disable_dropout=True, max_grad_norm=1.0,
+        lr_scheduler_type="constant", seed=0, dataloader_num_workers=0,
+    )
+    return GRPOTrainer(model=model, reward_funcs=correctness, args=config, train_dataset=dataset,
+                       processing_class=tokenizer, callbacks=[callback])
+
+
+# --- generation throughput: rlvr's engine vs model.generate ------------------------------------------------
+def generation_race(trainer, model, tokenizer, args, device, repeats: int) -> dict:
+    from rlvr.rollout.base import SamplingParams
+
+    problems = [trainer.task.train_problem(10_000 + i) for i in range(args.prompts)]
+    prompts = [trainer.encode(p) for p in problems]
+    eos = {tokenizer.eos_token_id}
+    sampling = SamplingParams(args.generations, args.max_new_tokens, 1.0, 1.0, tuple(eos))
+    P = max(len(p) for p in prompts)
+    batch = torch.full((len(prompts), P), tokenizer.pad_token_id, dtype=torch.long)
+    attn = torch.zeros_like(batch)
+    for i, p in enumerate(prompts):
+        batch[i, P - len(p):] = torch.tensor(p)
+        attn[i, P - len(p):] = 1
+    batch, attn = batch.to(device), attn.to(device)
+    rates = {"rlvr": [], "hf_generate": []}
+    gen = torch.Generator(device=device).manual_seed(0)
+    for r in range(repeats + 1):  # the first round warms up
+        sync(device)
+        t = time.perf_counter()
+        groups = trainer.engine.generate(prompts, sampling, gen)
+        sync(device)
+        dt = time.perf_counter() - t
+        n_tokens = sum(len(c.token_ids) for g in groups for c in g)
+        if r:
+            rates["rlvr"].append(n_tokens / dt)
+        sync(device)
+        t = time.perf_counter()
+        with torch.no_grad():
+            out = model.generate(input_ids=batch, attention_mask=attn, do_sample=True, temperature=1.0,
+                                 top_p=1.0, top_k=0, max_new_tokens=args.max_new_tokens,
+                                 num_return_sequences=args.generations, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=list(eos))
+        sync(device)
+        dt = time.perf_counter() - t
+        if r:
+            rates["hf_generate"].append(sum(generated_lengths(out, P, eos)) / dt)
+    return {k: statistics.median(v) for k, v in rates.items()}
+
+
+# --- main ------------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(DEFAULT_MODEL), help="a Hugging Face checkpoint directory")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--steps", type=int, default=4, help="timed steps each (after the warm-up)")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--prompts", type=int, default=2)
+    ap.add_argument("--generations", type=int, default=8)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-6)
+    ap.add_argument("--gen-repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="one timed step each and 16 new tokens: a check")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.steps, args.warmup, args.max_new_tokens, args.gen_repeats = 1, 0, 16, 1
+
+    if not (Path(args.model) / "config.json").exists():
+        die(f"no checkpoint at {args.model}; run `make smollm2` (or `make bench`, which does all the set-up)")
+    try:
+        import trl  # noqa: F401
+    except ImportError:
+        die("TRL is not installed; run `make bench` (it installs the `bench` extra: pip install -e '.[bench]')")
+
+    from transformers import AutoModelForCausalLM, TrainerCallback
+
+    from rlvr.models.loading import cpu_has_native_bf16, pick_device
+
+    device = pick_device(args.device)
+    args.device = device.type
+    if args.dtype == "auto":
+        native = device.type == "cuda" or cpu_has_native_bf16()
+        args.dtype = "bfloat16" if native else "float32"
+    dtype = getattr(torch, args.dtype)
+    if device.type == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    print(f"machine: {machine}; CPU flags: {' '.join(cpu_flags()) or 'none'}; torch threads {torch.get_num_threads()}")
+    print(f"dtype: {args.dtype} ({'forced' if argv and '--dtype' in argv else 'detected: the fastest this hardware runs'})")
+
+    floor = measure_floor(device, dtype, args.quick)
+    print(f"floor: matmul {floor['matmul_gflops']:.0f} GFLOP/s in {args.dtype}, memory {floor['bandwidth_gbs']:.1f} GB/s")
+
+    work = Path(tempfile.mkdtemp(prefix="vs_trl_"))
+    trainer = rlvr_trainer(args, args.dtype, work / "rlvr")
+    tokenizer = trainer.tokenizer
+    trl_model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).to(device)
+    dataset, problems = trl_dataset(trainer, args.prompts * (args.warmup + args.steps))
+
+    gen_rates = generation_race(trainer, trl_model, tokenizer, args, device, args.gen_repeats)
+    print(f"generation: rlvr engine {gen_rates['rlvr']:.0f} tok/s, model.generate {gen_rates['hf_generate']:.0f} tok/s")
+
+    mem_rlvr, mem_trl = PeakMemory(device), PeakMemory(device)
+    results: dict[str, list] = {"rlvr": [], "trl": [], "rlvr_parts": [], "trl_gen": [], "trl_tokens": [],
+                                "rlvr_tokens": [], "rlvr_lengths": []}
+
+    # Time TRL's generation inside its step, and the real tokens it produced.
+    inner_generate = trl_model.generate
+
+    def timed_generate(*a, **kw):
+        sync(device)
+        t = time.perf_counter()
+        out = inner_generate(*a, **kw)
+        sync(device)
+        results["trl_gen"].append(time.perf_counter() - t)
+        ids = kw.get("input_ids", a[0] if a else None)
+        P = ids.shape[1] if ids is not None else 0
+        results["trl_tokens"].append(sum(generated_lengths(out, P, {tokenizer.eos_token_id})))
+        return out
+
+    trl_model.generate = timed_generate
+
+    class Alternate(TrainerCallback):
+        """Times TRL's step, then runs (and times) one rlvr step before TRL's next one."""
+
+        def on_step_begin(self, *a, **kw):
+            mem_trl.__enter__()
+            sync(device)
+            self.t = time.perf_counter()
+
+        def on_step_end(self, state_args, state, *a, **kw):
+            sync(device)
+            results["trl"].append(time.perf_counter() - self.t)
+            mem_trl.__exit__()
+            with mem_rlvr:
+                sync(device)
+                t = time.perf_counter()
+                m = trainer.step()
+                sync(device)
+                results["rlvr"].append(time.perf_counter() - t)
+            results["rlvr_parts"].append({k: m.get(f"time/{k}", 0.0) for k in
+                                          ("generate", "verify", "forward", "backward", "optimizer")})
+            rollouts = trainer._all_rollouts
+            results["rlvr_lengths"].append([len(r.completion_ids) for r in rollouts])
+            results["rlvr_tokens"].append(sum(len(r.completion_ids) for r in rollouts))
+            print(f"  step {state.global_step}: TRL {results['trl'][-1]:.2f} s, rlvr {results['rlvr'][-1]:.2f} s",
+                  flush=True)
+
+    trl = trl_trainer(args, trl_model, tokenizer, dataset, problems, trainer.task, args.dtype == "bfloat16",
+                      work / "trl", Alternate())
+    trl.train()
+
+    w = args.warmup
+    med = statistics.median
+    trl_s, rlvr_s = med(results["trl"][w:]), med(results["rlvr"][w:])
+    trl_gen_tok_s = sum(results["trl_tokens"][w:]) / sum(results["trl_gen"][w:])
+    parts = {k: med(p[k] for p in results["rlvr_parts"][w:]) for k in results["rlvr_parts"][0]}
+    rlvr_gen_tok_s = sum(results["rlvr_tokens"][w:]) / sum(p["generate"] for p in results["rlvr_parts"][w:])
+    prompt_len = statistics.mean(len(trainer.encode(p)) for p in problems)
+    trained = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    floors = [floor_seconds(trainer.model, floor, round(prompt_len), lens, trained, dtype)
+              for lens in results["rlvr_lengths"][w:]]
+    fl = {k: med(f[k] for f in floors) for k in floors[0]}
+    out = {
+        "rlvr_s_per_step": rlvr_s, "trl_s_per_step": trl_s, "speedup": trl_s / rlvr_s,
+        "rlvr_gen_tok_s": gen_rates["rlvr"], "hf_generate_tok_s": gen_rates["hf_generate"],
+        "gen_speedup": gen_rates["rlvr"] / gen_rates["hf_generate"],
+        "rlvr_peak_mb": max(mem_rlvr.peaks[w:]), "trl_peak_mb": max(mem_trl.peaks[w:]),
+        "dtype": args.dtype, "floor_s_per_step": fl["total"],
+        "machine": machine, "cpu_flags": cpu_flags(), "device": device.type,
+        "floor": floor, "floor_parts_s": fl, "rlvr_parts_s": parts,
+        "rlvr_step_gen_tok_s": rlvr_gen_tok_s, "trl_step_gen_tok_s": trl_gen_tok_s,
+        "rlvr_tokens_per_step": med(results["rlvr_tokens"][w:]), "trl_tokens_per_step": med(results["trl_tokens"][w:]),
+        "steps": args.steps, "warmup": args.warmup, "max_new_tokens": args.max_new_tokens,
+        "trl_steps_s": results["trl"], "rlvr_steps_s": results["rlvr"],
+    }
+    print()
+    print(f"{'':28}{'rlvr':>12}{'TRL':>12}")
+    print(f"{'median s/step':28}{rlvr_s:12.2f}{trl_s:12.2f}   speedup {out['speedup']:.2f}x")
+    print(f"{'gen tok/s inside the step':28}{rlvr_gen_tok_s:12.0f}{trl_gen_tok_s:12.0f}")
+    print(f"{'completion tokens/step':28}{out['rlvr_tokens_per_step']:12.0f}{out['trl_tokens_per_step']:12.0f}")
+    print(f"{'peak MB during a step':28}{out['rlvr_peak_mb']:12.0f}{out['trl_peak_mb']:12.0f}")
+    print(f"engine vs model.generate: {gen_rates['rlvr']:.0f} vs {gen_rates['hf_generate']:.0f} tok/s "
+          f"({out['gen_speedup']:.2f}x)")
+    print("rlvr step parts (s): " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
+    print(f"floor (s): generate {fl['generate']:.2f}, learn {fl['learn']:.2f}, optimizer {fl['optimizer']:.2f}, "
+          f"total {fl['total']:.2f}; rlvr is {rlvr_s / fl['total']:.2f}x the floor")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
