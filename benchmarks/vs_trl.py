@@ -98,7 +98,7 @@ def measure_floor(device: torch.device, dtype: torch.dtype, quick: bool) -> dict
 
 
 def floor_seconds(model: torch.nn.Module, floor: dict, prompt_len: int, lengths: list[int], trained: int,
-                  dtype: torch.dtype) -> dict:
+                  dtype: torch.dtype, prompts: int) -> dict:
     """Step time the measured rate and bandwidth allow for this work.
 
     Generation: the prompt once (2 * N_mm FLOPs per token), then each decode step reads every weight once
@@ -114,7 +114,7 @@ def floor_seconds(model: torch.nn.Module, floor: dict, prompt_len: int, lengths:
     n_mm = body + head
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     rows = len(lengths)
-    gen = 2 * n_mm * rows * prompt_len / rate
+    gen = 2 * n_mm * prompts * prompt_len / rate  # each prompt once: its samples share its cache
     for t in range(max(lengths, default=0)):
         live = sum(1 for n in lengths if n > t)
         gen += max(2 * n_mm * live / rate, weight_bytes / bw)
@@ -126,7 +126,7 @@ def floor_seconds(model: torch.nn.Module, floor: dict, prompt_len: int, lengths:
 
 
 class PeakMemory:
-    """Peak memory above the level at `start()`: the CUDA allocator's, or the process RSS sampled every 5 ms."""
+    """Peak memory above the level at `start()`: the CUDA allocator's, or the process RSS sampled every 20 ms."""
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -149,7 +149,7 @@ class PeakMemory:
             def sample():
                 while self.running:
                     self.peak = max(self.peak, self._rss())
-                    time.sleep(0.005)
+                    time.sleep(0.02)
 
             self.thread = threading.Thread(target=sample, daemon=True)
             self.thread.start()
@@ -189,6 +189,7 @@ def rlvr_trainer(args, dtype_name: str, run_dir: Path):
         "algorithm.name=grpo", "algorithm.kl_coef=0.0", "algorithm.ppo_epochs=1",
         f"train.prompts_per_step={args.prompts}", f"train.lr={args.lr}", "train.steps=100000",
         f"train.micro_batch_size={args.prompts * args.generations}", "train.checkpoint_every=0",
+        f"train.micro_batch_tokens={args.micro_batch_tokens}",
         "train.grad_clip=1.0", "eval.every=0", "eval.num_problems=8", "logging.progress=false",
         "logging.samples_per_step=0",
     ])
@@ -240,8 +241,23 @@ def generation_race(trainer, model, tokenizer, args, device, repeats: int) -> di
         batch[i, P - len(p):] = torch.tensor(p)
         attn[i, P - len(p):] = 1
     batch, attn = batch.to(device), attn.to(device)
-    rates = {"rlvr": [], "hf_generate": []}
+    rates: dict[str, list[float]] = {"rlvr": [], "hf_generate": []}
     gen = torch.Generator(device=device).manual_seed(0)
+    if args.compile:  # the same engine with compiled decode steps (CUDA graphs on a GPU)
+        from rlvr.rollout.torch_engine import TorchEngine
+
+        compiled = TorchEngine(trainer.model, tokenizer.pad_token_id, device, compile=True)
+        try:
+            for r in range(repeats + 2):  # two warm-up rounds: compilation, then graph recording
+                sync(device)
+                t = time.perf_counter()
+                groups = compiled.generate(prompts, sampling, gen)
+                sync(device)
+                dt = time.perf_counter() - t
+                if r > 1:
+                    rates.setdefault("rlvr_compiled", []).append(sum(len(c.token_ids) for g in groups for c in g) / dt)
+        except Exception as e:  # noqa: BLE001 - report it and go on with the eager engine
+            print(f"compiled engine failed: {type(e).__name__}: {str(e)[:300]}")
     for r in range(repeats + 1):  # the first round warms up
         sync(device)
         t = time.perf_counter()
@@ -278,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-6)
     ap.add_argument("--gen-repeats", type=int, default=3)
+    ap.add_argument("--compile", action="store_true", help="also time the engine with compiled decode steps")
+    ap.add_argument("--micro-batch-tokens", type=int, default=None,
+                    help="rlvr's length buckets (padded tokens per micro-batch); default 512 on CPU, off on GPU")
+    ap.add_argument("--gen-only", action="store_true", help="only the generation race (engine vs model.generate)")
     ap.add_argument("--quick", action="store_true", help="one timed step each and 16 new tokens: a check")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
@@ -301,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         native = device.type == "cuda" or cpu_has_native_bf16()
         args.dtype = "bfloat16" if native else "float32"
     dtype = getattr(torch, args.dtype)
+    if args.micro_batch_tokens is None:
+        args.micro_batch_tokens = 0 if device.type == "cuda" else 512
     if device.type == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
@@ -317,7 +339,12 @@ def main(argv: list[str] | None = None) -> int:
     dataset, problems = trl_dataset(trainer, args.prompts * (args.warmup + args.steps))
 
     gen_rates = generation_race(trainer, trl_model, tokenizer, args, device, args.gen_repeats)
-    print(f"generation: rlvr engine {gen_rates['rlvr']:.0f} tok/s, model.generate {gen_rates['hf_generate']:.0f} tok/s")
+    print("generation: " + ", ".join(f"{k} {v:.0f} tok/s" for k, v in gen_rates.items()))
+    if args.gen_only:
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps({"machine": machine, "dtype": args.dtype, **gen_rates}, indent=2))
+        return 0
 
     mem_rlvr, mem_trl = PeakMemory(device), PeakMemory(device)
     results: dict[str, list] = {"rlvr": [], "trl": [], "rlvr_parts": [], "trl_gen": [], "trl_tokens": [],
@@ -362,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             rollouts = trainer._all_rollouts
             results["rlvr_lengths"].append([len(r.completion_ids) for r in rollouts])
             results["rlvr_tokens"].append(sum(len(r.completion_ids) for r in rollouts))
+            results.setdefault("logprob_gap", []).append(m.get("logprob_gap", float("nan")))
             print(f"  step {state.global_step}: TRL {results['trl'][-1]:.2f} s, rlvr {results['rlvr'][-1]:.2f} s",
                   flush=True)
 
@@ -377,13 +405,14 @@ def main(argv: list[str] | None = None) -> int:
     rlvr_gen_tok_s = sum(results["rlvr_tokens"][w:]) / sum(p["generate"] for p in results["rlvr_parts"][w:])
     prompt_len = statistics.mean(len(trainer.encode(p)) for p in problems)
     trained = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    floors = [floor_seconds(trainer.model, floor, round(prompt_len), lens, trained, dtype)
+    floors = [floor_seconds(trainer.model, floor, round(prompt_len), lens, trained, dtype, args.prompts)
               for lens in results["rlvr_lengths"][w:]]
     fl = {k: med(f[k] for f in floors) for k in floors[0]}
     out = {
         "rlvr_s_per_step": rlvr_s, "trl_s_per_step": trl_s, "speedup": trl_s / rlvr_s,
         "rlvr_gen_tok_s": gen_rates["rlvr"], "hf_generate_tok_s": gen_rates["hf_generate"],
         "gen_speedup": gen_rates["rlvr"] / gen_rates["hf_generate"],
+        "rlvr_compiled_gen_tok_s": gen_rates.get("rlvr_compiled"),
         "rlvr_peak_mb": max(mem_rlvr.peaks[w:]), "trl_peak_mb": max(mem_trl.peaks[w:]),
         "dtype": args.dtype, "floor_s_per_step": fl["total"],
         "machine": machine, "cpu_flags": cpu_flags(), "device": device.type,
@@ -392,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         "rlvr_tokens_per_step": med(results["rlvr_tokens"][w:]), "trl_tokens_per_step": med(results["trl_tokens"][w:]),
         "steps": args.steps, "warmup": args.warmup, "max_new_tokens": args.max_new_tokens,
         "trl_steps_s": results["trl"], "rlvr_steps_s": results["rlvr"],
+        "rlvr_logprob_gap": results.get("logprob_gap", []),
     }
     print()
     print(f"{'':28}{'rlvr':>12}{'TRL':>12}")

@@ -78,6 +78,7 @@ class RolloutConfig:
 
     engine: str = _choice("torch", "torch")
     kv_cache: str = _choice("static", "static", "dynamic")  # static: preallocated, no copy per token
+    compile: bool = False  # decode steps through torch.compile (CUDA graphs on a GPU); finished rows stay
     num_generations: int = 8
     max_new_tokens: int = 48
     temperature: float = 1.0
@@ -132,6 +133,7 @@ class TrainConfig:
     warmup_steps: int = 0
     scheduler: str = _choice("constant", "constant", "cosine", "linear")
     micro_batch_size: int = 128
+    micro_batch_tokens: int = 0  # also cap a micro-batch at this many padded tokens (0: rows only)
     seed: int = 0
     checkpoint_every: int = 20
     out_dir: str = "runs/latest"
@@ -298,6 +300,7 @@ def validate(cfg: Config) -> Config:
         "task.weight": cfg.task.weight,
         "task.curriculum": cfg.task.curriculum,
         "train.weight_decay": cfg.train.weight_decay,
+        "train.micro_batch_tokens": cfg.train.micro_batch_tokens,
         "logging.samples_per_step": cfg.logging.samples_per_step,
     }
     for key, value in non_negative.items():

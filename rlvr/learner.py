@@ -53,13 +53,30 @@ class Learner:
 
     # --- log-probs ----------------------------------------------------------------------------------
     def _micro_batches(self, batch: Batch):
-        step = self.cfg.micro_batch_size
-        for start in range(0, len(batch), step):
-            mb = batch.select(slice(start, start + step))
+        """(rows, micro-batch) pairs. Rows are taken shortest first, so each micro-batch holds sequences of
+        similar length, and all-padding columns are cut off: padding is barely paid for. A micro-batch holds
+        at most `micro_batch_size` rows and, with `micro_batch_tokens > 0`, at most that many padded tokens
+        (rows x its longest row). Every rows-to-micro-batch split gives the same gradient (exact weights)."""
+        lengths = batch.attention_mask.sum(-1)
+        order = torch.argsort(lengths, stable=True)
+        budget = getattr(self.cfg, "micro_batch_tokens", 0)
+        groups, current = [], []
+        for i in order.tolist():
+            width = int(lengths[i])  # ascending, so the newest row is the longest
+            if current and (len(current) >= self.cfg.micro_batch_size
+                            or (budget > 0 and (len(current) + 1) * width > budget)):
+                groups.append(current)
+                current = []
+            current.append(i)
+        if current:
+            groups.append(current)
+        for rows in groups:
+            idx = torch.tensor(rows)
+            mb = batch.select(idx)
             width = int(mb.attention_mask.sum(-1).max())  # drop all-padding columns
-            yield Batch(mb.input_ids[:, :width], mb.attention_mask[:, :width], mb.completion_mask[:, : width - 1],
-                        mb.old_logprobs[:, : width - 1], mb.advantages,
-                        None if mb.ref_logprobs is None else mb.ref_logprobs[:, : width - 1])
+            yield idx, Batch(mb.input_ids[:, :width], mb.attention_mask[:, :width], mb.completion_mask[:, : width - 1],
+                             mb.old_logprobs[:, : width - 1], mb.advantages,
+                             None if mb.ref_logprobs is None else mb.ref_logprobs[:, : width - 1])
 
     def _forward(self, model: torch.nn.Module, mb: Batch, want_entropy: bool, entropy_grad: bool = False):
         """Log-probs (N, T-1) of the targets under `model` at the sampling temperature, and the entropy.
@@ -94,13 +111,11 @@ class Learner:
         """(N, T-1) log-probs under the frozen reference policy (for the KL term): `ref_model`, or with LoRA
         the policy itself with its adapter switched off."""
         out = torch.zeros_like(batch.old_logprobs)
-        row = 0
         ref = self.ref_model if self.ref_model is not None else self.model
-        for mb in self._micro_batches(batch):
+        for idx, mb in self._micro_batches(batch):
             with reference_off(ref) if self.ref_model is None else contextlib.nullcontext():
                 logp, _ = self._forward(ref, mb, want_entropy=False)
-            out[row : row + len(mb), : logp.shape[1]] = logp.float().cpu()
-            row += len(mb)
+            out[idx, : logp.shape[1]] = logp.float().cpu()
         return out
 
     # --- the update ---------------------------------------------------------------------------------
@@ -124,7 +139,7 @@ class Learner:
 
         grad_norms = []
         for epoch in range(a.ppo_epochs):
-            for mb in self._micro_batches(batch):
+            for _, mb in self._micro_batches(batch):
                 mask = mb.completion_mask.to(self.device)
                 tok_share = float(mask.sum()) / max(n_tokens, 1.0)
                 share = self._weight(mb, batch)  # this micro-batch's exact part of the batch-level loss

@@ -77,7 +77,8 @@ class Trainer:
             # The reference is the starting policy: rebuilt from config on resume, not stored in checkpoints.
             ref = load_policy(cfg.model, seed=cfg.train.seed)[0] if checkpoint is not None else copy.deepcopy(self.model)
             self.ref_model = ref.eval().requires_grad_(False)
-        self.engine = TorchEngine(self.model, self.tokenizer.pad_token_id, self.device, cache=cfg.rollout.kv_cache)
+        self.engine = TorchEngine(self.model, self.tokenizer.pad_token_id, self.device, cache=cfg.rollout.kv_cache,
+                                  compile=cfg.rollout.compile)
         self.learner = Learner(self.model, cfg.train, cfg.algorithm, cfg.rollout.temperature,
                                cfg.rollout.max_new_tokens, self.ref_model)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.train.seed)

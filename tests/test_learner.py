@@ -157,3 +157,27 @@ def test_state_dict_round_trip(make_tiny_model, char_tokenizer):
     other.load_state_dict(learner.state_dict())
     assert other.scheduler.get_last_lr() == learner.scheduler.get_last_lr()
     assert other.optimizer.state_dict()["state"][0]["step"] == 1
+
+
+@pytest.mark.parametrize("loss_agg", LOSS_AGGS)
+def test_length_buckets_under_a_token_budget_give_the_same_gradient_and_reference(
+    make_tiny_model, char_tokenizer, loss_agg
+):
+    def run(**train):
+        model = make_tiny_model(sharp=True)
+        batch = _sampled_batch(model, char_tokenizer, [1.0, -1.0, 0.5, -0.5, 2.0, -2.0], n=2)
+        for i in range(len(batch)):  # completions of different lengths
+            batch.completion_mask[i, batch.completion_mask[i].nonzero()[i + 1 :]] = 0.0
+            batch.attention_mask[i, int(batch.completion_mask[i].nonzero().max()) + 2 :] = 0
+        ref = copy.deepcopy(model).requires_grad_(False)
+        learner = _learner(model, algo=AlgorithmConfig(loss_agg=loss_agg), grad_clip=0.0, ref_model=ref, **train)
+        batch.ref_logprobs = learner.reference_logprobs(batch)
+        widths = [mb.input_ids.shape for _, mb in learner._micro_batches(batch)]
+        return learner.update(batch), batch.ref_logprobs, widths
+
+    whole, ref_whole, _ = run(micro_batch_size=128)
+    bucketed, ref_bucketed, widths = run(micro_batch_size=128, micro_batch_tokens=40)
+    assert len(widths) > 1 and all(n * t <= 40 or n == 1 for n, t in widths)
+    assert bucketed["grad_norm"] == pytest.approx(whole["grad_norm"], rel=1e-5)
+    assert bucketed["loss"] == pytest.approx(whole["loss"], rel=1e-4, abs=1e-6)
+    assert torch.allclose(ref_bucketed, ref_whole, atol=1e-6)  # rows land back in their own place

@@ -74,6 +74,9 @@ def select_rows(cache, rows: torch.Tensor) -> None:
             continue
         layer.keys = layer.keys.index_select(0, rows)
         layer.values = layer.values.index_select(0, rows)
+        if not torch.compiler.is_compiling():  # fixed addresses, so compiled decode steps update them in place
+            torch._dynamo.mark_static_address(layer.keys)
+            torch._dynamo.mark_static_address(layer.values)
         if hasattr(layer, "batch_size"):
             layer.batch_size = len(rows)
     if not hasattr(cache, "layers"):
@@ -85,7 +88,7 @@ class TorchEngine:
     in which case `load_weights(None, version)` only records the version."""
 
     def __init__(self, model: torch.nn.Module, pad_token_id: int, device: torch.device | str | None = None,
-                 cache: str = "static", compact: float = 0.25):
+                 cache: str = "static", compact: float = 0.25, compile: bool = False):
         self.model = model
         self.pad_token_id = pad_token_id
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -94,6 +97,12 @@ class TorchEngine:
         self.compact = compact  # drop finished rows once this share of the live batch has finished
         self._cache_kw = cache_kwarg(model)
         self._cache_position = takes_cache_position(model)
+        # compile: decode steps run through torch.compile (CUDA graphs on a GPU). Shapes must stay fixed, so
+        # the cache is static and finished rows stay in the batch.
+        self.compile = compile
+        self._compiled = None
+        if compile:
+            self.cache, self.compact = "static", float("inf")
 
     def load_weights(self, state: dict[str, torch.Tensor] | None, version: int) -> None:
         if state is not None:
@@ -142,8 +151,16 @@ class TorchEngine:
             kw = {self._cache_kw: cache}
             if static and self._cache_position:
                 kw["cache_position"] = torch.arange(start, start + ids.shape[1], device=dev)
-            return self.model(input_ids=ids, attention_mask=attn if static else attn[:, : start + ids.shape[1]],
-                              position_ids=pos, use_cache=True, logits_to_keep=1, **kw).logits[:, -1]
+            model = self.model
+            if self.compile and static and start > 0:  # decode steps only; the prefill's shape varies
+                if self._compiled is None:
+                    self._compiled = torch.compile(self.model, mode="reduce-overhead", dynamic=False)
+                if dev.type == "cuda":
+                    torch.compiler.cudagraph_mark_step_begin()
+                model = self._compiled
+            out = model(input_ids=ids, attention_mask=attn if static else attn[:, : start + ids.shape[1]],
+                        position_ids=pos, use_cache=True, logits_to_keep=1, **kw).logits[:, -1]
+            return out.clone() if model is not self.model else out  # graph outputs are overwritten next call
 
         logits = forward(input_ids, mask, position_ids, 0)  # (U, V)
         if n > 1:  # every sample of a prompt starts from that prompt's cache
