@@ -25,8 +25,8 @@ AutoTokenizer.from_pretrained(".gpu/smol-config").save_pretrained("/tmp/smol")
 print("random-weight model:", sum(p.numel() for p in model.parameters()), "parameters")
 EOF
 # 1. rlvr vs TRL, whole GRPO steps, alternated.
-timeout 300 python3 benchmarks/vs_trl.py --model /tmp/smol --steps 5 --json "$OUT/vs_trl_gpu.json" 2>&1 \
+timeout 240 python3 benchmarks/vs_trl.py --model /tmp/smol --steps 4 --json "$OUT/vs_trl_gpu.json" 2>&1 \
   | grep -v -i "warn" | tee "$OUT/vs_trl_gpu.log" | tail -40
 # 2. The engine with compiled decode steps (CUDA graphs) against model.generate.
-timeout 200 python3 benchmarks/vs_trl.py --model /tmp/smol --gen-only --compile --json "$OUT/gen_compiled_gpu.json" 2>&1 \
+timeout 150 python3 benchmarks/vs_trl.py --model /tmp/smol --gen-only --compile --json "$OUT/gen_compiled_gpu.json" 2>&1 \
   | grep -v -i "warn" | tee "$OUT/gen_compiled_gpu.log" | tail -15
