@@ -24,9 +24,9 @@ model.save_pretrained("/tmp/smol")
 AutoTokenizer.from_pretrained(".gpu/smol-config").save_pretrained("/tmp/smol")
 print("random-weight model:", sum(p.numel() for p in model.parameters()), "parameters")
 EOF
-# 1. rlvr vs TRL, whole GRPO steps, alternated.
-timeout 240 python3 benchmarks/vs_trl.py --model /tmp/smol --steps 4 --json "$OUT/vs_trl_gpu.json" 2>&1 \
-  | grep -v -i "warn" | tee "$OUT/vs_trl_gpu.log" | tail -40
-# 2. The engine with compiled decode steps (CUDA graphs) against model.generate.
-timeout 150 python3 benchmarks/vs_trl.py --model /tmp/smol --gen-only --compile --json "$OUT/gen_compiled_gpu.json" 2>&1 \
-  | grep -v -i "warn" | tee "$OUT/gen_compiled_gpu.log" | tail -15
+# 1. rlvr vs TRL, whole GRPO steps, alternated; rlvr's engine eager.
+timeout 200 python3 benchmarks/vs_trl.py --model /tmp/smol --steps 4 --json "$OUT/vs_trl_gpu.json" 2>&1 \
+  | grep -v -i "warn" | grep -v "^{'" | tee "$OUT/vs_trl_gpu.log" | tail -12
+# 2. The same with rlvr's decode steps compiled (CUDA graphs), in the generation race and in the steps.
+timeout 240 python3 benchmarks/vs_trl.py --model /tmp/smol --steps 4 --compile --json "$OUT/vs_trl_gpu_compiled.json" 2>&1 \
+  | grep -v -i "warn" | grep -v "^{'" | tee "$OUT/vs_trl_gpu_compiled.log" | tail -12

@@ -191,7 +191,7 @@ def rlvr_trainer(args, dtype_name: str, run_dir: Path):
         f"train.micro_batch_size={args.prompts * args.generations}", "train.checkpoint_every=0",
         f"train.micro_batch_tokens={args.micro_batch_tokens}",
         "train.grad_clip=1.0", "eval.every=0", "eval.num_problems=8", "logging.progress=false",
-        "logging.samples_per_step=0",
+        "logging.samples_per_step=0", f"rollout.compile={str(args.compile).lower()}",
     ])
     return Trainer(cfg, run_dir)
 
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-6)
     ap.add_argument("--gen-repeats", type=int, default=3)
-    ap.add_argument("--compile", action="store_true", help="also time the engine with compiled decode steps")
+    ap.add_argument("--compile", action="store_true", help="rlvr's engine with compiled decode steps (CUDA graphs on a GPU), in the race and in the steps")
     ap.add_argument("--micro-batch-tokens", type=int, default=None,
                     help="rlvr's length buckets (padded tokens per micro-batch); default 512 on CPU, off on GPU")
     ap.add_argument("--gen-only", action="store_true", help="only the generation race (engine vs model.generate)")

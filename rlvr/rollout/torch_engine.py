@@ -176,13 +176,14 @@ class TorchEngine:
         fin = torch.zeros(B, dtype=torch.bool, device=dev)  # finished, but not yet dropped from the batch
         for t in range(T):
             tok, lp = sample_next(logits, sampling.temperature, sampling.top_p, generator)
+            # Integer indexing and torch.where only: no boolean-mask indexing, which waits for the GPU.
+            # A finished row's slot t lies past its end, so writing pad / 0 there changes nothing.
             act = ~fin
-            rows_now = live[act]
-            tokens[rows_now, t] = tok[act]
-            logps[rows_now, t] = lp[act]
-            lengths[rows_now] += 1
+            tokens[live, t] = torch.where(act, tok, self.pad_token_id)
+            logps[live, t] = torch.where(act, lp, 0.0)
+            lengths[live] += act.long()
             hit = torch.isin(tok, stop) & act
-            stopped[live[hit]] = True
+            stopped[live] |= hit
             fin |= hit
             if t == T - 1:
                 break
