@@ -121,10 +121,11 @@ def cmd_eval(args) -> int:
     import torch
 
     result = evaluate(engine, tokenizer, task, task.eval_problems(cfg.eval.num_problems),
-                      lambda p: encode_prompt(p, tokenizer, cfg.model.system_prompt),
+                      lambda p: encode_prompt(p, tokenizer, cfg.model.system_prompt, cfg.model.response_prefix),
                       cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens, stop_token_ids(tokenizer),
                       samples=cfg.eval.samples, pass_k=cfg.eval.pass_k,
-                      generator=torch.Generator().manual_seed(cfg.train.seed), keep=args.show)
+                      generator=torch.Generator().manual_seed(cfg.train.seed), keep=args.show,
+                      prefix=cfg.model.response_prefix)
     examples = result.pop("examples")
     for ex in examples:
         print(f"{'OK ' if ex['correct'] else 'BAD'} {ex['prompt']!r} -> {ex['completion']!r}")

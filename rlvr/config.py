@@ -39,6 +39,7 @@ class ModelConfig:
     dtype: str = _choice("auto", "auto", "float32", "bfloat16", "float16")
     device: str = "auto"
     system_prompt: str | None = None
+    response_prefix: str | None = None  # the reply starts with this text (e.g. "<think>"); verified with it
     gradient_checkpointing: bool = False
     lora_r: int = 0  # LoRA rank through PEFT; 0 trains every weight
     lora_alpha: float = 16.0

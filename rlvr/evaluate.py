@@ -32,9 +32,10 @@ def majority_is_correct(verdicts: list[tuple[bool, object]]) -> bool:
 
 def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_tokens: int, stop_ids,
              samples: int = 0, pass_k: list[int] | tuple[int, ...] = (1,), batch_size: int = 256,
-             generator: torch.Generator | None = None, keep: int = 0) -> dict:
+             generator: torch.Generator | None = None, keep: int = 0, prefix: str | None = None) -> dict:
     """Greedy accuracy and format rate on `problems`; with `samples > 0` also pass@k (unbiased) and maj@k
-    from that many temperature-1 samples per problem. `encode(problem) -> ids`; `task.verify` scores.
+    from that many temperature-1 samples per problem. `encode(problem) -> ids`; `task.verify` scores
+    `prefix` (the response prefix the prompt ended with) + the completion.
     Returns {"accuracy", "format_rate", "pass@k"..., "by_task": {task: {...}}, "n", "examples": [...]}."""
     per_task: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     examples = []
@@ -46,7 +47,7 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
         if samples:
             sampled = engine.generate(prompts, SamplingParams(samples, max_new_tokens, 1.0, 1.0, stop_ids), generator)
         for i, p in enumerate(chunk):
-            text = decode_completion(tokenizer, greedy[i][0].token_ids)
+            text = decode_completion(tokenizer, greedy[i][0].token_ids, prefix)
             score = task.verify(p, text)
             rec = per_task[p.task]
             rec["correct"].append(score.correct)
@@ -57,7 +58,7 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
             if sampled is not None:
                 verdicts = []
                 for c in sampled[i]:
-                    s = task.verify(p, decode_completion(tokenizer, c.token_ids))
+                    s = task.verify(p, decode_completion(tokenizer, c.token_ids, prefix))
                     verdicts.append((s.correct, s.details.get("parsed")))
                 rec["n_correct"].append(sum(v[0] for v in verdicts))
                 rec["maj"].append(majority_is_correct(verdicts))

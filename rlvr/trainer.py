@@ -94,7 +94,7 @@ class Trainer:
 
     # --- parts of a step ----------------------------------------------------------------------------
     def encode(self, problem: Problem) -> list[int]:
-        return encode_prompt(problem, self.tokenizer, self.cfg.model.system_prompt)
+        return encode_prompt(problem, self.tokenizer, self.cfg.model.system_prompt, self.cfg.model.response_prefix)
 
     def next_problems(self, n: int) -> list[Problem]:
         problems = [self.task.train_problem(self.cursor + i) for i in range(n)]
@@ -109,7 +109,7 @@ class Trainer:
         rollouts = []
         for g, (problem, prompt, completions) in enumerate(zip(problems, prompts, groups)):
             for c in completions:
-                text = decode_completion(self.tokenizer, c.token_ids)
+                text = decode_completion(self.tokenizer, c.token_ids, self.cfg.model.response_prefix)
                 rollouts.append(Rollout(problem, prompt, c.token_ids, c.logprobs, text, c.finish_reason, g,
                                         policy_version=self.engine.version))
         return rollouts
@@ -224,7 +224,8 @@ class Trainer:
         e = self.cfg.eval
         result = evaluate(self.engine, self.tokenizer, self.task, self.task.eval_problems(e.num_problems),
                           self.encode, e.max_new_tokens or self.cfg.rollout.max_new_tokens, self.stop_ids,
-                          samples=e.samples, pass_k=e.pass_k, generator=self.generator, keep=8)
+                          samples=e.samples, pass_k=e.pass_k, generator=self.generator, keep=8,
+                          prefix=self.cfg.model.response_prefix)
         examples = result.pop("examples")
         self.logger.log_eval(self.step_count, {"phase": phase, **result})
         result["examples"] = examples

@@ -88,8 +88,18 @@ def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, ...]:
     return tuple(sorted(i for i in ids if i is not None))
 
 
-def encode_prompt(problem: Problem, tokenizer: PreTrainedTokenizerBase, system_prompt: str | None = None) -> list[int]:
-    """Prompt token ids: through the chat template when the tokenizer has one, else raw text after BOS."""
+def encode_prompt(problem: Problem, tokenizer: PreTrainedTokenizerBase, system_prompt: str | None = None,
+                  response_prefix: str | None = None) -> list[int]:
+    """Prompt token ids: through the chat template when the tokenizer has one, else raw text after BOS.
+    `response_prefix` starts the model's reply (R1-Zero starts it with "<think>"); the verifier sees it as
+    the start of the completion (`decode_completion(..., prefix=)`)."""
+    ids = _encode_prompt(problem, tokenizer, system_prompt)
+    if response_prefix:
+        ids = ids + tokenizer(response_prefix, add_special_tokens=False)["input_ids"]
+    return ids
+
+
+def _encode_prompt(problem: Problem, tokenizer: PreTrainedTokenizerBase, system_prompt: str | None) -> list[int]:
     if getattr(tokenizer, "chat_template", None):
         if isinstance(problem.prompt, list):
             messages = list(problem.prompt)
@@ -104,13 +114,14 @@ def encode_prompt(problem: Problem, tokenizer: PreTrainedTokenizerBase, system_p
     return bos + tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def decode_completion(tokenizer: PreTrainedTokenizerBase, token_ids: list[int]) -> str:
-    """Completion text as verifiers see it: tags kept, end-of-sequence and padding markers removed."""
+def decode_completion(tokenizer: PreTrainedTokenizerBase, token_ids: list[int], prefix: str | None = None) -> str:
+    """Completion text as verifiers see it: the response prefix (if the prompt ended with one), then the
+    sampled tokens with tags kept and end-of-sequence and padding markers removed."""
     text = tokenizer.decode(token_ids, skip_special_tokens=False)
     for tok in (tokenizer.eos_token, tokenizer.pad_token):
         if tok:
             text = text.replace(tok, "")
-    return text
+    return (prefix or "") + text
 
 
 def save_policy(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, path: str | Path,

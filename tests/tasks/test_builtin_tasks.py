@@ -211,3 +211,12 @@ def test_registry_builds_tasks_and_names_the_known_ones():
         build_task(TaskConfig(name="arithmetic", params={"bogus": 1}))
     with pytest.raises(ValueError, match="ops"):
         build_task(TaskConfig(name="arithmetic", params={"ops": ["-"]}))
+
+
+def test_a_small_problem_space_can_hold_out_a_larger_share():
+    task = ArithmeticTask(difficulty=1, eval_size=50, held_out_share=0.5)
+    held_out = task.held_out_keys()
+    assert len(held_out) == 50
+    assert not {task.train_problem(i).meta["key"] for i in range(500)} & held_out
+    with pytest.raises(ValueError, match="held_out_share"):
+        ArithmeticTask(held_out_share=1.0)
