@@ -237,6 +237,8 @@ class Trainer:
         every = self.cfg.train.checkpoint_every
         last: dict[str, float] = {}
         show = self.cfg.logging.progress if progress is None else progress
+        if self.cfg.eval.every and self.step_count == 0:  # the starting point of the eval curve
+            self.run_eval("initial")
         with Progress(total, "RL (GRPO family)", enabled=show) as bar:
             bar.update(self.step_count, {})
             while self.step_count < total:
