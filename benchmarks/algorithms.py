@@ -55,7 +55,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--presets", nargs="+", default=sorted(PRESETS))
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-algorithms")
+    ap.add_argument("--table", type=Path, help="only print the tables of a finished run's algorithms.json")
     args = ap.parse_args()
+    if args.table:
+        runs = json.loads(args.table.read_text())["runs"]
+        print_curve_table(runs, list(dict.fromkeys(r["preset"] for r in runs)))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     if args.pretrained is None:
         from rlvr.demo import run_pretrain
@@ -76,6 +81,7 @@ def main() -> None:
         secs = [r["seconds"] for r in results if r["preset"] == preset]
         rows.append((preset, statistics.mean(accs), statistics.pstdev(accs), min(accs), max(accs),
                      statistics.mean(secs)))
+    print_curve_table(results, args.presets)
     print(f"\nheld-out greedy accuracy after {args.budget} sampled tokens, seeds {args.seeds}")
     print(f"{'preset':<13} {'mean':>6} {'std':>6} {'min':>6} {'max':>6} {'wall s':>7}")
     for preset, mean, std, lo, hi, sec in sorted(rows, key=lambda r: -r[1]):
@@ -90,6 +96,21 @@ def main() -> None:
         "<table border=1><tr><th>preset</th><th>accuracy mean</th><th>std</th><th>wall s</th></tr>"
         f"{table}</table><img src='data:image/png;base64,{base64.b64encode(png).decode()}'></body></html>")
     print(f"\nwrote {args.out / 'report.html'}")
+
+
+def print_curve_table(results: list[dict], presets: list[str]) -> None:
+    """Mean held-out accuracy (over seeds) at each evaluation point: how fast each preset learns."""
+    print("\nmean held-out accuracy at each evaluation (sampled completion tokens in brackets)")
+    for preset in presets:
+        runs = [r for r in results if r["preset"] == preset]
+        n = min(len(r["curve"]) for r in runs)
+        cells = []
+        for i in range(n):
+            tokens = statistics.mean(r["curve"][i][0] for r in runs)
+            acc = statistics.mean(r["curve"][i][1] for r in runs)
+            spread = statistics.pstdev([r["curve"][i][1] for r in runs])
+            cells.append(f"{acc:.3f}±{spread:.3f} [{tokens / 1000:.0f}k]")
+        print(f"{preset:<13} " + "  ".join(cells))
 
 
 def plot(results: list[dict], presets: list[str], path: Path) -> bytes:
