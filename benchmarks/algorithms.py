@@ -52,6 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pretrained", type=Path, help="imitation checkpoint (default: make one)")
     ap.add_argument("--budget", type=int, default=60_000, help="sampled completion tokens per run")
+    ap.add_argument("--eval-every", type=int, help="sampled tokens between evaluations (default budget / 4)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--presets", nargs="+", default=sorted(PRESETS))
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-algorithms")
@@ -71,7 +72,8 @@ def main() -> None:
     results = []
     for preset in args.presets:
         for seed in args.seeds:
-            r = train_one(preset, seed, args.pretrained, args.budget, args.out, max(args.budget // 4, 1))
+            r = train_one(preset, seed, args.pretrained, args.budget, args.out,
+                          args.eval_every or max(args.budget // 4, 1))
             print(f"{preset:<13} seed {seed}: accuracy {r['accuracy']:.3f} after {r['steps']} steps, "
                   f"{r['seconds']:.0f} s", flush=True)
             results.append(r)

@@ -195,3 +195,20 @@ def test_each_prompt_is_prefilled_once_for_its_whole_group(make_tiny_model, char
     assert widths[0] == (len(prompts), max(map(len, prompts)))  # one prefill row per prompt, not per sample
     assert all(w == (len(prompts) * 4, 1) for w in widths[1:])  # then one token for each of the 12 samples
     assert [len(g) for g in groups] == [4, 4, 4]
+
+
+def test_compiled_decode_steps_sample_what_the_eager_engine_samples(make_tiny_model, char_tokenizer):
+    """`compile=True` runs decode steps through torch.compile (CUDA graphs on a GPU; inductor here)."""
+    import shutil
+
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("torch.compile on CPU needs a C compiler")
+    model = make_tiny_model(sharp=True)
+    sampling = SamplingParams(n=3, max_new_tokens=6, temperature=1.0)
+    eager = TorchEngine(model, char_tokenizer.pad_token_id, compact=float("inf"))
+    compiled = TorchEngine(model, char_tokenizer.pad_token_id, compile=True)
+    want = eager.generate(_prompts(char_tokenizer), sampling, torch.Generator().manual_seed(7))
+    got = compiled.generate(_prompts(char_tokenizer), sampling, torch.Generator().manual_seed(7))
+    for a, b in zip([c for g in want for c in g], [c for g in got for c in g]):
+        assert a.token_ids == b.token_ids
+        assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-4)
