@@ -59,7 +59,7 @@ class Learner:
         (rows x its longest row). Every rows-to-micro-batch split gives the same gradient (exact weights)."""
         lengths = batch.attention_mask.sum(-1)
         order = torch.argsort(lengths, stable=True)
-        budget = getattr(self.cfg, "micro_batch_tokens", 0)
+        budget = self.cfg.micro_batch_tokens
         groups, current = [], []
         for i in order.tolist():
             width = int(lengths[i])  # ascending, so the newest row is the longest

@@ -49,8 +49,3 @@ def merged_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A plain transformers model with the adapter folded into the weights (the trained one is untouched)."""
     return copy.deepcopy(model).merge_and_unload()
 
-
-def trainable_summary(model: torch.nn.Module) -> str:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return f"{trainable:,} trainable of {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)"
