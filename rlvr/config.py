@@ -163,6 +163,27 @@ class LoggingConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Scale-out on Ray (the `ray` extra). `backend: none` is the single-process loop, the default and the
+    reference; `ray` puts rollout workers and a data-parallel learner group on a Ray cluster."""
+
+    backend: str = _choice("none", "none", "ray")
+    address: str = ""  # "" starts a local cluster; "auto" joins the one on this node; or ray://host:port
+    rollout_workers: int = 2
+    learners: int = 1
+    worker_cpus: float = 1.0  # Ray resources each rollout worker / learner reserves
+    learner_cpus: float = 1.0
+    worker_gpus: float = 0.0
+    learner_gpus: float = 0.0
+    verify_cpus: float = 0.25  # each verification task (a chunk of completions scored on a node's sandbox)
+    async_rollouts: bool = False  # generate the next batches while the learners update
+    max_staleness: int = 1  # async: a group made more than this many policy versions ago is dropped
+    prefetch_steps: int = 1  # async: how many steps of prompts are generated ahead
+    max_restarts: int = 3  # rollout-worker restarts per run before the run stops
+    timeout_s: float = 600.0  # the learners' collective-operation timeout
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -172,6 +193,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -279,6 +301,9 @@ def validate(cfg: Config) -> Config:
         "train.prompts_per_step": cfg.train.prompts_per_step,
         "train.micro_batch_size": cfg.train.micro_batch_size,
         "eval.num_problems": cfg.eval.num_problems,
+        "distributed.rollout_workers": cfg.distributed.rollout_workers,
+        "distributed.learners": cfg.distributed.learners,
+        "distributed.timeout_s": cfg.distributed.timeout_s,
     }
     if cfg.eval.max_new_tokens is not None:
         positive["eval.max_new_tokens"] = cfg.eval.max_new_tokens
@@ -303,6 +328,14 @@ def validate(cfg: Config) -> Config:
         "train.weight_decay": cfg.train.weight_decay,
         "train.micro_batch_tokens": cfg.train.micro_batch_tokens,
         "logging.samples_per_step": cfg.logging.samples_per_step,
+        "distributed.worker_cpus": cfg.distributed.worker_cpus,
+        "distributed.learner_cpus": cfg.distributed.learner_cpus,
+        "distributed.worker_gpus": cfg.distributed.worker_gpus,
+        "distributed.learner_gpus": cfg.distributed.learner_gpus,
+        "distributed.verify_cpus": cfg.distributed.verify_cpus,
+        "distributed.max_staleness": cfg.distributed.max_staleness,
+        "distributed.prefetch_steps": cfg.distributed.prefetch_steps,
+        "distributed.max_restarts": cfg.distributed.max_restarts,
     }
     for key, value in non_negative.items():
         _require(value >= 0, key, "must be >= 0", value)
@@ -330,6 +363,10 @@ def validate(cfg: Config) -> Config:
         _require(k >= 1, f"eval.pass_k[{i}]", "must be >= 1", k)
         if cfg.eval.samples:
             _require(k <= cfg.eval.samples, f"eval.pass_k[{i}]", f"must be <= eval.samples ({cfg.eval.samples})", k)
+    if cfg.distributed.async_rollouts:
+        _require(cfg.distributed.prefetch_steps >= 1, "distributed.prefetch_steps",
+                 "must be >= 1 with distributed.async_rollouts (how many steps are generated ahead)",
+                 cfg.distributed.prefetch_steps)
     if cfg.model.kind != "tiny":
         _require(bool(cfg.model.path), "model.path", f"is required when model.kind is {cfg.model.kind!r}",
                  cfg.model.path)

@@ -50,15 +50,22 @@ class Learner:
         total = train_cfg.steps * algo_cfg.ppo_epochs
         self.scheduler = build_scheduler(self.optimizer, train_cfg.warmup_steps, total, train_cfg.scheduler)
         self.device = next(model.parameters()).device
+        # Data parallel (rlvr.distributed): each learner runs its own rows of the batch, then `data_parallel`
+        # sums the gradients and diagnostics over the group before the optimiser step. None: one process.
+        self.data_parallel = None
 
     # --- log-probs ----------------------------------------------------------------------------------
-    def _micro_batches(self, batch: Batch):
-        """(rows, micro-batch) pairs. Rows are taken shortest first, so each micro-batch holds sequences of
-        similar length, and all-padding columns are cut off: padding is barely paid for. A micro-batch holds
-        at most `micro_batch_size` rows and, with `micro_batch_tokens > 0`, at most that many padded tokens
+    def _micro_batches(self, batch: Batch, rows: torch.Tensor | None = None):
+        """(rows, micro-batch) pairs over `rows` of the batch (all by default). Rows are taken shortest
+        first, so each micro-batch holds sequences of similar length, and all-padding columns are cut off:
+        padding is barely paid for. A micro-batch holds at most `micro_batch_size` rows and, with `micro_batch_tokens > 0`, at most that many padded tokens
         (rows x its longest row). Every rows-to-micro-batch split gives the same gradient (exact weights)."""
         lengths = batch.attention_mask.sum(-1)
         order = torch.argsort(lengths, stable=True)
+        if rows is not None:
+            keep = torch.zeros(len(lengths), dtype=torch.bool)
+            keep[rows] = True
+            order = order[keep[order]]
         budget = self.cfg.micro_batch_tokens
         groups, current = [], []
         for i in order.tolist():
@@ -70,8 +77,8 @@ class Learner:
             current.append(i)
         if current:
             groups.append(current)
-        for rows in groups:
-            idx = torch.tensor(rows)
+        for members in groups:
+            idx = torch.tensor(members)
             mb = batch.select(idx)
             width = int(mb.attention_mask.sum(-1).max())  # drop all-padding columns
             yield idx, Batch(mb.input_ids[:, :width], mb.attention_mask[:, :width], mb.completion_mask[:, : width - 1],
@@ -107,12 +114,12 @@ class Learner:
         return logp, entropy
 
     @torch.no_grad()
-    def reference_logprobs(self, batch: Batch) -> torch.Tensor:
+    def reference_logprobs(self, batch: Batch, rows: torch.Tensor | None = None) -> torch.Tensor:
         """(N, T-1) log-probs under the frozen reference policy (for the KL term): `ref_model`, or with LoRA
-        the policy itself with its adapter switched off."""
+        the policy itself with its adapter switched off. With `rows`, only those rows are filled."""
         out = torch.zeros_like(batch.old_logprobs)
         ref = self.ref_model if self.ref_model is not None else self.model
-        for idx, mb in self._micro_batches(batch):
+        for idx, mb in self._micro_batches(batch, rows):
             with reference_off(ref) if self.ref_model is None else contextlib.nullcontext():
                 logp, _ = self._forward(ref, mb, want_entropy=False)
             out[idx, : logp.shape[1]] = logp.float().cpu()
@@ -127,8 +134,10 @@ class Learner:
             return float((mb.completion_mask.sum(-1) > 0).sum() / (batch.completion_mask.sum(-1) > 0).sum().clamp(min=1))
         return len(mb) / len(batch)
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        """`ppo_epochs` optimiser passes over the batch; returns the step's diagnostics."""
+    def update(self, batch: Batch, rows: torch.Tensor | None = None) -> dict[str, float]:
+        """`ppo_epochs` optimiser passes over the batch; returns the step's diagnostics. With `rows`, this
+        learner runs only those rows, each weighted by its share of the whole batch's loss, so the group's
+        summed gradient is the one-process gradient."""
         a = self.algo
         self.model.train()
         sums: dict[str, float] = {}
@@ -139,7 +148,7 @@ class Learner:
 
         grad_norms = []
         for epoch in range(a.ppo_epochs):
-            for _, mb in self._micro_batches(batch):
+            for _, mb in self._micro_batches(batch, rows):
                 mask = mb.completion_mask.to(self.device)
                 tok_share = float(mask.sum()) / max(n_tokens, 1.0)
                 share = self._weight(mb, batch)  # this micro-batch's exact part of the batch-level loss
@@ -172,8 +181,14 @@ class Learner:
                     gap = ((logp.detach().float() - old).abs() * mask).sum() / mask.sum().clamp(min=1)
                     add("logprob_gap", float(gap), tok_share)
             t0 = self._clock()
+            if self.data_parallel is not None:
+                self.data_parallel.reduce_gradients(self.model)
+                add("time/grad_reduce", self._clock() - t0, 1.0)
+                t0 = self._clock()
             grad_norms.append(clip_and_step(self.model, self.optimizer, self.scheduler, self.cfg.grad_clip))
             add("time/optimizer", self._clock() - t0, 1.0)
+        if self.data_parallel is not None:
+            sums = self.data_parallel.reduce_stats(sums)
         sums["grad_norm"] = sum(grad_norms) / len(grad_norms)
         sums["lr"] = self.scheduler.get_last_lr()[0]
         return sums

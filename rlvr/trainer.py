@@ -44,12 +44,38 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def sample_seed(seed: int, index: int) -> int:
+    """The sampling seed of the problem at cursor `index` (splitmix64 of the pair): a problem's completions
+    depend on the run's seed, its place in the stream and the weights only, never on how the batch is split."""
+    x = (seed * 0x9E3779B97F4A7C15 + index + 1) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return (x ^ (x >> 31)) & 0x7FFFFFFFFFFFFFFF
+
+
 def safe_verify(task, problem: Problem, text: str) -> Score:
     """A verifier that raises gives reward 0 with the reason; training goes on."""
     try:
         return task.verify(problem, text)
     except Exception as e:  # noqa: BLE001 - a reward bug must not stop training
         return Score(0.0, False, False, {"reason": f"verifier raised {type(e).__name__}: {e}"})
+
+
+def build_policy(cfg: Config, checkpoint: Path | None, with_reference: bool = True):
+    """(model, tokenizer, ref_model) of a run: from config, or the weights (or LoRA adapter) of `checkpoint`.
+    The KL reference is the starting policy, rebuilt from config on resume (checkpoints do not store it);
+    with LoRA it is the policy with its adapter off, so `ref_model` is None."""
+    model_cfg, adapter = cfg.model, None
+    if checkpoint is not None and cfg.model.lora_r > 0:  # the base from config, the adapter from the checkpoint
+        adapter = checkpoint / "model"
+    elif checkpoint is not None:
+        model_cfg = dataclasses.replace(cfg.model, kind="hf", path=str(checkpoint / "model"))
+    model, tokenizer = load_policy(model_cfg, seed=cfg.train.seed, adapter=adapter)
+    ref_model = None
+    if with_reference and cfg.algorithm.kl_coef > 0 and not is_lora(model):
+        ref = load_policy(cfg.model, seed=cfg.train.seed)[0] if checkpoint is not None else copy.deepcopy(model)
+        ref_model = ref.eval().requires_grad_(False)
+    return model, tokenizer, ref_model
 
 
 class Trainer:
@@ -65,22 +91,7 @@ class Trainer:
         checkpoint = latest_checkpoint(self.run_dir) if resume else None
         if resume and checkpoint is None:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {self.run_dir / 'checkpoints'}")
-        model_cfg, adapter = cfg.model, None
-        if checkpoint is not None and cfg.model.lora_r > 0:  # the base from config, the adapter from the checkpoint
-            adapter = checkpoint / "model"
-        elif checkpoint is not None:
-            model_cfg = dataclasses.replace(cfg.model, kind="hf", path=str(checkpoint / "model"))
-        self.model, self.tokenizer = load_policy(model_cfg, seed=cfg.train.seed, adapter=adapter)
-        self.device = next(self.model.parameters()).device
-        self.ref_model = None  # with LoRA the reference is the policy with its adapter off: no copy
-        if cfg.algorithm.kl_coef > 0 and not is_lora(self.model):
-            # The reference is the starting policy: rebuilt from config on resume, not stored in checkpoints.
-            ref = load_policy(cfg.model, seed=cfg.train.seed)[0] if checkpoint is not None else copy.deepcopy(self.model)
-            self.ref_model = ref.eval().requires_grad_(False)
-        self.engine = TorchEngine(self.model, self.tokenizer.pad_token_id, self.device, cache=cfg.rollout.kv_cache,
-                                  compile=cfg.rollout.compile)
-        self.learner = Learner(self.model, cfg.train, cfg.algorithm, cfg.rollout.temperature,
-                               cfg.rollout.max_new_tokens, self.ref_model)
+        self.build_parts(checkpoint)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.train.seed)
         self.stop_ids = stop_token_ids(self.tokenizer)
         self.step_count, self.cursor, self.sampled_tokens = 0, 0, 0
@@ -92,6 +103,20 @@ class Trainer:
                                     mlflow=cfg.logging.mlflow, config=cfg.to_dict(),
                                     resume_step=self.step_count if checkpoint is not None else None)
 
+    def build_parts(self, checkpoint: Path | None) -> None:
+        """The policy, engine and learner: one process, the engine sampling from the learner's own model."""
+        cfg = self.cfg
+        self.model, self.tokenizer, self.ref_model = build_policy(cfg, checkpoint)
+        self.device = next(self.model.parameters()).device
+        self.engine = TorchEngine(self.model, self.tokenizer.pad_token_id, self.device, cache=cfg.rollout.kv_cache,
+                                  compile=cfg.rollout.compile)
+        self.learner = Learner(self.model, cfg.train, cfg.algorithm, cfg.rollout.temperature,
+                               cfg.rollout.max_new_tokens, self.ref_model)
+
+    def sync_weights(self) -> None:
+        """After an update: the engine samples from the new weights (here it shares the learner's model)."""
+        self.engine.load_weights(None, self.step_count)
+
     # --- parts of a step ----------------------------------------------------------------------------
     def encode(self, problem: Problem) -> list[int]:
         return encode_prompt(problem, self.tokenizer, self.cfg.model.system_prompt, self.cfg.model.response_prefix)
@@ -101,17 +126,25 @@ class Trainer:
         self.cursor += n
         return problems
 
-    def rollout(self, problems: list[Problem]) -> list[Rollout]:
+    def sampling(self) -> SamplingParams:
         r = self.cfg.rollout
+        return SamplingParams(r.num_generations, r.max_new_tokens, r.temperature, r.top_p, self.stop_ids)
+
+    def rollout(self, problems: list[Problem], start: int) -> list[Rollout]:
+        """Sample the groups of `problems`, which sit at cursor positions `start`, `start + 1`, ..."""
         prompts = [self.encode(p) for p in problems]
-        sampling = SamplingParams(r.num_generations, r.max_new_tokens, r.temperature, r.top_p, self.stop_ids)
-        groups = self.engine.generate(prompts, sampling, self.generator)
+        seeds = [sample_seed(self.cfg.train.seed, start + i) for i in range(len(problems))]
+        groups = self.engine.generate(prompts, self.sampling(), seeds=seeds)
+        return self.to_rollouts(problems, prompts, groups, [self.engine.version] * len(problems))
+
+    def to_rollouts(self, problems, prompts, groups, versions: list[int]) -> list[Rollout]:
+        """Rollouts of sampled groups, each tagged with the policy version that sampled it."""
         rollouts = []
-        for g, (problem, prompt, completions) in enumerate(zip(problems, prompts, groups)):
+        for g, (problem, prompt, completions, version) in enumerate(zip(problems, prompts, groups, versions)):
             for c in completions:
                 text = decode_completion(self.tokenizer, c.token_ids, self.cfg.model.response_prefix)
                 rollouts.append(Rollout(problem, prompt, c.token_ids, c.logprobs, text, c.finish_reason, g,
-                                        policy_version=self.engine.version))
+                                        policy_version=version))
         return rollouts
 
     def score(self, rollouts: list[Rollout]) -> None:
@@ -128,7 +161,8 @@ class Trainer:
         for draw in range(a.max_sampling_draws if a.dynamic_sampling else 1):
             need = B - len(kept) // G
             t0 = time.time()
-            rollouts = self.rollout(self.next_problems(need))
+            start = self.cursor
+            rollouts = self.rollout(self.next_problems(need), start)
             t1 = time.time()
             self.score(rollouts)
             for g in range(0, len(rollouts), G):  # e.g. filter_solved learns which problems are always solved
@@ -185,7 +219,9 @@ class Trainer:
         t_update = time.time()
         stats = self.learner.update(batch)
         self.step_count += 1
-        self.engine.load_weights(None, self.step_count)  # the engine shares the learner's model
+        t_sync = time.time()
+        self.sync_weights()
+        info["time/weight_sync"] = time.time() - t_sync
         self.sampled_tokens += sum(len(r.completion_ids) for r in self._all_rollouts)
         metrics = self._metrics(rollouts, rewards, stats, info)
         metrics["time/update"] = time.time() - t_update
@@ -251,8 +287,14 @@ class Trainer:
                     self.save_checkpoint()
                 bar.update(self.step_count, metrics)
                 last = metrics
-        save_policy(self.model, self.tokenizer, self.run_dir / "final", merge=self.cfg.model.merge_lora)
+        self.save_final()
         return last
+
+    def save_final(self) -> None:
+        save_policy(self.model, self.tokenizer, self.run_dir / "final", merge=self.cfg.model.merge_lora)
+
+    def close(self) -> None:
+        """Release what the run holds beyond this process (nothing here; actors with Ray)."""
 
     def _samples(self) -> list[dict]:
         k = self.cfg.logging.samples_per_step
@@ -283,4 +325,4 @@ class Trainer:
         self.task.load_state_dict(state.get("task", {}))
         restore_rng(state["rng"], self.generator)
         restore_metric_files(checkpoint, self.run_dir)
-        self.engine.load_weights(None, self.step_count)
+        self.sync_weights()

@@ -7,6 +7,7 @@ Files in `run_dir`, one JSON object per line:
     metrics.jsonl   {"step": int, "reward/mean": float, ...}   (non-finite floats become null)
     samples.jsonl   {"step": int, "task": ..., "prompt": ..., "completion": ..., "reward": ..., ...}
     eval.jsonl      {"step": int, "accuracy": ..., "pass@4": ..., "by_task": {...}, "phase": ...}
+    events.jsonl    {"step": int, "event": "rollout_worker_restarted", ...}   (faults; kept across resumes)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_FILE = "samples.jsonl"
 EVAL_FILE = "eval.jsonl"
+EVENTS_FILE = "events.jsonl"
 # Rows of the pretraining phase count their own steps, so resuming at RL step s must not drop them.
 PRETRAIN_PHASE = "pretrain"
 
@@ -161,6 +163,9 @@ class MetricsLogger:
                     kept = [r for r in rows if _keep_on_resume(r, resume_step)]
                     write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
             self._files[name] = path.open(mode, encoding="utf-8")
+        # Events are what happened to the run (a worker lost, a learner lost): a resume keeps them all.
+        self._files[EVENTS_FILE] = (self.run_dir / EVENTS_FILE).open("w" if resume_step is None else "a",
+                                                                      encoding="utf-8")
         self._tb = self._wandb = self._mlflow = None
         self._mlflow_started = False
         if tensorboard:
@@ -251,6 +256,12 @@ class MetricsLogger:
         step = int(step)
         self._append(EVAL_FILE, {"step": step, **{k: v for k, v in results.items() if k != "step"}})
         self._forward(step, {f"eval/{k}": v for k, v in to_jsonable(results).items()})
+
+    def log_event(self, step: int, event: str, **details: Any) -> None:
+        """Append `{"step": step, "event": event, **details}` to events.jsonl, and warn."""
+        row = {"step": int(step), "event": event, **details}
+        self._append(EVENTS_FILE, row)
+        log.warning("step %d: %s %s", int(step), event, details)
 
     def close(self) -> None:
         """Close the files and finish the sinks; safe to call twice."""

@@ -15,12 +15,15 @@ from transformers import DynamicCache, StaticCache
 from rlvr.rollout.base import Completion, SamplingParams
 
 
-def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
-                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_next(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None,
+                uniform: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Next tokens and their log-probs under the temperature-scaled policy.
 
     logits: (B, V). Greedy when `temperature == 0` (log-probs then at temperature 1). Top-p keeps the
     smallest set of tokens whose probability reaches `top_p` (always at least the most likely one).
+    With `uniform` (B, V) noise in [0, 1) the draw is the exponential race argmax_v p_v / E_v with
+    E_v = -log u_v ~ Exp(1), which has the same law as multinomial sampling but lets the caller fix each
+    row's noise (seeded per prompt, so samples do not depend on what else is in the batch).
     """
     logits = logits.float()
     if temperature == 0:
@@ -34,7 +37,10 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
         drop = sorted_p.cumsum(dim=-1) - sorted_p > top_p
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    if uniform is not None:
+        tokens = (probs / -torch.log(uniform)).argmax(dim=-1)
+    else:
+        tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
 
 
@@ -110,14 +116,19 @@ class TorchEngine:
         self.version = version
 
     @torch.no_grad()
-    def generate(self, prompts: list[list[int]], sampling: SamplingParams,
-                 generator: torch.Generator | None = None) -> list[list[Completion]]:
+    def generate(self, prompts: list[list[int]], sampling: SamplingParams, generator: torch.Generator | None = None,
+                 seeds: list[int] | None = None) -> list[list[Completion]]:
+        """With `seeds` (one per prompt) each prompt's samples come from its own seeded noise, so they are
+        the same whichever other prompts share the batch (or the engine: this is what lets a run split
+        across rollout workers reproduce the single-process run). Otherwise `generator` drives all rows."""
         if not prompts or sampling.n < 1:
             return []
+        if seeds is not None and len(seeds) != len(prompts):
+            raise ValueError(f"generate: {len(seeds)} seeds for {len(prompts)} prompts")
         was_training = self.model.training
         self.model.eval()
         try:
-            tokens, logps, lengths, stopped = self._decode(prompts, sampling, generator)
+            tokens, logps, lengths, stopped = self._decode(prompts, sampling, generator, seeds)
         finally:
             self.model.train(was_training)
         out: list[list[Completion]] = []
@@ -130,7 +141,8 @@ class TorchEngine:
             out.append(group)
         return out
 
-    def _decode(self, prompts: list[list[int]], sampling: SamplingParams, generator: torch.Generator | None):
+    def _decode(self, prompts: list[list[int]], sampling: SamplingParams, generator: torch.Generator | None,
+                seeds: list[int] | None = None):
         """Each prompt is run through the model once; its KV cache is then copied to its `n` samples
         (GRPO's group shares the prompt), so prefill costs 1/n of prefilling every row."""
         dev, n = self.device, sampling.n
@@ -174,8 +186,16 @@ class TorchEngine:
         stopped = torch.zeros(B, dtype=torch.bool, device=dev)
         live = torch.arange(B, device=dev)  # original row of each row still in the batch
         fin = torch.zeros(B, dtype=torch.bool, device=dev)  # finished, but not yet dropped from the batch
+        noise = None
+        if seeds is not None and sampling.temperature > 0:
+            gens = [torch.Generator(device=dev).manual_seed(int(s)) for s in seeds]
+            V = logits.shape[-1]
+
+            def noise(rows: torch.Tensor) -> torch.Tensor:  # every prompt draws (n, V) per step, live or not
+                return torch.cat([torch.rand((n, V), generator=g, device=dev) for g in gens])[rows]
         for t in range(T):
-            tok, lp = sample_next(logits, sampling.temperature, sampling.top_p, generator)
+            tok, lp = sample_next(logits, sampling.temperature, sampling.top_p, generator,
+                                  None if noise is None else noise(live))
             # Integer indexing and torch.where only: no boolean-mask indexing, which waits for the GPU.
             # A finished row's slot t lies past its end, so writing pad / 0 there changes nothing.
             act = ~fin

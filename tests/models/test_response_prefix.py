@@ -24,7 +24,7 @@ def test_trainer_scores_prefix_plus_completion(tmp_path, tiny_recipe):
     seen = []
     verify = trainer.task.verify
     trainer.task.verify = lambda problem, text: seen.append(text) or verify(problem, text)
-    rollouts = trainer.rollout(trainer.next_problems(2))
+    rollouts = trainer.rollout(trainer.next_problems(2), 0)
     prefix_id = trainer.tokenizer.convert_tokens_to_ids("<answer>")
     assert all(r.prompt_ids[-1] == prefix_id and r.text.startswith("<answer>") for r in rollouts)
     result = trainer.run_eval("rl")

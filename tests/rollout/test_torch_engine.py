@@ -212,3 +212,36 @@ def test_compiled_decode_steps_sample_what_the_eager_engine_samples(make_tiny_mo
     for a, b in zip([c for g in want for c in g], [c for g in got for c in g]):
         assert a.token_ids == b.token_ids
         assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-4)
+
+
+def test_exponential_race_has_the_multinomial_law_with_top_p():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    logits = probs.log().repeat(20000, 1)
+    uniform = torch.rand(logits.shape, generator=torch.Generator().manual_seed(1))
+    tokens, logps = sample_next(logits, 1.0, 1.0, None, uniform=uniform)
+    counts = torch.bincount(tokens, minlength=4).float() / len(tokens)
+    assert torch.allclose(counts, probs[0], atol=0.015)
+    tokens, _ = sample_next(logits, 1.0, 0.6, None, uniform=uniform)
+    counts = torch.bincount(tokens, minlength=4).float() / len(tokens)
+    assert counts[2] == 0 and counts[3] == 0 and counts[0].item() == pytest.approx(0.625, abs=0.015)
+    assert torch.allclose(logps, probs[0].log()[sample_next(logits, 1.0, 1.0, None, uniform=uniform)[0]])
+
+
+def test_seeded_samples_do_not_depend_on_the_rest_of_the_batch(make_tiny_model, char_tokenizer):
+    """Per-prompt seeds: a prompt's group is the same alone, in another order, or beside other prompts
+    (what lets rollout workers that split a batch reproduce the single-process run)."""
+    model = make_tiny_model(seed=0)
+    engine = TorchEngine(model, char_tokenizer.pad_token_id)
+    prompts, seeds = _prompts(char_tokenizer), [11, 22, 33]
+    sampling = SamplingParams(n=4, max_new_tokens=12, temperature=1.0, stop_token_ids=(char_tokenizer.eos_token_id,))
+    together = engine.generate(prompts, sampling, seeds=seeds)
+    alone = [engine.generate([p], sampling, seeds=[s])[0] for p, s in zip(prompts, seeds)]
+    reversed_ = engine.generate(prompts[::-1], sampling, seeds=seeds[::-1])[::-1]
+    for a, b, c in zip(together, alone, reversed_):
+        assert [x.token_ids for x in a] == [x.token_ids for x in b] == [x.token_ids for x in c]
+        for x, y in zip(a, b):
+            assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5)
+    other = engine.generate(prompts, sampling, seeds=[12, 22, 33])  # another seed, other samples
+    assert [x.token_ids for x in other[0]] != [x.token_ids for x in together[0]]
+    with pytest.raises(ValueError, match="2 seeds for 3 prompts"):
+        engine.generate(prompts, sampling, seeds=[1, 2])

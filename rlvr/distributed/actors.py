@@ -1,0 +1,112 @@
+"""What runs inside Ray's processes: rollout workers, learners and verification tasks.
+
+These are plain classes and functions; `rlvr.distributed.pool` turns them into Ray actors and tasks with
+the resources the config asks for. Nothing here imports Ray, so it is testable without a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from rlvr.distributed.data_parallel import DataParallel
+from rlvr.learner import Learner
+from rlvr.models.loading import load_policy
+from rlvr.rollout.base import Completion, SamplingParams
+from rlvr.rollout.torch_engine import TorchEngine
+from rlvr.types import Batch, Problem, Score
+
+
+def use_threads(cpus: float) -> None:
+    """Torch threads = the CPUs Ray reserved for this actor (Ray sets OMP_NUM_THREADS the same way)."""
+    torch.set_num_threads(max(1, int(cpus)))
+
+
+class RolloutWorker:
+    """One engine on one node: samples groups with the policy version it was last given."""
+
+    def __init__(self, cfg, rank: int, weights: dict[str, torch.Tensor] | None, version: int):
+        use_threads(cfg.distributed.worker_cpus)
+        self.rank = rank
+        model, tokenizer = load_policy(cfg.model, seed=cfg.train.seed)  # same architecture (and adapter) as the learner's
+        self.engine = TorchEngine(model, tokenizer.pad_token_id, cache=cfg.rollout.kv_cache, compile=cfg.rollout.compile)
+        if weights is not None:
+            self.engine.load_weights(weights, version)
+
+    def generate(self, prompts: list[list[int]], sampling: SamplingParams,
+                 seeds: list[int]) -> tuple[list[list[Completion]], int]:
+        """The groups, and the policy version that made them (whatever version the caller believes in)."""
+        return self.engine.generate(prompts, sampling, seeds=seeds), self.engine.version
+
+    def load_weights(self, weights: dict[str, torch.Tensor], version: int) -> int:
+        self.engine.load_weights(weights, version)
+        return version
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class LearnerWorker:
+    """One data-parallel replica of the policy, its optimiser and scheduler (`rlvr.learner.Learner`)."""
+
+    def __init__(self, cfg, rank: int, world: int):
+        use_threads(cfg.distributed.learner_cpus)
+        self.cfg, self.rank, self.world = cfg, rank, world
+
+    def master_address(self) -> str:
+        """A rendezvous address on this (rank 0's) node: its IP and a free port."""
+        import ray
+
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return f"tcp://{ray.util.get_node_ip_address()}:{port}"
+
+    def setup(self, master: str, checkpoint: str | None) -> None:
+        """Join the process group and build the replica (from config, or from `checkpoint` on resume).
+        Rank 0's weights are broadcast, so every replica starts identical whatever its seed did."""
+        from rlvr.trainer import build_policy, seed_everything
+
+        cfg = self.cfg
+        cuda = cfg.distributed.learner_gpus > 0 and torch.cuda.is_available()
+        dist.init_process_group("nccl" if cuda else "gloo", init_method=master, rank=self.rank,
+                                world_size=self.world, timeout=timedelta(seconds=cfg.distributed.timeout_s))
+        seed_everything(cfg.train.seed)
+        self.model, _, ref_model = build_policy(cfg, Path(checkpoint) if checkpoint else None)
+        with torch.no_grad():
+            for t in list(self.model.parameters()) + list(self.model.buffers()):
+                dist.broadcast(t.data, src=0)
+        self.learner = Learner(self.model, cfg.train, cfg.algorithm, cfg.rollout.temperature,
+                               cfg.rollout.max_new_tokens, ref_model)
+        self.learner.data_parallel = DataParallel(self.learner.device)
+
+    def update(self, batch: Batch, rows: torch.Tensor) -> dict[str, float]:
+        return self.learner.update(batch, rows)
+
+    def reference_logprobs(self, batch: Batch, rows: torch.Tensor) -> torch.Tensor:
+        return self.learner.reference_logprobs(batch, rows)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The policy's full state (CPU tensors): what rollout workers and the driver load."""
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
+    def state_dict(self) -> dict:
+        return self.learner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_state_dict(state)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def score_chunk(task, problems: list[Problem], texts: list[str]) -> list[Score]:
+    """Verification of one chunk of completions (a Ray task: code runs in the sandbox of its node)."""
+    from rlvr.trainer import safe_verify
+
+    return [safe_verify(task, p, t) for p, t in zip(problems, texts)]

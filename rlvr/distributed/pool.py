@@ -1,0 +1,202 @@
+"""The engine and learner protocols over Ray actors: `RolloutPool` (rollout workers, weight sync, lost
+workers replaced) and `LearnerGroup` (data-parallel learners; a lost learner stops the run)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from rlvr.distributed import LearnerLost, require_ray
+from rlvr.distributed.actors import LearnerWorker, RolloutWorker
+from rlvr.rollout.base import Completion, SamplingParams
+from rlvr.types import Batch
+
+
+def split_evenly(n: int, parts: int) -> list[tuple[int, int]]:
+    """Contiguous [lo, hi) ranges covering range(n), sizes differing by at most one; empty ones left out."""
+    bounds = [n * i // parts for i in range(parts + 1)]
+    return [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
+
+
+@dataclass
+class _Part:
+    worker: int
+    handle: object
+    lo: int
+    hi: int
+    future: object
+
+
+@dataclass
+class Pending:
+    """Generation in flight: prompts split into parts, one per worker."""
+
+    prompts: list[list[int]]
+    sampling: SamplingParams
+    seeds: list[int]
+    parts: list[_Part]
+
+
+class RolloutPool:
+    """Rollout workers behind the engine protocol (`generate`, `load_weights`, `version`).
+
+    A prompt's samples depend only on its seed and the weights, so any split over workers gives the groups
+    the one-process engine gives. Weights travel through Ray's object store: one copy per node, fetched by
+    the workers that need it. A worker that dies is replaced (with the newest weights) and its prompts are
+    sent again; `on_event` hears of it."""
+
+    def __init__(self, cfg, weights, version: int, on_event: Callable[..., None]):
+        ray = require_ray()
+        d = cfg.distributed
+        self.cfg = cfg
+        self.version = version
+        self._weights = weights  # ObjectRef of the newest state
+        self._actor = ray.remote(num_cpus=d.worker_cpus, num_gpus=d.worker_gpus)(RolloutWorker)
+        self.workers = [self._spawn(i) for i in range(d.rollout_workers)]
+        self.on_event = on_event
+        self.restarts = 0
+        self.resent_prompts = 0
+
+    def _spawn(self, i: int):
+        return self._actor.remote(self.cfg, i, self._weights, self.version)
+
+    # --- weights --------------------------------------------------------------------------------
+    def load_weights(self, weights, version: int) -> None:
+        """Every worker loads `weights` (an ObjectRef) after the calls already queued on it."""
+        if weights is None:
+            raise ValueError("RolloutPool.load_weights needs the weights' ObjectRef (its workers share no model)")
+        self._weights, self.version = weights, version
+        for w in self.workers:
+            w.load_weights.remote(weights, version)
+
+    # --- sampling -------------------------------------------------------------------------------
+    def submit(self, prompts: list[list[int]], sampling: SamplingParams, seeds: list[int]) -> Pending:
+        parts = []
+        for i, (lo, hi) in enumerate(split_evenly(len(prompts), len(self.workers))):
+            parts.append(self._send(i, lo, hi, prompts, sampling, seeds))
+        return Pending(prompts, sampling, seeds, parts)
+
+    def _send(self, i: int, lo: int, hi: int, prompts, sampling, seeds) -> _Part:
+        handle = self.workers[i]
+        return _Part(i, handle, lo, hi, handle.generate.remote(prompts[lo:hi], sampling, seeds[lo:hi]))
+
+    def gather(self, pending: Pending) -> tuple[list[list[Completion]], list[int]]:
+        """The groups in prompt order, and the policy version that made each one."""
+        ray = require_ray()
+        groups: list = [None] * len(pending.prompts)
+        versions: list = [None] * len(pending.prompts)
+        todo = list(pending.parts)
+        while todo:
+            ready, _ = ray.wait([p.future for p in todo], num_returns=1)
+            part = next(p for p in todo if p.future == ready[0])
+            todo.remove(part)
+            try:
+                out, version = ray.get(part.future)
+            except ray.exceptions.RayActorError as e:
+                todo.append(self._recover(part, pending, e))
+                continue
+            groups[part.lo : part.hi] = out
+            versions[part.lo : part.hi] = [version] * (part.hi - part.lo)
+        return groups, versions
+
+    def _recover(self, part: _Part, pending: Pending, error: Exception) -> _Part:
+        """Replace a dead worker (once, however many of its calls fail) and send its prompts again."""
+        ray = require_ray()
+        if self.workers[part.worker] is part.handle:
+            self.restarts += 1
+            if self.restarts > self.cfg.distributed.max_restarts:
+                raise RuntimeError(f"rollout workers died {self.restarts} times (distributed.max_restarts="
+                                   f"{self.cfg.distributed.max_restarts}); last: {error}") from error
+            try:
+                ray.kill(part.handle, no_restart=True)
+            except Exception:  # noqa: BLE001 - it is already gone
+                pass
+            self.workers[part.worker] = self._spawn(part.worker)
+        self.resent_prompts += part.hi - part.lo
+        self.on_event("rollout_worker_restarted", worker=part.worker, resent_prompts=part.hi - part.lo,
+                      error=f"{type(error).__name__}: {str(error)[:200]}")
+        return self._send(part.worker, part.lo, part.hi, pending.prompts, pending.sampling, pending.seeds)
+
+    def generate(self, prompts: list[list[int]], sampling: SamplingParams, generator: torch.Generator | None = None,
+                 seeds: list[int] | None = None) -> list[list[Completion]]:
+        """The engine protocol: without `seeds`, each prompt's seed is drawn from `generator`."""
+        if not prompts:
+            return []
+        if seeds is None:
+            seeds = torch.randint(0, 2**62, (len(prompts),), generator=generator).tolist()
+        return self.gather(self.submit(prompts, sampling, seeds))[0]
+
+    def close(self) -> None:
+        ray = require_ray()
+        for w in self.workers:
+            try:
+                ray.kill(w, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass
+
+
+class LearnerGroup:
+    """Data-parallel learners behind the learner protocol (`update`, `reference_logprobs`, `state_dict`).
+
+    Rows are dealt round-robin in length order, so every learner gets about the same number of tokens."""
+
+    def __init__(self, cfg, checkpoint: str | None):
+        ray = require_ray()
+        d = cfg.distributed
+        actor = ray.remote(num_cpus=d.learner_cpus, num_gpus=d.learner_gpus)(LearnerWorker)
+        self.actors = [actor.remote(cfg, r, d.learners) for r in range(d.learners)]
+        self.step = 0
+        master = self._all(lambda a: a.master_address.remote(), only=[self.actors[0]])[0]
+        self._all(lambda a: a.setup.remote(master, checkpoint))
+
+    def _all(self, call, only=None) -> list:
+        """Results of `call(actor)` on every learner; a dead learner raises `LearnerLost` at once (the
+        others may be waiting for it inside a collective operation, so they are not waited for)."""
+        ray = require_ray()
+        actors = only or self.actors
+        futures = [call(a) for a in actors]
+        pending = list(futures)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            try:
+                ray.get(ready[0])
+            except ray.exceptions.RayActorError as e:
+                raise LearnerLost(futures.index(ready[0]), self.step, e) from e
+        return ray.get(futures)
+
+    def _rows(self, batch: Batch) -> list[torch.Tensor]:
+        order = torch.argsort(batch.attention_mask.sum(-1), stable=True)
+        return [order[r :: len(self.actors)] for r in range(len(self.actors))]
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        ray = require_ray()
+        ref, rows = ray.put(batch), self._rows(batch)
+        stats = self._all(lambda a: a.update.remote(ref, rows[self.actors.index(a)]))
+        self.step += 1
+        return stats[0]  # every learner holds the group's reduced diagnostics
+
+    def reference_logprobs(self, batch: Batch) -> torch.Tensor:
+        ray = require_ray()
+        ref, rows = ray.put(batch), self._rows(batch)
+        parts = self._all(lambda a: a.reference_logprobs.remote(ref, rows[self.actors.index(a)]))
+        return torch.stack(parts).sum(0)  # each learner filled its own rows, zeros elsewhere
+
+    def weights(self):
+        """An ObjectRef of the policy's state (rank 0's replica; all replicas are identical)."""
+        return self.actors[0].weights.remote()
+
+    def state_dict(self) -> dict:
+        return self._all(lambda a: a.state_dict.remote(), only=[self.actors[0]])[0]
+
+    def load_state_dict(self, state: dict) -> None:
+        self._all(lambda a: a.load_state_dict.remote(state))
+
+    def close(self) -> None:
+        ray = require_ray()
+        for a in self.actors:
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass

@@ -1,0 +1,180 @@
+"""`RayTrainer`: the loop of `rlvr.trainer.Trainer` with rollout workers and learners on a Ray cluster.
+
+Synchronous (the default): each step's prompts are split over the rollout workers, the completions scored
+by verification tasks, and the batch split over the learners, whose summed gradients equal the
+one-process gradient; the new weights then reach every worker, tagged with their version. On the same seed
+this gives the single-process run's weights (within float tolerance) and metrics.
+
+Asynchronous (`distributed.async_rollouts`): the prompts of the next `prefetch_steps` steps are generated
+while the learners update, so generation and learning overlap. A group made by a policy more than
+`max_staleness` versions older than the one being trained is dropped (counted) and its prompt sampled
+again; the loss's importance ratios are taken against the sampling log-probs the engine returned.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+from rlvr.distributed import LearnerLost, require_ray
+from rlvr.distributed.actors import score_chunk
+from rlvr.distributed.pool import LearnerGroup, RolloutPool, split_evenly
+from rlvr.trainer import Trainer, build_policy, sample_seed
+from rlvr.types import Problem, Rollout
+
+
+def start_ray(address: str):
+    """Join the cluster at `address` ("auto": the one on this node) or, with "", start a local one."""
+    ray = require_ray()
+    if not ray.is_initialized():
+        ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+class RayTrainer(Trainer):
+    def __init__(self, cfg, run_dir=None, resume: bool = False, task=None, logger=None):
+        self.ray = start_ray(cfg.distributed.address)
+        self._pending_events: list[tuple[str, dict]] = []
+        self._prefetched: deque = deque()
+        self.stale_dropped = 0  # groups dropped for staleness (async)
+        self.prefetch_discarded = 0  # prefetched groups whose prompts the run did not ask for after all
+        self.scored = 0  # completions scored, each exactly once
+        self._staleness: list[int] = []
+        self._parts_ready = False
+        super().__init__(cfg, run_dir, resume=resume, task=task, logger=logger)
+        for event, details in self._pending_events:
+            self.logger.log_event(self.step_count, event, **details)
+        self._pending_events.clear()
+
+    # --- parts ---------------------------------------------------------------------------------------
+    def build_parts(self, checkpoint: Path | None) -> None:
+        """The learner group (from config or `checkpoint`), then rollout workers holding its weights. The
+        driver keeps a copy of the policy too, refreshed only to write checkpoints and the final policy."""
+        cfg = self.cfg
+        self.model, self.tokenizer, _ = build_policy(cfg, checkpoint, with_reference=False)
+        self.device = next(self.model.parameters()).device
+        self.ref_model = None  # it lives in the learners
+        self.learner = LearnerGroup(cfg, str(checkpoint) if checkpoint is not None else None)
+        self._weights = self.learner.weights()
+        self.engine = RolloutPool(cfg, self._weights, 0, self._event)
+        try:  # the task goes to the verification tasks once; a task that cannot travel is scored here
+            self._task_ref = self.ray.put(self.task)
+        except Exception:  # noqa: BLE001
+            self._task_ref = None
+        self._parts_ready = True
+
+    def sync_weights(self) -> None:
+        """The learners' new weights go to the object store once and to every worker with their version."""
+        self.learner.step = self.step_count
+        self._weights = self.learner.weights()
+        self.engine.load_weights(self._weights, self.step_count)
+
+    def _pull_weights(self) -> None:
+        self.model.load_state_dict(self.ray.get(self._weights), strict=True)
+
+    def _event(self, event: str, **details) -> None:
+        if getattr(self, "logger", None) is None:
+            self._pending_events.append((event, details))
+        else:
+            self.logger.log_event(self.step_count, event, **details)
+
+    # --- sampling and scoring --------------------------------------------------------------------
+    def rollout(self, problems: list[Problem], start: int) -> list[Rollout]:
+        d = self.cfg.distributed
+        prompts = [self.encode(p) for p in problems]
+        seeds = [sample_seed(self.cfg.train.seed, start + i) for i in range(len(problems))]
+        pending = self._take_prefetched(start, problems) if d.async_rollouts else None
+        if pending is None:
+            pending = self.engine.submit(prompts, self.sampling(), seeds)
+        groups, versions = self.engine.gather(pending)
+        # The batch trains the policy of version step_count: older groups beyond the bound are sampled again.
+        stale = [i for i, v in enumerate(versions) if self.step_count - v > d.max_staleness]
+        if stale:
+            self.stale_dropped += len(stale)
+            again = self.engine.submit([prompts[i] for i in stale], self.sampling(), [seeds[i] for i in stale])
+            new_groups, new_versions = self.engine.gather(again)
+            for i, g, v in zip(stale, new_groups, new_versions):
+                groups[i], versions[i] = g, v
+        self._staleness += [self.step_count - v for v in versions]
+        return self.to_rollouts(problems, prompts, groups, versions)
+
+    def _take_prefetched(self, start: int, problems: list[Problem]):
+        while self._prefetched:
+            first, ids, pending = self._prefetched[0]
+            if first > start:
+                return None
+            self._prefetched.popleft()
+            if first == start and ids == [p.id for p in problems]:
+                return pending
+            self.prefetch_discarded += len(ids)  # e.g. a filter changed which problem sits at that index
+        return None
+
+    def _prefetch(self) -> None:
+        """Send the prompts of the next steps to the workers now, so they sample while the learners update."""
+        B, d = self.cfg.train.prompts_per_step, self.cfg.distributed
+        steps_left = self.cfg.train.steps - self.step_count - 1
+        while len(self._prefetched) < min(d.prefetch_steps, steps_left):
+            start = self.cursor + B * len(self._prefetched)
+            problems = [self.task.train_problem(start + i) for i in range(B)]
+            prompts = [self.encode(p) for p in problems]
+            seeds = [sample_seed(self.cfg.train.seed, start + i) for i in range(B)]
+            self._prefetched.append((start, [p.id for p in problems],
+                                     self.engine.submit(prompts, self.sampling(), seeds)))
+
+    def collect(self):
+        self._staleness = []
+        kept, info = super().collect()
+        if self.cfg.distributed.async_rollouts:
+            self._prefetch()  # before the update: it overlaps the learners' work
+        info.update({
+            "async/staleness_mean": sum(self._staleness) / max(len(self._staleness), 1),
+            "async/staleness_max": max(self._staleness, default=0),
+            "async/stale_dropped": self.stale_dropped,
+            "async/prefetch_discarded": self.prefetch_discarded,
+            "faults/rollout_restarts": self.engine.restarts,
+            "faults/resent_prompts": self.engine.resent_prompts,
+        })
+        return kept, info
+
+    def score(self, rollouts: list[Rollout]) -> None:
+        """One verification task per worker's share of the completions."""
+        if self._task_ref is None:
+            super().score(rollouts)
+        else:
+            chunks = split_evenly(len(rollouts), len(self.engine.workers))
+            remote = self.ray.remote(num_cpus=self.cfg.distributed.verify_cpus)(score_chunk)
+            futures = [remote.remote(self._task_ref, [r.problem for r in rollouts[lo:hi]],
+                                     [r.text for r in rollouts[lo:hi]]) for lo, hi in chunks]
+            for (lo, hi), scores in zip(chunks, self.ray.get(futures)):
+                for r, s in zip(rollouts[lo:hi], scores):
+                    r.score = s
+        self.scored += len(rollouts)
+
+    def step(self) -> dict[str, float]:
+        metrics = super().step()
+        metrics["verify/scored"] = self.scored
+        return metrics
+
+    # --- the loop, checkpoints, shutdown -----------------------------------------------------------
+    def run(self, progress: bool | None = None) -> dict:
+        try:
+            return super().run(progress)
+        except LearnerLost as e:
+            self.logger.log_event(self.step_count, "learner_lost", rank=e.rank, message=str(e))
+            self.close()
+            raise
+
+    def save_checkpoint(self) -> Path:
+        self._pull_weights()
+        return super().save_checkpoint()
+
+    def save_final(self) -> None:
+        self._pull_weights()
+        super().save_final()
+
+    def close(self) -> None:
+        """Stop the actors (the Ray cluster itself is left as it was)."""
+        if self._parts_ready:
+            self.engine.close()
+            self.learner.close()
+            self._parts_ready = False
