@@ -1,7 +1,7 @@
 """The `rlvr` command: thin wrappers that parse, build and call.
 
     rlvr demo [--out DIR] [--seed N]          pretrain -> eval -> GRPO -> eval -> report on the tiny default
-    rlvr train --config FILE [--set k=v ...]  RL training (`--resume RUN_DIR` continues a run)
+    rlvr train --config FILE [--set k=v ...]  RL training (`--resume RUN_DIR` continues a run, `--ray` scales out)
     rlvr pretrain --config FILE               imitation on the task's worked solutions
     rlvr eval --model DIR --config FILE       greedy accuracy and pass@k on held-out problems
     rlvr report RUN_DIR                       write RUN_DIR/report.html
@@ -69,22 +69,44 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
-    from rlvr.logging.report import write_report
+def make_trainer(cfg, run_dir: Path, resume: bool = False):
+    """The single-process `Trainer`, or with `distributed.backend: ray` the same loop on a Ray cluster."""
+    if cfg.distributed.backend == "ray":
+        from rlvr.distributed.trainer import RayTrainer
+
+        return RayTrainer(cfg, run_dir, resume=resume)
     from rlvr.trainer import Trainer
 
+    return Trainer(cfg, run_dir, resume=resume)
+
+
+def cmd_train(args) -> int:
+    from rlvr.distributed import LearnerLost
+    from rlvr.logging.report import write_report
+
+    overrides = list(args.set)
+    if args.ray:  # local: start a cluster here; auto: the one this node belongs to; or an address
+        address = "" if args.ray == "local" else args.ray
+        overrides += ["distributed.backend=ray", f"distributed.address={address!r}"]
     if args.resume:
         run_dir = Path(args.resume)
-        cfg = load_config(run_dir / "config.yaml", args.set)
-        trainer = Trainer(cfg, run_dir, resume=True)
+        cfg = load_config(run_dir / "config.yaml", overrides)
+        trainer = make_trainer(cfg, run_dir, resume=True)
     else:
         if not args.config:
             raise ConfigError("rlvr train needs --config FILE (or --resume RUN_DIR)")
-        cfg = load_config(args.config, args.set)
+        cfg = load_config(args.config, overrides)
         run_dir = Path(args.out or cfg.train.out_dir)
-        trainer = Trainer(cfg, run_dir)
-    last = trainer.run(progress=not args.no_progress)
-    result = trainer.run_eval("final")
+        trainer = make_trainer(cfg, run_dir)
+    try:
+        last = trainer.run(progress=not args.no_progress)
+        result = trainer.run_eval("final")
+    except LearnerLost as e:
+        trainer.logger.close()
+        print(f"rlvr train: {e}", file=sys.stderr)
+        return 1
+    finally:
+        trainer.close()
     trainer.logger.close()
     write_report(run_dir)
     print(json.dumps({"step": trainer.step_count, "reward/mean": last.get("reward/mean"),
@@ -161,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--out", help="run directory (default train.out_dir)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint")
+    p.add_argument("--ray", metavar="local|auto|ADDRESS",
+                   help="run on Ray: start a local cluster, join this node's (auto) or one at ADDRESS "
+                        "(sets distributed.backend=ray; see docs/scale.md)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("pretrain", help="imitation on worked solutions (tiny models)")

@@ -158,3 +158,27 @@ def test_a_killed_learner_stops_cleanly_and_resume_finishes_on_a_new_cluster(clu
     resumed.logger.close()
     _assert_same(resumed.model.state_dict(), ref_state, read_jsonl(run_dir / "metrics.jsonl"), ref_rows)
     resumed.close()
+
+
+def test_cli_train_ray_runs_evaluates_and_reports(cluster, tiny_recipe, tmp_path, capsys):
+    from rlvr.cli import main
+
+    sets = [f"distributed.{k}={v}" for k, v in RAY.items() if k != "backend"] + ["train.steps=2"]
+    out = tmp_path / "cli"
+    assert main(["train", "--config", str(tiny_recipe(**RUN)), "--ray", "auto", "--out", str(out),
+                 "--no-progress", *sum((["--set", s] for s in sets), [])]) == 0
+    assert '"step": 2' in capsys.readouterr().out
+    cfg = load_config(out / "config.yaml")
+    assert cfg.distributed.backend == "ray" and cfg.distributed.address == "auto"
+    assert (out / "report.html").exists() and (out / "final" / "config.json").exists()
+    assert read_jsonl(out / "eval.jsonl")[-1]["phase"] == "final"
+
+
+def test_without_ray_the_error_names_the_extra(monkeypatch):
+    import sys
+
+    from rlvr.distributed import require_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ImportError, match=r"rlvr\[ray\]"):
+        require_ray()
