@@ -175,7 +175,6 @@ class DistributedConfig:
     learner_cpus: float = 1.0
     worker_gpus: float = 0.0
     learner_gpus: float = 0.0
-    verify_cpus: float = 0.25  # each verification task (a chunk of completions scored on a node's sandbox)
     async_rollouts: bool = False  # generate the next batches while the learners update
     max_staleness: int = 1  # async: a group made more than this many policy versions ago is dropped
     prefetch_steps: int = 1  # async: how many steps of prompts are generated ahead
@@ -332,7 +331,6 @@ def validate(cfg: Config) -> Config:
         "distributed.learner_cpus": cfg.distributed.learner_cpus,
         "distributed.worker_gpus": cfg.distributed.worker_gpus,
         "distributed.learner_gpus": cfg.distributed.learner_gpus,
-        "distributed.verify_cpus": cfg.distributed.verify_cpus,
         "distributed.max_staleness": cfg.distributed.max_staleness,
         "distributed.prefetch_steps": cfg.distributed.prefetch_steps,
         "distributed.max_restarts": cfg.distributed.max_restarts,

@@ -1,4 +1,4 @@
-"""What runs inside Ray's processes: rollout workers, learners and verification tasks.
+"""What runs inside Ray's processes: rollout workers (which also verify) and learners.
 
 These are plain classes and functions; `rlvr.distributed.pool` turns them into Ray actors and tasks with
 the resources the config asks for. Nothing here imports Ray, so it is testable without a cluster.
@@ -19,7 +19,7 @@ from rlvr.learner import Learner
 from rlvr.models.loading import load_policy
 from rlvr.rollout.base import Completion, SamplingParams
 from rlvr.rollout.torch_engine import TorchEngine
-from rlvr.types import Batch, Problem, Score
+from rlvr.types import Batch, Problem
 
 
 def use_threads(cpus: float) -> None:
@@ -28,20 +28,33 @@ def use_threads(cpus: float) -> None:
 
 
 class RolloutWorker:
-    """One engine on one node: samples groups with the policy version it was last given."""
+    """One engine on one node: samples groups with the policy version it was last given, and scores them
+    with the task's verifier right there (code runs in that node's sandbox), so verification scales with
+    the workers and, in async mode, overlaps the learners' update like generation does."""
 
-    def __init__(self, cfg, rank: int, weights: dict[str, torch.Tensor] | None, version: int):
+    def __init__(self, cfg, rank: int, weights: dict[str, torch.Tensor] | None, version: int, task=None):
         use_threads(cfg.distributed.worker_cpus)
-        self.rank = rank
-        model, tokenizer = load_policy(cfg.model, seed=cfg.train.seed)  # same architecture (and adapter) as the learner's
-        self.engine = TorchEngine(model, tokenizer.pad_token_id, cache=cfg.rollout.kv_cache, compile=cfg.rollout.compile)
+        self.rank, self.task, self.prefix = rank, task, cfg.model.response_prefix
+        # The same architecture (and LoRA adapter) as the learner's, so its state loads strictly.
+        model, self.tokenizer = load_policy(cfg.model, seed=cfg.train.seed)
+        self.engine = TorchEngine(model, self.tokenizer.pad_token_id, cache=cfg.rollout.kv_cache,
+                                  compile=cfg.rollout.compile)
         if weights is not None:
             self.engine.load_weights(weights, version)
 
-    def generate(self, prompts: list[list[int]], sampling: SamplingParams,
-                 seeds: list[int]) -> tuple[list[list[Completion]], int]:
-        """The groups, and the policy version that made them (whatever version the caller believes in)."""
-        return self.engine.generate(prompts, sampling, seeds=seeds), self.engine.version
+    def generate(self, prompts: list[list[int]], sampling: SamplingParams, seeds: list[int],
+                 problems: list[Problem] | None = None) -> tuple[list[list[Completion]], int, list | None]:
+        """The groups, the policy version that made them (whatever version the caller believes in) and,
+        given the problems and a task, each completion's `Score`."""
+        from rlvr.models.loading import decode_completion
+        from rlvr.trainer import safe_verify
+
+        groups = self.engine.generate(prompts, sampling, seeds=seeds)
+        scores = None
+        if problems is not None and self.task is not None:
+            scores = [[safe_verify(self.task, p, decode_completion(self.tokenizer, c.token_ids, self.prefix))
+                       for c in group] for p, group in zip(problems, groups)]
+        return groups, self.engine.version, scores
 
     def load_weights(self, weights: dict[str, torch.Tensor], version: int) -> int:
         self.engine.load_weights(weights, version)
@@ -103,10 +116,3 @@ class LearnerWorker:
 
     def pid(self) -> int:
         return os.getpid()
-
-
-def score_chunk(task, problems: list[Problem], texts: list[str]) -> list[Score]:
-    """Verification of one chunk of completions (a Ray task: code runs in the sandbox of its node)."""
-    from rlvr.trainer import safe_verify
-
-    return [safe_verify(task, p, t) for p, t in zip(problems, texts)]

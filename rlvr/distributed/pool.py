@@ -36,6 +36,7 @@ class Pending:
     prompts: list[list[int]]
     sampling: SamplingParams
     seeds: list[int]
+    problems: list | None
     parts: list[_Part]
 
 
@@ -47,12 +48,13 @@ class RolloutPool:
     the workers that need it. A worker that dies is replaced (with the newest weights) and its prompts are
     sent again; `on_event` hears of it."""
 
-    def __init__(self, cfg, weights, version: int, on_event: Callable[..., None]):
+    def __init__(self, cfg, weights, version: int, on_event: Callable[..., None], task=None):
         ray = require_ray()
         d = cfg.distributed
         self.cfg = cfg
         self.version = version
         self._weights = weights  # ObjectRef of the newest state
+        self._task = task  # ObjectRef of the task: workers score what they sample (None: the caller scores)
         self._actor = ray.remote(num_cpus=d.worker_cpus, num_gpus=d.worker_gpus)(RolloutWorker)
         self.workers = [self._spawn(i) for i in range(d.rollout_workers)]
         self.on_event = on_event
@@ -60,46 +62,63 @@ class RolloutPool:
         self.resent_prompts = 0
 
     def _spawn(self, i: int):
-        return self._actor.remote(self.cfg, i, self._weights, self.version)
+        return self._actor.remote(self.cfg, i, self._weights, self.version, self._task)
 
     # --- weights --------------------------------------------------------------------------------
-    def load_weights(self, weights, version: int) -> None:
-        """Every worker loads `weights` (an ObjectRef) after the calls already queued on it."""
+    def load_weights(self, weights, version: int, wait: bool = False) -> None:
+        """Every worker loads `weights` (an ObjectRef) after the calls already queued on it; with `wait`,
+        return once they all have (a worker that died meanwhile is replaced at its next generation)."""
         if weights is None:
             raise ValueError("RolloutPool.load_weights needs the weights' ObjectRef (its workers share no model)")
+        ray = require_ray()
         self._weights, self.version = weights, version
-        for w in self.workers:
-            w.load_weights.remote(weights, version)
+        acks = [w.load_weights.remote(weights, version) for w in self.workers]
+        for ack in acks if wait else []:
+            try:
+                ray.get(ack)
+            except ray.exceptions.RayActorError:
+                pass
 
     # --- sampling -------------------------------------------------------------------------------
-    def submit(self, prompts: list[list[int]], sampling: SamplingParams, seeds: list[int]) -> Pending:
-        parts = []
+    def submit(self, prompts: list[list[int]], sampling: SamplingParams, seeds: list[int],
+               problems: list | None = None) -> Pending:
+        """Send the prompts out (split over the workers) and return at once; with `problems` the workers
+        score their completions too."""
+        pending = Pending(prompts, sampling, seeds, problems, [])
         for i, (lo, hi) in enumerate(split_evenly(len(prompts), len(self.workers))):
-            parts.append(self._send(i, lo, hi, prompts, sampling, seeds))
-        return Pending(prompts, sampling, seeds, parts)
+            pending.parts.append(self._send(i, lo, hi, pending))
+        return pending
 
-    def _send(self, i: int, lo: int, hi: int, prompts, sampling, seeds) -> _Part:
+    def _send(self, i: int, lo: int, hi: int, pending: Pending) -> _Part:
         handle = self.workers[i]
-        return _Part(i, handle, lo, hi, handle.generate.remote(prompts[lo:hi], sampling, seeds[lo:hi]))
+        problems = None if pending.problems is None else pending.problems[lo:hi]
+        return _Part(i, handle, lo, hi, handle.generate.remote(pending.prompts[lo:hi], pending.sampling,
+                                                               pending.seeds[lo:hi], problems))
 
-    def gather(self, pending: Pending) -> tuple[list[list[Completion]], list[int]]:
-        """The groups in prompt order, and the policy version that made each one."""
+    def gather(self, pending: Pending) -> tuple[list[list[Completion]], list[int], list | None]:
+        """The groups in prompt order, the policy version that made each one, and their scores (None
+        unless the problems were given and the workers hold the task)."""
         ray = require_ray()
         groups: list = [None] * len(pending.prompts)
         versions: list = [None] * len(pending.prompts)
+        scores: list | None = [None] * len(pending.prompts)
         todo = list(pending.parts)
         while todo:
             ready, _ = ray.wait([p.future for p in todo], num_returns=1)
             part = next(p for p in todo if p.future == ready[0])
             todo.remove(part)
             try:
-                out, version = ray.get(part.future)
+                out, version, scored = ray.get(part.future)
             except ray.exceptions.RayActorError as e:
                 todo.append(self._recover(part, pending, e))
                 continue
             groups[part.lo : part.hi] = out
             versions[part.lo : part.hi] = [version] * (part.hi - part.lo)
-        return groups, versions
+            if scored is None:
+                scores = None
+            elif scores is not None:
+                scores[part.lo : part.hi] = scored
+        return groups, versions, scores
 
     def _recover(self, part: _Part, pending: Pending, error: Exception) -> _Part:
         """Replace a dead worker (once, however many of its calls fail) and send its prompts again."""
@@ -117,7 +136,7 @@ class RolloutPool:
         self.resent_prompts += part.hi - part.lo
         self.on_event("rollout_worker_restarted", worker=part.worker, resent_prompts=part.hi - part.lo,
                       error=f"{type(error).__name__}: {str(error)[:200]}")
-        return self._send(part.worker, part.lo, part.hi, pending.prompts, pending.sampling, pending.seeds)
+        return self._send(part.worker, part.lo, part.hi, pending)
 
     def generate(self, prompts: list[list[int]], sampling: SamplingParams, generator: torch.Generator | None = None,
                  seeds: list[int] | None = None) -> list[list[Completion]]:

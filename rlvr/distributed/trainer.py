@@ -1,7 +1,7 @@
 """`RayTrainer`: the loop of `rlvr.trainer.Trainer` with rollout workers and learners on a Ray cluster.
 
-Synchronous (the default): each step's prompts are split over the rollout workers, the completions scored
-by verification tasks, and the batch split over the learners, whose summed gradients equal the
+Synchronous (the default): each step's prompts are split over the rollout workers, which sample them and
+score the completions with the task's verifier on their node, and the batch is split over the learners, whose summed gradients equal the
 one-process gradient; the new weights then reach every worker, tagged with their version. On the same seed
 this gives the single-process run's weights (within float tolerance) and metrics.
 
@@ -17,8 +17,7 @@ from collections import deque
 from pathlib import Path
 
 from rlvr.distributed import LearnerLost, require_ray
-from rlvr.distributed.actors import score_chunk
-from rlvr.distributed.pool import LearnerGroup, RolloutPool, split_evenly
+from rlvr.distributed.pool import LearnerGroup, RolloutPool
 from rlvr.trainer import Trainer, build_policy, sample_seed
 from rlvr.types import Problem, Rollout
 
@@ -56,18 +55,21 @@ class RayTrainer(Trainer):
         self.ref_model = None  # it lives in the learners
         self.learner = LearnerGroup(cfg, str(checkpoint) if checkpoint is not None else None)
         self._weights = self.learner.weights()
-        self.engine = RolloutPool(cfg, self._weights, 0, self._event)
-        try:  # the task goes to the verification tasks once; a task that cannot travel is scored here
-            self._task_ref = self.ray.put(self.task)
-        except Exception:  # noqa: BLE001
-            self._task_ref = None
+        try:  # the task travels to the workers once, and they score what they sample
+            task_ref = self.ray.put(self.task)
+        except Exception as e:  # noqa: BLE001 - a task that cannot be pickled is scored here instead
+            self._event("task_scored_on_driver", reason=f"{type(e).__name__}: {e}")
+            task_ref = None
+        self.engine = RolloutPool(cfg, self._weights, 0, self._event, task_ref)
         self._parts_ready = True
 
     def sync_weights(self) -> None:
-        """The learners' new weights go to the object store once and to every worker with their version."""
+        """The learners' new weights go to the object store once and to every worker with their version.
+        Synchronous runs wait until every worker holds them (so time/weight_sync is the real cost); async
+        runs do not (the workers load them after the generation already queued)."""
         self.learner.step = self.step_count
         self._weights = self.learner.weights()
-        self.engine.load_weights(self._weights, self.step_count)
+        self.engine.load_weights(self._weights, self.step_count, wait=not self.cfg.distributed.async_rollouts)
 
     def _pull_weights(self) -> None:
         self.model.load_state_dict(self.ray.get(self._weights), strict=True)
@@ -85,18 +87,25 @@ class RayTrainer(Trainer):
         seeds = [sample_seed(self.cfg.train.seed, start + i) for i in range(len(problems))]
         pending = self._take_prefetched(start, problems) if d.async_rollouts else None
         if pending is None:
-            pending = self.engine.submit(prompts, self.sampling(), seeds)
-        groups, versions = self.engine.gather(pending)
+            pending = self.engine.submit(prompts, self.sampling(), seeds, problems)
+        groups, versions, scores = self.engine.gather(pending)
         # The batch trains the policy of version step_count: older groups beyond the bound are sampled again.
         stale = [i for i, v in enumerate(versions) if self.step_count - v > d.max_staleness]
         if stale:
             self.stale_dropped += len(stale)
-            again = self.engine.submit([prompts[i] for i in stale], self.sampling(), [seeds[i] for i in stale])
-            new_groups, new_versions = self.engine.gather(again)
-            for i, g, v in zip(stale, new_groups, new_versions):
-                groups[i], versions[i] = g, v
+            again = self.engine.submit([prompts[i] for i in stale], self.sampling(), [seeds[i] for i in stale],
+                                       [problems[i] for i in stale])
+            new_groups, new_versions, new_scores = self.engine.gather(again)
+            for j, i in enumerate(stale):
+                groups[i], versions[i] = new_groups[j], new_versions[j]
+                if scores is not None:
+                    scores[i] = new_scores[j]
         self._staleness += [self.step_count - v for v in versions]
-        return self.to_rollouts(problems, prompts, groups, versions)
+        rollouts = self.to_rollouts(problems, prompts, groups, versions)
+        if scores is not None:
+            for r, s in zip(rollouts, (s for group in scores for s in group)):
+                r.score = s
+        return rollouts
 
     def _take_prefetched(self, start: int, problems: list[Problem]):
         while self._prefetched:
@@ -119,7 +128,7 @@ class RayTrainer(Trainer):
             prompts = [self.encode(p) for p in problems]
             seeds = [sample_seed(self.cfg.train.seed, start + i) for i in range(B)]
             self._prefetched.append((start, [p.id for p in problems],
-                                     self.engine.submit(prompts, self.sampling(), seeds)))
+                                     self.engine.submit(prompts, self.sampling(), seeds, problems)))
 
     def collect(self):
         self._staleness = []
@@ -137,17 +146,10 @@ class RayTrainer(Trainer):
         return kept, info
 
     def score(self, rollouts: list[Rollout]) -> None:
-        """One verification task per worker's share of the completions."""
-        if self._task_ref is None:
-            super().score(rollouts)
-        else:
-            chunks = split_evenly(len(rollouts), len(self.engine.workers))
-            remote = self.ray.remote(num_cpus=self.cfg.distributed.verify_cpus)(score_chunk)
-            futures = [remote.remote(self._task_ref, [r.problem for r in rollouts[lo:hi]],
-                                     [r.text for r in rollouts[lo:hi]]) for lo, hi in chunks]
-            for (lo, hi), scores in zip(chunks, self.ray.get(futures)):
-                for r, s in zip(rollouts[lo:hi], scores):
-                    r.score = s
+        """The workers scored their completions already; whatever they could not score is scored here."""
+        todo = [r for r in rollouts if r.score is None]
+        if todo:
+            super().score(todo)
         self.scored += len(rollouts)
 
     def step(self) -> dict[str, float]:

@@ -21,8 +21,7 @@ STEPS, B, G = 4, 4, 4
 # not zero; KL and the entropy bonus are on too, so every part of the loss is compared.
 RUN = {"train.steps": STEPS, "train.prompts_per_step": B, "train.checkpoint_every": 2,
        "rollout.num_generations": G, "algorithm.overlong_buffer": 8, "algorithm.overlong_penalty": 1.0}
-RAY = {"backend": "ray", "rollout_workers": 2, "learners": 2, "worker_cpus": 0.25, "learner_cpus": 0.25,
-       "verify_cpus": 0.25}
+RAY = {"backend": "ray", "rollout_workers": 2, "learners": 2, "worker_cpus": 0.25, "learner_cpus": 0.25}
 COMPARED = ["reward/mean", "reward/std", "accuracy", "response_length/mean", "sampled_tokens", "cursor"]
 CLOSE = ["loss", "kl", "entropy", "grad_norm", "clip_frac", "ratio_mean"]
 
