@@ -77,7 +77,9 @@ class TaskConfig:
 class RolloutConfig:
     """Sampling: `num_generations` completions per prompt (the group size G)."""
 
-    engine: str = _choice("torch", "torch")
+    engine: str = _choice("torch", "torch", "vllm")  # vllm: the `vllm` extra, on a CUDA machine
+    vllm_gpu_memory_utilization: float = 0.4  # GPU memory vLLM may take (the learner shares the GPU)
+    vllm_max_model_len: int | None = None
     kv_cache: str = _choice("static", "static", "dynamic")  # static: preallocated, no copy per token
     compile: bool = False  # decode steps through torch.compile (CUDA graphs on a GPU); finished rows stay
     num_generations: int = 8
@@ -361,6 +363,11 @@ def validate(cfg: Config) -> Config:
         _require(k >= 1, f"eval.pass_k[{i}]", "must be >= 1", k)
         if cfg.eval.samples:
             _require(k <= cfg.eval.samples, f"eval.pass_k[{i}]", f"must be <= eval.samples ({cfg.eval.samples})", k)
+    _require(0.0 < cfg.rollout.vllm_gpu_memory_utilization <= 1.0, "rollout.vllm_gpu_memory_utilization",
+             "must be in (0, 1]", cfg.rollout.vllm_gpu_memory_utilization)
+    if cfg.rollout.engine == "vllm":
+        _require(cfg.model.lora_r == 0, "model.lora_r", "must be 0 with rollout.engine: vllm (LoRA sampling "
+                 "through vLLM is not supported yet)", cfg.model.lora_r)
     if cfg.distributed.async_rollouts:
         _require(cfg.distributed.prefetch_steps >= 1, "distributed.prefetch_steps",
                  "must be >= 1 with distributed.async_rollouts (how many steps are generated ahead)",

@@ -34,6 +34,7 @@ from rlvr.models.loading import decode_completion, encode_prompt, load_policy, s
 from rlvr.models.lora import is_lora
 from rlvr.rollout.base import SamplingParams
 from rlvr.rollout.torch_engine import TorchEngine
+from rlvr.rollout.vllm_engine import build_engine
 from rlvr.tasks.registry import build_task
 from rlvr.types import Problem, Rollout, Score
 
@@ -108,14 +109,15 @@ class Trainer:
         cfg = self.cfg
         self.model, self.tokenizer, self.ref_model = build_policy(cfg, checkpoint)
         self.device = next(self.model.parameters()).device
-        self.engine = TorchEngine(self.model, self.tokenizer.pad_token_id, self.device, cache=cfg.rollout.kv_cache,
-                                  compile=cfg.rollout.compile)
+        self.engine = build_engine(cfg, self.model, self.tokenizer, self.device)
         self.learner = Learner(self.model, cfg.train, cfg.algorithm, cfg.rollout.temperature,
                                cfg.rollout.max_new_tokens, self.ref_model)
 
     def sync_weights(self) -> None:
-        """After an update: the engine samples from the new weights (here it shares the learner's model)."""
-        self.engine.load_weights(None, self.step_count)
+        """After an update: the engine samples from the new weights. The torch engine shares the learner's
+        model, so only the version moves; vLLM gets the new state in place."""
+        shared = isinstance(self.engine, TorchEngine)
+        self.engine.load_weights(None if shared else self.model.state_dict(), self.step_count)
 
     # --- parts of a step ----------------------------------------------------------------------------
     def encode(self, problem: Problem) -> list[int]:

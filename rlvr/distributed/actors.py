@@ -18,7 +18,7 @@ from rlvr.distributed.data_parallel import DataParallel
 from rlvr.learner import Learner
 from rlvr.models.loading import load_policy
 from rlvr.rollout.base import Completion, SamplingParams
-from rlvr.rollout.torch_engine import TorchEngine
+from rlvr.rollout.vllm_engine import build_engine
 from rlvr.types import Batch, Problem
 
 
@@ -37,8 +37,7 @@ class RolloutWorker:
         self.rank, self.task, self.prefix = rank, task, cfg.model.response_prefix
         # The same architecture (and LoRA adapter) as the learner's, so its state loads strictly.
         model, self.tokenizer = load_policy(cfg.model, seed=cfg.train.seed)
-        self.engine = TorchEngine(model, self.tokenizer.pad_token_id, cache=cfg.rollout.kv_cache,
-                                  compile=cfg.rollout.compile)
+        self.engine = build_engine(cfg, model, self.tokenizer)
         if weights is not None:
             self.engine.load_weights(weights, version)
 
