@@ -171,7 +171,7 @@ class DistributedConfig:
 
     backend: str = _choice("none", "none", "ray")
     address: str = ""  # "" starts a local cluster; "auto" joins the one on this node; or ray://host:port
-    rollout_workers: int = 2
+    rollout_workers: int = 1
     learners: int = 1
     worker_cpus: float = 1.0  # Ray resources each rollout worker / learner reserves
     learner_cpus: float = 1.0

@@ -30,6 +30,20 @@ def start_ray(address: str):
     return ray
 
 
+def check_resources(d, available: dict) -> None:
+    """Refuse a layout the cluster cannot place (its actors would wait forever), naming the keys."""
+    for kind, per_worker, per_learner in (("CPU", d.worker_cpus, d.learner_cpus),
+                                          ("GPU", d.worker_gpus, d.learner_gpus)):
+        need = d.rollout_workers * per_worker + d.learners * per_learner
+        have = available.get(kind, 0.0)
+        if need > have + 1e-9:
+            key = kind.lower() + "s"
+            raise ValueError(
+                f"distributed: {d.rollout_workers} rollout workers x distributed.worker_{key}={per_worker} + "
+                f"{d.learners} learners x distributed.learner_{key}={per_learner} need {need:g} {kind}s, and the "
+                f"Ray cluster has {have:g}; lower them (fractions are allowed) or add nodes")
+
+
 class RayTrainer(Trainer):
     def __init__(self, cfg, run_dir=None, resume: bool = False, task=None, logger=None):
         self.ray = start_ray(cfg.distributed.address)
@@ -50,6 +64,7 @@ class RayTrainer(Trainer):
         """The learner group (from config or `checkpoint`), then rollout workers holding its weights. The
         driver keeps a copy of the policy too, refreshed only to write checkpoints and the final policy."""
         cfg = self.cfg
+        check_resources(cfg.distributed, self.ray.cluster_resources())
         self.model, self.tokenizer, _ = build_policy(cfg, checkpoint, with_reference=False)
         self.device = next(self.model.parameters()).device
         self.ref_model = None  # it lives in the learners

@@ -181,3 +181,15 @@ def test_without_ray_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"rlvr\[ray\]"):
         require_ray()
+
+
+def test_a_layout_the_cluster_cannot_place_is_refused_naming_the_keys():
+    from rlvr.config import DistributedConfig
+    from rlvr.distributed.trainer import check_resources
+
+    d = DistributedConfig(backend="ray", rollout_workers=2, learners=1)  # 3 CPUs by default
+    with pytest.raises(ValueError, match=r"distributed.worker_cpus=1.0.*need 3 CPUs.*has 2"):
+        check_resources(d, {"CPU": 2.0})
+    check_resources(DistributedConfig(rollout_workers=2, learners=1, worker_cpus=0.5), {"CPU": 2.0})
+    with pytest.raises(ValueError, match="learner_gpus"):
+        check_resources(DistributedConfig(learners=2, learner_gpus=1.0), {"CPU": 8.0, "GPU": 1.0})
