@@ -20,6 +20,16 @@ def split_evenly(n: int, parts: int) -> list[tuple[int, int]]:
     return [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
 
 
+def kill_actors(actors) -> None:
+    """Stop these actors for good; one already gone is fine."""
+    ray = require_ray()
+    for a in actors:
+        try:
+            ray.kill(a, no_restart=True)
+        except Exception:  # noqa: BLE001 - it is already gone
+            pass
+
+
 @dataclass
 class _Part:
     worker: int
@@ -122,16 +132,12 @@ class RolloutPool:
 
     def _recover(self, part: _Part, pending: Pending, error: Exception) -> _Part:
         """Replace a dead worker (once, however many of its calls fail) and send its prompts again."""
-        ray = require_ray()
         if self.workers[part.worker] is part.handle:
             self.restarts += 1
             if self.restarts > self.cfg.distributed.max_restarts:
                 raise RuntimeError(f"rollout workers died {self.restarts} times (distributed.max_restarts="
                                    f"{self.cfg.distributed.max_restarts}); last: {error}") from error
-            try:
-                ray.kill(part.handle, no_restart=True)
-            except Exception:  # noqa: BLE001 - it is already gone
-                pass
+            kill_actors([part.handle])
             self.workers[part.worker] = self._spawn(part.worker)
         self.resent_prompts += part.hi - part.lo
         self.on_event("rollout_worker_restarted", worker=part.worker, resent_prompts=part.hi - part.lo,
@@ -148,12 +154,7 @@ class RolloutPool:
         return self.gather(self.submit(prompts, sampling, seeds))[0]
 
     def close(self) -> None:
-        ray = require_ray()
-        for w in self.workers:
-            try:
-                ray.kill(w, no_restart=True)
-            except Exception:  # noqa: BLE001
-                pass
+        kill_actors(self.workers)
 
 
 class LearnerGroup:
@@ -213,9 +214,4 @@ class LearnerGroup:
         self._all(lambda a: a.load_state_dict.remote(state))
 
     def close(self) -> None:
-        ray = require_ray()
-        for a in self.actors:
-            try:
-                ray.kill(a, no_restart=True)
-            except Exception:  # noqa: BLE001
-                pass
+        kill_actors(self.actors)
