@@ -173,6 +173,7 @@ class DistributedConfig:
     address: str = ""  # "" starts a local cluster; "auto" joins the one on this node; or ray://host:port
     rollout_workers: int = 1
     learners: int = 1
+    sharding: str = _choice("ddp", "ddp", "fsdp")  # fsdp: each learner holds 1/N of weights and optimiser
     worker_cpus: float = 1.0  # Ray resources each rollout worker / learner reserves
     learner_cpus: float = 1.0
     worker_gpus: float = 0.0
@@ -368,6 +369,9 @@ def validate(cfg: Config) -> Config:
     if cfg.rollout.engine == "vllm":
         _require(cfg.model.lora_r == 0, "model.lora_r", "must be 0 with rollout.engine: vllm (LoRA sampling "
                  "through vLLM is not supported yet)", cfg.model.lora_r)
+    if cfg.distributed.sharding == "fsdp":
+        _require(cfg.model.lora_r == 0, "model.lora_r", "must be 0 with distributed.sharding: fsdp (a LoRA "
+                 "adapter is small: use ddp)", cfg.model.lora_r)
     if cfg.distributed.async_rollouts:
         _require(cfg.distributed.prefetch_steps >= 1, "distributed.prefetch_steps",
                  "must be >= 1 with distributed.async_rollouts (how many steps are generated ahead)",

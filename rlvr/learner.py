@@ -95,7 +95,8 @@ class Learner:
         attn = mb.attention_mask.to(self.device)
         sel = mb.completion_mask.to(self.device).bool()  # (N, T-1)
         targets = ids[:, 1:][sel]  # (K,)
-        parts = _split_lm(model)
+        sharded = self.data_parallel is not None and self.data_parallel.full_forward and model is self.model
+        parts = None if sharded else _split_lm(model)  # a sharded model gathers its weights in its own forward
         if parts is not None:
             decoder, head = parts
             hidden = decoder(input_ids=ids, attention_mask=attn).last_hidden_state[:, :-1]  # (N, T-1, H)
@@ -146,9 +147,14 @@ class Learner:
         def add(key: str, value: float, weight: float) -> None:
             sums[key] = sums.get(key, 0.0) + value * weight
 
+        dp = self.data_parallel
         grad_norms = []
         for epoch in range(a.ppo_epochs):
-            for _, mb in self._micro_batches(batch, rows):
+            micro = list(self._micro_batches(batch, rows))
+            # Sharded learners meet inside every forward and backward, so each runs as many passes as the
+            # busiest: the extra ones are a real row weighted 0.
+            micro += [(None, self._filler(batch))] * (dp.padding(len(micro)) if dp is not None else 0)
+            for idx, mb in micro:
                 mask = mb.completion_mask.to(self.device)
                 tok_share = float(mask.sum()) / max(n_tokens, 1.0)
                 share = self._weight(mb, batch)  # this micro-batch's exact part of the batch-level loss
@@ -167,8 +173,10 @@ class Learner:
                 if a.entropy_coef > 0:  # the bonus is aggregated like the loss, so micro-batching is exact
                     loss = loss - a.entropy_coef * aggregate(entropy.float(), mask, a.loss_agg, self.max_new_tokens)
                 t1 = self._clock()
-                (loss * share).backward()
+                (loss * (0.0 if idx is None else share * (dp.loss_scale if dp is not None else 1.0))).backward()
                 t2 = self._clock()
+                if idx is None:
+                    continue
                 add("time/forward", t1 - t0, 1.0)
                 add("time/backward", t2 - t1, 1.0)
                 add("loss", loss.item(), share / a.ppo_epochs)
@@ -181,17 +189,22 @@ class Learner:
                     gap = ((logp.detach().float() - old).abs() * mask).sum() / mask.sum().clamp(min=1)
                     add("logprob_gap", float(gap), tok_share)
             t0 = self._clock()
-            if self.data_parallel is not None:
-                self.data_parallel.reduce_gradients(self.model)
+            if dp is not None:
+                dp.reduce_gradients(self.model)
                 add("time/grad_reduce", self._clock() - t0, 1.0)
                 t0 = self._clock()
             grad_norms.append(clip_and_step(self.model, self.optimizer, self.scheduler, self.cfg.grad_clip))
             add("time/optimizer", self._clock() - t0, 1.0)
-        if self.data_parallel is not None:
-            sums = self.data_parallel.reduce_stats(sums)
+        if dp is not None:
+            sums = dp.reduce_stats(sums)
         sums["grad_norm"] = sum(grad_norms) / len(grad_norms)
         sums["lr"] = self.scheduler.get_last_lr()[0]
         return sums
+
+    def _filler(self, batch: Batch) -> Batch:
+        """The batch's shortest row as a micro-batch (a pass that keeps sharded learners in step)."""
+        shortest = torch.argsort(batch.attention_mask.sum(-1), stable=True)[:1]
+        return next(self._micro_batches(batch, shortest))[1]
 
     def _clock(self) -> float:
         """Wall time after the device's queued work (so forward/backward/optimizer times are each their own)."""

@@ -14,8 +14,12 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.0
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     # The fused kernel (one pass over each tensor) where this torch and device have it.
+    # Not for sharded (FSDP) parameters: the fused kernel mixes their DTensors with plain step counters.
+    from torch.distributed.tensor import DTensor
+
     fused = bool(params) and all(p.device.type in ("cuda", "cpu") for p in params) and \
-        all(p.dtype in (torch.float32, torch.bfloat16, torch.float16) for p in params)
+        all(p.dtype in (torch.float32, torch.bfloat16, torch.float16) for p in params) and \
+        not any(isinstance(p, DTensor) for p in params)
     try:
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99), eps=1e-8, fused=fused)
     except (RuntimeError, TypeError):

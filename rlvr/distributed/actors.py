@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from rlvr.distributed.data_parallel import DataParallel
+from rlvr.distributed.data_parallel import DataParallel, FullyShardedDataParallel
 from rlvr.learner import Learner
 from rlvr.models.loading import load_policy
 from rlvr.rollout.base import Completion, SamplingParams
@@ -93,9 +93,15 @@ class LearnerWorker:
         with torch.no_grad():
             for t in list(self.model.parameters()) + list(self.model.buffers()):
                 dist.broadcast(t.data, src=0)
+        device = next(self.model.parameters()).device
+        if cfg.distributed.sharding == "fsdp":
+            self.dp = FullyShardedDataParallel(device)
+            self.dp.wrap(self.model)
+        else:
+            self.dp = DataParallel(device)
         self.learner = Learner(self.model, cfg.train, cfg.algorithm, cfg.rollout.temperature,
                                cfg.rollout.max_new_tokens, ref_model)
-        self.learner.data_parallel = DataParallel(self.learner.device)
+        self.learner.data_parallel = self.dp
 
     def update(self, batch: Batch, rows: torch.Tensor) -> dict[str, float]:
         return self.learner.update(batch, rows)
@@ -103,15 +109,21 @@ class LearnerWorker:
     def reference_logprobs(self, batch: Batch, rows: torch.Tensor) -> torch.Tensor:
         return self.learner.reference_logprobs(batch, rows)
 
-    def weights(self) -> dict[str, torch.Tensor]:
-        """The policy's full state (CPU tensors): what rollout workers and the driver load."""
-        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+    def weights(self) -> dict[str, torch.Tensor] | None:
+        """The policy's full state (CPU tensors) on rank 0: what rollout workers and the driver load.
+        (Sharded, every learner must take part in gathering it; the others return None.)"""
+        state = self.dp.full_state(self.model)
+        return state if self.rank == 0 else None
 
-    def state_dict(self) -> dict:
-        return self.learner.state_dict()
+    def state_dict(self) -> dict | None:
+        """Optimiser and scheduler in the one-process format (rank 0; every learner takes part)."""
+        state = {"optimizer": self.dp.optimizer_state(self.learner.optimizer),
+                 "scheduler": self.learner.scheduler.state_dict()}
+        return state if self.rank == 0 else None
 
     def load_state_dict(self, state: dict) -> None:
-        self.learner.load_state_dict(state)
+        self.dp.load_optimizer_state(self.learner.optimizer, state["optimizer"])
+        self.learner.scheduler.load_state_dict(state["scheduler"])
 
     def pid(self) -> int:
         return os.getpid()

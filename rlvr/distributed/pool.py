@@ -167,6 +167,7 @@ class LearnerGroup:
         d = cfg.distributed
         actor = ray.remote(num_cpus=d.learner_cpus, num_gpus=d.learner_gpus)(LearnerWorker)
         self.actors = [actor.remote(cfg, r, d.learners) for r in range(d.learners)]
+        self.sharded = d.sharding == "fsdp"
         self.step = 0
         master = self._all(lambda a: a.master_address.remote(), only=[self.actors[0]])[0]
         self._all(lambda a: a.setup.remote(master, checkpoint))
@@ -204,11 +205,13 @@ class LearnerGroup:
         return torch.stack(parts).sum(0)  # each learner filled its own rows, zeros elsewhere
 
     def weights(self):
-        """An ObjectRef of the policy's state (rank 0's replica; all replicas are identical)."""
-        return self.actors[0].weights.remote()
+        """An ObjectRef of the policy's state, from rank 0. Replicas (ddp) are identical, so rank 0 alone
+        answers; shards (fsdp) are gathered by all learners together."""
+        refs = [a.weights.remote() for a in (self.actors if self.sharded else self.actors[:1])]
+        return refs[0]
 
     def state_dict(self) -> dict:
-        return self._all(lambda a: a.state_dict.remote(), only=[self.actors[0]])[0]
+        return self._all(lambda a: a.state_dict.remote(), only=None if self.sharded else [self.actors[0]])[0]
 
     def load_state_dict(self, state: dict) -> None:
         self._all(lambda a: a.load_state_dict.remote(state))

@@ -46,6 +46,15 @@ def _reference(cfg, tmp_path):
     return trainer.model.state_dict(), read_jsonl(tmp_path / "single" / "metrics.jsonl")
 
 
+def _local_and_total_elements(learner):
+    """(elements this learner holds, elements of the whole model) of its policy."""
+    from torch.distributed.tensor import DTensor
+
+    params = list(learner.model.parameters())
+    local = sum((p.to_local() if isinstance(p, DTensor) else p).numel() for p in params)
+    return local, sum(p.numel() for p in params)
+
+
 def _assert_same(state, ref_state, rows, ref_rows):
     for k, v in ref_state.items():
         torch.testing.assert_close(state[k], v, rtol=1e-4, atol=1e-5, msg=k)
@@ -56,13 +65,21 @@ def _assert_same(state, ref_state, rows, ref_rows):
             assert r[k] == pytest.approx(q[k], rel=1e-4, abs=1e-6), (r["step"], k)
 
 
-def test_synchronous_ray_run_matches_the_single_process_run(cluster, tiny_recipe, tmp_path):
-    cfg = _config(tiny_recipe)
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
+def test_synchronous_ray_run_matches_the_single_process_run(cluster, tiny_recipe, tmp_path, sharding):
+    cfg = _config(tiny_recipe, sharding=sharding)
     ref_state, ref_rows = _reference(cfg, tmp_path)
     assert any(abs(r["loss"]) > 1e-3 for r in ref_rows)  # something was learned
     trainer = RayTrainer(cfg, tmp_path / "ray")
     pids = ray.get([w.pid.remote() for w in trainer.engine.workers] + [a.pid.remote() for a in trainer.learner.actors])
     assert len(set(pids)) == 4  # two rollout workers and two learners, each its own process
+    held = ray.get([a.__ray_call__.remote(_local_and_total_elements) for a in trainer.learner.actors])
+    total = held[0][1]
+    if sharding == "fsdp":  # each learner holds its half of every weight
+        assert [h[1] for h in held] == [total, total] and sum(h[0] for h in held) == total
+        assert all(h[0] < 0.6 * total for h in held)
+    else:
+        assert held == [(total, total)] * 2
     trainer.run(progress=False)
     trainer.logger.close()
     rows = read_jsonl(tmp_path / "ray" / "metrics.jsonl")
@@ -129,8 +146,11 @@ def test_async_never_trains_on_a_rollout_older_than_max_staleness(cluster, tiny_
     trainer.close()
 
 
-def test_a_killed_learner_stops_cleanly_and_resume_finishes_on_a_new_cluster(cluster, tiny_recipe, tmp_path):
-    cfg = _config(tiny_recipe)
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
+def test_a_killed_learner_stops_cleanly_and_resume_finishes_on_a_new_cluster(cluster, tiny_recipe, tmp_path,
+                                                                              sharding):
+    """With fsdp the checkpoint's optimiser state is gathered from the shards and split again on resume."""
+    cfg = _config(tiny_recipe, sharding=sharding)
     ref_state, ref_rows = _reference(cfg, tmp_path)
     run_dir = tmp_path / "ray"
     trainer = RayTrainer(cfg, run_dir)
