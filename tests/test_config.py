@@ -188,3 +188,25 @@ def test_every_shipped_config_loads(path):
 def test_negative_eval_length_is_refused():
     with pytest.raises(ConfigError, match=r"eval\.max_new_tokens"):
         load_config(None, ["eval.max_new_tokens=-5"])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("distributed.rollout_workers=0", "distributed.rollout_workers"),
+    ("distributed.learners=0", "distributed.learners"),
+    ("distributed.worker_cpus=-1", "distributed.worker_cpus"),
+    ("distributed.max_staleness=-1", "distributed.max_staleness"),
+    ("distributed.backend=slurm", "distributed.backend"),
+    ("distributed.sharding=zero3", "distributed.sharding"),
+])
+def test_bad_distributed_values_are_refused_naming_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(overrides=[override])
+
+
+def test_async_needs_a_prefetch_and_fsdp_refuses_lora():
+    with pytest.raises(ConfigError, match="distributed.prefetch_steps"):
+        load_config(overrides=["distributed.async_rollouts=true", "distributed.prefetch_steps=0"])
+    with pytest.raises(ConfigError, match="model.lora_r"):
+        load_config(overrides=["distributed.sharding=fsdp", "model.lora_r=8"])
+    cfg = load_config(overrides=["distributed.backend=ray"])
+    assert (cfg.distributed.rollout_workers, cfg.distributed.learners, cfg.distributed.sharding) == (1, 1, "ddp")
