@@ -1,9 +1,9 @@
 """`RayTrainer`: the loop of `rlvr.trainer.Trainer` with rollout workers and learners on a Ray cluster.
 
 Synchronous (the default): each step's prompts are split over the rollout workers, which sample them and
-score the completions with the task's verifier on their node, and the batch is split over the learners, whose summed gradients equal the
-one-process gradient; the new weights then reach every worker, tagged with their version. On the same seed
-this gives the single-process run's weights (within float tolerance) and metrics.
+score the completions with the task's verifier on their node; the batch is split over the learners, whose
+summed gradients equal the one-process gradient; the new weights then reach every worker, tagged with their
+version. On the same seed this gives the single-process run's weights (within float tolerance) and metrics.
 
 Asynchronous (`distributed.async_rollouts`): the prompts of the next `prefetch_steps` steps are generated
 while the learners update, so generation and learning overlap. A group made by a policy more than
@@ -45,6 +45,8 @@ def check_resources(d, available: dict) -> None:
 
 
 class RayTrainer(Trainer):
+    """`Trainer` whose engine is a `RolloutPool` and whose learner is a `LearnerGroup` on a Ray cluster."""
+
     def __init__(self, cfg, run_dir=None, resume: bool = False, task=None, logger=None):
         self.ray = start_ray(cfg.distributed.address)
         self._pending_events: list[tuple[str, dict]] = []

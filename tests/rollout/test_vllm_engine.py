@@ -98,7 +98,8 @@ def test_load_weights_goes_through_the_worker_extension_and_resets_the_prefix_ca
 
     loaded = []
     worker = WeightSync()
-    worker.model_runner = types.SimpleNamespace(model=types.SimpleNamespace(load_weights=lambda weights: loaded.extend(weights)))
+    model = types.SimpleNamespace(load_weights=lambda weights: loaded.extend(weights))
+    worker.model_runner = types.SimpleNamespace(model=model)
     assert worker.rlvr_load_weights(state) == 1 and loaded == [("w", state["w"])]
 
 
