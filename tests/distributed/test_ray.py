@@ -65,9 +65,11 @@ def _assert_same(state, ref_state, rows, ref_rows):
             assert r[k] == pytest.approx(q[k], rel=1e-4, abs=1e-6), (r["step"], k)
 
 
-@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp", "ddp+lora"])
 def test_synchronous_ray_run_matches_the_single_process_run(cluster, tiny_recipe, tmp_path, sharding):
-    cfg = _config(tiny_recipe, sharding=sharding)
+    cfg = _config(tiny_recipe, sharding=sharding.split("+")[0])
+    if sharding.endswith("lora"):  # the adapter alone trains, and the KL reference is the adapter switched off
+        cfg.model.lora_r, cfg.model.lora_alpha, cfg.model.lora_dropout = 4, 8, 0.0
     ref_state, ref_rows = _reference(cfg, tmp_path)
     assert any(abs(r["loss"]) > 1e-3 for r in ref_rows)  # something was learned
     trainer = RayTrainer(cfg, tmp_path / "ray")
@@ -75,6 +77,8 @@ def test_synchronous_ray_run_matches_the_single_process_run(cluster, tiny_recipe
     assert len(set(pids)) == 4  # two rollout workers and two learners, each its own process
     held = ray.get([a.__ray_call__.remote(_local_and_total_elements) for a in trainer.learner.actors])
     total = held[0][1]
+    if sharding.endswith("lora"):
+        assert trainer.model.peft_config  # the driver's copy, workers and learners all carry the adapter
     if sharding == "fsdp":  # each learner holds its half of every weight
         assert [h[1] for h in held] == [total, total] and sum(h[0] for h in held) == total
         assert all(h[0] < 0.6 * total for h in held)
