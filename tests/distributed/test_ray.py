@@ -102,14 +102,15 @@ def test_a_killed_rollout_worker_loses_no_prompt_and_scores_none_twice(cluster, 
     trainer.task.observe = lambda problem, correct: (observed.append(problem.id), task_observe(problem, correct))
     pool, submit, killed = trainer.engine, trainer.engine.submit, []
 
-    def submit_then_kill(*args, **kwargs):  # step 2: worker 0 dies while its prompts are in flight
-        pending = submit(*args, **kwargs)
+    def kill_then_submit(*args, **kwargs):  # step 2 has begun: worker 0 dies, then its prompts go out to it
         if trainer.step_count == 1 and not killed:
             killed.append(pool.workers[0])
             ray.kill(pool.workers[0], no_restart=True)
-        return pending
+            with pytest.raises(ray.exceptions.RayActorError):  # dead for sure, so the test does not race
+                ray.get(killed[0].pid.remote(), timeout=60)
+        return submit(*args, **kwargs)
 
-    pool.submit = submit_then_kill
+    pool.submit = kill_then_submit
     trainer.run(progress=False)
     trainer.logger.close()
     rows = read_jsonl(tmp_path / "ray" / "metrics.jsonl")
@@ -160,9 +161,11 @@ def test_a_killed_learner_stops_cleanly_and_resume_finishes_on_a_new_cluster(clu
     trainer = RayTrainer(cfg, run_dir)
     group, update = trainer.learner, trainer.learner.update
 
-    def kill_then_update(batch):  # step 3: learner 1 dies during the update
+    def kill_then_update(batch):  # step 3: learner 1 dies as the update begins
         if trainer.step_count == 2:
             ray.kill(group.actors[1], no_restart=True)
+            with pytest.raises(ray.exceptions.RayActorError):  # dead for sure, so the test does not race
+                ray.get(group.actors[1].pid.remote(), timeout=60)
         return update(batch)
 
     group.update = kill_then_update
