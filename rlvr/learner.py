@@ -148,6 +148,7 @@ class Learner:
             sums[key] = sums.get(key, 0.0) + value * weight
 
         dp = self.data_parallel
+        loss_scale = dp.loss_scale if dp is not None else 1.0  # fsdp averages gradients: undo the mean
         grad_norms = []
         for epoch in range(a.ppo_epochs):
             micro = list(self._micro_batches(batch, rows))
@@ -173,7 +174,7 @@ class Learner:
                 if a.entropy_coef > 0:  # the bonus is aggregated like the loss, so micro-batching is exact
                     loss = loss - a.entropy_coef * aggregate(entropy.float(), mask, a.loss_agg, self.max_new_tokens)
                 t1 = self._clock()
-                (loss * (0.0 if idx is None else share * (dp.loss_scale if dp is not None else 1.0))).backward()
+                (loss * (0.0 if idx is None else share * loss_scale)).backward()
                 t2 = self._clock()
                 if idx is None:
                     continue

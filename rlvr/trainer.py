@@ -132,10 +132,14 @@ class Trainer:
         r = self.cfg.rollout
         return SamplingParams(r.num_generations, r.max_new_tokens, r.temperature, r.top_p, self.stop_ids)
 
+    def requests(self, problems: list[Problem], start: int) -> tuple[list[list[int]], list[int]]:
+        """Prompt ids and sampling seeds of `problems`, which sit at cursor positions `start`, `start + 1`, ..."""
+        prompts = [self.encode(p) for p in problems]
+        return prompts, [sample_seed(self.cfg.train.seed, start + i) for i in range(len(problems))]
+
     def rollout(self, problems: list[Problem], start: int) -> list[Rollout]:
         """Sample the groups of `problems`, which sit at cursor positions `start`, `start + 1`, ..."""
-        prompts = [self.encode(p) for p in problems]
-        seeds = [sample_seed(self.cfg.train.seed, start + i) for i in range(len(problems))]
+        prompts, seeds = self.requests(problems, start)
         groups = self.engine.generate(prompts, self.sampling(), seeds=seeds)
         return self.to_rollouts(problems, prompts, groups, [self.engine.version] * len(problems))
 

@@ -16,9 +16,10 @@ import torch.distributed as dist
 
 from rlvr.distributed.data_parallel import DataParallel, FullyShardedDataParallel
 from rlvr.learner import Learner
-from rlvr.models.loading import load_policy
+from rlvr.models.loading import decode_completion, load_policy
 from rlvr.rollout.base import Completion, SamplingParams
 from rlvr.rollout.vllm_engine import build_engine
+from rlvr.trainer import build_policy, safe_verify, seed_everything
 from rlvr.types import Batch, Problem
 
 
@@ -45,9 +46,6 @@ class RolloutWorker:
                  problems: list[Problem] | None = None) -> tuple[list[list[Completion]], int, list | None]:
         """The groups, the policy version that made them (whatever version the caller believes in) and,
         given the problems and a task, each completion's `Score`."""
-        from rlvr.models.loading import decode_completion
-        from rlvr.trainer import safe_verify
-
         groups = self.engine.generate(prompts, sampling, seeds=seeds)
         scores = None
         if problems is not None and self.task is not None:
@@ -82,8 +80,6 @@ class LearnerWorker:
     def setup(self, master: str, checkpoint: str | None) -> None:
         """Join the process group and build the replica (from config, or from `checkpoint` on resume).
         Rank 0's weights are broadcast, so every replica starts identical whatever its seed did."""
-        from rlvr.trainer import build_policy, seed_everything
-
         cfg = self.cfg
         cuda = cfg.distributed.learner_gpus > 0 and torch.cuda.is_available()
         dist.init_process_group("nccl" if cuda else "gloo", init_method=master, rank=self.rank,

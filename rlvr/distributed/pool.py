@@ -168,16 +168,16 @@ class LearnerGroup:
         actor = ray.remote(num_cpus=d.learner_cpus, num_gpus=d.learner_gpus)(LearnerWorker)
         self.actors = [actor.remote(cfg, r, d.learners) for r in range(d.learners)]
         self.sharded = d.sharding == "fsdp"
-        self.step = 0
-        master = self._all(lambda a: a.master_address.remote(), only=[self.actors[0]])[0]
-        self._all(lambda a: a.setup.remote(master, checkpoint))
+        self.step = 0  # the trainer's step count, for the message of a `LearnerLost`
+        master = self._all(lambda r, a: a.master_address.remote(), only=self.actors[:1])[0]
+        self._all(lambda r, a: a.setup.remote(master, checkpoint))
 
     def _all(self, call, only=None) -> list:
-        """Results of `call(actor)` on every learner; a dead learner raises `LearnerLost` at once (the
-        others may be waiting for it inside a collective operation, so they are not waited for)."""
+        """Results of `call(rank, actor)` on every learner (or the first `only`); a dead learner raises
+        `LearnerLost` at once (the others may be waiting for it inside a collective operation, so they are
+        not waited for)."""
         ray = require_ray()
-        actors = only or self.actors
-        futures = [call(a) for a in actors]
+        futures = [call(r, a) for r, a in enumerate(only or self.actors)]
         pending = list(futures)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
@@ -194,14 +194,13 @@ class LearnerGroup:
     def update(self, batch: Batch) -> dict[str, float]:
         ray = require_ray()
         ref, rows = ray.put(batch), self._rows(batch)
-        stats = self._all(lambda a: a.update.remote(ref, rows[self.actors.index(a)]))
-        self.step += 1
+        stats = self._all(lambda r, a: a.update.remote(ref, rows[r]))
         return stats[0]  # every learner holds the group's reduced diagnostics
 
     def reference_logprobs(self, batch: Batch) -> torch.Tensor:
         ray = require_ray()
         ref, rows = ray.put(batch), self._rows(batch)
-        parts = self._all(lambda a: a.reference_logprobs.remote(ref, rows[self.actors.index(a)]))
+        parts = self._all(lambda r, a: a.reference_logprobs.remote(ref, rows[r]))
         return torch.stack(parts).sum(0)  # each learner filled its own rows, zeros elsewhere
 
     def weights(self):
@@ -211,10 +210,10 @@ class LearnerGroup:
         return refs[0]
 
     def state_dict(self) -> dict:
-        return self._all(lambda a: a.state_dict.remote(), only=None if self.sharded else [self.actors[0]])[0]
+        return self._all(lambda r, a: a.state_dict.remote(), only=None if self.sharded else self.actors[:1])[0]
 
     def load_state_dict(self, state: dict) -> None:
-        self._all(lambda a: a.load_state_dict.remote(state))
+        self._all(lambda r, a: a.load_state_dict.remote(state))
 
     def close(self) -> None:
         kill_actors(self.actors)

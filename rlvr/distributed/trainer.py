@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rlvr.distributed import LearnerLost, require_ray
 from rlvr.distributed.pool import LearnerGroup, RolloutPool
-from rlvr.trainer import Trainer, build_policy, sample_seed
+from rlvr.trainer import Trainer, build_policy
 from rlvr.types import Problem, Rollout
 
 
@@ -100,11 +100,11 @@ class RayTrainer(Trainer):
     # --- sampling and scoring --------------------------------------------------------------------
     def rollout(self, problems: list[Problem], start: int) -> list[Rollout]:
         d = self.cfg.distributed
-        prompts = [self.encode(p) for p in problems]
-        seeds = [sample_seed(self.cfg.train.seed, start + i) for i in range(len(problems))]
         pending = self._take_prefetched(start, problems) if d.async_rollouts else None
         if pending is None:
+            prompts, seeds = self.requests(problems, start)
             pending = self.engine.submit(prompts, self.sampling(), seeds, problems)
+        prompts, seeds = pending.prompts, pending.seeds
         groups, versions, scores = self.engine.gather(pending)
         # The batch trains the policy of version step_count: older groups beyond the bound are sampled again.
         stale = [i for i, v in enumerate(versions) if self.step_count - v > d.max_staleness]
@@ -142,8 +142,7 @@ class RayTrainer(Trainer):
         while len(self._prefetched) < min(d.prefetch_steps, steps_left):
             start = self.cursor + B * len(self._prefetched)
             problems = [self.task.train_problem(start + i) for i in range(B)]
-            prompts = [self.encode(p) for p in problems]
-            seeds = [sample_seed(self.cfg.train.seed, start + i) for i in range(B)]
+            prompts, seeds = self.requests(problems, start)
             self._prefetched.append((start, [p.id for p in problems],
                                      self.engine.submit(prompts, self.sampling(), seeds, problems)))
 
