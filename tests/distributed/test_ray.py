@@ -4,6 +4,8 @@ staleness."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -44,6 +46,22 @@ def _reference(cfg, tmp_path):
     trainer.run(progress=False)
     trainer.logger.close()
     return trainer.model.state_dict(), read_jsonl(tmp_path / "single" / "metrics.jsonl")
+
+
+def _kill_and_wait(actor, deadline_s=60.0):
+    """Kill an actor and return once a call to it fails, so the test cannot race the kill: `ray.kill` is
+    asynchronous, and a call made just after it may still be served."""
+    ray.kill(actor, no_restart=True)
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            ray.get(actor.pid.remote(), timeout=5)
+        except ray.exceptions.RayActorError:
+            return
+        except ray.exceptions.GetTimeoutError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"the actor still answered {deadline_s:.0f} s after ray.kill")
 
 
 def _local_and_total_elements(learner):
@@ -105,9 +123,7 @@ def test_a_killed_rollout_worker_loses_no_prompt_and_scores_none_twice(cluster, 
     def kill_then_submit(*args, **kwargs):  # step 2 has begun: worker 0 dies, then its prompts go out to it
         if trainer.step_count == 1 and not killed:
             killed.append(pool.workers[0])
-            ray.kill(pool.workers[0], no_restart=True)
-            with pytest.raises(ray.exceptions.RayActorError):  # dead for sure, so the test does not race
-                ray.get(killed[0].pid.remote(), timeout=60)
+            _kill_and_wait(pool.workers[0])
         return submit(*args, **kwargs)
 
     pool.submit = kill_then_submit
@@ -163,9 +179,7 @@ def test_a_killed_learner_stops_cleanly_and_resume_finishes_on_a_new_cluster(clu
 
     def kill_then_update(batch):  # step 3: learner 1 dies as the update begins
         if trainer.step_count == 2:
-            ray.kill(group.actors[1], no_restart=True)
-            with pytest.raises(ray.exceptions.RayActorError):  # dead for sure, so the test does not race
-                ray.get(group.actors[1].pid.remote(), timeout=60)
+            _kill_and_wait(group.actors[1])
         return update(batch)
 
     group.update = kill_then_update
