@@ -1,13 +1,15 @@
 """Samples per second on the demo task: single process against Ray (synchronous and asynchronous), in one run.
 
-    python benchmarks/scale.py [--pretrained DIR] [--steps 6] [--workers 1] [--learners 1] [--json FILE]
+    python benchmarks/scale.py [--pretrained DIR] [--steps 6] [--workers 1] [--learners 1] [--verifiers 1]
+                               [--json FILE]
 
 Every mode trains the demo config (16 prompts x 8 samples per step) from the same weights: the demo's tiny
 model, or with --pretrained the demo's imitation checkpoint (realistic answer lengths). One warm-up step,
 then `--steps` timed steps. Ray modes start a local cluster with all of this machine's CPUs, split between
 `--workers` rollout workers and `--learners` learners. Prints samples/s for each mode with its ratio to the
 single-process run, the parts of a step, and what the throughput model of docs/scale.md predicts for the
-asynchronous run from the synchronous run's parts.
+asynchronous run from the synchronous run's parts. The last mode is the asynchronous run with `--verifiers`
+verifier actors (no CPUs reserved: they share the workers') scoring instead of the rollout workers.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--learners", type=int, default=1)
+    ap.add_argument("--verifiers", type=int, default=1, help="verifier actors of the last mode (0: no such mode)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     cpus = os.cpu_count() or 1
@@ -88,9 +91,14 @@ def main() -> None:
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         results.append(measure("ray sync", load_config(ROOT / "configs/demo.yaml", base + dist +
                                                        ["distributed.backend=ray"]), args.steps, out, True))
-        results.append(measure("ray async (staleness <= 1)", load_config(ROOT / "configs/demo.yaml", base + dist + [
-            "distributed.backend=ray", "distributed.async_rollouts=true", "distributed.max_staleness=1"]),
-            args.steps, out, True))
+        asynchronous = base + dist + ["distributed.backend=ray", "distributed.async_rollouts=true",
+                                      "distributed.max_staleness=1"]
+        results.append(measure("ray async (staleness <= 1)", load_config(ROOT / "configs/demo.yaml", asynchronous),
+                               args.steps, out, True))
+        if args.verifiers:
+            results.append(measure(f"ray async + {args.verifiers} verifier(s)", load_config(
+                ROOT / "configs/demo.yaml", asynchronous + [f"distributed.verifiers={args.verifiers}",
+                                                            "distributed.verifier_cpus=0"]), args.steps, out, True))
         ray.shutdown()
     best_single = max(r["samples_per_s"] for r in results if r["mode"].startswith("single"))
     print("\nratio to the best single-process run:")
@@ -101,7 +109,7 @@ def main() -> None:
     # docs/scale.md: synchronous step = generate + verify + update + sync; asynchronous step = the longer of
     # generating a batch and (verify + update + sync), since generation of the next batch overlaps them.
     predicted = max(sync["time/generate"], sync["time/verify"] + sync["time/update"] + sync["time/weight_sync"])
-    measured = next(r for r in results if r["mode"].startswith("ray async"))["s_per_step"]
+    measured = next(r for r in results if r["mode"].startswith("ray async (staleness"))["s_per_step"]
     print(f"\nthroughput model: async step predicted {predicted:.2f} s from the sync parts, measured {measured:.2f} s")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -181,7 +181,9 @@ class DistributedConfig:
     async_rollouts: bool = False  # generate the next batches while the learners update
     max_staleness: int = 1  # async: a group made more than this many policy versions ago is dropped
     prefetch_steps: int = 1  # async: how many steps of prompts are generated ahead
-    max_restarts: int = 3  # rollout-worker restarts per run before the run stops
+    verifiers: int = 0  # 0: each rollout worker scores what it samples; N: N verifier actors score it
+    verifier_cpus: float = 1.0  # Ray CPUs each verifier actor reserves (its sandbox runs use its node's pool)
+    max_restarts: int = 3  # rollout-worker (and, apart, verifier) restarts per run before the run stops
     timeout_s: float = 600.0  # the learners' collective-operation timeout
 
 
@@ -337,6 +339,8 @@ def validate(cfg: Config) -> Config:
         "distributed.max_staleness": cfg.distributed.max_staleness,
         "distributed.prefetch_steps": cfg.distributed.prefetch_steps,
         "distributed.max_restarts": cfg.distributed.max_restarts,
+        "distributed.verifiers": cfg.distributed.verifiers,
+        "distributed.verifier_cpus": cfg.distributed.verifier_cpus,
     }
     for key, value in non_negative.items():
         _require(value >= 0, key, "must be >= 0", value)

@@ -1,4 +1,4 @@
-"""What runs inside Ray's processes: rollout workers (which also verify) and learners.
+"""What runs inside Ray's processes: rollout workers (which may also verify), verifiers and learners.
 
 These are plain classes and functions; `rlvr.distributed.pool` turns them into Ray actors and tasks with
 the resources the config asks for. Nothing here imports Ray, so it is testable without a cluster.
@@ -20,7 +20,7 @@ from rlvr.models.loading import decode_completion, load_policy
 from rlvr.rollout.base import Completion, SamplingParams
 from rlvr.rollout.vllm_engine import build_engine
 from rlvr.trainer import build_policy, safe_verify, seed_everything
-from rlvr.types import Batch, Problem
+from rlvr.types import Batch, Problem, Score
 
 
 def use_threads(cpus: float) -> None:
@@ -49,13 +49,48 @@ class RolloutWorker:
         groups = self.engine.generate(prompts, sampling, seeds=seeds)
         scores = None
         if problems is not None and self.task is not None:
-            scores = [[safe_verify(self.task, p, decode_completion(self.tokenizer, c.token_ids, self.prefix))
-                       for c in group] for p, group in zip(problems, groups)]
+            scores = score_groups(self.task, problems, self._texts(groups))
         return groups, self.engine.version, scores
+
+    def sample(self, prompts: list[list[int]], sampling: SamplingParams, seeds: list[int]):
+        """((groups, policy version, None), their texts): two Ray objects (`num_returns=2`), so verifier
+        actors take the texts straight from this worker's node while the groups go to the driver."""
+        groups = self.engine.generate(prompts, sampling, seeds=seeds)
+        return (groups, self.engine.version, None), self._texts(groups)
+
+    def _texts(self, groups: list[list[Completion]]) -> list[list[str]]:
+        return [[decode_completion(self.tokenizer, c.token_ids, self.prefix) for c in group] for group in groups]
 
     def load_weights(self, weights: dict[str, torch.Tensor], version: int) -> int:
         self.engine.load_weights(weights, version)
         return version
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def score_groups(task, problems: list[Problem], texts: list[list[str]]) -> list[list[Score]]:
+    """Each group's texts scored against its problem (a verifier that raises gives 0 with the reason)."""
+    return [[safe_verify(task, p, t) for t in group] for p, group in zip(problems, texts)]
+
+
+class Verifier:
+    """Scores completions apart from generation (`distributed.verifiers`), so verification, e.g. code run in
+    the sandbox, gets CPUs of its own, on any node, and scales apart from the rollout workers. It holds the
+    task once; its sandbox runs share the node's pool like any other process's."""
+
+    def __init__(self, task):
+        self.task = task
+        self.scored = 0  # completions scored by this actor, for the tests' count
+
+    def score(self, problems: list[Problem], texts: list[list[str]], lo: int, hi: int) -> list[list[Score]]:
+        """Scores of groups lo..hi of `texts` (a rollout worker's output: its ObjectRef resolves here)."""
+        scores = score_groups(self.task, problems, texts[lo:hi])
+        self.scored += sum(len(group) for group in scores)
+        return scores
+
+    def count(self) -> int:
+        return self.scored
 
     def pid(self) -> int:
         return os.getpid()

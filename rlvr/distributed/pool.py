@@ -4,12 +4,12 @@ workers replaced) and `LearnerGroup` (data-parallel learners; a lost learner sto
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from rlvr.distributed import LearnerLost, require_ray
-from rlvr.distributed.actors import LearnerWorker, RolloutWorker
+from rlvr.distributed.actors import LearnerWorker, RolloutWorker, Verifier
 from rlvr.rollout.base import Completion, SamplingParams
 from rlvr.types import Batch
 
@@ -31,12 +31,28 @@ def kill_actors(actors) -> None:
 
 
 @dataclass
+class _Check:
+    """Groups lo..hi of a step being scored by verifier actor `verifier`."""
+
+    verifier: int
+    handle: object
+    lo: int
+    hi: int
+    future: object
+
+
+@dataclass
 class _Part:
+    """Groups lo..hi of a step being sampled by rollout worker `worker` (and scored by `checks`, if the
+    pool has verifier actors)."""
+
     worker: int
     handle: object
     lo: int
     hi: int
     future: object
+    texts: object = None  # ObjectRef of the groups' decoded texts, which the checks read
+    checks: list[_Check] = field(default_factory=list)
 
 
 @dataclass
@@ -51,12 +67,16 @@ class Pending:
 
 
 class RolloutPool:
-    """Rollout workers behind the engine protocol (`generate`, `load_weights`, `version`).
+    """Rollout workers behind the engine protocol (`generate`, `load_weights`, `version`), and the
+    verifier actors that score what they sample (`distributed.verifiers`; with none, each worker scores
+    its own completions).
 
     A prompt's samples depend only on its seed and the weights, so any split over workers gives the groups
     the one-process engine gives. Weights travel through Ray's object store: one copy per node, fetched by
-    the workers that need it. A worker that dies is replaced (with the newest weights) and its prompts are
-    sent again; `on_event` hears of it."""
+    the workers that need it. A verifier's call is sent with the worker's call, its input the worker's
+    output ObjectRef, so scoring starts as soon as the texts exist, without a round trip to the driver. A
+    worker or verifier that dies is replaced (a worker with the newest weights) and its prompts are sent
+    again; `on_event` hears of it."""
 
     def __init__(self, cfg, weights, version: int, on_event: Callable[..., None], task=None):
         ray = require_ray()
@@ -64,15 +84,21 @@ class RolloutPool:
         self.cfg = cfg
         self.version = version
         self._weights = weights  # ObjectRef of the newest state
-        self._task = task  # ObjectRef of the task: workers score what they sample (None: the caller scores)
+        self._task = task  # ObjectRef of the task (None: the caller scores)
         self._actor = ray.remote(num_cpus=d.worker_cpus, num_gpus=d.worker_gpus)(RolloutWorker)
+        self._verifier = ray.remote(num_cpus=d.verifier_cpus)(Verifier)
         self.workers = [self._spawn(i) for i in range(d.rollout_workers)]
+        self.verifiers = [self._verifier.remote(task) for _ in range(d.verifiers if task is not None else 0)]
         self.on_event = on_event
         self.restarts = 0
         self.resent_prompts = 0
+        self.verifier_restarts = 0
+        self.rescored_prompts = 0
 
     def _spawn(self, i: int):
-        return self._actor.remote(self.cfg, i, self._weights, self.version, self._task)
+        """Rollout worker i; it is given the task (and scores) only when there are no verifier actors."""
+        task = self._task if not self.cfg.distributed.verifiers else None
+        return self._actor.remote(self.cfg, i, self._weights, self.version, task)
 
     # --- weights --------------------------------------------------------------------------------
     def load_weights(self, weights, version: int, wait: bool = False) -> None:
@@ -101,9 +127,20 @@ class RolloutPool:
 
     def _send(self, i: int, lo: int, hi: int, pending: Pending) -> _Part:
         handle = self.workers[i]
-        problems = None if pending.problems is None else pending.problems[lo:hi]
-        return _Part(i, handle, lo, hi, handle.generate.remote(pending.prompts[lo:hi], pending.sampling,
-                                                               pending.seeds[lo:hi], problems))
+        args = (pending.prompts[lo:hi], pending.sampling, pending.seeds[lo:hi])
+        if not self.verifiers or pending.problems is None:
+            problems = None if pending.problems is None else pending.problems[lo:hi]
+            return _Part(i, handle, lo, hi, handle.generate.remote(*args, problems))
+        out, texts = handle.sample.options(num_returns=2).remote(*args)
+        part = _Part(i, handle, lo, hi, out, texts)
+        for j, (a, b) in enumerate(split_evenly(hi - lo, len(self.verifiers))):  # spread over the verifiers
+            part.checks.append(self._check((i + j) % len(self.verifiers), lo + a, lo + b, part, pending))
+        return part
+
+    def _check(self, v: int, lo: int, hi: int, part: _Part, pending: Pending) -> _Check:
+        handle = self.verifiers[v]
+        future = handle.score.remote(pending.problems[lo:hi], part.texts, lo - part.lo, hi - part.lo)
+        return _Check(v, handle, lo, hi, future)
 
     def gather(self, pending: Pending) -> tuple[list[list[Completion]], list[int], list | None]:
         """The groups in prompt order, the policy version that made each one, and their scores (None
@@ -122,6 +159,8 @@ class RolloutPool:
             except ray.exceptions.RayActorError as e:
                 todo.append(self._recover(part, pending, e))
                 continue
+            if part.checks:
+                scored = [s for check in part.checks for s in self._scores(check, part, pending)]
             groups[part.lo : part.hi] = out
             versions[part.lo : part.hi] = [version] * (part.hi - part.lo)
             if scored is None:
@@ -144,6 +183,26 @@ class RolloutPool:
                       error=f"{type(error).__name__}: {str(error)[:200]}")
         return self._send(part.worker, part.lo, part.hi, pending)
 
+    def _scores(self, check: _Check, part: _Part, pending: Pending) -> list:
+        """A check's scores; a verifier that died is replaced (once) and the groups are scored again from
+        the texts, which live in the object store, not in the dead actor."""
+        ray = require_ray()
+        while True:
+            try:
+                return ray.get(check.future)
+            except ray.exceptions.RayActorError as e:
+                if self.verifiers[check.verifier] is check.handle:
+                    self.verifier_restarts += 1
+                    if self.verifier_restarts > self.cfg.distributed.max_restarts:
+                        raise RuntimeError(f"verifiers died {self.verifier_restarts} times (distributed."
+                                           f"max_restarts={self.cfg.distributed.max_restarts}); last: {e}") from e
+                    kill_actors([check.handle])
+                    self.verifiers[check.verifier] = self._verifier.remote(self._task)
+                    self.on_event("verifier_restarted", verifier=check.verifier,
+                                  error=f"{type(e).__name__}: {str(e)[:200]}")
+                self.rescored_prompts += check.hi - check.lo
+                check = self._check(check.verifier, check.lo, check.hi, part, pending)
+
     def generate(self, prompts: list[list[int]], sampling: SamplingParams, generator: torch.Generator | None = None,
                  seeds: list[int] | None = None) -> list[list[Completion]]:
         """The engine protocol: without `seeds`, each prompt's seed is drawn from `generator`."""
@@ -154,7 +213,7 @@ class RolloutPool:
         return self.gather(self.submit(prompts, sampling, seeds))[0]
 
     def close(self) -> None:
-        kill_actors(self.workers)
+        kill_actors(self.workers + self.verifiers)
 
 
 class LearnerGroup:

@@ -1,7 +1,8 @@
 """`RayTrainer`: the loop of `rlvr.trainer.Trainer` with rollout workers and learners on a Ray cluster.
 
 Synchronous (the default): each step's prompts are split over the rollout workers, which sample them and
-score the completions with the task's verifier on their node; the batch is split over the learners, whose
+score the completions with the task's verifier on their node (or hand the texts to verifier actors,
+`distributed.verifiers`); the batch is split over the learners, whose
 summed gradients equal the one-process gradient; the new weights then reach every worker, tagged with their
 version. On the same seed this gives the single-process run's weights (within float tolerance) and metrics.
 
@@ -32,16 +33,18 @@ def start_ray(address: str):
 
 def check_resources(d, available: dict) -> None:
     """Refuse a layout the cluster cannot place (its actors would wait forever), naming the keys."""
-    for kind, per_worker, per_learner in (("CPU", d.worker_cpus, d.learner_cpus),
-                                          ("GPU", d.worker_gpus, d.learner_gpus)):
-        need = d.rollout_workers * per_worker + d.learners * per_learner
+    for kind in ("CPU", "GPU"):
+        key = kind.lower() + "s"
+        asks = [(d.rollout_workers, "rollout workers", f"worker_{key}", getattr(d, f"worker_{key}")),
+                (d.learners, "learners", f"learner_{key}", getattr(d, f"learner_{key}")),
+                (d.verifiers, "verifiers", "verifier_cpus", d.verifier_cpus if kind == "CPU" else 0.0)]
+        asks = [a for a in asks if a[0] and (a[3] or a[1] != "verifiers")]
+        need = sum(n * each for n, _, _, each in asks)
         have = available.get(kind, 0.0)
         if need > have + 1e-9:
-            key = kind.lower() + "s"
-            raise ValueError(
-                f"distributed: {d.rollout_workers} rollout workers x distributed.worker_{key}={per_worker} + "
-                f"{d.learners} learners x distributed.learner_{key}={per_learner} need {need:g} {kind}s, and the "
-                f"Ray cluster has {have:g}; lower them (fractions are allowed) or add nodes")
+            parts = " + ".join(f"{n} {what} x distributed.{k}={each}" for n, what, k, each in asks)
+            raise ValueError(f"distributed: {parts} need {need:g} {kind}s, and the Ray cluster has {have:g}; "
+                             "lower them (fractions are allowed) or add nodes")
 
 
 class RayTrainer(Trainer):
@@ -72,7 +75,7 @@ class RayTrainer(Trainer):
         self.ref_model = None  # it lives in the learners
         self.learner = LearnerGroup(cfg, str(checkpoint) if checkpoint is not None else None)
         self._weights = self.learner.weights()
-        try:  # the task travels to the workers once, and they score what they sample
+        try:  # the task travels to the workers (or verifiers) once, and they score what is sampled
             task_ref = self.ray.put(self.task)
         except Exception as e:  # noqa: BLE001 - a task that cannot be pickled is scored here instead
             self._event("task_scored_on_driver", reason=f"{type(e).__name__}: {e}")
@@ -158,6 +161,8 @@ class RayTrainer(Trainer):
             "async/prefetch_discarded": self.prefetch_discarded,
             "faults/rollout_restarts": self.engine.restarts,
             "faults/resent_prompts": self.engine.resent_prompts,
+            "faults/verifier_restarts": self.engine.verifier_restarts,
+            "faults/rescored_prompts": self.engine.rescored_prompts,
         })
         return kept, info
 

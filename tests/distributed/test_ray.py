@@ -142,6 +142,45 @@ def test_a_killed_rollout_worker_loses_no_prompt_and_scores_none_twice(cluster, 
     trainer.close()
 
 
+def test_verifier_actors_score_every_completion_once_and_a_killed_one_is_replaced(cluster, tiny_recipe,
+                                                                                   tmp_path):
+    """Two verifier actors score what two rollout workers sample; verifier 0 dies before step 2."""
+    cfg = _config(tiny_recipe, verifiers=2, verifier_cpus=0.25)
+    ref_state, ref_rows = _reference(cfg, tmp_path)
+    trainer = RayTrainer(cfg, tmp_path / "ray")
+    pool, submit, before = trainer.engine, trainer.engine.submit, []
+    driver_scored, score = [], trainer.score
+
+    def record_then_score(rollouts):  # what reaches the driver unscored would be scored there
+        driver_scored.extend(r for r in rollouts if r.score is None)
+        score(rollouts)
+
+    trainer.score = record_then_score
+    assert len(pool.verifiers) == 2
+
+    def kill_then_submit(*args, **kwargs):
+        if trainer.step_count == 1 and not before:
+            before.append(ray.get(pool.verifiers[0].count.remote()))  # what it scored in step 1
+            _kill_and_wait(pool.verifiers[0])
+        return submit(*args, **kwargs)
+
+    pool.submit = kill_then_submit
+    trainer.run(progress=False)
+    trainer.logger.close()
+    rows = read_jsonl(tmp_path / "ray" / "metrics.jsonl")
+    events = read_jsonl(tmp_path / "ray" / "events.jsonl")
+    assert [(e["step"], e["event"], e["verifier"]) for e in events] == [(1, "verifier_restarted", 0)]
+    # Verifier 0 held one group of each worker's two: B // 2 groups were scored again by its replacement.
+    assert rows[-1]["faults/verifier_restarts"] == 1 and rows[-1]["faults/rescored_prompts"] == B // 2
+    assert rows[-1]["faults/rollout_restarts"] == 0
+    # Every completion was scored by a verifier actor exactly once: none by the workers or the driver.
+    counts = ray.get([v.count.remote() for v in pool.verifiers])
+    assert before[0] > 0 and min(counts) > 0 and before[0] + sum(counts) == STEPS * B * G
+    assert driver_scored == [] and rows[-1]["verify/scored"] == STEPS * B * G
+    _assert_same(trainer.model.state_dict(), ref_state, rows, ref_rows)
+    trainer.close()
+
+
 def test_async_never_trains_on_a_rollout_older_than_max_staleness(cluster, tiny_recipe, tmp_path):
     # Two steps generated ahead with a bound of one: some prefetched groups must be dropped.
     cfg = _config(tiny_recipe, async_rollouts=True, max_staleness=1, prefetch_steps=2)
@@ -234,3 +273,5 @@ def test_a_layout_the_cluster_cannot_place_is_refused_naming_the_keys():
     check_resources(DistributedConfig(rollout_workers=2, learners=1, worker_cpus=0.5), {"CPU": 2.0})
     with pytest.raises(ValueError, match="learner_gpus"):
         check_resources(DistributedConfig(learners=2, learner_gpus=1.0), {"CPU": 8.0, "GPU": 1.0})
+    with pytest.raises(ValueError, match=r"2 verifiers x distributed.verifier_cpus=0.5 need 2.5 CPUs"):
+        check_resources(DistributedConfig(worker_cpus=0.5, verifiers=2, verifier_cpus=0.5), {"CPU": 2.0})
