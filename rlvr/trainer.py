@@ -311,6 +311,13 @@ class Trainer:
                 for r in picked]
 
     # --- checkpoints --------------------------------------------------------------------------------
+    def counters(self) -> dict[str, int]:
+        """Run-long counts that the metrics report cumulatively (none here), saved so a resume goes on."""
+        return {}
+
+    def load_counters(self, counters: dict[str, int]) -> None:
+        """Restore what `counters` saved."""
+
     def save_checkpoint(self) -> Path:
         state = {
             "step": self.step_count,
@@ -319,6 +326,7 @@ class Trainer:
             "learner": self.learner.state_dict(),
             "rng": rng_state(self.generator),
             "task": self.task.state_dict(),
+            "counters": self.counters(),
         }
         return save_checkpoint(self.run_dir, self.step_count, lambda d: save_policy(self.model, self.tokenizer, d),
                                state)
@@ -330,5 +338,6 @@ class Trainer:
         self.learner.load_state_dict(state["learner"])
         self.task.load_state_dict(state.get("task", {}))
         restore_rng(state["rng"], self.generator)
+        self.load_counters(state.get("counters", {}))
         restore_metric_files(checkpoint, self.run_dir)
         self.sync_weights()

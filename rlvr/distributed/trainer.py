@@ -9,7 +9,8 @@ version. On the same seed this gives the single-process run's weights (within fl
 Asynchronous (`distributed.async_rollouts`): the prompts of the next `prefetch_steps` steps are generated
 while the learners update, so generation and learning overlap. A group made by a policy more than
 `max_staleness` versions older than the one being trained is dropped (counted) and its prompt sampled
-again; the loss's importance ratios are taken against the sampling log-probs the engine returned.
+again; the loss's importance ratios are taken against the sampling log-probs the engine returned. Nothing
+is prefetched past a checkpoint, so a resumed async run repeats the uninterrupted one exactly.
 """
 
 from __future__ import annotations
@@ -138,11 +139,20 @@ class RayTrainer(Trainer):
             self.prefetch_discarded += len(ids)  # e.g. a filter changed which problem sits at that index
         return None
 
+    def prefetch_horizon(self) -> int:
+        """How many steps after the one being run may be generated now: up to `prefetch_steps`, but never
+        past the next checkpoint. A checkpoint is a point where nothing is in flight, so the run resumed
+        from it samples exactly what the uninterrupted run sampled (one step in `checkpoint_every` gives up
+        its overlap)."""
+        t = self.cfg.train
+        step = self.step_count + 1  # the step being run
+        last = min(t.steps, -(-step // t.checkpoint_every) * t.checkpoint_every) if t.checkpoint_every else t.steps
+        return min(self.cfg.distributed.prefetch_steps, last - step)
+
     def _prefetch(self) -> None:
         """Send the prompts of the next steps to the workers now, so they sample while the learners update."""
-        B, d = self.cfg.train.prompts_per_step, self.cfg.distributed
-        steps_left = self.cfg.train.steps - self.step_count - 1
-        while len(self._prefetched) < min(d.prefetch_steps, steps_left):
+        B = self.cfg.train.prompts_per_step
+        while len(self._prefetched) < self.prefetch_horizon():
             start = self.cursor + B * len(self._prefetched)
             problems = [self.task.train_problem(start + i) for i in range(B)]
             prompts, seeds = self.requests(problems, start)
@@ -186,6 +196,19 @@ class RayTrainer(Trainer):
             self.logger.log_event(self.step_count, "learner_lost", rank=e.rank, message=str(e))
             self.close()
             raise
+
+    _COUNTED = {"stale_dropped": "", "prefetch_discarded": "", "scored": "", "restarts": "engine",
+                "resent_prompts": "engine", "verifier_restarts": "engine", "rescored_prompts": "engine"}
+
+    def counters(self) -> dict[str, int]:
+        """The async, verification and fault counts, so their metrics go on counting after a resume (and
+        `max_restarts` caps the whole run)."""
+        return {k: getattr(self.engine if owner else self, k) for k, owner in self._COUNTED.items()}
+
+    def load_counters(self, counters: dict[str, int]) -> None:
+        for k, value in counters.items():
+            if k in self._COUNTED:
+                setattr(self.engine if self._COUNTED[k] else self, k, value)
 
     def save_checkpoint(self) -> Path:
         self._pull_weights()

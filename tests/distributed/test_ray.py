@@ -181,9 +181,12 @@ def test_verifier_actors_score_every_completion_once_and_a_killed_one_is_replace
     trainer.close()
 
 
-def test_async_never_trains_on_a_rollout_older_than_max_staleness(cluster, tiny_recipe, tmp_path):
-    # Two steps generated ahead with a bound of one: some prefetched groups must be dropped.
+def test_async_never_trains_past_max_staleness_and_resumes_exactly(cluster, tiny_recipe, tmp_path):
+    """Two steps generated ahead with a bound of one and a checkpoint at step 3: step 1 prefetches steps 2
+    and 3 (version 0), so step 3's groups are two versions old and must be dropped; nothing is prefetched
+    past the checkpoint, so a run stopped at step 4 and resumed from step 3 repeats the uninterrupted run."""
     cfg = _config(tiny_recipe, async_rollouts=True, max_staleness=1, prefetch_steps=2)
+    cfg.train.checkpoint_every = 3
     trainer = RayTrainer(cfg, tmp_path / "ray")
     trained = []
     collect = trainer.collect
@@ -200,10 +203,34 @@ def test_async_never_trains_on_a_rollout_older_than_max_staleness(cluster, tiny_
     assert len(trained) == STEPS
     staleness = [step - v for step, versions in trained for v in versions]
     assert max(staleness) <= 1 and 1 in staleness  # it did overlap, and never past the bound
-    assert rows[-1]["async/stale_dropped"] > 0
+    assert rows[-1]["async/stale_dropped"] == B  # all of step 3's prefetched groups
     assert all(r["async/staleness_max"] <= 1 for r in rows)
     assert rows[-1]["verify/scored"] == STEPS * B * G  # a dropped group is sampled again before scoring
+    state = trainer.model.state_dict()
     trainer.close()
+
+    stopped = RayTrainer(cfg, tmp_path / "stopped")
+    collect_stopped = stopped.collect
+
+    def stop_at_step_4():
+        if stopped.step_count == 3:
+            raise KeyboardInterrupt
+        return collect_stopped()
+
+    stopped.collect = stop_at_step_4
+    with pytest.raises(KeyboardInterrupt):
+        stopped.run(progress=False)
+    stopped.logger.close()
+    stopped.close()
+    resumed = RayTrainer(cfg, tmp_path / "stopped", resume=True)
+    assert resumed.step_count == 3 and resumed.stale_dropped == B  # the counters went on from the checkpoint
+    resumed.run(progress=False)
+    resumed.logger.close()
+    again = read_jsonl(tmp_path / "stopped" / "metrics.jsonl")
+    _assert_same(resumed.model.state_dict(), state, again, rows)
+    for key in ("async/staleness_mean", "async/staleness_max", "async/stale_dropped", "verify/scored"):
+        assert [r[key] for r in again] == [r[key] for r in rows], key
+    resumed.close()
 
 
 @pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
