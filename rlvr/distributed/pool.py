@@ -30,6 +30,10 @@ def kill_actors(actors) -> None:
             pass
 
 
+def _brief(error: Exception) -> str:
+    return f"{type(error).__name__}: {str(error)[:200]}"
+
+
 @dataclass
 class _Check:
     """Groups lo..hi of a step being scored by verifier actor `verifier`."""
@@ -169,37 +173,41 @@ class RolloutPool:
                 scores[part.lo : part.hi] = scored
         return groups, versions, scores
 
+    def _replace(self, actors: list, i: int, handle, spawn: Callable[[], object], counter: str, what: str,
+                 error: Exception) -> bool:
+        """Replace `actors[i]` if it is still `handle` (once, however many of its calls fail), counting the
+        restart in `self.<counter>` against `max_restarts`; True when it was replaced."""
+        if actors[i] is not handle:
+            return False
+        n = getattr(self, counter) + 1
+        setattr(self, counter, n)
+        if n > self.cfg.distributed.max_restarts:
+            raise RuntimeError(f"{what} died {n} times (distributed.max_restarts="
+                               f"{self.cfg.distributed.max_restarts}); last: {error}") from error
+        kill_actors([handle])
+        actors[i] = spawn()
+        return True
+
     def _recover(self, part: _Part, pending: Pending, error: Exception) -> _Part:
-        """Replace a dead worker (once, however many of its calls fail) and send its prompts again."""
-        if self.workers[part.worker] is part.handle:
-            self.restarts += 1
-            if self.restarts > self.cfg.distributed.max_restarts:
-                raise RuntimeError(f"rollout workers died {self.restarts} times (distributed.max_restarts="
-                                   f"{self.cfg.distributed.max_restarts}); last: {error}") from error
-            kill_actors([part.handle])
-            self.workers[part.worker] = self._spawn(part.worker)
+        """Replace a dead worker and send its prompts again, with the same seeds."""
+        self._replace(self.workers, part.worker, part.handle, lambda: self._spawn(part.worker), "restarts",
+                      "rollout workers", error)
         self.resent_prompts += part.hi - part.lo
         self.on_event("rollout_worker_restarted", worker=part.worker, resent_prompts=part.hi - part.lo,
-                      error=f"{type(error).__name__}: {str(error)[:200]}")
+                      error=_brief(error))
         return self._send(part.worker, part.lo, part.hi, pending)
 
     def _scores(self, check: _Check, part: _Part, pending: Pending) -> list:
-        """A check's scores; a verifier that died is replaced (once) and the groups are scored again from
-        the texts, which live in the object store, not in the dead actor."""
+        """A check's scores; a verifier that died is replaced and the groups are scored again from the
+        texts, which live in the object store, not in the dead actor."""
         ray = require_ray()
         while True:
             try:
                 return ray.get(check.future)
             except ray.exceptions.RayActorError as e:
-                if self.verifiers[check.verifier] is check.handle:
-                    self.verifier_restarts += 1
-                    if self.verifier_restarts > self.cfg.distributed.max_restarts:
-                        raise RuntimeError(f"verifiers died {self.verifier_restarts} times (distributed."
-                                           f"max_restarts={self.cfg.distributed.max_restarts}); last: {e}") from e
-                    kill_actors([check.handle])
-                    self.verifiers[check.verifier] = self._verifier.remote(self._task)
-                    self.on_event("verifier_restarted", verifier=check.verifier,
-                                  error=f"{type(e).__name__}: {str(e)[:200]}")
+                if self._replace(self.verifiers, check.verifier, check.handle,
+                                 lambda: self._verifier.remote(self._task), "verifier_restarts", "verifiers", e):
+                    self.on_event("verifier_restarted", verifier=check.verifier, error=_brief(e))
                 self.rescored_prompts += check.hi - check.lo
                 check = self._check(check.verifier, check.lo, check.hi, part, pending)
 

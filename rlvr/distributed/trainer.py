@@ -2,9 +2,9 @@
 
 Synchronous (the default): each step's prompts are split over the rollout workers, which sample them and
 score the completions with the task's verifier on their node (or hand the texts to verifier actors,
-`distributed.verifiers`); the batch is split over the learners, whose
-summed gradients equal the one-process gradient; the new weights then reach every worker, tagged with their
-version. On the same seed this gives the single-process run's weights (within float tolerance) and metrics.
+`distributed.verifiers`); the batch is split over the learners, whose summed gradients equal the
+one-process gradient; the new weights then reach every worker, tagged with their version. On the same
+seed this gives the single-process run's weights (within float tolerance) and metrics.
 
 Asynchronous (`distributed.async_rollouts`): the prompts of the next `prefetch_steps` steps are generated
 while the learners update, so generation and learning overlap. A group made by a policy more than
@@ -37,9 +37,9 @@ def check_resources(d, available: dict) -> None:
     for kind in ("CPU", "GPU"):
         key = kind.lower() + "s"
         asks = [(d.rollout_workers, "rollout workers", f"worker_{key}", getattr(d, f"worker_{key}")),
-                (d.learners, "learners", f"learner_{key}", getattr(d, f"learner_{key}")),
-                (d.verifiers, "verifiers", "verifier_cpus", d.verifier_cpus if kind == "CPU" else 0.0)]
-        asks = [a for a in asks if a[0] and (a[3] or a[1] != "verifiers")]
+                (d.learners, "learners", f"learner_{key}", getattr(d, f"learner_{key}"))]
+        if kind == "CPU" and d.verifiers:  # verifiers take CPUs only
+            asks.append((d.verifiers, "verifiers", "verifier_cpus", d.verifier_cpus))
         need = sum(n * each for n, _, _, each in asks)
         have = available.get(kind, 0.0)
         if need > have + 1e-9:
@@ -146,7 +146,9 @@ class RayTrainer(Trainer):
         its overlap)."""
         t = self.cfg.train
         step = self.step_count + 1  # the step being run
-        last = min(t.steps, -(-step // t.checkpoint_every) * t.checkpoint_every) if t.checkpoint_every else t.steps
+        last = t.steps
+        if t.checkpoint_every:  # the next step that ends with a checkpoint
+            last = min(last, -(-step // t.checkpoint_every) * t.checkpoint_every)
         return min(self.cfg.distributed.prefetch_steps, last - step)
 
     def _prefetch(self) -> None:
@@ -197,18 +199,20 @@ class RayTrainer(Trainer):
             self.close()
             raise
 
-    _COUNTED = {"stale_dropped": "", "prefetch_discarded": "", "scored": "", "restarts": "engine",
-                "resent_prompts": "engine", "verifier_restarts": "engine", "rescored_prompts": "engine"}
+    _COUNTS = ("stale_dropped", "prefetch_discarded", "scored")  # the trainer's
+    _POOL_COUNTS = ("restarts", "resent_prompts", "verifier_restarts", "rescored_prompts")  # the pool's
 
     def counters(self) -> dict[str, int]:
         """The async, verification and fault counts, so their metrics go on counting after a resume (and
         `max_restarts` caps the whole run)."""
-        return {k: getattr(self.engine if owner else self, k) for k, owner in self._COUNTED.items()}
+        return {**{k: getattr(self, k) for k in self._COUNTS},
+                **{k: getattr(self.engine, k) for k in self._POOL_COUNTS}}
 
     def load_counters(self, counters: dict[str, int]) -> None:
-        for k, value in counters.items():
-            if k in self._COUNTED:
-                setattr(self.engine if self._COUNTED[k] else self, k, value)
+        for k in self._COUNTS:
+            setattr(self, k, counters.get(k, 0))
+        for k in self._POOL_COUNTS:
+            setattr(self.engine, k, counters.get(k, 0))
 
     def save_checkpoint(self) -> Path:
         self._pull_weights()

@@ -64,6 +64,18 @@ def _kill_and_wait(actor, deadline_s=60.0):
     pytest.fail(f"the actor still answered {deadline_s:.0f} s after ray.kill")
 
 
+def _before_submit(trainer, step: int, action) -> None:
+    """Run `action` once, as step `step` sends its prompts out."""
+    submit, done = trainer.engine.submit, []
+
+    def act_then_submit(*args, **kwargs):
+        if trainer.step_count == step - 1 and not done:
+            done.append(action())
+        return submit(*args, **kwargs)
+
+    trainer.engine.submit = act_then_submit
+
+
 def _local_and_total_elements(learner):
     """(elements this learner holds, elements of the whole model) of its policy."""
     from torch.distributed.tensor import DTensor
@@ -118,15 +130,9 @@ def test_a_killed_rollout_worker_loses_no_prompt_and_scores_none_twice(cluster, 
     observed = []
     task_observe = trainer.task.observe
     trainer.task.observe = lambda problem, correct: (observed.append(problem.id), task_observe(problem, correct))
-    pool, submit, killed = trainer.engine, trainer.engine.submit, []
-
-    def kill_then_submit(*args, **kwargs):  # step 2 has begun: worker 0 dies, then its prompts go out to it
-        if trainer.step_count == 1 and not killed:
-            killed.append(pool.workers[0])
-            _kill_and_wait(pool.workers[0])
-        return submit(*args, **kwargs)
-
-    pool.submit = kill_then_submit
+    pool, killed = trainer.engine, []
+    # Step 2 has begun: worker 0 dies, then its prompts go out to it.
+    _before_submit(trainer, 2, lambda: (killed.append(pool.workers[0]), _kill_and_wait(pool.workers[0])))
     trainer.run(progress=False)
     trainer.logger.close()
     rows = read_jsonl(tmp_path / "ray" / "metrics.jsonl")
@@ -148,7 +154,7 @@ def test_verifier_actors_score_every_completion_once_and_a_killed_one_is_replace
     cfg = _config(tiny_recipe, verifiers=2, verifier_cpus=0.25)
     ref_state, ref_rows = _reference(cfg, tmp_path)
     trainer = RayTrainer(cfg, tmp_path / "ray")
-    pool, submit, before = trainer.engine, trainer.engine.submit, []
+    pool, before = trainer.engine, []
     driver_scored, score = [], trainer.score
 
     def record_then_score(rollouts):  # what reaches the driver unscored would be scored there
@@ -158,13 +164,11 @@ def test_verifier_actors_score_every_completion_once_and_a_killed_one_is_replace
     trainer.score = record_then_score
     assert len(pool.verifiers) == 2
 
-    def kill_then_submit(*args, **kwargs):
-        if trainer.step_count == 1 and not before:
-            before.append(ray.get(pool.verifiers[0].count.remote()))  # what it scored in step 1
-            _kill_and_wait(pool.verifiers[0])
-        return submit(*args, **kwargs)
+    def kill_verifier_0():
+        before.append(ray.get(pool.verifiers[0].count.remote()))  # what it scored in step 1
+        _kill_and_wait(pool.verifiers[0])
 
-    pool.submit = kill_then_submit
+    _before_submit(trainer, 2, kill_verifier_0)
     trainer.run(progress=False)
     trainer.logger.close()
     rows = read_jsonl(tmp_path / "ray" / "metrics.jsonl")
@@ -302,3 +306,16 @@ def test_a_layout_the_cluster_cannot_place_is_refused_naming_the_keys():
         check_resources(DistributedConfig(learners=2, learner_gpus=1.0), {"CPU": 8.0, "GPU": 1.0})
     with pytest.raises(ValueError, match=r"2 verifiers x distributed.verifier_cpus=0.5 need 2.5 CPUs"):
         check_resources(DistributedConfig(worker_cpus=0.5, verifiers=2, verifier_cpus=0.5), {"CPU": 2.0})
+
+
+@pytest.mark.parametrize("every, expected", [(0, [2, 2, 1, 0]), (3, [2, 1, 0, 0]), (2, [1, 0, 1, 0]),
+                                             (1, [0, 0, 0, 0])])
+def test_nothing_is_prefetched_past_a_checkpoint_or_the_last_step(every, expected):
+    from types import SimpleNamespace
+
+    from rlvr.config import Config
+
+    cfg = Config()
+    cfg.train.steps, cfg.train.checkpoint_every, cfg.distributed.prefetch_steps = 4, every, 2
+    horizon = [RayTrainer.prefetch_horizon(SimpleNamespace(cfg=cfg, step_count=done)) for done in range(4)]
+    assert horizon == expected  # steps that may be generated ahead while steps 1..4 run
