@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -79,15 +80,22 @@ class Verifier:
     the sandbox, gets CPUs of its own, on any node, and scales apart from the rollout workers. It holds the
     task once; its sandbox runs share the node's pool like any other process's."""
 
-    def __init__(self, task):
+    def __init__(self, task, cpus: float = 1.0):
         self.task = task
+        self.threads = max(1, int(cpus))  # completions scored at once (sandbox runs are subprocesses)
         self.scored = 0  # completions scored by this actor, for the tests' count
 
     def score(self, problems: list[Problem], texts: list[list[str]], lo: int, hi: int) -> list[list[Score]]:
         """Scores of groups lo..hi of `texts` (a rollout worker's output: its ObjectRef resolves here)."""
-        scores = score_groups(self.task, problems, texts[lo:hi])
-        self.scored += sum(len(group) for group in scores)
-        return scores
+        pairs = [(p, t) for p, group in zip(problems, texts[lo:hi]) for t in group]
+        if self.threads > 1 and len(pairs) > 1:
+            with ThreadPoolExecutor(min(self.threads, len(pairs)), thread_name_prefix="rlvr-verify") as pool:
+                flat = list(pool.map(lambda pt: safe_verify(self.task, *pt), pairs))
+        else:
+            flat = [safe_verify(self.task, p, t) for p, t in pairs]
+        self.scored += len(flat)
+        it = iter(flat)
+        return [[next(it) for _ in group] for group in texts[lo:hi]]
 
     def count(self) -> int:
         return self.scored

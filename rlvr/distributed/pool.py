@@ -92,7 +92,7 @@ class RolloutPool:
         self._actor = ray.remote(num_cpus=d.worker_cpus, num_gpus=d.worker_gpus)(RolloutWorker)
         self._verifier = ray.remote(num_cpus=d.verifier_cpus)(Verifier)
         self.workers = [self._spawn(i) for i in range(d.rollout_workers)]
-        self.verifiers = [self._verifier.remote(task) for _ in range(d.verifiers if task is not None else 0)]
+        self.verifiers = [self._spawn_verifier() for _ in range(d.verifiers if task is not None else 0)]
         self.on_event = on_event
         self.restarts = 0
         self.resent_prompts = 0
@@ -103,6 +103,9 @@ class RolloutPool:
         """Rollout worker i; it is given the task (and scores) only when there are no verifier actors."""
         task = self._task if not self.cfg.distributed.verifiers else None
         return self._actor.remote(self.cfg, i, self._weights, self.version, task)
+
+    def _spawn_verifier(self):
+        return self._verifier.remote(self._task, self.cfg.distributed.verifier_cpus)
 
     # --- weights --------------------------------------------------------------------------------
     def load_weights(self, weights, version: int, wait: bool = False) -> None:
@@ -206,7 +209,7 @@ class RolloutPool:
                 return ray.get(check.future)
             except ray.exceptions.RayActorError as e:
                 if self._replace(self.verifiers, check.verifier, check.handle,
-                                 lambda: self._verifier.remote(self._task), "verifier_restarts", "verifiers", e):
+                                 self._spawn_verifier, "verifier_restarts", "verifiers", e):
                     self.on_event("verifier_restarted", verifier=check.verifier, error=_brief(e))
                 self.rescored_prompts += check.hi - check.lo
                 check = self._check(check.verifier, check.lo, check.hi, part, pending)
