@@ -59,7 +59,8 @@ class Learner:
         """(rows, micro-batch) pairs over `rows` of the batch (all by default). Rows are taken shortest
         first, so each micro-batch holds sequences of similar length, and all-padding columns are cut off:
         padding is barely paid for. A micro-batch holds at most `micro_batch_size` rows and, with
-        `micro_batch_tokens > 0`, at most that many padded tokens (rows x its longest row). Every rows-to-micro-batch split gives the same gradient (exact weights)."""
+        `micro_batch_tokens > 0`, at most that many padded tokens (rows x its longest row). Every
+        rows-to-micro-batch split gives the same gradient (exact weights)."""
         lengths = batch.attention_mask.sum(-1)
         order = torch.argsort(lengths, stable=True)
         if rows is not None:

@@ -70,9 +70,17 @@ class RolloutWorker:
         return os.getpid()
 
 
-def score_groups(task, problems: list[Problem], texts: list[list[str]]) -> list[list[Score]]:
-    """Each group's texts scored against its problem (a verifier that raises gives 0 with the reason)."""
-    return [[safe_verify(task, p, t) for t in group] for p, group in zip(problems, texts)]
+def score_groups(task, problems: list[Problem], texts: list[list[str]], threads: int = 1) -> list[list[Score]]:
+    """Each group's texts scored against its problem, `threads` completions at once (sandbox runs are
+    subprocesses), in order; a verifier that raises gives 0 with the reason."""
+    pairs = [(p, t) for p, group in zip(problems, texts) for t in group]
+    if threads > 1 and len(pairs) > 1:
+        with ThreadPoolExecutor(min(threads, len(pairs)), thread_name_prefix="rlvr-verify") as pool:
+            flat = list(pool.map(lambda pt: safe_verify(task, *pt), pairs))
+    else:
+        flat = [safe_verify(task, p, t) for p, t in pairs]
+    it = iter(flat)
+    return [[next(it) for _ in group] for group in texts[: len(problems)]]
 
 
 class Verifier:
@@ -82,20 +90,14 @@ class Verifier:
 
     def __init__(self, task, cpus: float = 1.0):
         self.task = task
-        self.threads = max(1, int(cpus))  # completions scored at once (sandbox runs are subprocesses)
+        self.threads = max(1, int(cpus))  # completions scored at once
         self.scored = 0  # completions scored by this actor, for the tests' count
 
     def score(self, problems: list[Problem], texts: list[list[str]], lo: int, hi: int) -> list[list[Score]]:
         """Scores of groups lo..hi of `texts` (a rollout worker's output: its ObjectRef resolves here)."""
-        pairs = [(p, t) for p, group in zip(problems, texts[lo:hi]) for t in group]
-        if self.threads > 1 and len(pairs) > 1:
-            with ThreadPoolExecutor(min(self.threads, len(pairs)), thread_name_prefix="rlvr-verify") as pool:
-                flat = list(pool.map(lambda pt: safe_verify(self.task, *pt), pairs))
-        else:
-            flat = [safe_verify(self.task, p, t) for p, t in pairs]
-        self.scored += len(flat)
-        it = iter(flat)
-        return [[next(it) for _ in group] for group in texts[lo:hi]]
+        scores = score_groups(self.task, problems, texts[lo:hi], self.threads)
+        self.scored += sum(len(group) for group in scores)
+        return scores
 
     def count(self) -> int:
         return self.scored
