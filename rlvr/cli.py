@@ -137,7 +137,7 @@ def cmd_eval(args) -> int:
 
     cfg = load_config(args.config or _default_demo_config(), args.set)
     model_cfg = dataclasses.replace(cfg.model, kind="gguf" if args.model.endswith(".gguf") else "hf", path=args.model)
-    model, tokenizer = load_policy(model_cfg)
+    model, tokenizer = load_policy(model_cfg, training=False)
     task = build_task(cfg.task, eval_size=cfg.eval.num_problems)
     engine = TorchEngine(model, tokenizer.pad_token_id)
     import torch

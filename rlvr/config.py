@@ -137,6 +137,9 @@ class TrainConfig:
     scheduler: str = _choice("constant", "constant", "cosine", "linear")
     micro_batch_size: int = 128
     micro_batch_tokens: int = 0  # also cap a micro-batch at this many padded tokens (0: rows only)
+    # fp32 master weights and optimiser state with compute in model.dtype (mixed precision); false trains the
+    # weights in model.dtype itself, where small updates round away (logged as update/changed_frac)
+    master_weights: bool = True
     seed: int = 0
     checkpoint_every: int = 20
     out_dir: str = "runs/latest"

@@ -16,9 +16,9 @@ from rlvr.evaluate import evaluate
 from rlvr.logging.metrics import MetricsLogger
 from rlvr.logging.progress import Progress
 from rlvr.logging.report import write_report
-from rlvr.models.loading import encode_prompt, load_policy, save_policy, stop_token_ids
+from rlvr.models.loading import compute_dtype, encode_prompt, load_policy, save_policy, stop_token_ids
 from rlvr.pretrain import build_corpus, pretrain
-from rlvr.rollout.torch_engine import TorchEngine
+from rlvr.rollout.torch_engine import TorchEngine, inference_copy
 from rlvr.tasks.registry import build_task
 from rlvr.trainer import Trainer, seed_everything
 
@@ -27,7 +27,8 @@ def run_pretrain(cfg: Config, out: Path, logger: MetricsLogger, task=None, progr
     """Imitation phase; saves the policy to `out/pretrained` and returns data and held-out accuracy."""
     seed_everything(cfg.train.seed)
     task = task or build_task(cfg.task, eval_size=cfg.eval.num_problems)
-    model, tokenizer = load_policy(cfg.model, seed=cfg.train.seed)
+    model, tokenizer = load_policy(cfg.model, seed=cfg.train.seed, master_weights=cfg.train.master_weights)
+    dtype = compute_dtype(cfg.model, model)
 
     def encode(p):
         return encode_prompt(p, tokenizer, cfg.model.system_prompt)
@@ -40,9 +41,10 @@ def run_pretrain(cfg: Config, out: Path, logger: MetricsLogger, task=None, progr
                 logger.log(step, {"phase": "pretrain", **metrics})
                 bar.update(step, {"loss": metrics["pretrain/loss"]})
 
-        stats = pretrain(model, tokenizer, (seqs, starts), cfg.pretrain, seed=cfg.train.seed, on_step=on_step)
+        stats = pretrain(model, tokenizer, (seqs, starts), cfg.pretrain, seed=cfg.train.seed, on_step=on_step,
+                         compute_dtype=dtype)
     save_policy(model, tokenizer, out / "pretrained")
-    engine = TorchEngine(model, tokenizer.pad_token_id)
+    engine = TorchEngine(inference_copy(model, dtype), tokenizer.pad_token_id)
     result = evaluate(engine, tokenizer, task, task.eval_problems(cfg.eval.num_problems), encode,
                       cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens, stop_token_ids(tokenizer), keep=8)
     result.pop("examples")

@@ -15,7 +15,15 @@ from rlvr.algorithms.entropy import entropy_from_logits, token_logprobs
 from rlvr.algorithms.kl import kl_estimate
 from rlvr.algorithms.losses import aggregate, policy_loss
 from rlvr.models.lora import reference_off
-from rlvr.optim import build_optimizer, build_scheduler, clip_and_step
+from rlvr.optim import (
+    autocast,
+    build_optimizer,
+    build_scheduler,
+    changed_fraction,
+    clip_and_step,
+    loss_scaler,
+    low_precision_params,
+)
 from rlvr.types import Batch
 
 # Causal LMs whose logits are exactly output_layer(decoder(x)): no soft-capping or logit scale after the head.
@@ -36,11 +44,22 @@ def _split_lm(model: torch.nn.Module):
 
 
 class Learner:
-    """Owns the policy's weights, optimiser and scheduler. `ref_model` (frozen) is used for a KL term."""
+    """Owns the policy's weights, optimiser and scheduler. `ref_model` (frozen) is used for a KL term.
+
+    Mixed precision: the trainable weights (the masters) and the optimiser state are whatever `model` holds,
+    fp32 by default (`load_policy`); forward and backward run under autocast in `compute_dtype` (bf16 on
+    hardware that has it), gradients land in fp32. A model whose trainable weights are themselves low
+    precision (`train.master_weights: false`) trains as it is, and every step logs `update/changed_frac`,
+    the share of those weights the step changed: updates below half an ulp round away."""
 
     def __init__(self, model: torch.nn.Module, train_cfg, algo_cfg, temperature: float = 1.0,
-                 max_new_tokens: int = 64, ref_model: torch.nn.Module | None = None):
+                 max_new_tokens: int = 64, ref_model: torch.nn.Module | None = None,
+                 compute_dtype: torch.dtype | None = None):
         self.model = model
+        self.compute_dtype = compute_dtype
+        self.watch_updates = low_precision_params(model)
+        # fp16 autocast (GPUs without bf16) needs loss scaling, or small gradients underflow to 0.
+        self.scaler = None if self.watch_updates else loss_scaler(next(model.parameters()).device, compute_dtype)
         self.cfg = train_cfg
         self.algo = algo_cfg
         self.temperature = temperature if temperature > 0 else 1.0
@@ -98,12 +117,13 @@ class Learner:
         targets = ids[:, 1:][sel]  # (K,)
         sharded = self.data_parallel is not None and self.data_parallel.full_forward and model is self.model
         parts = None if sharded else _split_lm(model)  # a sharded model gathers its weights in its own forward
-        if parts is not None:
-            decoder, head = parts
-            hidden = decoder(input_ids=ids, attention_mask=attn).last_hidden_state[:, :-1]  # (N, T-1, H)
-            logits = head(hidden[sel])  # (K, V)
-        else:
-            logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1][sel]
+        with autocast(self.device, self.compute_dtype):
+            if parts is not None:
+                decoder, head = parts
+                hidden = decoder(input_ids=ids, attention_mask=attn).last_hidden_state[:, :-1]  # (N, T-1, H)
+                logits = head(hidden[sel])  # (K, V)
+            else:
+                logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1][sel]
         logits = logits / self.temperature
         logp = torch.zeros(sel.shape, dtype=torch.float32, device=self.device)
         logp = logp.masked_scatter(sel, token_logprobs(logits, targets).float())
@@ -150,7 +170,7 @@ class Learner:
 
         dp = self.data_parallel
         loss_scale = dp.loss_scale if dp is not None else 1.0  # fsdp averages gradients: undo the mean
-        grad_norms = []
+        grad_norms, changed = [], []
         for epoch in range(a.ppo_epochs):
             micro = list(self._micro_batches(batch, rows))
             # Sharded learners meet inside every forward and backward, so each runs as many passes as the
@@ -175,7 +195,8 @@ class Learner:
                 if a.entropy_coef > 0:  # the bonus is aggregated like the loss, so micro-batching is exact
                     loss = loss - a.entropy_coef * aggregate(entropy.float(), mask, a.loss_agg, self.max_new_tokens)
                 t1 = self._clock()
-                (loss * (0.0 if idx is None else share * loss_scale)).backward()
+                scaled = loss * (0.0 if idx is None else share * loss_scale)
+                (scaled if self.scaler is None else self.scaler.scale(scaled)).backward()
                 t2 = self._clock()
                 if idx is None:
                     continue
@@ -195,13 +216,22 @@ class Learner:
                 dp.reduce_gradients(self.model)
                 add("time/grad_reduce", self._clock() - t0, 1.0)
                 t0 = self._clock()
-            grad_norms.append(clip_and_step(self.model, self.optimizer, self.scheduler, self.cfg.grad_clip))
+            before = [p.detach().clone() for p in self._trainable()] if self.watch_updates else None
+            grad_norms.append(clip_and_step(self.model, self.optimizer, self.scheduler, self.cfg.grad_clip,
+                                            self.scaler))
+            if before is not None:
+                changed.append(changed_fraction(before, self._trainable()))
             add("time/optimizer", self._clock() - t0, 1.0)
         if dp is not None:
             sums = dp.reduce_stats(sums)
         sums["grad_norm"] = sum(grad_norms) / len(grad_norms)
+        if changed:
+            sums["update/changed_frac"] = sum(changed) / len(changed)
         sums["lr"] = self.scheduler.get_last_lr()[0]
         return sums
+
+    def _trainable(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
 
     def _filler(self, batch: Batch) -> Batch:
         """The batch's shortest row as a micro-batch (a pass that keeps sharded learners in step)."""
@@ -215,8 +245,13 @@ class Learner:
         return time.perf_counter()
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -44,15 +45,50 @@ def build_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_s
 
 
 def clip_and_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                  scheduler: torch.optim.lr_scheduler.LRScheduler | None, grad_clip: float) -> float:
-    """Clip gradients (when `grad_clip > 0`), step, zero; returns the pre-clip gradient norm."""
+                  scheduler: torch.optim.lr_scheduler.LRScheduler | None, grad_clip: float,
+                  scaler: torch.amp.GradScaler | None = None) -> float:
+    """Clip gradients (when `grad_clip > 0`), step, zero; returns the pre-clip gradient norm. With an fp16
+    loss `scaler`, the gradients are unscaled first and a step with inf/nan gradients is skipped."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
     params = [p for p in model.parameters() if p.grad is not None]
     if grad_clip > 0:
         norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
     else:
         norm = torch.norm(torch.stack([p.grad.detach().norm() for p in params])) if params else torch.tensor(0.0)
-    optimizer.step()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     if scheduler is not None:
         scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return float(norm)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Autocast to `dtype` for a forward (and the backward that follows it) on `device`: matrix products
+    run in `dtype` while fp32 weights stay the masters and receive fp32 gradients (PyTorch AMP). No-op for
+    fp32 or None."""
+    if dtype is None or dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def low_precision_params(model: torch.nn.Module) -> bool:
+    """True when some trainable weight is stored below fp32: its updates can round away."""
+    return any(p.requires_grad and p.is_floating_point() and p.element_size() < 4 for p in model.parameters())
+
+
+@torch.no_grad()
+def changed_fraction(before: list[torch.Tensor], params: list[torch.Tensor]) -> float:
+    """Share of elements of `params` that differ from their copies in `before` (the update that landed)."""
+    total = sum(p.numel() for p in params)
+    changed = sum(int((p.detach() != b).sum()) for b, p in zip(before, params))
+    return changed / max(total, 1)
+
+
+def loss_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler | None:
+    """A dynamic loss scaler for fp16 autocast (whose small gradients would underflow); none otherwise."""
+    return torch.amp.GradScaler(device.type) if dtype == torch.float16 else None

@@ -12,7 +12,7 @@ import time
 import torch
 
 from rlvr.batching import pad_sequences
-from rlvr.optim import build_optimizer, build_scheduler, clip_and_step
+from rlvr.optim import autocast, build_optimizer, build_scheduler, clip_and_step, loss_scaler
 
 
 def build_corpus(task, tokenizer, encode, num_examples: int, seed: int) -> tuple[list[list[int]], list[int], float, list]:
@@ -32,25 +32,28 @@ def build_corpus(task, tokenizer, encode, num_examples: int, seed: int) -> tuple
 
 
 def pretrain(model: torch.nn.Module, tokenizer, corpus: tuple[list[list[int]], list[int]], cfg, seed: int = 0,
-             on_step=None) -> dict[str, float]:
+             on_step=None, compute_dtype: torch.dtype | None = None) -> dict[str, float]:
     """`cfg.steps` AdamW steps of `cfg.batch_size` random solutions; `on_step(step, metrics)` is called
-    every step. Returns the final loss and the wall time."""
+    every step. Returns the final loss and the wall time. As in RL, the weights `model` holds (fp32 masters
+    by default) are what the optimiser steps, and forward and backward run under autocast in `compute_dtype`."""
     seqs, starts = corpus
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     optimizer = build_optimizer(model, cfg.lr, 0.0)
     scheduler = build_scheduler(optimizer, cfg.warmup_steps, cfg.steps, "cosine")
+    scaler = loss_scaler(device, compute_dtype) if next(model.parameters()).dtype == torch.float32 else None
     model.train()
     t0, loss_ema = time.time(), None
     for step in range(cfg.steps):
         idx = torch.randint(len(seqs), (cfg.batch_size,), generator=gen).tolist()
         ids, attn, lmask = pad_sequences([seqs[i] for i in idx], [starts[i] for i in idx], tokenizer.pad_token_id)
         ids, attn, lmask = ids.to(device), attn.to(device), lmask.to(device)
-        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
+        with autocast(device, compute_dtype):
+            logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
         nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), ids[:, 1:], reduction="none")
         loss = (nll * lmask).sum() / lmask.sum()
-        loss.backward()
-        clip_and_step(model, optimizer, scheduler, 1.0)
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        clip_and_step(model, optimizer, scheduler, 1.0, scaler)
         loss_ema = loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * loss.item()
         if on_step is not None:
             on_step(step + 1, {"pretrain/loss": loss.item(), "pretrain/lr": scheduler.get_last_lr()[0]})

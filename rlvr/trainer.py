@@ -30,10 +30,17 @@ from rlvr.evaluate import evaluate
 from rlvr.learner import Learner
 from rlvr.logging.metrics import MetricsLogger
 from rlvr.logging.progress import Progress
-from rlvr.models.loading import decode_completion, encode_prompt, load_policy, save_policy, stop_token_ids
+from rlvr.models.loading import (
+    compute_dtype,
+    decode_completion,
+    encode_prompt,
+    load_policy,
+    num_params,
+    save_policy,
+    stop_token_ids,
+)
 from rlvr.models.lora import is_lora
 from rlvr.rollout.base import SamplingParams
-from rlvr.rollout.torch_engine import TorchEngine
 from rlvr.rollout.vllm_engine import build_engine
 from rlvr.tasks.registry import build_task
 from rlvr.types import Problem, Rollout, Score
@@ -64,17 +71,21 @@ def safe_verify(task, problem: Problem, text: str) -> Score:
 
 def build_policy(cfg: Config, checkpoint: Path | None, with_reference: bool = True):
     """(model, tokenizer, ref_model) of a run: from config, or the weights (or LoRA adapter) of `checkpoint`.
-    The KL reference is the starting policy, rebuilt from config on resume (checkpoints do not store it);
-    with LoRA it is the policy with its adapter off, so `ref_model` is None."""
+    The model holds the trainable weights in fp32 (master weights) unless `train.master_weights` is off.
+    The KL reference is the starting policy in the compute dtype, rebuilt from config on resume (checkpoints
+    do not store it); with LoRA it is the policy with its adapter off, so `ref_model` is None."""
     model_cfg, adapter = cfg.model, None
     if checkpoint is not None and cfg.model.lora_r > 0:  # the base from config, the adapter from the checkpoint
         adapter = checkpoint / "model"
     elif checkpoint is not None:
         model_cfg = dataclasses.replace(cfg.model, kind="hf", path=str(checkpoint / "model"))
-    model, tokenizer = load_policy(model_cfg, seed=cfg.train.seed, adapter=adapter)
+    model, tokenizer = load_policy(model_cfg, seed=cfg.train.seed, adapter=adapter,
+                                   master_weights=cfg.train.master_weights)
     ref_model = None
     if with_reference and cfg.algorithm.kl_coef > 0 and not is_lora(model):
-        ref = load_policy(cfg.model, seed=cfg.train.seed)[0] if checkpoint is not None else copy.deepcopy(model)
+        dtype = compute_dtype(cfg.model, model)
+        ref = load_policy(cfg.model, seed=cfg.train.seed, training=False)[0] if checkpoint is not None \
+            else copy.deepcopy(model).to(dtype)
         ref_model = ref.eval().requires_grad_(False)
     return model, tokenizer, ref_model
 
@@ -109,15 +120,27 @@ class Trainer:
         cfg = self.cfg
         self.model, self.tokenizer, self.ref_model = build_policy(cfg, checkpoint)
         self.device = next(self.model.parameters()).device
-        self.engine = build_engine(cfg, self.model, self.tokenizer, self.device)
+        self.dtype = compute_dtype(cfg.model, self.model)
+        self.engine = build_engine(cfg, self.model, self.tokenizer, self.device, self.dtype)
         self.learner = Learner(self.model, cfg.train, cfg.algorithm, cfg.rollout.temperature,
-                               cfg.rollout.max_new_tokens, self.ref_model)
+                               cfg.rollout.max_new_tokens, self.ref_model, self.dtype)
 
     def sync_weights(self) -> None:
-        """After an update: the engine samples from the new weights. The torch engine shares the learner's
-        model, so only the version moves; vLLM gets the new state in place."""
-        shared = isinstance(self.engine, TorchEngine)
-        self.engine.load_weights(None if shared else self.model.state_dict(), self.step_count)
+        """After an update: the engine samples from the new weights (an engine that shares the learner's
+        model finds them in place; a copy, e.g. bf16 beside fp32 masters, or vLLM, is refreshed)."""
+        self.engine.load_weights(self.model.state_dict(), self.step_count)
+
+    def header(self) -> str:
+        """One line on what trains in which precision (printed when a run starts)."""
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        master = str(trainable[0].dtype).removeprefix("torch.") if trainable else "none"
+        line = (f"rlvr: {num_params(self.model) / 1e6:.1f}M parameters ({sum(p.numel() for p in trainable) / 1e6:.1f}M "
+                f"trainable) on {self.device.type}; compute {str(self.dtype).removeprefix('torch.')}, "
+                f"trainable weights and optimiser state {master}; engine {type(self.engine).__name__}")
+        if self.learner.watch_updates:
+            line += ("\nrlvr: WARNING pure low-precision training (train.master_weights: false): updates below "
+                     "half an ulp of a weight round away; update/changed_frac is logged every step")
+        return line
 
     # --- parts of a step ----------------------------------------------------------------------------
     def encode(self, problem: Problem) -> list[int]:
@@ -279,6 +302,8 @@ class Trainer:
         every = self.cfg.train.checkpoint_every
         last: dict[str, float] = {}
         show = self.cfg.logging.progress if progress is None else progress
+        if show:
+            print(self.header(), flush=True)
         if self.cfg.eval.every and self.step_count == 0:  # the starting point of the eval curve
             self.run_eval("initial")
         with Progress(total, "RL (GRPO family)", enabled=show) as bar:

@@ -17,7 +17,7 @@ import torch.distributed as dist
 
 from rlvr.distributed.data_parallel import DataParallel, FullyShardedDataParallel
 from rlvr.learner import Learner
-from rlvr.models.loading import decode_completion, load_policy
+from rlvr.models.loading import compute_dtype, decode_completion, load_policy
 from rlvr.rollout.base import Completion, SamplingParams
 from rlvr.rollout.vllm_engine import build_engine
 from rlvr.trainer import build_policy, safe_verify, seed_everything
@@ -38,7 +38,7 @@ class RolloutWorker:
         use_threads(cfg.distributed.worker_cpus)
         self.rank, self.task, self.prefix = rank, task, cfg.model.response_prefix
         # The same architecture (and LoRA adapter) as the learner's, so its state loads strictly.
-        model, self.tokenizer = load_policy(cfg.model, seed=cfg.train.seed)
+        model, self.tokenizer = load_policy(cfg.model, seed=cfg.train.seed, training=False)  # compute dtype
         self.engine = build_engine(cfg, model, self.tokenizer)
         if weights is not None:
             self.engine.load_weights(weights, version)
@@ -135,13 +135,14 @@ class LearnerWorker:
             for t in list(self.model.parameters()) + list(self.model.buffers()):
                 dist.broadcast(t.data, src=0)
         device = next(self.model.parameters()).device
+        dtype = compute_dtype(cfg.model, self.model)
         if cfg.distributed.sharding == "fsdp":
             self.dp = FullyShardedDataParallel(device)
-            self.dp.wrap(self.model)
+            self.dp.wrap(self.model, dtype)
         else:
             self.dp = DataParallel(device)
         self.learner = Learner(self.model, cfg.train, cfg.algorithm, cfg.rollout.temperature,
-                               cfg.rollout.max_new_tokens, ref_model)
+                               cfg.rollout.max_new_tokens, ref_model, dtype)
         self.learner.data_parallel = self.dp
 
     def update(self, batch: Batch, rows: torch.Tensor) -> dict[str, float]:

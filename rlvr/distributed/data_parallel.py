@@ -71,6 +71,10 @@ class DataParallel:
         return out
 
 
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    return next(p.dtype for p in model.parameters() if p.is_floating_point())
+
+
 class FullyShardedDataParallel(DataParallel):
     """FSDP2: the model's blocks (its `_no_split_modules`, e.g. decoder layers) and then the rest are sharded
     over the group. FSDP averages gradients, so the loss is scaled by the world size to sum them. Every
@@ -83,14 +87,19 @@ class FullyShardedDataParallel(DataParallel):
         self.world = dist.get_world_size(group)
         self.loss_scale = float(self.world)
 
-    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        from torch.distributed.fsdp import fully_shard
+    def wrap(self, model: torch.nn.Module, dtype: torch.dtype | None = None) -> torch.nn.Module:
+        """Shard `model` (fp32 master weights); with a low-precision compute `dtype` the gathered weights
+        are cast to it for forward and backward and gradients are reduced in fp32 (FSDP2 mixed precision)."""
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+        policy = MixedPrecisionPolicy()
+        if dtype is not None and dtype != torch.float32 and model_dtype(model) == torch.float32:
+            policy = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
         blocks = set(getattr(model, "_no_split_modules", None) or [])
         for module in model.modules():
             if type(module).__name__ in blocks:
-                fully_shard(module)
-        fully_shard(model)
+                fully_shard(module, mp_policy=policy)
+        fully_shard(model, mp_policy=policy)
         return model
 
     def padding(self, passes: int) -> int:

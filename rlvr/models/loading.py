@@ -34,8 +34,8 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def pick_dtype(name: str, device: torch.device, tiny: bool = False) -> torch.dtype:
-    """`auto`: bf16 on a GPU or a CPU with native bf16, else fp32. Tiny models stay fp32 on CPU, where
-    their small matrices are bound by overhead, not arithmetic."""
+    """The compute dtype (forward, backward and rollouts). `auto`: bf16 on a GPU or a CPU with native bf16,
+    else fp32. Tiny models stay fp32 on CPU, where their small matrices are bound by overhead, not arithmetic."""
     if name != "auto":
         return getattr(torch, name)
     if device.type == "cuda":
@@ -45,15 +45,36 @@ def pick_dtype(name: str, device: torch.device, tiny: bool = False) -> torch.dty
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
-def load_policy(cfg, seed: int = 0, adapter: str | Path | None = None) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+TINY_PARAMS = 20_000_000  # below this a model counts as tiny for `pick_dtype`
+
+
+def num_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def compute_dtype(cfg, model: torch.nn.Module) -> torch.dtype:
+    """The dtype `model` (loaded from the `ModelConfig` `cfg`) computes in: `model.dtype`, resolved for this
+    hardware. Training keeps fp32 master weights beside it (see `load_policy`)."""
+    device = next(model.parameters()).device
+    return pick_dtype(cfg.dtype, device, tiny=num_params(model) < TINY_PARAMS)
+
+
+def load_policy(cfg, seed: int = 0, adapter: str | Path | None = None, training: bool = True,
+                master_weights: bool = True) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
     """Build or load the policy described by a `ModelConfig`; returns (model, tokenizer) on the device.
-    With `cfg.lora_r > 0` the model carries a LoRA adapter: a fresh one, or the one saved at `adapter`."""
+    With `cfg.lora_r > 0` the model carries a LoRA adapter: a fresh one, or the one saved at `adapter`.
+
+    Precision (mixed precision as PyTorch AMP and the HF Trainer do it): the compute dtype is
+    `compute_dtype(cfg, model)`. For training with `master_weights`, the weights the optimiser steps stay
+    fp32 (every weight; with LoRA the adapter only, the frozen base is stored in the compute dtype) and the
+    learner runs forward and backward under autocast, so updates far below a bf16 ulp still land. Without
+    `master_weights` (pure low precision) or for inference (`training=False`) every weight is stored in
+    the compute dtype."""
     device = pick_device(cfg.device)
     if cfg.kind == "tiny":
         tokenizer = build_char_tokenizer()
         model = build_tiny_llama(tokenizer, cfg.hidden_size, cfg.num_layers, cfg.num_heads,
                                  cfg.intermediate_size, cfg.max_position_embeddings, seed=seed)
-        dtype = pick_dtype(cfg.dtype, device, tiny=True)
     else:
         path = Path(cfg.path)
         if not path.exists():
@@ -64,18 +85,22 @@ def load_policy(cfg, seed: int = 0, adapter: str | Path | None = None) -> tuple[
             model.config.quantization_config = None
         else:
             tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path)
-        tiny = sum(p.numel() for p in model.parameters()) < 20_000_000
-        dtype = pick_dtype(cfg.dtype, device, tiny=tiny)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(device=device, dtype=dtype)
+    dtype = pick_dtype(cfg.dtype, device, tiny=num_params(model) < TINY_PARAMS)
+    lora = getattr(cfg, "lora_r", 0) > 0
+    masters = training and master_weights and not lora
+    model.to(device=device, dtype=torch.float32 if masters else dtype)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if getattr(cfg, "lora_r", 0) > 0:
+    if lora:
         from rlvr.models.lora import apply_lora
 
         model = apply_lora(model, cfg, adapter)
+        for p in model.parameters():  # the adapter: fp32 masters (or the compute dtype when forced pure)
+            if p.requires_grad:
+                p.data = p.data.to(torch.float32 if training and master_weights else dtype)
     return model, tokenizer
 
 

@@ -64,15 +64,17 @@ class VLLMEngine:
                             worker_extension_cls=EXTENSION)
 
     @classmethod
-    def from_model(cls, model: torch.nn.Module, tokenizer, rollout_cfg, seed: int = 0) -> VLLMEngine:
-        """An engine for an in-memory policy: it is saved once to a temporary checkpoint vLLM starts from."""
+    def from_model(cls, model: torch.nn.Module, tokenizer, rollout_cfg, seed: int = 0,
+                   dtype: torch.dtype | None = None) -> VLLMEngine:
+        """An engine for an in-memory policy: it is saved once to a temporary checkpoint vLLM starts from,
+        and vLLM holds it in `dtype` (default: the policy's own)."""
         if hasattr(model, "get_base_model"):
             raise ValueError("rollout.engine: vllm does not take a LoRA policy yet (set model.lora_r: 0, "
                              "or rollout.engine: torch)")
         tmp = tempfile.mkdtemp(prefix="rlvr-vllm-")
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        dtype = str(dtype or next(model.parameters()).dtype).removeprefix("torch.")
         return cls(tmp, dtype=dtype, gpu_memory_utilization=rollout_cfg.vllm_gpu_memory_utilization,
                    max_model_len=rollout_cfg.vllm_max_model_len, seed=seed)
 
@@ -102,10 +104,13 @@ class VLLMEngine:
         self.version = version
 
 
-def build_engine(cfg, model: torch.nn.Module, tokenizer, device=None):
-    """The engine `rollout.engine` names, sampling from `model` (torch: the same module; vLLM: a copy)."""
+def build_engine(cfg, model: torch.nn.Module, tokenizer, device=None, dtype: torch.dtype | None = None):
+    """The engine `rollout.engine` names, sampling from `model` in `dtype` (default: the model's own). The
+    torch engine shares `model` when it already computes in `dtype`; when `model` holds fp32 master weights
+    of a bf16 run it samples from a bf16 copy, refreshed by `load_weights`. vLLM always holds a copy."""
     if cfg.rollout.engine == "vllm":
-        return VLLMEngine.from_model(model, tokenizer, cfg.rollout, seed=cfg.train.seed)
-    from rlvr.rollout.torch_engine import TorchEngine
+        return VLLMEngine.from_model(model, tokenizer, cfg.rollout, seed=cfg.train.seed, dtype=dtype)
+    from rlvr.rollout.torch_engine import TorchEngine, inference_copy
 
-    return TorchEngine(model, tokenizer.pad_token_id, device, cache=cfg.rollout.kv_cache, compile=cfg.rollout.compile)
+    return TorchEngine(inference_copy(model, dtype), tokenizer.pad_token_id, device, cache=cfg.rollout.kv_cache,
+                       compile=cfg.rollout.compile)
