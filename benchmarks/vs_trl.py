@@ -2,7 +2,8 @@
 
     python benchmarks/vs_trl.py --model models/smollm2-135m-instruct [--dtype auto] [--json PATH] [--quick]
 
-The work, the same for both: one model (SmolLM2-135M-Instruct by default, the same weights and dtype),
+The work, the same for both: one model (SmolLM2-135M-Instruct by default, the same weights and dtype; with
+bf16 both learners keep fp32 master weights and compute under bf16 autocast),
 2 prompts x 8 completions per step, at most 64 new tokens, temperature 1.0, top-p 1, no KL, one optimiser
 step per batch (AdamW, same learning rate), token-mean PPO-clip loss, no gradient checkpointing. The prompts
 are the same two-digit arithmetic questions in the same order. The dtype is the one the hardware runs
@@ -335,10 +336,16 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="vs_trl_"))
     trainer = rlvr_trainer(args, args.dtype, work / "rlvr")
     tokenizer = trainer.tokenizer
-    trl_model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).to(device)
+    # Both learners do the real mixed-precision update: fp32 master weights and optimiser state, bf16
+    # compute. For TRL that is the HF Trainer's way: an fp32 model with `bf16=True` (autocast). (A model
+    # loaded in bf16 would train pure bf16, where updates at RL learning rates mostly round away.)
+    trl_model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).to(device)
     dataset, problems = trl_dataset(trainer, args.prompts * (args.warmup + args.steps))
 
-    gen_rates = generation_race(trainer, trl_model, tokenizer, args, device, args.gen_repeats)
+    # `model.generate` races rlvr's engine in the same dtype.
+    hf_model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).to(device)
+    gen_rates = generation_race(trainer, hf_model, tokenizer, args, device, args.gen_repeats)
+    del hf_model
     print("generation: " + ", ".join(f"{k} {v:.0f} tok/s" for k, v in gen_rates.items()))
     if args.gen_only:
         if args.json:

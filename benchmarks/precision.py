@@ -1,0 +1,94 @@
+"""Does the default precision learn as fp32 does? SmolLM2-135M-Instruct on `configs/smollm2-arithmetic.yaml`,
+each arm and seed run in turn (alternating, in one invocation) on this machine:
+
+- `mixed`: the default, `model.dtype: auto` (bf16 compute where the hardware has it) with fp32 master weights;
+- `fp32`: `model.dtype: float32` throughout;
+- `pure-bf16`: `model.dtype: bfloat16` with `train.master_weights: false` (the old path, for contrast).
+
+    python benchmarks/precision.py [--steps 30] [--seeds 0 1] [--arms mixed fp32 pure-bf16] [--out DIR]
+
+Prints held-out greedy accuracy at step 0 and at the last step, and the median wall time per step, per arm and
+seed; writes `OUT/precision.json` (default `benchmarks/results/precision_smollm2.json`, with the machine's CPU
+flags, so a reader knows which dtype `auto` picked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from rlvr.config import load_config
+from rlvr.logging.metrics import read_jsonl
+from rlvr.models.loading import cpu_has_native_bf16
+from rlvr.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+ARMS = {
+    "mixed": ["model.dtype=auto"],
+    "fp32": ["model.dtype=float32"],
+    "pure-bf16": ["model.dtype=bfloat16", "train.master_weights=false"],
+}
+
+
+def run_arm(arm: str, seed: int, steps: int, model: str, out: Path) -> dict:
+    run_dir = out / f"{arm}-seed{seed}"
+    cfg = load_config(ROOT / "configs" / "smollm2-arithmetic.yaml", [
+        f"model.path={model}", f"train.seed={seed}", f"train.steps={steps}", f"eval.every={steps}",
+        "train.checkpoint_every=0", "logging.progress=false", *ARMS[arm]])
+    t0 = time.time()
+    trainer = Trainer(cfg, run_dir)
+    trainer.run(progress=False)
+    trainer.logger.close()
+    wall = time.time() - t0
+    evals = read_jsonl(run_dir / "eval.jsonl")
+    metrics = read_jsonl(run_dir / "metrics.jsonl")
+    changed = [m["update/changed_frac"] for m in metrics if "update/changed_frac" in m]
+    return {
+        "arm": arm, "seed": seed, "steps": steps, "compute_dtype": str(trainer.dtype).removeprefix("torch."),
+        "master_dtype": str(next(trainer.model.parameters()).dtype).removeprefix("torch."),
+        "accuracy_start": evals[0]["accuracy"], "accuracy_end": evals[-1]["accuracy"],
+        "eval_problems": evals[-1]["n"],
+        "sampled_accuracy_last10": statistics.mean(m["accuracy"] for m in metrics[-10:]),
+        "s_per_step_median": statistics.median(m["time/step"] for m in metrics),
+        "update_changed_frac_mean": statistics.mean(changed) if changed else None,
+        "wall_seconds": round(wall, 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=str(ROOT / "models" / "smollm2-135m-instruct"))
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--arms", nargs="+", default=["mixed", "fp32", "pure-bf16"], choices=sorted(ARMS))
+    ap.add_argument("--out", default=str(ROOT / "runs" / "precision"))
+    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "precision_smollm2.json"))
+    args = ap.parse_args()
+    rows = []
+    for seed in args.seeds:  # alternate arms within each seed, so machine load hits every arm alike
+        for arm in args.arms:
+            rows.append(run_arm(arm, seed, args.steps, args.model, Path(args.out)))
+            print(json.dumps(rows[-1]), flush=True)
+    print(f"\n{'arm':<10} {'seed':>4} {'compute':>9} {'masters':>8} {'acc@0':>6} {'acc@end':>7} {'s/step':>7}"
+          f" {'changed':>8}")
+    for r in rows:
+        changed = "" if r["update_changed_frac_mean"] is None else f"{r['update_changed_frac_mean']:.3f}"
+        print(f"{r['arm']:<10} {r['seed']:>4} {r['compute_dtype']:>9} {r['master_dtype']:>8} "
+              f"{r['accuracy_start']:>6.2f} {r['accuracy_end']:>7.2f} {r['s_per_step_median']:>7.2f} {changed:>8}")
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    machine = {"cpu_native_bf16": cpu_has_native_bf16(), "cuda": torch.cuda.is_available(),
+               "threads": torch.get_num_threads(), "processor": platform.processor(),
+               "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps({"machine": machine, "runs": rows}, indent=2))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
