@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rlvr.atomic import write_text_atomic
+
 COMPLETE = "COMPLETE"
 METRIC_FILES = ("metrics.jsonl", "samples.jsonl", "eval.jsonl")
 
@@ -45,15 +47,6 @@ def _fsync_tree(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def save_checkpoint(run_dir: Path, step: int, save_model, state: dict, keep: int = 2) -> Path:
     """Write checkpoint `step`: `save_model(dir)` writes the policy, `state` goes to state.pt."""
     root = Path(run_dir) / "checkpoints"
@@ -73,7 +66,7 @@ def save_checkpoint(run_dir: Path, step: int, save_model, state: dict, keep: int
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    write_atomic_text(root / "latest", final.name)
+    write_text_atomic(root / "latest", final.name)
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -16,11 +16,11 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import IO, Any
+
+from rlvr.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -85,21 +85,6 @@ def read_jsonl(path: str | Path, *, strict: bool = True) -> list[dict]:
             continue
         rows.append(row)
     return rows
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Replace `path` with `text` (temp file + os.replace), so a crash leaves the old or the new file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _keep_on_resume(row: dict, resume_step: int) -> bool:
