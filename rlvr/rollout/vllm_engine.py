@@ -19,17 +19,15 @@ from pathlib import Path
 
 import torch
 
+from rlvr.extras import import_extra
 from rlvr.rollout.base import Completion, SamplingParams
 
 EXTENSION = "rlvr.rollout.vllm_engine.WeightSync"
 
 
 def import_vllm():
-    try:
-        import vllm
-    except ImportError as e:
-        raise ImportError("rollout.engine: vllm needs vLLM on a CUDA machine: pip install 'rlvr[vllm]'") from e
-    return vllm
+    """The `vllm` module (it needs a CUDA machine), or an error that says how to get it."""
+    return import_extra("vllm", "rollout.engine: vllm (on a CUDA machine)", "vllm")
 
 
 class WeightSync:
