@@ -36,7 +36,8 @@ from rlvr.rollout.base import SamplingParams
 from rlvr.rollout.torch_engine import TorchEngine
 from rlvr.rollout.vllm_engine import build_engine
 from rlvr.tasks.registry import build_task
-from rlvr.types import Problem, Rollout, Score
+from rlvr.types import Problem, Rollout
+from rlvr.verifiers import safe_score
 
 
 def seed_everything(seed: int) -> None:
@@ -52,14 +53,6 @@ def sample_seed(seed: int, index: int) -> int:
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
     x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
     return (x ^ (x >> 31)) & 0x7FFFFFFFFFFFFFFF
-
-
-def safe_verify(task, problem: Problem, text: str) -> Score:
-    """A verifier that raises gives reward 0 with the reason; training goes on."""
-    try:
-        return task.verify(problem, text)
-    except Exception as e:  # noqa: BLE001 - a reward bug must not stop training
-        return Score(0.0, False, False, {"reason": f"verifier raised {type(e).__name__}: {e}"})
 
 
 def build_policy(cfg: Config, checkpoint: Path | None, with_reference: bool = True):
@@ -155,7 +148,7 @@ class Trainer:
 
     def score(self, rollouts: list[Rollout]) -> None:
         for r in rollouts:
-            r.score = safe_verify(self.task, r.problem, r.text)
+            r.score = safe_score(self.task.verify, r.problem, r.text)
 
     def collect(self) -> tuple[list[Rollout], dict[str, float]]:
         """Sample and score one step's groups; with DAPO dynamic sampling, drop groups whose rewards are all

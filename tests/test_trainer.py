@@ -12,8 +12,9 @@ from rlvr.logging.metrics import read_jsonl
 from rlvr.models.loading import load_policy
 from rlvr.tasks.base import Task
 from rlvr.tasks.filtering import SolvedFilter
-from rlvr.trainer import Trainer, safe_verify
+from rlvr.trainer import Trainer
 from rlvr.types import Problem, Score
+from rlvr.verifiers import safe_score
 
 REQUIRED = [
     "reward/mean",
@@ -88,7 +89,7 @@ def test_a_raising_verifier_gives_zero_reward_with_the_reason():
         def verify(self, problem, text):
             raise KeyError("answer")
 
-    score = safe_verify(Broken(), Problem("p", "1+1=", 2, "t"), "2")
+    score = safe_score(Broken().verify, Problem("p", "1+1=", 2, "t"), "2")
     assert score.reward == 0.0 and not score.correct
     assert "KeyError" in score.details["reason"]
 
