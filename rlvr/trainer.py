@@ -26,7 +26,7 @@ from rlvr.algorithms.kl import kl_estimate
 from rlvr.batching import make_batch
 from rlvr.checkpoint import latest_checkpoint, restore_metric_files, restore_rng, rng_state, save_checkpoint
 from rlvr.config import Config, save_config
-from rlvr.evaluate import evaluate
+from rlvr.evaluate import evaluate_held_out
 from rlvr.learner import Learner
 from rlvr.logging.metrics import MetricsLogger
 from rlvr.logging.progress import Progress
@@ -256,11 +256,7 @@ class Trainer:
 
     # --- the loop -----------------------------------------------------------------------------------
     def run_eval(self, phase: str) -> dict:
-        e = self.cfg.eval
-        result = evaluate(self.engine, self.tokenizer, self.task, self.task.eval_problems(e.num_problems),
-                          self.encode, e.max_new_tokens or self.cfg.rollout.max_new_tokens, self.stop_ids,
-                          samples=e.samples, pass_k=e.pass_k, generator=self.generator, keep=8,
-                          prefix=self.cfg.model.response_prefix)
+        result = evaluate_held_out(self.cfg, self.engine, self.tokenizer, self.task, self.generator, keep=8)
         examples = result.pop("examples")
         self.logger.log_eval(self.step_count, {"phase": phase, **result})
         result["examples"] = examples
