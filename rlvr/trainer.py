@@ -32,9 +32,8 @@ from rlvr.logging.metrics import MetricsLogger
 from rlvr.logging.progress import Progress
 from rlvr.models.loading import decode_completion, encode_prompt, load_policy, save_policy, stop_token_ids
 from rlvr.models.lora import is_lora
-from rlvr.rollout.base import SamplingParams
-from rlvr.rollout.torch_engine import TorchEngine
-from rlvr.rollout.vllm_engine import build_engine
+from rlvr.rollout import build_engine
+from rlvr.rollout.base import SamplingParams, sample_seed
 from rlvr.tasks.registry import build_task
 from rlvr.types import Problem, Rollout
 from rlvr.verifiers import safe_score
@@ -44,15 +43,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def sample_seed(seed: int, index: int) -> int:
-    """The sampling seed of the problem at cursor `index` (splitmix64 of the pair): a problem's completions
-    depend on the run's seed, its place in the stream and the weights only, never on how the batch is split."""
-    x = (seed * 0x9E3779B97F4A7C15 + index + 1) & 0xFFFFFFFFFFFFFFFF
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    return (x ^ (x >> 31)) & 0x7FFFFFFFFFFFFFFF
 
 
 def build_policy(cfg: Config, checkpoint: Path | None, with_reference: bool = True):
@@ -107,10 +97,9 @@ class Trainer:
                                cfg.rollout.max_new_tokens, self.ref_model)
 
     def sync_weights(self) -> None:
-        """After an update: the engine samples from the new weights. The torch engine shares the learner's
-        model, so only the version moves; vLLM gets the new state in place."""
-        shared = isinstance(self.engine, TorchEngine)
-        self.engine.load_weights(None if shared else self.model.state_dict(), self.step_count)
+        """After an update: the engine samples from the new weights, policy version `step_count` (an engine
+        that shares the learner's model copies nothing)."""
+        self.engine.load_weights(self.model.state_dict(), self.step_count)
 
     # --- parts of a step ----------------------------------------------------------------------------
     def encode(self, problem: Problem) -> list[int]:

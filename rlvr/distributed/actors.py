@@ -18,8 +18,8 @@ import torch.distributed as dist
 from rlvr.distributed.data_parallel import DataParallel, FullyShardedDataParallel
 from rlvr.learner import Learner
 from rlvr.models.loading import decode_completion, load_policy
+from rlvr.rollout import build_engine
 from rlvr.rollout.base import Completion, SamplingParams
-from rlvr.rollout.vllm_engine import build_engine
 from rlvr.trainer import build_policy, seed_everything
 from rlvr.types import Batch, Problem, Score
 from rlvr.verifiers import safe_score

@@ -89,9 +89,15 @@ def select_rows(cache, rows: torch.Tensor) -> None:
         cache.batch_select_indices(rows)
 
 
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """`b` is a view of exactly `a`'s memory (the same weight), so loading it would copy it onto itself."""
+    return (a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
+            and a.dtype == b.dtype and a.device == b.device)
+
+
 class TorchEngine:
     """Samples from `model` (a transformers causal LM) in place: the learner and the engine can share it,
-    in which case `load_weights(None, version)` only records the version."""
+    and then `load_weights` of the learner's state copies nothing."""
 
     def __init__(self, model: torch.nn.Module, pad_token_id: int, device: torch.device | str | None = None,
                  cache: str = "static", compact: float = 0.25, compile: bool = False):
@@ -111,8 +117,15 @@ class TorchEngine:
             self.cache, self.compact = "static", float("inf")
 
     def load_weights(self, state: dict[str, torch.Tensor] | None, version: int) -> None:
+        """Sample from `state` (policy `version`) from now on. Tensors the model already holds are skipped,
+        so when the engine shares the learner's model (one process) only the version moves."""
         if state is not None:
-            self.model.load_state_dict(state, strict=True)
+            own = self.model.state_dict()
+            if state.keys() != own.keys():
+                self.model.load_state_dict(state, strict=True)  # raises, naming the missing and unexpected keys
+            fresh = {k: v for k, v in state.items() if not _same_tensor(own[k], v)}
+            if fresh:
+                self.model.load_state_dict(fresh, strict=False)
         self.version = version
 
     @torch.no_grad()

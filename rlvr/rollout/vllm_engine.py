@@ -94,16 +94,9 @@ class VLLMEngine:
         return [[to_completion(o, stop) for o in out.outputs] for out in outputs]
 
     def load_weights(self, state: dict[str, torch.Tensor] | None, version: int) -> None:
+        """Load `state` into vLLM's model in place (None: only the version moves)."""
         if state is not None:
             self.llm.collective_rpc("rlvr_load_weights", args=(state,))
             self.llm.reset_prefix_cache()  # cached KV entries were computed by the old weights
         self.version = version
 
-
-def build_engine(cfg, model: torch.nn.Module, tokenizer, device=None):
-    """The engine `rollout.engine` names, sampling from `model` (torch: the same module; vLLM: a copy)."""
-    if cfg.rollout.engine == "vllm":
-        return VLLMEngine.from_model(model, tokenizer, cfg.rollout, seed=cfg.train.seed)
-    from rlvr.rollout.torch_engine import TorchEngine
-
-    return TorchEngine(model, tokenizer.pad_token_id, device, cache=cfg.rollout.kv_cache, compile=cfg.rollout.compile)
