@@ -10,29 +10,15 @@ either the previous checkpoint or the new one, never a broken one.
 from __future__ import annotations
 
 import os
-import random
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from rlvr.atomic import write_text_atomic
 
 COMPLETE = "COMPLETE"
 METRIC_FILES = ("metrics.jsonl", "samples.jsonl", "eval.jsonl")
-
-
-def rng_state(generator: torch.Generator) -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "sampling": generator.get_state()}
-
-
-def restore_rng(state: dict, generator: torch.Generator) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["sampling"])
 
 
 def _fsync_tree(path: Path) -> None:

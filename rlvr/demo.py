@@ -18,9 +18,10 @@ from rlvr.logging.progress import Progress
 from rlvr.logging.report import write_report
 from rlvr.models.loading import encode_prompt, load_policy, save_policy
 from rlvr.pretrain import build_corpus, pretrain
+from rlvr.rng import seed_everything
 from rlvr.rollout.torch_engine import TorchEngine
 from rlvr.tasks.registry import build_task
-from rlvr.trainer import Trainer, seed_everything
+from rlvr.trainer import Trainer
 
 
 def run_pretrain(cfg: Config, out: Path, logger: MetricsLogger, task=None, progress: bool = True) -> dict:

@@ -11,55 +11,29 @@ One step (see `Trainer.step`):
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import random
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from rlvr.algorithms.advantages import compute_advantages
 from rlvr.algorithms.dapo import nonconstant_groups, overlong_penalty
 from rlvr.algorithms.kl import kl_estimate
 from rlvr.batching import make_batch
-from rlvr.checkpoint import latest_checkpoint, restore_metric_files, restore_rng, rng_state, save_checkpoint
+from rlvr.checkpoint import latest_checkpoint, restore_metric_files, save_checkpoint
 from rlvr.config import Config, save_config
 from rlvr.evaluate import evaluate_held_out
 from rlvr.learner import Learner
 from rlvr.logging.metrics import MetricsLogger
 from rlvr.logging.progress import Progress
-from rlvr.models.loading import decode_completion, encode_prompt, load_policy, save_policy, stop_token_ids
-from rlvr.models.lora import is_lora
+from rlvr.models.loading import decode_completion, encode_prompt, save_policy, stop_token_ids
+from rlvr.models.policy import build_policy
+from rlvr.rng import restore_rng, rng_state, seed_everything
 from rlvr.rollout import build_engine
 from rlvr.rollout.base import SamplingParams, sample_seed
 from rlvr.tasks.registry import build_task
 from rlvr.types import Problem, Rollout
 from rlvr.verifiers import safe_score
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def build_policy(cfg: Config, checkpoint: Path | None, with_reference: bool = True):
-    """(model, tokenizer, ref_model) of a run: from config, or the weights (or LoRA adapter) of `checkpoint`.
-    The KL reference is the starting policy, rebuilt from config on resume (checkpoints do not store it);
-    with LoRA it is the policy with its adapter off, so `ref_model` is None."""
-    model_cfg, adapter = cfg.model, None
-    if checkpoint is not None and cfg.model.lora_r > 0:  # the base from config, the adapter from the checkpoint
-        adapter = checkpoint / "model"
-    elif checkpoint is not None:
-        model_cfg = dataclasses.replace(cfg.model, kind="hf", path=str(checkpoint / "model"))
-    model, tokenizer = load_policy(model_cfg, seed=cfg.train.seed, adapter=adapter)
-    ref_model = None
-    if with_reference and cfg.algorithm.kl_coef > 0 and not is_lora(model):
-        ref = load_policy(cfg.model, seed=cfg.train.seed)[0] if checkpoint is not None else copy.deepcopy(model)
-        ref_model = ref.eval().requires_grad_(False)
-    return model, tokenizer, ref_model
 
 
 class Trainer:

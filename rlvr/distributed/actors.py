@@ -18,9 +18,10 @@ import torch.distributed as dist
 from rlvr.distributed.data_parallel import DataParallel, FullyShardedDataParallel
 from rlvr.learner import Learner
 from rlvr.models.loading import decode_completion, load_policy
+from rlvr.models.policy import build_policy
+from rlvr.rng import seed_everything
 from rlvr.rollout import build_engine
 from rlvr.rollout.base import Completion, SamplingParams
-from rlvr.trainer import build_policy, seed_everything
 from rlvr.types import Batch, Problem, Score
 from rlvr.verifiers import safe_score
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from rlvr.distributed import LearnerLost, require_ray
 from rlvr.distributed.pool import LearnerGroup, RolloutPool
-from rlvr.trainer import Trainer, build_policy
+from rlvr.models.policy import build_policy
+from rlvr.trainer import Trainer
 from rlvr.types import Problem, Rollout
 
 
