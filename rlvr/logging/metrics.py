@@ -87,6 +87,16 @@ def read_jsonl(path: str | Path, *, strict: bool = True) -> list[dict]:
     return rows
 
 
+def sample_rows(rollouts: list, k: int) -> list[dict]:
+    """`k` of a step's scored rollouts, evenly spaced, as samples.jsonl rows (task, prompt, completion,
+    reward, correct, formatted, details)."""
+    picked = rollouts[:: max(1, len(rollouts) // max(k, 1))][:k]
+    return [{"task": r.problem.task, "prompt": r.problem.prompt if isinstance(r.problem.prompt, str)
+             else str(r.problem.prompt), "completion": r.text, "reward": r.score.reward,
+             "correct": r.score.correct, "formatted": r.score.formatted, "details": r.score.details}
+            for r in picked]
+
+
 def _keep_on_resume(row: dict, resume_step: int) -> bool:
     if row.get("phase") == PRETRAIN_PHASE:
         return True
