@@ -17,8 +17,8 @@ import statistics
 import time
 from pathlib import Path
 
-from rlvr.algorithms.presets import PRESETS
 from rlvr.config import load_config
+from rlvr.config.presets import PRESETS
 from rlvr.logging.metrics import MetricsLogger
 from rlvr.trainer import Trainer
 

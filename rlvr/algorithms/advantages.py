@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import torch
 
-ESTIMATORS = ("grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce")
-SCALES = ("group", "batch", "none")
+from rlvr.algorithms.names import ESTIMATORS, SCALES
 
 
 def _groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
