@@ -34,7 +34,7 @@ class Engine(Protocol):
     """What every engine does, and all that the loop (and evaluation) asks of one: the torch engine, vLLM,
     and Ray's `RolloutPool` of rollout workers. The loop never asks which one it holds."""
 
-    version: int  # the policy version it samples from: the number of updates behind the weights it holds
+    version: int  # the policy version it samples from: how many updates made the weights it holds
 
     def generate(self, prompts: list[list[int]], sampling: SamplingParams, generator: torch.Generator | None = None,
                  seeds: list[int] | None = None) -> list[list[Completion]]:
