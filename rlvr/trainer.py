@@ -120,6 +120,7 @@ class Trainer:
         return problems
 
     def sampling(self) -> SamplingParams:
+        """How training groups are sampled: `num_generations` per prompt at the rollout temperature."""
         r = self.cfg.rollout
         return SamplingParams(r.num_generations, r.max_new_tokens, r.temperature, r.top_p, self.stop_ids)
 
@@ -273,6 +274,7 @@ class Trainer:
         return last
 
     def save_final(self) -> None:
+        """The trained policy in `run_dir/final` (LoRA merged unless `model.merge_lora` is off)."""
         save_policy(self.model, self.tokenizer, self.run_dir / "final", merge=self.cfg.model.merge_lora)
 
     def close(self) -> None:
