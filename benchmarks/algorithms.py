@@ -17,8 +17,8 @@ import statistics
 import time
 from pathlib import Path
 
-from rlvr.algorithms.presets import PRESETS
 from rlvr.config import load_config
+from rlvr.config.presets import PRESETS
 from rlvr.logging.metrics import MetricsLogger
 from rlvr.trainer import Trainer
 
@@ -38,8 +38,7 @@ def train_one(preset: str, seed: int, pretrained: Path, budget: int, out: Path, 
     curve = [(0, trainer.run_eval("rl")["accuracy"])]
     next_eval = eval_every_tokens
     while trainer.sampled_tokens < budget:
-        metrics = trainer.step()
-        trainer.logger.log(trainer.step_count, metrics)
+        trainer.step()  # writes its metrics and samples
         if trainer.sampled_tokens >= next_eval or trainer.sampled_tokens >= budget:
             curve.append((trainer.sampled_tokens, trainer.run_eval("rl")["accuracy"]))
             next_eval += eval_every_tokens

@@ -373,6 +373,10 @@ def main(argv: list[str] | None = None) -> int:
 
     trl_model.generate = timed_generate
 
+    # The rollouts each rlvr step sampled (what its collect returned).
+    collect, collected = trainer.collect, []
+    trainer.collect = lambda: collected.append(collect()) or collected[-1]
+
     class Alternate(TrainerCallback):
         """Times TRL's step, then runs (and times) one rlvr step before TRL's next one."""
 
@@ -393,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["rlvr"].append(time.perf_counter() - t)
             results["rlvr_parts"].append({k: m.get(f"time/{k}", 0.0) for k in
                                           ("generate", "verify", "forward", "backward", "optimizer")})
-            rollouts = trainer._all_rollouts
+            rollouts = collected[-1].sampled
             results["rlvr_lengths"].append([len(r.completion_ids) for r in rollouts])
             results["rlvr_tokens"].append(sum(len(r.completion_ids) for r in rollouts))
             results.setdefault("logprob_gap", []).append(m.get("logprob_gap", float("nan")))

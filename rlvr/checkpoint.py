@@ -10,27 +10,15 @@ either the previous checkpoint or the new one, never a broken one.
 from __future__ import annotations
 
 import os
-import random
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
+
+from rlvr.atomic import write_text_atomic
 
 COMPLETE = "COMPLETE"
 METRIC_FILES = ("metrics.jsonl", "samples.jsonl", "eval.jsonl")
-
-
-def rng_state(generator: torch.Generator) -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "sampling": generator.get_state()}
-
-
-def restore_rng(state: dict, generator: torch.Generator) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["sampling"])
 
 
 def _fsync_tree(path: Path) -> None:
@@ -43,15 +31,6 @@ def _fsync_tree(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def write_atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def save_checkpoint(run_dir: Path, step: int, save_model, state: dict, keep: int = 2) -> Path:
@@ -73,7 +52,7 @@ def save_checkpoint(run_dir: Path, step: int, save_model, state: dict, keep: int
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    write_atomic_text(root / "latest", final.name)
+    write_text_atomic(root / "latest", final.name)
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

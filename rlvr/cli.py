@@ -130,8 +130,10 @@ def cmd_pretrain(args) -> int:
 def cmd_eval(args) -> int:
     import dataclasses
 
-    from rlvr.evaluate import evaluate
-    from rlvr.models.loading import encode_prompt, load_policy, stop_token_ids
+    import torch
+
+    from rlvr.evaluate import evaluate_held_out
+    from rlvr.models.loading import load_policy
     from rlvr.rollout.torch_engine import TorchEngine
     from rlvr.tasks.registry import build_task
 
@@ -140,14 +142,8 @@ def cmd_eval(args) -> int:
     model, tokenizer = load_policy(model_cfg, training=False)
     task = build_task(cfg.task, eval_size=cfg.eval.num_problems)
     engine = TorchEngine(model, tokenizer.pad_token_id)
-    import torch
-
-    result = evaluate(engine, tokenizer, task, task.eval_problems(cfg.eval.num_problems),
-                      lambda p: encode_prompt(p, tokenizer, cfg.model.system_prompt, cfg.model.response_prefix),
-                      cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens, stop_token_ids(tokenizer),
-                      samples=cfg.eval.samples, pass_k=cfg.eval.pass_k,
-                      generator=torch.Generator().manual_seed(cfg.train.seed), keep=args.show,
-                      prefix=cfg.model.response_prefix)
+    result = evaluate_held_out(cfg, engine, tokenizer, task, torch.Generator().manual_seed(cfg.train.seed),
+                               keep=args.show)
     examples = result.pop("examples")
     for ex in examples:
         print(f"{'OK ' if ex['correct'] else 'BAD'} {ex['prompt']!r} -> {ex['completion']!r}")

@@ -12,15 +12,16 @@ import time
 from pathlib import Path
 
 from rlvr.config import Config, save_config
-from rlvr.evaluate import evaluate
+from rlvr.evaluate import evaluate_held_out
 from rlvr.logging.metrics import MetricsLogger
 from rlvr.logging.progress import Progress
 from rlvr.logging.report import write_report
-from rlvr.models.loading import compute_dtype, encode_prompt, load_policy, save_policy, stop_token_ids
+from rlvr.models.loading import compute_dtype, encode_prompt, load_policy, save_policy
 from rlvr.pretrain import build_corpus, pretrain
+from rlvr.rng import seed_everything
 from rlvr.rollout.torch_engine import TorchEngine, inference_copy
 from rlvr.tasks.registry import build_task
-from rlvr.trainer import Trainer, seed_everything
+from rlvr.trainer import Trainer
 
 
 def run_pretrain(cfg: Config, out: Path, logger: MetricsLogger, task=None, progress: bool = True) -> dict:
@@ -45,8 +46,8 @@ def run_pretrain(cfg: Config, out: Path, logger: MetricsLogger, task=None, progr
                          compute_dtype=dtype)
     save_policy(model, tokenizer, out / "pretrained")
     engine = TorchEngine(inference_copy(model, dtype), tokenizer.pad_token_id)
-    result = evaluate(engine, tokenizer, task, task.eval_problems(cfg.eval.num_problems), encode,
-                      cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens, stop_token_ids(tokenizer), keep=8)
+    # Greedy, on prompts encoded as its corpus was (without the response prefix).
+    result = evaluate_held_out(cfg, engine, tokenizer, task, keep=8, with_prefix=False, greedy_only=True)
     result.pop("examples")
     logger.log_eval(0, {"phase": "pretrain", **result})
     return {"data_accuracy": data_accuracy, "pretrain_accuracy": result["accuracy"], "pretrain_loss": stats["loss"],

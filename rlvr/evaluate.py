@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from math import comb
+from typing import TYPE_CHECKING
 
 import torch
 
-from rlvr.models.loading import decode_completion
+from rlvr.models.loading import decode_completion, encode_prompt, stop_token_ids
 from rlvr.rollout.base import SamplingParams
 from rlvr.types import Problem
+
+if TYPE_CHECKING:
+    from rlvr.config import Config
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -63,6 +67,21 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
                 rec["n_correct"].append(sum(v[0] for v in verdicts))
                 rec["maj"].append(majority_is_correct(verdicts))
     return _summarise(per_task, samples, pass_k, examples)
+
+
+def evaluate_held_out(cfg: Config, engine, tokenizer, task, generator: torch.Generator | None = None,
+                      keep: int = 0, with_prefix: bool = True, greedy_only: bool = False) -> dict:
+    """`evaluate` wired as a run's config asks (the one wiring of the trainer, `rlvr eval` and the demo):
+    `eval.num_problems` held-out problems of `task`, prompts encoded with `model.system_prompt` and (unless
+    `with_prefix=False`) `model.response_prefix`, `eval.max_new_tokens` (else `rollout.max_new_tokens`),
+    the tokenizer's stop tokens, and `eval.samples` draws for pass@k / maj@k (none with `greedy_only`)."""
+    e, m = cfg.eval, cfg.model
+    prefix = m.response_prefix if with_prefix else None
+    return evaluate(engine, tokenizer, task, task.eval_problems(e.num_problems),
+                    lambda p: encode_prompt(p, tokenizer, m.system_prompt, prefix),
+                    e.max_new_tokens or cfg.rollout.max_new_tokens, stop_token_ids(tokenizer),
+                    samples=0 if greedy_only else e.samples, pass_k=e.pass_k, generator=generator, keep=keep,
+                    prefix=prefix)
 
 
 def _summarise(per_task, samples: int, pass_k, examples) -> dict:

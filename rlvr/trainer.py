@@ -1,93 +1,58 @@
 """The RL loop: problems -> rollouts -> scores -> advantages -> update -> new weights. Orchestration only.
 
-One step (see `Trainer.step`):
-1. take `prompts_per_step` problems from the task (seeded cursor, stored in checkpoints);
-2. the engine samples `num_generations` completions for each, with their log-probs;
-3. every completion is scored by the task's verifier;
-4. advantages are computed inside each group;
-5. the learner runs the policy loss (one or more passes);
-6. the engine gets the new weights; metrics, samples and (on schedule) a checkpoint are written.
+One step (`Trainer.step`):
+1. `collect`: take `prompts_per_step` problems from the task (seeded cursor, stored in checkpoints); the
+   engine samples `num_generations` completions for each, with their log-probs; the task's verifier scores
+   every one; `keep_groups` says which groups join the batch (DAPO's dynamic sampling draws more);
+2. `assemble`: rewards (verifier, overlong shaping, KL in the reward), advantages inside each group, masks;
+3. the learner runs the policy loss (one or more passes);
+4. the engine gets the new weights; the step's metrics and samples are written.
+`run` repeats it, with evaluation and checkpoints on schedule. The parts are built in their own modules
+(`build_policy`, `build_engine`, `Learner`); data moves between the calls by return value.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from rlvr.algorithms.advantages import compute_advantages
 from rlvr.algorithms.dapo import nonconstant_groups, overlong_penalty
-from rlvr.algorithms.kl import kl_estimate
+from rlvr.algorithms.kl import kl_penalized_rewards
 from rlvr.batching import make_batch
-from rlvr.checkpoint import latest_checkpoint, restore_metric_files, restore_rng, rng_state, save_checkpoint
+from rlvr.checkpoint import latest_checkpoint, restore_metric_files, save_checkpoint
 from rlvr.config import Config, save_config
-from rlvr.evaluate import evaluate
+from rlvr.evaluate import evaluate_held_out
 from rlvr.learner import Learner
-from rlvr.logging.metrics import MetricsLogger
+from rlvr.logging.metrics import MetricsLogger, sample_rows
 from rlvr.logging.progress import Progress
 from rlvr.models.loading import (
     compute_dtype,
     decode_completion,
     encode_prompt,
-    load_policy,
     num_params,
     save_policy,
     stop_token_ids,
 )
-from rlvr.models.lora import is_lora
-from rlvr.rollout.base import SamplingParams
-from rlvr.rollout.vllm_engine import build_engine
+from rlvr.models.policy import build_policy
+from rlvr.rng import restore_rng, rng_state, seed_everything
+from rlvr.rollout import build_engine
+from rlvr.rollout.base import SamplingParams, sample_seed
 from rlvr.tasks.registry import build_task
-from rlvr.types import Problem, Rollout, Score
+from rlvr.types import Batch, Problem, Rollout
+from rlvr.verifiers import safe_score
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+@dataclass
+class Collected:
+    """One step's scored samples: the groups the batch trains on, and every group drawn to find them."""
 
-
-def sample_seed(seed: int, index: int) -> int:
-    """The sampling seed of the problem at cursor `index` (splitmix64 of the pair): a problem's completions
-    depend on the run's seed, its place in the stream and the weights only, never on how the batch is split."""
-    x = (seed * 0x9E3779B97F4A7C15 + index + 1) & 0xFFFFFFFFFFFFFFFF
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    return (x ^ (x >> 31)) & 0x7FFFFFFFFFFFFFFF
-
-
-def safe_verify(task, problem: Problem, text: str) -> Score:
-    """A verifier that raises gives reward 0 with the reason; training goes on."""
-    try:
-        return task.verify(problem, text)
-    except Exception as e:  # noqa: BLE001 - a reward bug must not stop training
-        return Score(0.0, False, False, {"reason": f"verifier raised {type(e).__name__}: {e}"})
-
-
-def build_policy(cfg: Config, checkpoint: Path | None, with_reference: bool = True):
-    """(model, tokenizer, ref_model) of a run: from config, or the weights (or LoRA adapter) of `checkpoint`.
-    The model holds the trainable weights in fp32 (master weights) unless `train.master_weights` is off.
-    The KL reference is the starting policy in the compute dtype, rebuilt from config on resume (checkpoints
-    do not store it); with LoRA it is the policy with its adapter off, so `ref_model` is None."""
-    model_cfg, adapter = cfg.model, None
-    if checkpoint is not None and cfg.model.lora_r > 0:  # the base from config, the adapter from the checkpoint
-        adapter = checkpoint / "model"
-    elif checkpoint is not None:
-        model_cfg = dataclasses.replace(cfg.model, kind="hf", path=str(checkpoint / "model"))
-    model, tokenizer = load_policy(model_cfg, seed=cfg.train.seed, adapter=adapter,
-                                   master_weights=cfg.train.master_weights)
-    ref_model = None
-    if with_reference and cfg.algorithm.kl_coef > 0 and not is_lora(model):
-        dtype = compute_dtype(cfg.model, model)
-        ref = load_policy(cfg.model, seed=cfg.train.seed, training=False)[0] if checkpoint is not None \
-            else copy.deepcopy(model).to(dtype)
-        ref_model = ref.eval().requires_grad_(False)
-    return model, tokenizer, ref_model
+    kept: list[Rollout]  # whole groups of G, contiguous: what the batch is made of
+    sampled: list[Rollout]  # every group drawn this step, dropped ones too (counted and logged)
+    info: dict[str, float]  # time/generate, time/verify, dynamic/draws, dynamic/dropped_groups, ...
 
 
 class Trainer:
@@ -126,12 +91,12 @@ class Trainer:
                                cfg.rollout.max_new_tokens, self.ref_model, self.dtype)
 
     def sync_weights(self) -> None:
-        """After an update: the engine samples from the new weights (an engine that shares the learner's
-        model finds them in place; a copy, e.g. bf16 beside fp32 masters, or vLLM, is refreshed)."""
+        """After an update: the engine samples from the new weights, policy version `step_count` (an engine
+        that shares the learner's model copies nothing; a bf16 copy beside fp32 masters, or vLLM, is refreshed)."""
         self.engine.load_weights(self.model.state_dict(), self.step_count)
 
     def header(self) -> str:
-        """One line on what trains in which precision (printed when a run starts)."""
+        """What trains in which precision (printed when a run starts)."""
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         master = str(trainable[0].dtype).removeprefix("torch.") if trainable else "none"
         line = (f"rlvr: {num_params(self.model) / 1e6:.1f}M parameters ({sum(p.numel() for p in trainable) / 1e6:.1f}M "
@@ -142,16 +107,40 @@ class Trainer:
                      "half an ulp of a weight round away; update/changed_frac is logged every step")
         return line
 
-    # --- parts of a step ----------------------------------------------------------------------------
+    # --- one step ----------------------------------------------------------------------------------
+    def step(self) -> dict[str, float]:
+        """One step of the loop: sample and score groups, assemble the batch, update the policy, give the
+        engine the new weights, write the step's metrics and samples. Returns the metrics."""
+        t_start = time.time()
+        collected = self.collect()
+        batch, rewards = self.assemble(collected.kept)
+        t_update = time.time()
+        stats = self.learner.update(batch)
+        self.step_count += 1
+        t_sync = time.time()
+        self.sync_weights()
+        collected.info["time/weight_sync"] = time.time() - t_sync
+        self.sampled_tokens += sum(len(r.completion_ids) for r in collected.sampled)
+        metrics = self.metrics(collected.kept, rewards, stats, collected.info)
+        metrics["time/update"] = time.time() - t_update
+        metrics["time/step"] = time.time() - t_start
+        self.logger.log(self.step_count, metrics)
+        self.logger.log_samples(self.step_count, sample_rows(collected.sampled, self.cfg.logging.samples_per_step))
+        return metrics
+
+    # --- sampling -----------------------------------------------------------------------------------
     def encode(self, problem: Problem) -> list[int]:
+        """Prompt token ids of `problem` (system prompt, chat template, response prefix)."""
         return encode_prompt(problem, self.tokenizer, self.cfg.model.system_prompt, self.cfg.model.response_prefix)
 
     def next_problems(self, n: int) -> list[Problem]:
+        """The next `n` training problems; the cursor moves past them."""
         problems = [self.task.train_problem(self.cursor + i) for i in range(n)]
         self.cursor += n
         return problems
 
     def sampling(self) -> SamplingParams:
+        """How training groups are sampled: `num_generations` per prompt at the rollout temperature."""
         r = self.cfg.rollout
         return SamplingParams(r.num_generations, r.max_new_tokens, r.temperature, r.top_p, self.stop_ids)
 
@@ -177,21 +166,23 @@ class Trainer:
         return rollouts
 
     def score(self, rollouts: list[Rollout]) -> None:
+        """Each rollout's `score` from the task's verifier (a verifier that raises scores 0, with the reason)."""
         for r in rollouts:
-            r.score = safe_verify(self.task, r.problem, r.text)
+            r.score = safe_score(self.task.verify, r.problem, r.text)
 
-    def collect(self) -> tuple[list[Rollout], dict[str, float]]:
-        """Sample and score one step's groups; with DAPO dynamic sampling, drop groups whose rewards are all
-        equal and draw more prompts until the batch is full or `max_sampling_draws` is reached."""
+    # --- the batch: the one place where samples are kept, dropped or screened ------------------------
+    def collect(self) -> Collected:
+        """Sample and score groups until the batch holds `prompts_per_step` of them: each draw's groups pass
+        `keep_groups`, and while groups are missing (DAPO dynamic sampling) more prompts are drawn, up to
+        `max_sampling_draws` draws."""
         a, B, G = self.cfg.algorithm, self.cfg.train.prompts_per_step, self.cfg.rollout.num_generations
         kept: list[Rollout] = []
+        sampled: list[Rollout] = []
         info = {"time/generate": 0.0, "time/verify": 0.0, "dynamic/draws": 0, "dynamic/dropped_groups": 0}
-        all_rollouts: list[Rollout] = []
         for draw in range(a.max_sampling_draws if a.dynamic_sampling else 1):
-            need = B - len(kept) // G
             t0 = time.time()
             start = self.cursor
-            rollouts = self.rollout(self.next_problems(need), start)
+            rollouts = self.rollout(self.next_problems(B - len(kept) // G), start)
             t1 = time.time()
             self.score(rollouts)
             for g in range(0, len(rollouts), G):  # e.g. filter_solved learns which problems are always solved
@@ -199,12 +190,8 @@ class Trainer:
             info["time/generate"] += t1 - t0
             info["time/verify"] += time.time() - t1
             info["dynamic/draws"] = draw + 1
-            all_rollouts += rollouts
-            if not a.dynamic_sampling:
-                kept = rollouts
-                break
-            rewards = torch.tensor([r.score.reward for r in rollouts])
-            keep = nonconstant_groups(rewards, G)
+            sampled += rollouts
+            keep = self.keep_groups(rollouts)
             info["dynamic/dropped_groups"] += int((~keep).sum())
             for g in torch.nonzero(keep).flatten().tolist():
                 kept += rollouts[g * G : (g + 1) * G]
@@ -213,51 +200,43 @@ class Trainer:
                 break
         if not kept:  # every group was constant: nothing to learn from, train on the last draw (zero advantage)
             kept = rollouts
-        self._all_rollouts = all_rollouts
-        return kept, info
+        return Collected(kept, sampled, info)
 
-    def rewards_for(self, rollouts: list[Rollout]) -> torch.Tensor:
-        """Verifier rewards plus DAPO's overlong shaping (when configured)."""
-        a = self.cfg.algorithm
-        rewards = torch.tensor([r.score.reward for r in rollouts], dtype=torch.float32)
+    def keep_groups(self, rollouts: list[Rollout]) -> torch.Tensor:
+        """(groups,) bool: which groups of a draw join the batch. All of them; with DAPO dynamic sampling only
+        those whose rewards differ (a constant group has zero advantage: it teaches nothing)."""
+        G = self.cfg.rollout.num_generations
+        if not self.cfg.algorithm.dynamic_sampling:
+            return torch.ones(len(rollouts) // G, dtype=torch.bool)
+        return nonconstant_groups(torch.tensor([r.score.reward for r in rollouts]), G)
+
+    def assemble(self, rollouts: list[Rollout]) -> tuple[Batch, torch.Tensor]:
+        """The learner's batch from the kept groups, and their (N,) rewards: the verifier's reward plus DAPO's
+        overlong shaping, minus the KL penalty with `kl_in_reward`; advantages within each group; with
+        `mask_truncated`, no loss on completions cut at the length limit."""
+        a, G = self.cfg.algorithm, self.cfg.rollout.num_generations
+        for i, r in enumerate(rollouts):  # groups renumbered in batch order
+            r.group = i // G
+        rewards = torch.tensor([r.score.reward for r in rollouts], dtype=torch.float32)  # (N,)
         if a.overlong_buffer > 0:
             lengths = torch.tensor([len(r.completion_ids) for r in rollouts])
             rewards = rewards + overlong_penalty(lengths, self.cfg.rollout.max_new_tokens, a.overlong_buffer,
                                                  a.overlong_penalty)
-        return rewards
-
-    # --- one step -----------------------------------------------------------------------------------
-    def step(self) -> dict[str, float]:
-        a, G = self.cfg.algorithm, self.cfg.rollout.num_generations
-        t_start = time.time()
-        rollouts, info = self.collect()
-        for i, r in enumerate(rollouts):
-            r.group = i // G
-        rewards = self.rewards_for(rollouts)
         batch = make_batch(rollouts, torch.zeros(len(rollouts)), self.tokenizer.pad_token_id)
         if a.kl_coef > 0:
             batch.ref_logprobs = self.learner.reference_logprobs(batch)
-            if a.kl_in_reward:  # KL folded into the reward, per sequence
-                seq_kl = (kl_estimate(batch.old_logprobs, batch.ref_logprobs, a.kl_estimator)
-                          * batch.completion_mask).sum(-1)
-                rewards = rewards - a.kl_coef * seq_kl
+            if a.kl_in_reward:
+                rewards = kl_penalized_rewards(rewards, batch.old_logprobs, batch.ref_logprobs,
+                                               batch.completion_mask, a.kl_coef, a.kl_estimator)
         batch.advantages = compute_advantages(rewards, G, a.advantage, a.scale_rewards)
         if a.mask_truncated:
             truncated = torch.tensor([r.finish_reason == "length" for r in rollouts])
             batch.completion_mask[truncated] = 0.0
-        t_update = time.time()
-        stats = self.learner.update(batch)
-        self.step_count += 1
-        t_sync = time.time()
-        self.sync_weights()
-        info["time/weight_sync"] = time.time() - t_sync
-        self.sampled_tokens += sum(len(r.completion_ids) for r in self._all_rollouts)
-        metrics = self._metrics(rollouts, rewards, stats, info)
-        metrics["time/update"] = time.time() - t_update
-        metrics["time/step"] = time.time() - t_start
-        return metrics
+        return batch, rewards
 
-    def _metrics(self, rollouts, rewards, stats, info) -> dict[str, float]:
+    def metrics(self, rollouts: list[Rollout], rewards: torch.Tensor, stats: dict, info: dict) -> dict[str, float]:
+        """The step's diagnostics: reward, accuracy, format, lengths and spread of the trained groups, the
+        learner's stats, the sampling info and the task's counters (by task when there are several)."""
         G = self.cfg.rollout.num_generations
         lengths = torch.tensor([len(r.completion_ids) for r in rollouts], dtype=torch.float32)
         correct = torch.tensor([r.score.correct for r in rollouts], dtype=torch.float32)
@@ -286,18 +265,15 @@ class Trainer:
 
     # --- the loop -----------------------------------------------------------------------------------
     def run_eval(self, phase: str) -> dict:
-        e = self.cfg.eval
-        result = evaluate(self.engine, self.tokenizer, self.task, self.task.eval_problems(e.num_problems),
-                          self.encode, e.max_new_tokens or self.cfg.rollout.max_new_tokens, self.stop_ids,
-                          samples=e.samples, pass_k=e.pass_k, generator=self.generator, keep=8,
-                          prefix=self.cfg.model.response_prefix)
+        """Held-out evaluation of the current policy, logged to eval.jsonl under `phase`."""
+        result = evaluate_held_out(self.cfg, self.engine, self.tokenizer, self.task, self.generator, keep=8)
         examples = result.pop("examples")
         self.logger.log_eval(self.step_count, {"phase": phase, **result})
         result["examples"] = examples
         return result
 
     def run(self, progress: bool | None = None) -> dict:
-        """Train until `train.steps`; returns the last step's metrics."""
+        """Train until `train.steps`, evaluating and checkpointing on schedule; returns the last step's metrics."""
         total = self.cfg.train.steps
         every = self.cfg.train.checkpoint_every
         last: dict[str, float] = {}
@@ -310,8 +286,6 @@ class Trainer:
             bar.update(self.step_count, {})
             while self.step_count < total:
                 metrics = self.step()
-                self.logger.log(self.step_count, metrics)
-                self.logger.log_samples(self.step_count, self._samples())
                 if self.cfg.eval.every and self.step_count % self.cfg.eval.every == 0:
                     metrics["eval/accuracy"] = self.run_eval("rl")["accuracy"]
                 if (every and self.step_count % every == 0) or self.step_count == total:
@@ -322,18 +296,11 @@ class Trainer:
         return last
 
     def save_final(self) -> None:
+        """The trained policy in `run_dir/final` (LoRA merged unless `model.merge_lora` is off)."""
         save_policy(self.model, self.tokenizer, self.run_dir / "final", merge=self.cfg.model.merge_lora)
 
     def close(self) -> None:
         """Release what the run holds beyond this process (nothing here; actors with Ray)."""
-
-    def _samples(self) -> list[dict]:
-        k = self.cfg.logging.samples_per_step
-        picked = self._all_rollouts[:: max(1, len(self._all_rollouts) // max(k, 1))][:k]
-        return [{"task": r.problem.task, "prompt": r.problem.prompt if isinstance(r.problem.prompt, str)
-                 else str(r.problem.prompt), "completion": r.text, "reward": r.score.reward,
-                 "correct": r.score.correct, "formatted": r.score.formatted, "details": r.score.details}
-                for r in picked]
 
     # --- checkpoints --------------------------------------------------------------------------------
     def counters(self) -> dict[str, int]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+import rlvr
 from rlvr.config import Config, ConfigError, load_config, parse_override, save_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -210,3 +214,14 @@ def test_async_needs_a_prefetch_and_fsdp_refuses_lora():
         load_config(overrides=["distributed.sharding=fsdp", "model.lora_r=8"])
     cfg = load_config(overrides=["distributed.backend=ray"])
     assert (cfg.distributed.rollout_workers, cfg.distributed.learners, cfg.distributed.sharding) == (1, 1, "ddp")
+
+
+def test_loading_a_config_imports_no_torch(tmp_path):
+    """Reading a recipe (presets and choice lists included) must stay cheap: torch is never imported."""
+    path = _yaml(tmp_path, "algorithm:\n  name: dapo\n")
+    code = ("import sys, rlvr.config; cfg = rlvr.config.load_config(sys.argv[1], ['train.lr=3e-4']); "
+            "assert cfg.algorithm.dynamic_sampling; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    root = str(Path(rlvr.__file__).resolve().parent.parent)  # this checkout's rlvr, not an installed one
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]"

@@ -12,8 +12,9 @@ from rlvr.logging.metrics import read_jsonl
 from rlvr.models.loading import load_policy
 from rlvr.tasks.base import Task
 from rlvr.tasks.filtering import SolvedFilter
-from rlvr.trainer import Trainer, safe_verify
+from rlvr.trainer import Trainer
 from rlvr.types import Problem, Score
+from rlvr.verifiers import safe_score
 
 REQUIRED = [
     "reward/mean",
@@ -88,7 +89,7 @@ def test_a_raising_verifier_gives_zero_reward_with_the_reason():
         def verify(self, problem, text):
             raise KeyError("answer")
 
-    score = safe_verify(Broken(), Problem("p", "1+1=", 2, "t"), "2")
+    score = safe_score(Broken().verify, Problem("p", "1+1=", 2, "t"), "2")
     assert score.reward == 0.0 and not score.correct
     assert "KeyError" in score.details["reason"]
 
@@ -141,10 +142,13 @@ def test_dynamic_sampling_drops_constant_groups_and_fills_the_batch(tmp_path, ti
     # p1 is never solved (a constant group); p0 and p2 pass on half the texts, so their groups vary.
     rule = lambda p, text: p.id != "p1" and sum(map(ord, text)) % 2 == 0  # noqa: E731
     trainer = Trainer(cfg, tmp_path / "run", task=_Cycle(rule))
+    collect, collected = trainer.collect, []
+    trainer.collect = lambda: collected.append(collect()) or collected[-1]
     metrics = trainer.step()
+    sampled = collected[0].sampled
     G = cfg.rollout.num_generations
     assert metrics["dynamic/dropped_groups"] >= 1 and metrics["dynamic/draws"] >= 2
     assert metrics["groups/all_equal_frac"] == 0.0  # every kept group has a reward spread
-    assert len(trainer._all_rollouts) == G * (trainer.cursor)  # every drawn group was sampled, counted once
-    assert metrics["sampled_tokens"] == sum(len(r.completion_ids) for r in trainer._all_rollouts)
+    assert len(sampled) == G * (trainer.cursor)  # every drawn group was sampled, counted once
+    assert metrics["sampled_tokens"] == sum(len(r.completion_ids) for r in sampled)
     trainer.logger.close()

@@ -1,36 +1,13 @@
-"""The math of RL on verifiable rewards: advantages, policy losses, KL, entropy, DAPO tricks, presets.
+"""The math of RL on verifiable rewards: pure tensor functions, no I/O and no knowledge of the trainer.
 
-Pure tensor functions, no I/O and no knowledge of the trainer.
+- `advantages`: GRPO, Dr. GRPO, RLOO, REINFORCE++ and REINFORCE baselines (`compute_advantages`);
+- `losses`: PPO-clip (asymmetric, dual clip) and GSPO sequence ratios, token/sequence aggregation;
+- `kl`: the k1/k2/k3 estimators, and the KL penalty folded into the reward;
+- `entropy`: entropy and chunked log-probs from logits;
+- `dapo`: dynamic sampling's group filter and overlong shaping;
+- `names`: the names each switch takes (shared with the config schema; no torch).
+
+Import from the modules (`from rlvr.algorithms.advantages import compute_advantages`): this package
+imports nothing itself, so reading a config (which needs `names`) does not load torch. The presets that
+set these switches the way each paper does are configuration data: `rlvr.config.presets`.
 """
-
-from rlvr.algorithms.advantages import (
-    compute_advantages,
-    dr_grpo_advantages,
-    grpo_advantages,
-    reinforce_advantages,
-    reinforce_pp_advantages,
-    rloo_advantages,
-)
-from rlvr.algorithms.dapo import nonconstant_groups, overlong_penalty
-from rlvr.algorithms.entropy import entropy_from_logits, token_logprobs
-from rlvr.algorithms.kl import kl_estimate
-from rlvr.algorithms.losses import aggregate, policy_loss
-from rlvr.algorithms.presets import PRESETS, apply_preset
-
-__all__ = [
-    "PRESETS",
-    "aggregate",
-    "apply_preset",
-    "compute_advantages",
-    "dr_grpo_advantages",
-    "entropy_from_logits",
-    "grpo_advantages",
-    "kl_estimate",
-    "nonconstant_groups",
-    "overlong_penalty",
-    "policy_loss",
-    "reinforce_advantages",
-    "reinforce_pp_advantages",
-    "rloo_advantages",
-    "token_logprobs",
-]

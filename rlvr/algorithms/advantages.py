@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import torch
 
-ESTIMATORS = ("grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce")
-SCALES = ("group", "batch", "none")
+from rlvr.algorithms.names import ESTIMATORS, SCALES
 
 
 def _groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -95,7 +94,8 @@ def reinforce_pp_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.T
         A_i = (r_i - mean(r_batch)) / (std(r_batch) + eps)
 
     The paper folds a per-token KL penalty into r before this step; here `rewards` is whatever the caller
-    passes (with `kl_in_reward` the learner adds it first). Groups play no role.
+    passes (with `kl_in_reward` the trainer folds the KL in first, see `kl.kl_penalized_rewards`).
+    Groups play no role.
     """
     batch = rewards.view(1, -1)  # (1, N)
     return (_center(batch) / (_std(batch) + eps)).view(-1)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import torch
 
 from rlvr.algorithms.kl import kl_estimate
-
-LOSS_AGGS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")
-RATIO_LEVELS = ("token", "sequence")
+from rlvr.algorithms.names import LOSS_AGGS, RATIO_LEVELS
 
 
 def _masked(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

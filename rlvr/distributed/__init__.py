@@ -8,14 +8,12 @@ protocols, so the step in `rlvr/trainer.py` does not know which one it drives. S
 
 from __future__ import annotations
 
+from rlvr.extras import import_extra
+
 
 def require_ray():
     """The `ray` module, or an error that says how to get it."""
-    try:
-        import ray
-    except ImportError as e:
-        raise ImportError("distributed.backend: ray needs Ray; install it with `pip install 'rlvr[ray]'`") from e
-    return ray
+    return import_extra("ray", "distributed.backend: ray", "ray")
 
 
 class LearnerLost(RuntimeError):

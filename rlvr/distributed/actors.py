@@ -18,10 +18,12 @@ import torch.distributed as dist
 from rlvr.distributed.data_parallel import DataParallel, FullyShardedDataParallel
 from rlvr.learner import Learner
 from rlvr.models.loading import compute_dtype, decode_completion, load_policy
+from rlvr.models.policy import build_policy
+from rlvr.rng import seed_everything
+from rlvr.rollout import build_engine
 from rlvr.rollout.base import Completion, SamplingParams
-from rlvr.rollout.vllm_engine import build_engine
-from rlvr.trainer import build_policy, safe_verify, seed_everything
 from rlvr.types import Batch, Problem, Score
+from rlvr.verifiers import safe_score
 
 
 def use_threads(cpus: float) -> None:
@@ -76,9 +78,9 @@ def score_groups(task, problems: list[Problem], texts: list[list[str]], threads:
     pairs = [(p, t) for p, group in zip(problems, texts) for t in group]
     if threads > 1 and len(pairs) > 1:
         with ThreadPoolExecutor(min(threads, len(pairs)), thread_name_prefix="rlvr-verify") as pool:
-            flat = list(pool.map(lambda pt: safe_verify(task, *pt), pairs))
+            flat = list(pool.map(lambda pt: safe_score(task.verify, *pt), pairs))
     else:
-        flat = [safe_verify(task, p, t) for p, t in pairs]
+        flat = [safe_score(task.verify, p, t) for p, t in pairs]
     it = iter(flat)
     return [[next(it) for _ in group] for group in texts[: len(problems)]]
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from rlvr.distributed import LearnerLost, require_ray
 from rlvr.distributed.pool import LearnerGroup, RolloutPool
-from rlvr.trainer import Trainer, build_policy
+from rlvr.models.policy import build_policy
+from rlvr.trainer import Trainer
 from rlvr.types import Problem, Rollout
 
 
@@ -58,7 +59,6 @@ class RayTrainer(Trainer):
         self.stale_dropped = 0  # groups dropped for staleness (async)
         self.prefetch_discarded = 0  # prefetched groups whose prompts the run did not ask for after all
         self.scored = 0  # completions scored, each exactly once
-        self._staleness: list[int] = []
         self._parts_ready = False
         super().__init__(cfg, run_dir, resume=resume, task=task, logger=logger)
         for event, details in self._pending_events:
@@ -121,7 +121,6 @@ class RayTrainer(Trainer):
                 groups[i], versions[i] = new_groups[j], new_versions[j]
                 if scores is not None:
                     scores[i] = new_scores[j]
-        self._staleness += [self.step_count - v for v in versions]
         rollouts = self.to_rollouts(problems, prompts, groups, versions)
         if scores is not None:
             for r, s in zip(rollouts, (s for group in scores for s in group)):
@@ -162,21 +161,25 @@ class RayTrainer(Trainer):
                                      self.engine.submit(prompts, self.sampling(), seeds, problems)))
 
     def collect(self):
-        self._staleness = []
-        kept, info = super().collect()
+        """The step's groups, as `Trainer.collect`; then (async) the next steps' prompts go out, and the
+        staleness, verification and fault counts join the step's info."""
+        collected = super().collect()
         if self.cfg.distributed.async_rollouts:
             self._prefetch()  # before the update: it overlaps the learners' work
-        info.update({
-            "async/staleness_mean": sum(self._staleness) / max(len(self._staleness), 1),
-            "async/staleness_max": max(self._staleness, default=0),
+        G = self.cfg.rollout.num_generations
+        staleness = [self.step_count - r.policy_version for r in collected.sampled[::G]]  # one per group
+        collected.info.update({
+            "async/staleness_mean": sum(staleness) / max(len(staleness), 1),
+            "async/staleness_max": max(staleness, default=0),
             "async/stale_dropped": self.stale_dropped,
             "async/prefetch_discarded": self.prefetch_discarded,
             "faults/rollout_restarts": self.engine.restarts,
             "faults/resent_prompts": self.engine.resent_prompts,
             "faults/verifier_restarts": self.engine.verifier_restarts,
             "faults/rescored_prompts": self.engine.rescored_prompts,
+            "verify/scored": self.scored,
         })
-        return kept, info
+        return collected
 
     def score(self, rollouts: list[Rollout]) -> None:
         """The workers scored their completions already; whatever they could not score is scored here."""
@@ -184,11 +187,6 @@ class RayTrainer(Trainer):
         if todo:
             super().score(todo)
         self.scored += len(rollouts)
-
-    def step(self) -> dict[str, float]:
-        metrics = super().step()
-        metrics["verify/scored"] = self.scored
-        return metrics
 
     # --- the loop, checkpoints, shutdown -----------------------------------------------------------
     def run(self, progress: bool | None = None) -> dict:

@@ -16,11 +16,11 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import IO, Any
+
+from rlvr.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -87,19 +87,14 @@ def read_jsonl(path: str | Path, *, strict: bool = True) -> list[dict]:
     return rows
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Replace `path` with `text` (temp file + os.replace), so a crash leaves the old or the new file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def sample_rows(rollouts: list, k: int) -> list[dict]:
+    """`k` of a step's scored rollouts, evenly spaced, as samples.jsonl rows (task, prompt, completion,
+    reward, correct, formatted, details)."""
+    picked = rollouts[:: max(1, len(rollouts) // max(k, 1))][:k]
+    return [{"task": r.problem.task, "prompt": r.problem.prompt if isinstance(r.problem.prompt, str)
+             else str(r.problem.prompt), "completion": r.text, "reward": r.score.reward,
+             "correct": r.score.correct, "formatted": r.score.formatted, "details": r.score.details}
+            for r in picked]
 
 
 def _keep_on_resume(row: dict, resume_step: int) -> bool:

@@ -15,13 +15,13 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from rlvr.atomic import write_text_atomic
 from rlvr.logging.metrics import (
     EVAL_FILE,
     METRICS_FILE,
     PRETRAIN_PHASE,
     SAMPLES_FILE,
     read_jsonl,
-    write_text_atomic,
 )
 from rlvr.logging.plots import Series, plot_grid, plot_panel
 

@@ -1,4 +1,5 @@
-"""The engine protocol: the trainer talks to every rollout engine through these types only."""
+"""The engine protocol: the trainer talks to every rollout engine through these types only, and asks for
+each prompt's samples with its own seed (`sample_seed`)."""
 
 from __future__ import annotations
 
@@ -30,9 +31,28 @@ class Completion:
 
 
 class Engine(Protocol):
-    def generate(self, prompts: list[list[int]], sampling: SamplingParams,
-                 generator: torch.Generator | None = None) -> list[list[Completion]]:
-        """`sampling.n` completions for each prompt (token ids, no padding), grouped by prompt."""
+    """What every engine does, and all that the loop (and evaluation) asks of one: the torch engine, vLLM,
+    and Ray's `RolloutPool` of rollout workers. The loop never asks which one it holds."""
 
-    def load_weights(self, state: dict[str, torch.Tensor] | None, version: int) -> None:
-        """Make the engine sample from these weights (policy `version`) from now on."""
+    version: int  # the policy version it samples from: how many updates made the weights it holds
+
+    def generate(self, prompts: list[list[int]], sampling: SamplingParams, generator: torch.Generator | None = None,
+                 seeds: list[int] | None = None) -> list[list[Completion]]:
+        """`sampling.n` completions for each prompt (token ids, no padding), grouped by prompt, each with the
+        log-probs of the distribution it was sampled from. With `seeds` (one per prompt, see `sample_seed`) a
+        prompt's samples depend only on its seed and the weights, never on the rest of the batch; without,
+        `generator` draws them (evaluation)."""
+
+    def load_weights(self, state: dict[str, torch.Tensor], version: int) -> None:
+        """Sample from the policy `state` (its full state dict; across processes, a reference to one) from
+        now on, and call it `version`. Tensors the engine already holds are skipped: the torch engine that
+        shares the learner's model copies nothing."""
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """The sampling seed of the problem at cursor `index` (splitmix64 of the pair): a problem's completions
+    depend on the run's seed, its place in the stream and the weights only, never on how the batch is split."""
+    x = (seed * 0x9E3779B97F4A7C15 + index + 1) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return (x ^ (x >> 31)) & 0x7FFFFFFFFFFFFFFF

@@ -90,6 +90,12 @@ def select_rows(cache, rows: torch.Tensor) -> None:
         cache.batch_select_indices(rows)
 
 
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """`b` is a view of exactly `a`'s memory (the same weight), so loading it would copy it onto itself."""
+    return (a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
+            and a.dtype == b.dtype and a.device == b.device)
+
+
 def inference_copy(model: torch.nn.Module, dtype: torch.dtype | None) -> torch.nn.Module:
     """`model` itself when its weights already sit in `dtype` (LoRA: its frozen base; a small adapter kept
     in fp32 is cast on the fly by PEFT), else a frozen copy of it in `dtype`: the rollout form of fp32
@@ -104,8 +110,8 @@ def inference_copy(model: torch.nn.Module, dtype: torch.dtype | None) -> torch.n
 
 
 class TorchEngine:
-    """Samples from `model` (a transformers causal LM) in place: the learner and the engine can share it, in
-    which case `load_weights` finds the learner's tensors already in place and only records the version."""
+    """Samples from `model` (a transformers causal LM) in place: the learner and the engine can share it,
+    and then `load_weights` of the learner's state copies nothing."""
 
     def __init__(self, model: torch.nn.Module, pad_token_id: int, device: torch.device | str | None = None,
                  cache: str = "static", compact: float = 0.25, compile: bool = False):
@@ -124,18 +130,16 @@ class TorchEngine:
         if compile:
             self.cache, self.compact = "static", float("inf")
 
-    @torch.no_grad()
     def load_weights(self, state: dict[str, torch.Tensor] | None, version: int) -> None:
-        """Sample from `state` (cast to this engine's dtype) as policy `version` from now on. Tensors that
-        are already this engine's own (a model shared with the learner) are not copied."""
+        """Sample from `state` (policy `version`) from now on. Tensors the model already holds are skipped,
+        so when the engine shares the learner's model (one process) only the version moves."""
         if state is not None:
             own = self.model.state_dict()
-            missing = sorted(set(own) ^ set(state))
-            if missing:
-                raise KeyError(f"load_weights: state and engine model differ in {missing[:5]}")
-            for name, tensor in state.items():
-                if own[name].data_ptr() != tensor.data_ptr():
-                    own[name].copy_(tensor)
+            if state.keys() != own.keys():
+                self.model.load_state_dict(state, strict=True)  # raises, naming the missing and unexpected keys
+            fresh = {k: v for k, v in state.items() if not _same_tensor(own[k], v)}
+            if fresh:
+                self.model.load_state_dict(fresh, strict=False)
         self.version = version
 
     @torch.no_grad()

@@ -19,17 +19,15 @@ from pathlib import Path
 
 import torch
 
+from rlvr.extras import import_extra
 from rlvr.rollout.base import Completion, SamplingParams
 
 EXTENSION = "rlvr.rollout.vllm_engine.WeightSync"
 
 
 def import_vllm():
-    try:
-        import vllm
-    except ImportError as e:
-        raise ImportError("rollout.engine: vllm needs vLLM on a CUDA machine: pip install 'rlvr[vllm]'") from e
-    return vllm
+    """The `vllm` module (it needs a CUDA machine), or an error that says how to get it."""
+    return import_extra("vllm", "rollout.engine: vllm (on a CUDA machine)", "vllm")
 
 
 class WeightSync:
@@ -98,19 +96,9 @@ class VLLMEngine:
         return [[to_completion(o, stop) for o in out.outputs] for out in outputs]
 
     def load_weights(self, state: dict[str, torch.Tensor] | None, version: int) -> None:
+        """Load `state` into vLLM's model in place (None: only the version moves)."""
         if state is not None:
             self.llm.collective_rpc("rlvr_load_weights", args=(state,))
             self.llm.reset_prefix_cache()  # cached KV entries were computed by the old weights
         self.version = version
 
-
-def build_engine(cfg, model: torch.nn.Module, tokenizer, device=None, dtype: torch.dtype | None = None):
-    """The engine `rollout.engine` names, sampling from `model` in `dtype` (default: the model's own). The
-    torch engine shares `model` when it already computes in `dtype`; when `model` holds fp32 master weights
-    of a bf16 run it samples from a bf16 copy, refreshed by `load_weights`. vLLM always holds a copy."""
-    if cfg.rollout.engine == "vllm":
-        return VLLMEngine.from_model(model, tokenizer, cfg.rollout, seed=cfg.train.seed, dtype=dtype)
-    from rlvr.rollout.torch_engine import TorchEngine, inference_copy
-
-    return TorchEngine(inference_copy(model, dtype), tokenizer.pad_token_id, device, cache=cfg.rollout.kv_cache,
-                       compile=cfg.rollout.compile)

@@ -17,7 +17,8 @@ from typing import Any
 
 from rlvr.tasks.base import Task, derive_seed
 from rlvr.types import Problem, Score
-from rlvr.verifiers.extract import EXTRACTORS, extract, is_well_formatted
+from rlvr.verifiers.extract import EXTRACTORS
+from rlvr.verifiers.reply import read_reply
 
 logger = logging.getLogger(__name__)
 
@@ -145,19 +146,16 @@ class ReasoningGymTask(Task):
         raise RuntimeError(f"task {self.name}: could not draw a problem outside the held-out set")
 
     def verify(self, problem: Problem, text: str) -> Score:
-        formatted = is_well_formatted(text)
-        bonus = self.format_reward if formatted else 0.0
-        ext = extract(text, self.extract)
-        if ext.answer is None:
-            return Score(bonus, False, formatted, {"reason": ext.reason})
+        reply = read_reply(text, self.format_reward, self.extract)
+        if reply.answer is None:
+            return reply.missing()
         try:
-            value = float(self.eval_ds.score_answer(answer=ext.answer, entry=problem.meta["entry"]))
+            value = float(self.eval_ds.score_answer(answer=reply.answer, entry=problem.meta["entry"]))
         except Exception as e:  # noqa: BLE001 - a scorer bug is a zero reward, never a crash
             logger.warning("reasoning-gym %s scorer failed on %s: %s", self.generator, problem.id, e)
-            return Score(bonus, False, formatted, {"parsed": ext.answer, "error": f"scorer raised {e!r}"})
+            return reply.zero({"parsed": reply.answer, "error": f"scorer raised {e!r}"})
         correct = value >= 1.0
-        reward = (value if self.partial_credit else float(correct)) + bonus
-        details = {"parsed": ext.answer, "score": value}
+        details = {"parsed": reply.answer, "score": value}
         if not correct:
             details["reason"] = "reasoning-gym scored it below 1"
-        return Score(reward, correct, formatted, details)
+        return reply.scored(correct, details, value if self.partial_credit else None)

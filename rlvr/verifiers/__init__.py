@@ -72,8 +72,11 @@ def get_verifier(name: str, **options) -> Verifier:
 
 
 def safe_score(fn: Callable[..., Score], problem: Problem, text: str, **options) -> Score:
-    """`fn(problem, text, **options)`, but an exception (or a non-Score result) becomes reward 0 with the
-    reason in `details["error"]` and a log line: a verifier never raises into the trainer."""
+    """`fn(problem, text, **options)` (a verifier, or a task's `verify`), guarded: an exception or a result
+    that is not a `Score` becomes reward 0 and a log line. The one guard every scoring path goes through
+    (the trainer, rollout workers, verifier actors, `get_verifier`, `verify_text`, composed rewards), so a
+    reward bug never stops training. The message goes in `details["reason"]`, the key every zero explains
+    itself with, and in `details["error"]`, which marks the verifier's own fault (not the candidate's)."""
     try:
         score = fn(problem, text, **options)
         if not isinstance(score, Score):
@@ -82,7 +85,8 @@ def safe_score(fn: Callable[..., Score], problem: Problem, text: str, **options)
     except Exception as e:  # noqa: BLE001 - any failure of a reward is a zero reward, never a crash
         name = getattr(fn, "__qualname__", getattr(fn, "__name__", repr(fn)))
         logger.warning("reward %s failed on problem %s: %s: %s", name, problem.id, type(e).__name__, e)
-        return Score(0.0, False, False, {"error": f"{name} raised {type(e).__name__}: {e}"})
+        message = f"{name} raised {type(e).__name__}: {e}"
+        return Score(0.0, False, False, {"reason": message, "error": message})
 
 
 def verify_text(name: str, answer: Any, text: str, **options) -> Score:

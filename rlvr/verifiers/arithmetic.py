@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from rlvr.types import Problem, Score
-from rlvr.verifiers.extract import MAX_ANSWER_CHARS, is_well_formatted
-from rlvr.verifiers.extract import extract as final_answer
+from rlvr.verifiers.extract import MAX_ANSWER_CHARS
+from rlvr.verifiers.reply import read_reply
 
 INT_RE = re.compile(r"[+-]?[0-9]+")
 
@@ -25,18 +25,14 @@ def verify_integer(
     Correct answers score `1 + format_reward` when well formatted; anything else scores at most
     `format_reward`, so the format never outweighs correctness.
     """
-    formatted = is_well_formatted(text)
-    bonus = format_reward if formatted else 0.0
-    ext = final_answer(text, extract, max_answer_chars)
-    if ext.answer is None:
-        return Score(bonus, False, formatted, {"reason": ext.reason})
+    reply = read_reply(text, format_reward, extract, max_answer_chars)
+    if reply.answer is None:
+        return reply.missing()
     candidate = (
-        ext.answer.replace(",", "") if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+", ext.answer) else ext.answer
+        reply.answer.replace(",", "") if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+", reply.answer) else reply.answer
     )
     if not (INT_RE.fullmatch(candidate) and candidate.isascii()):
-        return Score(
-            bonus, False, formatted, {"reason": "answer is not a plain integer", "parsed": ext.answer}
-        )
+        return reply.zero({"reason": "answer is not a plain integer", "parsed": reply.answer})
     correct = int(candidate) == int(problem.answer)
     details = {"parsed": int(candidate)} if correct else {"parsed": int(candidate), "reason": "wrong number"}
-    return Score((1.0 if correct else 0.0) + bonus, correct, formatted, details)
+    return reply.scored(correct, details)

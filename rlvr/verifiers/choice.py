@@ -12,8 +12,7 @@ import re
 import string
 
 from rlvr.types import Problem, Score
-from rlvr.verifiers.extract import extract as final_answer
-from rlvr.verifiers.extract import is_well_formatted
+from rlvr.verifiers.reply import read_reply
 
 DECOR_RE = re.compile(r"[*_`\"'“”]")
 PREFIX_RE = re.compile(
@@ -47,24 +46,22 @@ def verify_choice(
 ) -> Score:
     """Reward 1 if the single option letter of the final answer is `problem.answer`, plus
     `format_reward` for the think/answer format."""
-    formatted = is_well_formatted(text)
-    bonus = format_reward if formatted else 0.0
-    ext = final_answer(text, extract, 300)
-    if ext.answer is None:
-        return Score(bonus, False, formatted, {"reason": ext.reason})
+    reply = read_reply(text, format_reward, extract, 300)
+    if reply.answer is None:
+        return reply.missing()
     if choices is None:
         n = len(problem.meta.get("choices", [])) or 10
         choices = string.ascii_uppercase[:n]
     gold = problem.answer
     gold = string.ascii_uppercase[gold] if isinstance(gold, int) else str(gold).strip().upper()
     try:
-        letter = parse_choice(ext.answer)
+        letter = parse_choice(reply.answer)
     except ValueError as e:
-        return Score(bonus, False, formatted, {"reason": str(e), "parsed": ext.answer})
+        return reply.zero({"reason": str(e), "parsed": reply.answer})
     if letter not in choices.upper():
-        return Score(bonus, False, formatted, {"reason": f"{letter} is not one of the options {choices}"})
+        return reply.zero({"reason": f"{letter} is not one of the options {choices}"})
     correct = letter == gold
     details = {"parsed": letter}
     if not correct:
         details["reason"] = f"chose {letter}"
-    return Score((1.0 if correct else 0.0) + bonus, correct, formatted, details)
+    return reply.scored(correct, details)

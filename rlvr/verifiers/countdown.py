@@ -12,8 +12,7 @@ from collections import Counter
 from fractions import Fraction
 
 from rlvr.types import Problem, Score
-from rlvr.verifiers.extract import extract as final_answer
-from rlvr.verifiers.extract import is_well_formatted
+from rlvr.verifiers.reply import read_reply
 
 TOKEN_RE = re.compile(r"\s*(?:(\d+)|(.))")
 MAX_EXPR_CHARS = 200
@@ -108,29 +107,22 @@ def verify_countdown(
     once) and equals the target; plus `format_reward` for the think/answer format. `problem.answer` is
     `{"target": int, "numbers": [int, ...]}`.
     """
-    formatted = is_well_formatted(text)
-    bonus = format_reward if formatted else 0.0
-    ext = final_answer(text, extract, MAX_EXPR_CHARS)
-    if ext.answer is None:
-        return Score(bonus, False, formatted, {"reason": ext.reason})
-    expr = ext.answer.split("=")[0] if ext.answer.count("=") == 1 else ext.answer
+    reply = read_reply(text, format_reward, extract, MAX_EXPR_CHARS)
+    if reply.answer is None:
+        return reply.missing()
+    expr = reply.answer.split("=")[0] if reply.answer.count("=") == 1 else reply.answer
     try:
         value, used = evaluate_expression(expr)
     except ExprError as e:
-        return Score(bonus, False, formatted, {"reason": f"bad expression: {e}", "parsed": expr})
+        return reply.zero({"reason": f"bad expression: {e}", "parsed": expr})
     target, numbers = problem.answer["target"], problem.answer["numbers"]
     extra = Counter(used) - Counter(numbers)
     if extra:
-        return Score(
-            bonus,
-            False,
-            formatted,
-            {"reason": f"numbers not available: {sorted(extra.elements())}", "parsed": expr},
-        )
+        return reply.zero({"reason": f"numbers not available: {sorted(extra.elements())}", "parsed": expr})
     if len(used) == 0:
-        return Score(bonus, False, formatted, {"reason": "no numbers used", "parsed": expr})
+        return reply.zero({"reason": "no numbers used", "parsed": expr})
     correct = value == target
     details = {"parsed": expr, "value": str(value)}
     if not correct:
         details["reason"] = f"expression equals {value}, not {target}"
-    return Score((1.0 if correct else 0.0) + bonus, correct, formatted, details)
+    return reply.scored(correct, details)

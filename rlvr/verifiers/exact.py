@@ -13,8 +13,8 @@ import string
 import unicodedata
 
 from rlvr.types import Problem, Score
-from rlvr.verifiers.extract import MAX_ANSWER_CHARS, is_well_formatted
-from rlvr.verifiers.extract import extract as final_answer
+from rlvr.verifiers.extract import MAX_ANSWER_CHARS
+from rlvr.verifiers.reply import read_reply
 
 SPACE_RE = re.compile(r"\s+")
 
@@ -43,20 +43,18 @@ def verify_exact(
 ) -> Score:
     """Reward 1 if the normalised final answer equals one normalised accepted answer, plus
     `format_reward` for the think/answer format."""
-    formatted = is_well_formatted(text)
-    bonus = format_reward if formatted else 0.0
-    ext = final_answer(text, extract, max_answer_chars)
-    if ext.answer is None:
-        return Score(bonus, False, formatted, {"reason": ext.reason})
+    reply = read_reply(text, format_reward, extract, max_answer_chars)
+    if reply.answer is None:
+        return reply.missing()
     accepted = problem.answer if isinstance(problem.answer, list | tuple) else [problem.answer]
     norm = {
         "case_sensitive": case_sensitive,
         "whitespace": whitespace,
         "strip_punctuation": strip_punctuation,
     }
-    got = normalise(ext.answer, **norm)
+    got = normalise(reply.answer, **norm)
     correct = any(got == normalise(str(a), **norm) for a in accepted)
-    details = {"parsed": ext.answer}
+    details = {"parsed": reply.answer}
     if not correct:
         details["reason"] = "does not match the reference"
-    return Score((1.0 if correct else 0.0) + bonus, correct, formatted, details)
+    return reply.scored(correct, details)

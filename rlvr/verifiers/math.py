@@ -24,9 +24,9 @@ import threading
 from pathlib import Path
 
 from rlvr.types import Problem, Score
-from rlvr.verifiers.extract import MAX_ANSWER_CHARS, is_well_formatted
-from rlvr.verifiers.extract import extract as final_answer
+from rlvr.verifiers.extract import MAX_ANSWER_CHARS
 from rlvr.verifiers.math_worker import equivalent_here
+from rlvr.verifiers.reply import read_reply
 
 logger = logging.getLogger(__name__)
 
@@ -118,13 +118,11 @@ def verify_math(
 ) -> Score:
     """Reward 1 if the single final answer (found by `extract`) is equivalent to `problem.answer`
     under math-verify, plus `format_reward` for the think/answer format."""
-    formatted = is_well_formatted(text)
-    bonus = format_reward if formatted else 0.0
-    ext = final_answer(text, extract, max_answer_chars)
-    if ext.answer is None:
-        return Score(bonus, False, formatted, {"reason": ext.reason})
-    ok, reason = equivalent(str(problem.answer), ext.answer, timeout_s)
-    details = {"parsed": ext.answer}
+    reply = read_reply(text, format_reward, extract, max_answer_chars)
+    if reply.answer is None:
+        return reply.missing()
+    ok, reason = equivalent(str(problem.answer), reply.answer, timeout_s)
+    details = {"parsed": reply.answer}
     if not ok:
         details["reason"] = reason
-    return Score((1.0 if ok else 0.0) + bonus, ok, formatted, details)
+    return reply.scored(ok, details)

@@ -16,8 +16,8 @@ import re
 from fractions import Fraction
 
 from rlvr.types import Problem, Score
-from rlvr.verifiers.extract import MAX_ANSWER_CHARS, is_well_formatted
-from rlvr.verifiers.extract import extract as final_answer
+from rlvr.verifiers.extract import MAX_ANSWER_CHARS
+from rlvr.verifiers.reply import read_reply
 
 _NUM = r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?(?:[eE][+-]?\d+)?|[+-]?\.\d+(?:[eE][+-]?\d+)?"
 NUMBER_RE = re.compile(rf"^(?P<num>{_NUM})(?:\s*/\s*(?P<den>{_NUM}))?\s*(?P<unit>.*?)$", re.DOTALL)
@@ -80,11 +80,9 @@ def verify_numeric(
 ) -> Score:
     """Reward 1 if the single final number (converted by its unit) is within `rel_tol`/`abs_tol` of the
     reference, plus `format_reward` for the think/answer format."""
-    formatted = is_well_formatted(text)
-    bonus = format_reward if formatted else 0.0
-    ext = final_answer(text, extract, min(max_answer_chars, MAX_ANSWER_CHARS))
-    if ext.answer is None:
-        return Score(bonus, False, formatted, {"reason": ext.reason})
+    reply = read_reply(text, format_reward, extract, min(max_answer_chars, MAX_ANSWER_CHARS))
+    if reply.answer is None:
+        return reply.missing()
     gold = problem.answer
     gold_unit = ""
     if isinstance(gold, dict):
@@ -93,7 +91,7 @@ def verify_numeric(
     if gold_unit:
         table.setdefault(gold_unit, 1.0)
     try:
-        value, unit = parse_number(ext.answer)
+        value, unit = parse_number(reply.answer)
         if unit and unit not in table:
             raise NumberError(f"unit {unit!r} is not accepted (accepted: {sorted(table) or 'none'})")
         if not unit and require_unit:
@@ -101,9 +99,9 @@ def verify_numeric(
         value = float(value) * float(table.get(unit, 1.0))
         gold_value = float(_to_number(str(gold)) if isinstance(gold, str) else gold)
     except (NumberError, OverflowError, TypeError, ValueError) as e:
-        return Score(bonus, False, formatted, {"reason": str(e), "parsed": ext.answer})
+        return reply.zero({"reason": str(e), "parsed": reply.answer})
     correct = math.isfinite(value) and math.isclose(value, gold_value, rel_tol=rel_tol, abs_tol=abs_tol)
-    details = {"parsed": ext.answer, "value": value}
+    details = {"parsed": reply.answer, "value": value}
     if not correct:
         details["reason"] = f"{value} is not within tolerance of {gold_value}"
-    return Score((1.0 if correct else 0.0) + bonus, correct, formatted, details)
+    return reply.scored(correct, details)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rlvr.algorithms.kl import kl_estimate
+from rlvr.algorithms.kl import kl_estimate, kl_penalized_rewards
 
 
 def test_estimators_by_hand():
@@ -47,3 +47,12 @@ def test_shape_is_kept_and_gradient_flows():
 def test_unknown_estimator_is_refused():
     with pytest.raises(ValueError, match="k1, k2, k3"):
         kl_estimate(torch.zeros(1, 1), torch.zeros(1, 1), "k4")
+
+
+def test_kl_in_reward_subtracts_each_sequences_masked_sum():
+    logp = torch.log(torch.tensor([[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]]))
+    ref = torch.log(torch.tensor([[0.25, 0.5, 0.25], [0.25, 0.25, 0.25]]))
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])  # row 0's last token is padding
+    k1 = math.log(2)  # per token where pi = 0.5 and pi_ref = 0.25; 0 where they agree
+    out = kl_penalized_rewards(torch.tensor([1.0, 0.0]), logp, ref, mask, kl_coef=0.1, estimator="k1")
+    assert out.tolist() == pytest.approx([1.0 - 0.1 * k1, 0.0 - 0.1 * 3 * k1])

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from rlvr.algorithms.presets import PRESETS, apply_preset
+from rlvr.config.presets import PRESETS, apply_preset
 
 NAMES = ["grpo", "dr_grpo", "dapo", "rloo", "reinforce_pp", "gspo", "reinforce"]
 

@@ -196,9 +196,9 @@ def test_async_never_trains_past_max_staleness_and_resumes_exactly(cluster, tiny
     collect = trainer.collect
 
     def record():
-        kept, info = collect()
-        trained.append((trainer.step_count, [r.policy_version for r in kept]))
-        return kept, info
+        collected = collect()
+        trained.append((trainer.step_count, [r.policy_version for r in collected.kept]))
+        return collected
 
     trainer.collect = record
     trainer.run(progress=False)

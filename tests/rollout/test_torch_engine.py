@@ -151,6 +151,23 @@ def test_load_weights_switches_policy_and_version(make_tiny_model, char_tokenize
     assert engine.version == 3
 
 
+def test_load_weights_of_the_model_it_shares_copies_nothing(make_tiny_model, monkeypatch):
+    model = make_tiny_model(seed=0)
+    engine = TorchEngine(model, 0)
+    loads = []
+    real_load = model.load_state_dict
+    monkeypatch.setattr(model, "load_state_dict", lambda state, strict=True: (loads.append(set(state)),
+                                                                              real_load(state, strict=strict)))
+    engine.load_weights(model.state_dict(), version=1)  # the learner's own tensors: only the version moves
+    assert engine.version == 1 and loads == []
+    other = make_tiny_model(seed=1).state_dict()
+    state = {**model.state_dict(), "lm_head.weight": other["lm_head.weight"]}
+    engine.load_weights(state, version=2)  # one new tensor: that one is copied
+    assert loads == [{"lm_head.weight"}] and torch.equal(model.lm_head.weight, other["lm_head.weight"])
+    with pytest.raises(RuntimeError, match="Missing key"):
+        engine.load_weights({"lm_head.weight": other["lm_head.weight"]}, version=3)
+
+
 def test_empty_prompt_list_and_training_mode_restored(make_tiny_model, char_tokenizer):
     model = make_tiny_model().train()
     engine = TorchEngine(model, char_tokenizer.pad_token_id)

@@ -1,7 +1,7 @@
-"""Run configuration: one typed dataclass per section, loaded from YAML, overridable with `--set a.b=c`.
-
-Every value is checked before any work starts. An unknown key, a wrong type or an impossible value raises
-`ConfigError` with the dotted key, what was given and what is allowed.
+"""Loading the run configuration: defaults, then a base dict, a YAML file and `--set a.b=c` overrides, the
+algorithm preset filled in, every value coerced to its field's type and checked before any work starts.
+An unknown key, a wrong type or an impossible value raises `ConfigError` with the dotted key, what was
+given and what is allowed.
 """
 
 from __future__ import annotations
@@ -9,201 +9,17 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from rlvr.config.presets import apply_preset
+from rlvr.config.schema import Config
+
 
 class ConfigError(ValueError):
     """A configuration value that cannot be used; the message names the key."""
-
-
-def _choice(default: Any, *choices: Any) -> Any:
-    return field(default=default, metadata={"choices": choices})
-
-
-@dataclass
-class ModelConfig:
-    """The policy. `kind: tiny` builds a small Llama from the sizes below; `hf` loads `path`; `gguf` loads
-    `path` (a .gguf file) through transformers."""
-
-    kind: str = _choice("tiny", "tiny", "hf", "gguf")
-    path: str | None = None
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 384
-    max_position_embeddings: int = 128
-    dtype: str = _choice("auto", "auto", "float32", "bfloat16", "float16")
-    device: str = "auto"
-    system_prompt: str | None = None
-    response_prefix: str | None = None  # the reply starts with this text (e.g. "<think>"); verified with it
-    gradient_checkpointing: bool = False
-    lora_r: int = 0  # LoRA rank through PEFT; 0 trains every weight
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    lora_targets: str = "all-linear"  # or module names, comma-separated ("q_proj,v_proj")
-    merge_lora: bool = True  # save the final policy merged (a plain model) rather than as an adapter
-
-
-@dataclass
-class TaskConfig:
-    """Where problems come from. `name` is a built-in task (`arithmetic`, `countdown`), `dataset` (a file at
-    `path`, see rlvr.tasks.datasets), `reasoning_gym/<generator>` (its config in `params`), or `mixture`
-    (the tasks listed in `mixture`, see rlvr.tasks.mixture). `rlvr tasks` lists them."""
-
-    name: str = "arithmetic"
-    difficulty: int = 3
-    flaw_rate: float = 0.3
-    blind_spot: float = 0.5
-    seed: int = 0
-    format_reward: float = 0.1
-    params: dict[str, Any] = field(default_factory=dict)
-    path: str | None = None  # dataset file or `datasets` directory
-    fields: dict[str, Any] = field(default_factory=dict)  # role -> column: question, answer, id, system, verifier
-    template: str | None = None  # prompt template, e.g. "Q: {question}\nA:"
-    verifier: str | None = None  # a registered verifier for dataset rows
-    verifier_options: dict[str, Any] = field(default_factory=dict)
-    skip_invalid: bool = False  # drop (and count) bad dataset rows instead of stopping
-    weight: float = 1.0  # sampling weight inside a mixture
-    mixture: list[TaskConfig] = field(default_factory=list)  # member tasks, easiest first
-    curriculum: int = 0  # training problems over which harder mixture members fade in
-    filter_solved: str = _choice("none", "none", "always", "never", "both")
-
-
-@dataclass
-class RolloutConfig:
-    """Sampling: `num_generations` completions per prompt (the group size G)."""
-
-    engine: str = _choice("torch", "torch", "vllm")  # vllm: the `vllm` extra, on a CUDA machine
-    vllm_gpu_memory_utilization: float = 0.4  # GPU memory vLLM may take (the learner shares the GPU)
-    vllm_max_model_len: int | None = None
-    kv_cache: str = _choice("static", "static", "dynamic")  # static: preallocated, no copy per token
-    compile: bool = False  # decode steps through torch.compile (CUDA graphs on a GPU); finished rows stay
-    num_generations: int = 8
-    max_new_tokens: int = 48
-    temperature: float = 1.0
-    top_p: float = 1.0
-
-
-@dataclass
-class AlgorithmConfig:
-    """Advantage estimator, policy loss and KL. `name` picks a preset (see rlvr.algorithms.presets);
-    any field set explicitly in the YAML or with --set wins over the preset."""
-
-    name: str = _choice("grpo", "grpo", "dr_grpo", "dapo", "rloo", "reinforce_pp", "gspo", "reinforce")
-    advantage: str = _choice("grpo", "grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce")
-    scale_rewards: str = _choice("group", "group", "batch", "none")
-    loss_agg: str = _choice("token_mean", "token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")
-    ratio_level: str = _choice("token", "token", "sequence")
-    clip_low: float = 0.2
-    clip_high: float = 0.2
-    dual_clip: float | None = None
-    kl_coef: float = 0.0
-    kl_estimator: str = _choice("k3", "k1", "k2", "k3")
-    kl_in_reward: bool = False
-    ppo_epochs: int = 1
-    entropy_coef: float = 0.0
-    dynamic_sampling: bool = False
-    max_sampling_draws: int = 3
-    overlong_buffer: int = 0
-    overlong_penalty: float = 1.0
-    mask_truncated: bool = False
-
-
-@dataclass
-class PretrainConfig:
-    """Imitation phase: next-token training on the task's worked solutions (flawed teacher included)."""
-
-    steps: int = 800
-    batch_size: int = 64
-    lr: float = 3e-3
-    num_examples: int = 20000
-    warmup_steps: int = 50
-
-
-@dataclass
-class TrainConfig:
-    """The RL loop: `prompts_per_step` problems x `num_generations` completions each per step."""
-
-    steps: int = 60
-    prompts_per_step: int = 16
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    warmup_steps: int = 0
-    scheduler: str = _choice("constant", "constant", "cosine", "linear")
-    micro_batch_size: int = 128
-    micro_batch_tokens: int = 0  # also cap a micro-batch at this many padded tokens (0: rows only)
-    # fp32 master weights and optimiser state with compute in model.dtype (mixed precision); false trains the
-    # weights in model.dtype itself, where small updates round away (logged as update/changed_frac)
-    master_weights: bool = True
-    seed: int = 0
-    checkpoint_every: int = 20
-    out_dir: str = "runs/latest"
-
-
-@dataclass
-class EvalConfig:
-    """Held-out evaluation: greedy accuracy plus unbiased pass@k from `samples` draws per problem."""
-
-    num_problems: int = 200
-    every: int = 0
-    samples: int = 0
-    pass_k: list[int] = field(default_factory=lambda: [1])
-    max_new_tokens: int | None = None
-
-
-@dataclass
-class LoggingConfig:
-    """Where metrics go; JSONL is always written, the others only when their package is installed."""
-
-    tensorboard: bool = False
-    wandb: bool = False
-    mlflow: bool = False
-    progress: bool = True
-    samples_per_step: int = 4
-
-
-@dataclass
-class DistributedConfig:
-    """Scale-out on Ray (the `ray` extra). `backend: none` is the single-process loop, the default and the
-    reference; `ray` puts rollout workers and a data-parallel learner group on a Ray cluster."""
-
-    backend: str = _choice("none", "none", "ray")
-    address: str = ""  # "" starts a local cluster; "auto" joins the one on this node; or ray://host:port
-    rollout_workers: int = 1
-    learners: int = 1
-    sharding: str = _choice("ddp", "ddp", "fsdp")  # fsdp: each learner holds 1/N of weights and optimiser
-    worker_cpus: float = 1.0  # Ray resources each rollout worker / learner reserves
-    learner_cpus: float = 1.0
-    worker_gpus: float = 0.0
-    learner_gpus: float = 0.0
-    async_rollouts: bool = False  # generate the next batches while the learners update
-    max_staleness: int = 1  # async: a group made more than this many policy versions ago is dropped
-    prefetch_steps: int = 1  # async: how many steps of prompts are generated ahead
-    verifiers: int = 0  # 0: each rollout worker scores what it samples; N: N verifier actors score it
-    verifier_cpus: float = 1.0  # Ray CPUs each verifier actor reserves (its sandbox runs use its node's pool)
-    max_restarts: int = 3  # rollout-worker (and, apart, verifier) restarts per run before the run stops
-    timeout_s: float = 600.0  # the learners' collective-operation timeout
-
-
-@dataclass
-class Config:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    task: TaskConfig = field(default_factory=TaskConfig)
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    logging: LoggingConfig = field(default_factory=LoggingConfig)
-    distributed: DistributedConfig = field(default_factory=DistributedConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 # --- building and checking -------------------------------------------------------------------------------
@@ -450,8 +266,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for text in overrides or []:
         key, value = parse_override(text)
         _set_dotted(data, key, value)
-    from rlvr.algorithms.presets import apply_preset
-
     data = apply_preset(data)
     try:
         cfg = _build(Config, data, "")
@@ -469,4 +283,5 @@ def _merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
+    """Write `cfg` as YAML (every field, so the run can be repeated or resumed from it)."""
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

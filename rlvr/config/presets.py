@@ -1,8 +1,8 @@
-"""Named algorithm presets: each sets the `algorithm:` config fields the way its paper does.
+"""Named algorithm presets, as data: each sets the `algorithm:` config fields the way its paper does.
 
 `algorithm.name: dapo` in a YAML (or `--set algorithm.name=dapo`) fills every field below that the user did
-not set; anything set explicitly wins. Keys are the fields of `rlvr.config.AlgorithmConfig` (this module does
-not import it: config.py imports this one).
+not set; anything set explicitly wins. Keys are the fields of `rlvr.config.schema.AlgorithmConfig` (this
+module does not import it: the schema takes its list of names from `PRESETS`).
 """
 
 from __future__ import annotations
