@@ -5,18 +5,25 @@ each arm and seed run in turn (alternating, in one invocation) on this machine:
 - `fp32`: `model.dtype: float32` throughout;
 - `pure-bf16`: `model.dtype: bfloat16` with `train.master_weights: false` (the old path, for contrast).
 
-    python benchmarks/precision.py [--steps 30] [--seeds 0 1] [--arms mixed fp32 pure-bf16] [--out DIR]
+    python benchmarks/precision.py [--steps 30] [--seeds 0 1] [--arms mixed fp32 pure-bf16] [--jobs 1]
+                                   [--threads 2] [--json PATH]
 
 Prints held-out greedy accuracy at step 0 and at the last step, and the median wall time per step, per arm and
-seed; writes `OUT/precision.json` (default `benchmarks/results/precision_smollm2.json`, with the machine's CPU
-flags, so a reader knows which dtype `auto` picked).
+seed; writes `--json` (default `benchmarks/results/precision_smollm2.json`, with the machine's CPU flags, so a
+reader knows which dtype `auto` picked). `--jobs N` runs N runs at once in processes of `--threads` torch
+threads each (for accuracy on a busy machine: their step times are then not comparable with a lone run's,
+and the file says so); time the arms with `--jobs 1`, which alternates them in one process.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
+import multiprocessing
+import os
 import platform
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -36,7 +43,8 @@ ARMS = {
 }
 
 
-def run_arm(arm: str, seed: int, steps: int, model: str, out: Path) -> dict:
+def run_arm(arm: str, seed: int, steps: int, model: str, out: Path, threads: int) -> dict:
+    torch.set_num_threads(threads)
     run_dir = out / f"{arm}-seed{seed}"
     cfg = load_config(ROOT / "configs" / "smollm2-arithmetic.yaml", [
         f"model.path={model}", f"train.seed={seed}", f"train.steps={steps}", f"eval.every={steps}",
@@ -58,6 +66,7 @@ def run_arm(arm: str, seed: int, steps: int, model: str, out: Path) -> dict:
         "s_per_step_median": statistics.median(m["time/step"] for m in metrics),
         "update_changed_frac_mean": statistics.mean(changed) if changed else None,
         "wall_seconds": round(wall, 1),
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),  # whole process
     }
 
 
@@ -68,13 +77,21 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--arms", nargs="+", default=["mixed", "fp32", "pure-bf16"], choices=sorted(ARMS))
     ap.add_argument("--out", default=str(ROOT / "runs" / "precision"))
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "precision_smollm2.json"))
     args = ap.parse_args()
-    rows = []
-    for seed in args.seeds:  # alternate arms within each seed, so machine load hits every arm alike
-        for arm in args.arms:
-            rows.append(run_arm(arm, seed, args.steps, args.model, Path(args.out)))
-            print(json.dumps(rows[-1]), flush=True)
+    # Arms alternate within each seed, so machine load hits every arm alike.
+    work = [(arm, seed, args.steps, args.model, Path(args.out), args.threads) for seed in args.seeds
+            for arm in args.arms]
+    if args.jobs > 1:
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
+            rows = list(pool.map(run_arm, *zip(*work)))
+    else:
+        rows = [run_arm(*w) for w in work]
+    for row in rows:
+        print(json.dumps(row), flush=True)
     print(f"\n{'arm':<10} {'seed':>4} {'compute':>9} {'masters':>8} {'acc@0':>6} {'acc@end':>7} {'s/step':>7}"
           f" {'changed':>8}")
     for r in rows:
@@ -83,7 +100,8 @@ def main() -> None:
               f"{r['accuracy_start']:>6.2f} {r['accuracy_end']:>7.2f} {r['s_per_step_median']:>7.2f} {changed:>8}")
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     machine = {"cpu_native_bf16": cpu_has_native_bf16(), "cuda": torch.cuda.is_available(),
-               "threads": torch.get_num_threads(), "processor": platform.processor(),
+               "threads_per_run": args.threads, "runs_at_once": args.jobs, "cores": os.cpu_count(),
+               "load_average_at_end": os.getloadavg(), "processor": platform.processor(),
                "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"machine": machine, "runs": rows}, indent=2))
