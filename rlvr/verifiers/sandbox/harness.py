@@ -1,19 +1,24 @@
 """The first code that runs inside a sandbox process; stdlib only, never imported by rlvr.
 
-`sandbox.py` starts `python -I -S -B -c BOOT CTRL_FD RESULT_FD`. BOOT reads this module (compiled) and the
-job (code, tests, limits, a per-run random nonce) from CTRL_FD, closes it, executes this module in a
+`runner.py` starts `python -I -S -B -c BOOT CTRL_FD RESULT_FD`. BOOT reads one length-prefixed frame,
+this module (compiled) and the job (code, tests, limits, a per-run random nonce), from CTRL_FD, which
+stays open while the run lasts (the parent closing it, or dying, ends the run), executes this module in a
 private namespace whose builtins are a copy, so nothing the candidate later does to `builtins` or to
-modules changes the harness's own name look-ups, and calls `main(job, RESULT_FD)`. In order, the harness:
+modules changes the harness's own name look-ups, and calls `main(job, RESULT_FD, CTRL_FD)`. In order:
 
-1. restores the signal mask and catches SIGXCPU (a PID namespace's init ignores default signals);
-2. sets rlimits (CPU, address space, file size, processes, open files, no core) and, when the parent asks,
-   drops to an unprivileged uid/gid (so the limits are hard for the candidate);
-3. installs an audit hook (PEP 578; it cannot be removed) that refuses process creation, signals to other
+1. restores the signal mask and catches SIGXCPU (a PID namespace's init ignores default signals); when
+   the parent asks (as root), drops to the pool slot's unprivileged uid/gid;
+2. starts its own second thread, before any limit applies, so the candidate's limits cannot starve it;
+3. sets rlimits (CPU, address space, file size, open files, no core; processes only where the count is
+   the run's own, see `isolation.py`);
+4. installs an audit hook (PEP 578; it cannot be removed) that refuses process creation, signals to other
    processes, sockets, ctypes, gc introspection, tracing, new audit hooks, rlimit changes and file access
    outside the working directory and the standard library; in test mode it also hides every frame (so the
    candidate cannot read the tests or the nonce from the harness's stack) and refuses threads;
-4. runs the candidate. Script mode (stdin/stdout tests): as `__main__`, then exits with its status; the
-   parent compares the output, so nothing the candidate says about itself counts. Test mode, in a second
+5. writes `NONCE ack` on RESULT_FD: every layer is in place and the candidate's code is still untouched.
+   A run without the ack is the sandbox's fault (retried), everything after it the candidate's;
+6. runs the candidate. Script mode (stdin/stdout tests): as `__main__`, then exits with its status; the
+   parent compares the output, so nothing the candidate says about itself counts. Test mode, in the second
    thread (only the main thread may install signal handlers, which would receive frames): the tests run
    one unit at a time in their own namespace with pristine builtins, each call of the candidate's
    functions must take and return plain built-in data (no `__eq__` tricks, no test objects leaking in),
@@ -97,6 +102,7 @@ _PROCESS_EVENTS = frozenset(
         "sys.remote_exec",
         "os.add_dll_directory",
         "pdb.Pdb",
+        "code.__new__",  # types.CodeType(...) and code.replace(...): see _bytecode_check
     }
 )
 _PATH_WRITE_EVENTS = frozenset(
@@ -214,9 +220,59 @@ def _set_limits(limits):
     cap(resource.RLIMIT_CPU, limits["cpu_s"], limits["cpu_s"] + 1)
     cap(resource.RLIMIT_AS, limits["memory_mb"] << 20)
     cap(resource.RLIMIT_FSIZE, limits["file_mb"] << 20)
-    cap(resource.RLIMIT_NPROC, limits["max_procs"])
+    if limits["max_procs"] is not None:  # only where the count is the run's own (see isolation.py)
+        cap(resource.RLIMIT_NPROC, limits["max_procs"])
     cap(resource.RLIMIT_NOFILE, limits["max_files"])
     cap(resource.RLIMIT_CORE, 0)
+
+
+def _bytecode_check(read_roots, inside):
+    """(is_self_call(event), legit(args)): `legit` tells whether a `marshal.loads(data)` is importlib
+    loading a cached module of the standard library, i.e. its caller is importlib's own
+    `_compile_bytecode` and `data` is immutable and, byte for byte, what that .pyc file holds.
+    Candidate-made bytecode (marshal, `types.CodeType`, `code.replace`) is the classic way past an audit
+    hook: the interpreter trusts bytecode, so crafted bytecode reads and writes memory at will."""
+    import _frozen_importlib_external
+    import _thread
+
+    compile_bytecode = _frozen_importlib_external._compile_bytecode.__code__
+    getframe, get_ident = sys._getframe, _thread.get_ident
+    self_calls = set()
+
+    def is_self_call(event):
+        return event == "sys._getframe" and bool(self_calls) and get_ident() in self_calls
+
+    def legit(args):
+        data = args[0] if args else None
+        if not (type(data) is bytes or (type(data) is memoryview and type(data.obj) is bytes)):
+            return False
+        tid = get_ident()
+        self_calls.add(tid)
+        try:
+            frame = getframe(2)  # 0: here, 1: the hook, 2: whoever called marshal.loads
+        finally:
+            self_calls.discard(tid)
+        if frame.f_code is not compile_bytecode:
+            return False
+        path = frame.f_locals.get("bytecode_path")
+        if type(path) is not str or not inside(_normpath(path), read_roots):
+            return False
+        chunks = []
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                while True:
+                    chunk = os.read(fd, 1 << 20)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+            finally:
+                os.close(fd)
+        except OSError:
+            return False
+        return b"".join(chunks)[16:] == bytes(data)
+
+    return is_self_call, legit
 
 
 def _make_hook(workdir, read_roots, strict, violations):
@@ -244,8 +300,11 @@ def _make_hook(workdir, read_roots, strict, violations):
         raise SandboxViolation(f"sandbox: {what} is not allowed")
 
     import_deny = _IMPORT_DENY_STRICT if strict else _IMPORT_DENY
+    is_self_call, legit_bytecode = _bytecode_check(read_roots, inside)
 
     def hook(event, args):
+        if is_self_call(event):
+            return
         if event == "open":
             path = args[0]
             mode = args[1] if len(args) > 1 else None
@@ -271,6 +330,9 @@ def _make_hook(workdir, read_roots, strict, violations):
                 deny(f"import {name}")
         elif event in _PROCESS_EVENTS or event.startswith(("ctypes.", "socket.", "sys.monitoring")):
             deny(event)
+        elif event in ("marshal.loads", "marshal.load"):
+            if event == "marshal.load" or not legit_bytecode(args):
+                deny(f"{event} of bytecode not from the standard library")
         elif event in _PATH_WRITE_EVENTS or event == "os.chdir":
             for a in args[:2] if event in ("os.rename", "shutil.copyfile", "shutil.move") else args[:1]:
                 if isinstance(a, int):
@@ -368,8 +430,12 @@ def _run_script(code_obj):
     _exit(status & 0xFF)
 
 
-def _run_tests(job, code_obj, res_fd, nonce, violations, snap):
+def _run_tests(job, res_fd, nonce, violations, snap):
     """Test mode: candidate first, then each test unit; one authenticated record per test."""
+    code_obj, error = _compile(job["code"])
+    if error is not None:
+        _record(res_fd, nonce, "syntax", _clean(error))
+        _exit(0)
     pristine = dict(vars(builtins))
     pristine_items = tuple(pristine.items())
     scratch = {"__builtins__": dict(pristine)}
@@ -467,10 +533,42 @@ def _run_tests(job, code_obj, res_fd, nonce, violations, snap):
     finish(passed)
 
 
-def main(job, res_fd):
-    """Entry point, called by `sandbox.BOOT` with the job (already read from the control pipe)."""
+def _compile(source):
+    """(the candidate's code object, None) or (None, why it does not compile)."""
+    try:
+        return compile(source, "<candidate>", "exec", dont_inherit=True), None
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as e:
+        return None, _describe(e)
+
+
+def _watch(life_fd, select):
+    """Block until the parent closes the control pipe (the run is over, or the parent died), then end
+    the process, and with it (as PID 1 of its namespace) every process of the run. The pipe is
+    non-blocking, so a candidate reading it gets nothing and cannot hang on it."""
+    while True:
+        try:
+            select([life_fd], [], [])
+            if not os.read(life_fd, 1 << 12):
+                break
+        except BlockingIOError:
+            continue
+        except BaseException:  # noqa: B036 - e.g. _thread.interrupt_main(), or the fd closed
+            try:
+                os.fstat(life_fd)
+            except BaseException:  # noqa: B036
+                break
+    _exit(3)
+
+
+def main(job, res_fd, life_fd):
+    """Entry point, called by `sandbox.BOOT` with the job (already read from the control pipe `life_fd`,
+    which the parent keeps open while the run lasts)."""
     nonce = job["nonce"]
     import _signal
+    import _thread
+    from select import select
+
+    os.set_blocking(life_fd, False)
 
     # As the init of a PID namespace, signals left at their default action are dropped, so the soft CPU
     # limit's SIGXCPU needs a handler. It lives in a throw-away namespace (see _deny_threads_and_signals).
@@ -478,58 +576,54 @@ def main(job, res_fd):
     scratch = {"__builtins__": {}, "_exit": _exit}
     exec("def on_cpu_limit(signum, frame):\n    _exit(128 + signum)\n", scratch)
     _signal.signal(_signal.SIGXCPU, scratch["on_cpu_limit"])
-    _set_limits(job["limits"])
     if job.get("uid") is not None:
         os.setgroups([])
         os.setgid(job["gid"])
         os.setuid(job["uid"])
-    workdir = _getcwd()
-    read_roots = tuple(p for p in sys.path if p)
     strict = job["mode"] == "tests"
-    try:
-        code_obj = compile(job["code"], "<candidate>", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError) as e:
-        if strict:
-            _record(res_fd, nonce, "syntax", _clean(_describe(e)))
-            _exit(0)
-        _write(2, ("SyntaxError: " + _clean(e) + "\n").encode())
-        _exit(1)
-    # `-S` skips site, which is what defines exit() and quit(); programs use them.
-    builtins.exit = builtins.quit = sys.exit
     violations = []
+    snap = None
     if strict:
         # Before the snapshot and the hook: importlib renames the frozen bootstrap modules when first
         # imported, and types reads a traceback's tb_frame at import time (refused later in test mode).
-        import _thread
         import importlib  # noqa: F401
         import types  # noqa: F401
-
-        start_thread, done = _thread.start_new_thread, _thread.allocate_lock()
-        _deny_threads_and_signals()
-        snap = _snapshot()
-    else:
-        os.close(res_fd)
-    if job.get("guard", True):
-        sys.addaudithook(_make_hook(workdir, read_roots, strict, violations))
-    if not strict:
-        _run_script(code_obj)
-    # Test mode runs in a second thread: CPython lets only the main thread install signal handlers, and
-    # a handler receives the interrupted frame, from which the harness's locals (the nonce) are one
-    # `f_back` away. Module attributes can be restored (`_imp.create_builtin`); this rule cannot.
-    # `_run_tests` ends the process itself; the main thread only waits.
-    done.acquire()
+    # The harness's second thread exists before any limit applies and before the ack, so nothing the
+    # candidate's limits count can keep the harness from running. Test mode runs the tests in it (only
+    # the main thread may install signal handlers, which would receive frames from which the nonce is
+    # one `f_back` away); script mode watches the parent in it.
+    go = _thread.allocate_lock()
+    go.acquire()
 
     def body():
-        try:
-            _run_tests(job, code_obj, res_fd, nonce, violations, snap)
-        finally:
-            done.release()
+        go.acquire()
+        if strict:
+            try:
+                _run_tests(job, res_fd, nonce, violations, snap)  # ends the process itself
+            finally:
+                _exit(3)
+        _watch(life_fd, select)
 
-    start_thread(body, ())
-    while True:
-        try:
-            done.acquire()
-            break
-        except BaseException:  # noqa: B036 - e.g. _thread.interrupt_main(): keep waiting
-            continue
-    _exit(3)
+    _thread.start_new_thread(body, ())
+    _set_limits(job["limits"])
+    workdir = _getcwd()
+    read_roots = tuple(p for p in sys.path if p) + tuple(job.get("read_only", ()))
+    # `-S` skips site, which is what defines exit() and quit(); programs use them.
+    builtins.exit = builtins.quit = sys.exit
+    if strict:
+        _deny_threads_and_signals()
+        snap = _snapshot()
+    if job.get("guard", True):
+        sys.addaudithook(_make_hook(workdir, read_roots, strict, violations))
+    # Every layer is in place and the candidate's code is still untouched: from here on, whatever
+    # happens is the candidate's doing.
+    _record(res_fd, nonce, "ack")
+    go.release()
+    if strict:
+        _watch(life_fd, select)
+    os.close(res_fd)
+    code_obj, error = _compile(job["code"])
+    if error is not None:
+        _write(2, ("SyntaxError: " + _clean(error) + "\n").encode())
+        _exit(1)
+    _run_script(code_obj)
