@@ -134,10 +134,12 @@ _config: dict = {}
 
 
 def configure_pool(slots: int | None = None, directory: str | Path | None = None) -> None:
-    """Set this process's pool size or directory (a config knob); call before the first run. Every
-    process of a node must use the same values, or the bound is the largest of them."""
+    """Set this process's pool size or directory (a config knob; None: the env override or the default);
+    call before the first run. Every process of a node must use the same values, or the bound is the
+    largest of them."""
     global _pool
     with _pool_lock:
+        _config.clear()
         _config.update({k: v for k, v in (("slots", slots), ("directory", directory)) if v is not None})
         _pool = None
 
