@@ -40,8 +40,8 @@ from typing import Any
 
 from rlvr.tasks.answers import check_answer
 from rlvr.tasks.base import Task, derive_seed
-from rlvr.tasks.generator import GeneratedTask
 from rlvr.tasks.files import DEFAULT_MAX_ROW_BYTES, DatasetError, read_rows, where
+from rlvr.tasks.generator import GeneratedTask
 from rlvr.types import Problem, Score
 from rlvr.verifiers import VERIFIERS, Verifier, get_verifier
 
