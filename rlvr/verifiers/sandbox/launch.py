@@ -19,7 +19,8 @@ import functools
 import marshal
 from pathlib import Path
 
-HARNESS_SOURCE = Path(__file__).with_name("harness.py").read_text()
+# The guard (audit hook) and the harness, one module inside the sandbox.
+HARNESS_SOURCE = "\n".join(Path(__file__).with_name(f).read_text() for f in ("guard.py", "harness.py"))
 # Reads one length-prefixed frame (the harness and the job) from the control pipe, which stays open for
 # the run's life, and runs the harness in a private namespace. Nothing is left in __main__'s globals but
 # `_boot` itself (the job and the nonce live only in its frame).
