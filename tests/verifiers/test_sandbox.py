@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -180,7 +181,7 @@ def test_the_run_dies_with_its_parent(tmp_path):
             """
         )
     )
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, env=env)
     assert parent.stdout.readline().strip() == b"started"
     deadline = time.monotonic() + 30

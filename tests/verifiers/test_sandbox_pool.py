@@ -8,17 +8,27 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from rlvr.verifiers import sandbox
+from rlvr.verifiers.sandbox import pool as pool_module
 from rlvr.verifiers.sandbox.pool import SlotPool
 
+ROOT = Path(__file__).resolve().parents[2]
 # Each child process runs 4 sandboxed jobs at once; a shared counter (under its own lock) records how
 # many runs were in flight at the same time on the whole "node", across all processes.
 CHILD = textwrap.dedent(
     """
-    import fcntl, json, sys, threading
+    import fcntl, json, os, sys, threading, types
+
+    # The sandbox needs nothing of rlvr's or rlvr.verifiers' own __init__ (torch, the math verifiers:
+    # seconds per process): bare package objects stand in for them.
+    for name in ("rlvr", "rlvr.verifiers"):
+        package = types.ModuleType(name)
+        package.__path__ = [os.path.join(os.getcwd(), *name.split("."))]
+        sys.modules[name] = package
     from rlvr.verifiers.sandbox import Job, run, runner
 
     counter = sys.argv[1]
@@ -60,12 +70,14 @@ def test_the_bound_holds_across_processes(tmp_path):
     counter.write_text("0 0")
     env = {
         **os.environ,
-        "PYTHONPATH": os.getcwd(),
+        "PYTHONPATH": str(ROOT),
         "RLVR_SANDBOX_POOL_DIR": str(tmp_path / "pool"),
         "RLVR_SANDBOX_SLOTS": "2",
     }
     procs = [
-        subprocess.Popen([sys.executable, "-c", CHILD, str(counter)], stdout=subprocess.PIPE, env=env)
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(counter)], stdout=subprocess.PIPE, env=env, cwd=str(ROOT)
+        )
         for _ in range(3)
     ]
     results = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
@@ -81,20 +93,26 @@ def test_slots_are_exclusive_between_processes_and_threads(tmp_path):
     a, b = pool.try_acquire(), pool.try_acquire()
     assert {a, b} == {0, 1} and pool.try_acquire() is None
     # Another process sees the same two slots taken.
-    probe = "import sys\nfrom rlvr.verifiers.sandbox.pool import SlotPool\nprint(SlotPool(sys.argv[1], 2).try_acquire())"
+    # pool.py alone (no rlvr import: the package would import the math verifiers, seconds per process)
+    probe = (
+        "import importlib.util, sys\n"
+        "spec = importlib.util.spec_from_file_location('pool', sys.argv[2])\n"
+        "pool = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(pool)\n"
+        "print(pool.SlotPool(sys.argv[1], 2).try_acquire())"
+    )
     out = subprocess.run(
-        [sys.executable, "-c", probe, str(tmp_path)],
+        [sys.executable, "-c", probe, str(tmp_path), pool_module.__file__],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert out.stdout.strip() == "None", out.stderr
     pool.release(a)
     out = subprocess.run(
-        [sys.executable, "-c", probe, str(tmp_path)],
+        [sys.executable, "-c", probe, str(tmp_path), pool_module.__file__],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert out.stdout.strip() == str(a), out.stderr
     pool.release(b)

@@ -231,6 +231,7 @@ def _probe() -> dict:
     if root:
         # bubblewrap is started as the slot's uid; the other launchers let the harness drop to it.
         iso.update(uid=NOBODY, uid_base=SLOT_UID_BASE, process_limit="slot uid")
+        iso["setpriv"] = shutil.which("setpriv", path="/usr/bin:/bin")
         iso["user"] = f"uid {SLOT_UID_BASE} + pool slot (one uid per slot)"
     else:
         iso.update(uid=None, uid_base=None, process_limit="user namespace" if report else "none")
