@@ -17,6 +17,9 @@ assumed):
    shared with anything else: the kernel counts it machine-wide, so other runs (or the trainer's
    threads) would starve the harness;
 4. the harness's in-interpreter audit hook (`Job.guard`).
+
+`RLVR_SANDBOX_NO_BWRAP=1` skips bubblewrap (to see what a machine without it gets);
+`RLVR_SANDBOX_UID_BASE` moves the slot uids.
 """
 
 from __future__ import annotations
