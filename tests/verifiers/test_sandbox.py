@@ -168,6 +168,8 @@ def test_whatever_the_candidate_does_is_its_own_fault(kind):
 
 def test_the_run_dies_with_its_parent(tmp_path):
     """A parent killed mid-run (a trainer OOM-killed, say) leaves no sandbox process behind."""
+    if sandbox.isolation()["launcher"] != "bwrap":
+        pytest.skip("only the bubblewrap launcher ties a run to its parent (--die-with-parent)")
     marker = f"7373.{os.getpid()}"
     script = tmp_path / "parent.py"
     script.write_text(

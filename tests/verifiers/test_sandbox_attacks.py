@@ -173,8 +173,9 @@ def test_reading_environment_secrets(monkeypatch, guard):
 
 def test_reading_files_outside_the_working_directory(tmp_path, monkeypatch, guard):
     """Host secrets (an SSH key, a Hugging Face token, a checkpoint of the project, /etc/passwd) are out
-    of reach: the candidate returns what it read and the test would pass if it read anything."""
-    require(guard, "uid_or_mount")
+    of reach: the candidate returns what it read and the test would pass if it read anything. Without
+    the guard, only a mount namespace hides the world-readable ones (a checkpoint, /etc/passwd)."""
+    require(guard, "mount")
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "id_ed25519").write_text("PRIVATE-KEY")

@@ -261,7 +261,7 @@ def layers(iso: dict) -> list[str]:
     if iso["network"] == "namespace":
         out.append("network namespace (loopback only)")
     if iso["launcher"] == "bwrap":
-        out.append("IPC and UTS namespaces; capabilities dropped")
+        out.append("IPC and UTS namespaces; capabilities dropped; the run dies with its parent")
     if iso["no_new_privs"]:
         out.append("no_new_privs")
     if iso["seccomp"]:
