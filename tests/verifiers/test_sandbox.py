@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -208,3 +210,29 @@ def _pids_with(marker: str) -> list[str]:
         except OSError:
             pass
     return found
+
+
+@pytest.fixture
+def tool():
+    """A world-readable directory outside the working directory (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="rlvr-tool-"))
+    path.chmod(0o755)
+    (path / "helper.py").write_text("VALUE = 42\n")
+    (path / "helper.py").chmod(0o644)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_read_only_paths_are_bound_on_purpose(tool, tmp_path):
+    """What a run needs from outside (a user tool's module) is visible read-only, and only when asked."""
+    read = f"import sys\nsys.path.insert(0, {str(tool)!r})\nimport helper\nprint(helper.VALUE)"
+    write = f"open({str(tool / 'helper.py')!r}, 'w').write('VALUE = 0')"
+    if sandbox.isolation()["mount_namespace"]:
+        assert run(Job(code=read, guard=False)).status == "failed"  # not bound: not there at all
+    for guard in (True, False):
+        r = run(Job(code=read, read_only=(str(tool),), guard=guard))
+        assert r.status == "ok" and r.stdout == "42\n", r
+        assert run(Job(code=write, read_only=(str(tool),), guard=guard)).status == "failed"
+    assert (tool / "helper.py").read_text() == "VALUE = 42\n"
+    r = run(Job(code="pass", read_only=(str(tmp_path / "missing"),)))
+    assert r.status == "infra" and "does not exist" in r.reason

@@ -86,12 +86,12 @@ def bwrap_args(
         args += ["--ro-bind", path, path]
     for link, target in iso["system_links"]:
         args += ["--symlink", target, link]
-    for path in read_only:
-        args += ["--ro-bind", path, path]
     size = str(max(file_mb, 1) << 20)
     args += ["--proc", "/proc", "--dev", "/dev"]
     for path in ("/tmp", "/dev/shm", WORKDIR):
         args += ["--perms", "1777", "--size", size, "--tmpfs", path]
+    for path in read_only:  # after the tmpfs mounts, which would cover a path under /tmp
+        args += ["--ro-bind", path, path]
     args += ["--chdir", WORKDIR, "--clearenv"]
     for key, value in env(WORKDIR, "/tmp").items():
         args += ["--setenv", key, value]

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 
 from rlvr.verifiers.sandbox import launch
-from rlvr.verifiers.sandbox.isolation import isolation
+from rlvr.verifiers.sandbox.isolation import _world_readable, isolation
 from rlvr.verifiers.sandbox.job import Job, Limits, RunResult
 from rlvr.verifiers.sandbox.judge import judge
 from rlvr.verifiers.sandbox.launch import BOOT, harness_payload
@@ -56,6 +56,9 @@ def run(job: Job, retries: int = RETRIES, slot_wait_s: float = SLOT_WAIT_S) -> R
     """Run `job` in a fresh sandbox and report what happened. Never raises: the candidate's doing is a
     status with a reason; the sandbox's own fault is retried `retries` times, then status "infra"."""
     iso = isolation()
+    unreachable = _unreachable(job.read_only, iso)
+    if unreachable:
+        return RunResult("infra", unreachable)
     pool = node_pool()
     res = RunResult("infra", "not run")
     for attempt in range(retries + 1):
@@ -77,6 +80,17 @@ def run(job: Job, retries: int = RETRIES, slot_wait_s: float = SLOT_WAIT_S) -> R
         if attempt < retries:
             time.sleep(RETRY_DELAY_S * 2**attempt)
     return res
+
+
+def _unreachable(paths: tuple[str, ...], iso: dict) -> str:
+    """Why a `read_only` path cannot be bound (it must exist and, as root, be readable by others: the
+    run's uid is not root), or ""."""
+    for path in paths:
+        if not os.path.exists(path):
+            return f"read_only path {path} does not exist"
+        if iso["uid_base"] is not None and not _world_readable(path):
+            return f"read_only path {path} is not readable by other users (runs drop to a slot's uid)"
+    return ""
 
 
 def _spec(job: Job, iso: dict, nonce: str, uid: int | None) -> dict:
