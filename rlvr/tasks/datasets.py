@@ -10,7 +10,7 @@ Config (the `task` section):
       verifier: math
       verifier_options: {extract: answer_tag}
       skip_invalid: false
-      params: {eval_size: 200, split: train, max_row_bytes: 8388608}
+      params: {eval_size: 200, held_out_share: 0.0625, split: train, max_row_bytes: 8388608}
 
 Roles: `question` and `answer` (required; columns "question" and "answer" by default); `id`, `system` (a
 system prompt per row) and `verifier` (a verifier name per row, overriding `task.verifier`) are optional
@@ -19,9 +19,12 @@ and read from columns of the same name when those exist. The template may name `
 Every row is checked before training starts: a missing or empty field, a wrong type, or an answer the
 verifier cannot use (see `answers.check_answer`) stops with the file, row and field named; with
 `skip_invalid: true` such rows are dropped and counted. Then duplicates go: exact (same question text) and
-near (same normalised text: case, spacing, quotes and sentence punctuation ignored). The held-out split is
-chosen by a seeded hash of each row's normalised question, so it does not depend on the file's row order,
-and no question is on both sides. Training cycles through the rest, reshuffled (seeded) every epoch.
+near (same normalised text: case, spacing, quotes and sentence punctuation ignored). A row is held out
+or not by a seeded hash of its normalised question alone: a `held_out_share` of the rows (default 1/16,
+as the generator tasks), whatever the file's row order, `eval_size` or `eval.num_problems`, so no later
+evaluation, however many problems it asks for, meets a row that was trained on. Evaluation takes the
+first `n` held-out rows in hash order (a larger `n` extends a smaller one). Training cycles through the
+rest, reshuffled (seeded) every epoch.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any
 from rlvr.tasks.answers import check_answer
 from rlvr.tasks.base import Task, derive_seed
 from rlvr.tasks.files import DEFAULT_MAX_ROW_BYTES, DatasetError, read_rows, where
+from rlvr.tasks.generator import GeneratedTask
 from rlvr.types import Problem, Score
 from rlvr.verifiers import VERIFIERS, Verifier, get_verifier
 
@@ -263,6 +267,7 @@ class DatasetTask(Task):
         name: str | None = None,
         max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
         split: str | None = None,
+        held_out_share: float | None = None,
     ):
         self.path = Path(path)
         self.name = name or f"dataset/{self.path.stem}"
@@ -278,23 +283,42 @@ class DatasetTask(Task):
             self.path, resolve_fields(fields), verifier, self.options, template or "{question}", max_row_bytes
         )
         self.format_reward = format_reward
+        share = GeneratedTask.HELD_OUT_SHARE if held_out_share is None else held_out_share
+        if not 0.0 < share < 1.0:
+            raise DatasetError(f"task.params.held_out_share: must be in (0, 1), got {share}")
+        self.held_out_share, self.eval_size = share, eval_size
         records, self.report = load_records(self.path, self.checker, skip_invalid, split, max_row_bytes)
-        self.held, self.train = self._split(records, eval_size)
+        self.held, self.train = self._split(records)
         self.report.train, self.report.held_out = len(self.train), len(self.held)
         self._verifiers: dict[str, Verifier] = {}
         self._epoch: tuple[int, list[int]] = (-1, [])
         logger.info("dataset %s", self.report.summary())
 
-    def _split(self, records: list[Record], eval_size: int) -> tuple[list[Record], list[Record]]:
-        if eval_size >= len(records):
-            raise DatasetError(
-                f"{self.path}: {len(records)} usable rows cannot hold out {eval_size} and still "
-                "train; lower task.params.eval_size (or eval.num_problems)"
-            )
-        ranked = sorted(
-            records, key=lambda r: derive_seed("split", self.seed, normalise_question(r.question))
+    def _split(self, records: list[Record]) -> tuple[list[Record], list[Record]]:
+        """(held out in hash order, train in file order): a row's side depends on its key and the seed."""
+        rank = {id(r): derive_seed("split", self.seed, normalise_question(r.question)) for r in records}
+        held = sorted(
+            (r for r in records if rank[id(r)] % 1_000_000 < self.held_out_share * 1_000_000),
+            key=lambda r: rank[id(r)],
         )
-        return ranked[:eval_size], sorted(ranked[eval_size:], key=lambda r: r.row)
+        held_ids = {id(r) for r in held}
+        train = [r for r in records if id(r) not in held_ids]
+        if not train:
+            raise DatasetError(
+                f"{self.path}: all {len(records)} usable rows fall in the held-out share "
+                f"({self.held_out_share:g}); lower task.params.held_out_share"
+            )
+        if len(held) < self.eval_size:
+            logger.warning(
+                "%s: %d of %d rows are held out (task.params.held_out_share=%g), fewer than the %d "
+                "evaluation asks for; evaluation uses those (raise held_out_share for more)",
+                self.path,
+                len(held),
+                len(records),
+                self.held_out_share,
+                self.eval_size,
+            )
+        return held, train
 
     def describe(self) -> str:
         return f"{self.path} ({self.report.train} train / {self.report.held_out} held out)"
@@ -335,8 +359,8 @@ class DatasetTask(Task):
         return self._problem(self.train[self._epoch[1][pos]], "train")
 
     def eval_problems(self, n: int | None = None) -> list[Problem]:
-        """The first `n` held-out rows (all of them when `n` is larger)."""
-        held = self.held if n is None else self.held[:n]
+        """The first `n` (default `eval_size`) held-out rows in hash order (all of them when `n` is larger)."""
+        held = self.held[: self.eval_size if n is None else n]
         return [self._problem(r, "eval") for r in held]
 
     def verify(self, problem: Problem, text: str) -> Score:

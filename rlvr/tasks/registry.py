@@ -21,7 +21,7 @@ from rlvr.tasks.mixture import Member, MixtureTask, share_counts, unique_labels
 
 BUILTIN_TASKS: dict[str, type] = {"arithmetic": ArithmeticTask, "countdown": CountdownTask}
 BUILTIN_VERIFIERS = {"arithmetic": "integer", "countdown": "countdown"}
-DATASET_PARAMS = ("eval_size", "split", "max_row_bytes")
+DATASET_PARAMS = ("eval_size", "held_out_share", "split", "max_row_bytes")
 RG_OPTIONS = ("extract", "partial_credit")
 
 

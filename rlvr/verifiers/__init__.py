@@ -6,6 +6,10 @@ equivalence), numeric (tolerance, units), exact (normalised string), choice (one
 (tests in the sandbox), format (think/answer shape). Answer-based ones take `extract="answer_tag" |
 "boxed" | "final_answer_line"` and `format_reward` (default 0.1). `rlvr verify` and the test suites go
 through `verify_text`; the trainer through `get_verifier` or `compose.build_reward`.
+
+Every failure of a verifier is a reward of 0 with the reason, except `InfraError`: the sandbox (not the
+candidate) could not run the code, so the sample has no reward at all. It passes through every wrapper
+here; the trainer leaves such a sample out of the batch and counts it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from rlvr.verifiers.extract import EXTRACTORS
 from rlvr.verifiers.format import verify_format
 from rlvr.verifiers.math import verify_math
 from rlvr.verifiers.numeric import verify_numeric
+from rlvr.verifiers.sandbox import InfraError
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +63,17 @@ def check_options(name: str, fn: Callable[..., Any], options: dict[str, Any]) ->
 
 def get_verifier(name: str, **options) -> Verifier:
     """The verifier registered as `name`, with `options` (e.g. `format_reward=0.1`) bound and checked
-    now. The returned function never raises: a failure is reward 0 with the reason (see `safe_score`)."""
+    now. The returned function raises only `InfraError`: any other failure is reward 0 with the reason
+    (see `safe_score`)."""
     if name not in VERIFIERS:
         raise KeyError(f"unknown verifier {name!r}; known: {', '.join(sorted(VERIFIERS))}")
     fn = VERIFIERS[name]
     check_options(name, fn, options)
+
+    if fn is verify_code:
+        from rlvr.verifiers import sandbox
+
+        logger.info("%s", sandbox.describe())  # the layers in force, once at the start of a run
 
     def verify(problem: Problem, text: str) -> Score:
         return safe_score(fn, problem, text, **options)
@@ -76,12 +87,16 @@ def safe_score(fn: Callable[..., Score], problem: Problem, text: str, **options)
     that is not a `Score` becomes reward 0 and a log line. The one guard every scoring path goes through
     (the trainer, rollout workers, verifier actors, `get_verifier`, `verify_text`, composed rewards), so a
     reward bug never stops training. The message goes in `details["reason"]`, the key every zero explains
-    itself with, and in `details["error"]`, which marks the verifier's own fault (not the candidate's)."""
+    itself with, and in `details["error"]`, which marks the verifier's own fault (not the candidate's).
+    `InfraError` alone passes through: the sandbox could not run the candidate, and a 0 for it would teach
+    the policy noise."""
     try:
         score = fn(problem, text, **options)
         if not isinstance(score, Score):
             raise TypeError(f"returned {type(score).__name__}, not Score")
         return score
+    except InfraError:
+        raise
     except Exception as e:  # noqa: BLE001 - any failure of a reward is a zero reward, never a crash
         name = getattr(fn, "__qualname__", getattr(fn, "__name__", repr(fn)))
         logger.warning("reward %s failed on problem %s: %s: %s", name, problem.id, type(e).__name__, e)
@@ -91,7 +106,8 @@ def safe_score(fn: Callable[..., Score], problem: Problem, text: str, **options)
 
 def verify_text(name: str, answer: Any, text: str, **options) -> Score:
     """Score `text` against the reference `answer` with the verifier `name` (one code path for
-    `rlvr verify`, the hacking suite and the attack suite). Never raises for a bad completion."""
+    `rlvr verify`, the hacking suite and the attack suite). Never raises for a bad completion; raises
+    `InfraError` when the sandbox could not run it."""
     if name not in VERIFIERS:
         raise KeyError(f"unknown verifier {name!r}; known: {', '.join(sorted(VERIFIERS))}")
     problem = Problem(id=f"{name}-cli", prompt="", answer=answer, task=name)
@@ -101,6 +117,7 @@ def verify_text(name: str, answer: Any, text: str, **options) -> Score:
 from rlvr.verifiers.compose import build_reward  # noqa: E402 - compose uses the registry above
 
 __all__ = [
+    "InfraError",
     "VERIFIERS",
     "Verifier",
     "build_reward",

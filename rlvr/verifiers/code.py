@@ -17,6 +17,9 @@ answer holds a code block.
 must be plain built-in data (numbers, strings, bytes, None and lists/tuples/dicts/sets of them, exact
 types). This stops `__eq__`-always-true results and keeps the tests' own objects out of the candidate's
 reach. Tasks whose tests exchange functions or class instances with the candidate set it off.
+
+A run that the sandbox itself could not carry out (after its retries) raises `InfraError`: such a
+sample has no reward, not a reward of 0 (see `sandbox.RunResult.fault`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import math
 
 from rlvr.types import Problem, Score
 from rlvr.verifiers.extract import extract_code, is_well_formatted
-from rlvr.verifiers.sandbox import Job, Limits, RunResult, run, run_many
+from rlvr.verifiers.sandbox import InfraError, Job, Limits, RunResult, run, run_many
 
 
 class BadTestsError(ValueError):
@@ -75,6 +78,12 @@ def _spec(answer) -> dict:
     return answer
 
 
+def _raise_infra(results: list[RunResult]) -> None:
+    bad = next((r for r in results if r.status == "infra"), None)
+    if bad is not None:
+        raise InfraError(f"the sandbox could not run the candidate ({bad.attempts} attempts): {bad.reason}")
+
+
 def run_tests(
     code: str,
     answer: dict,
@@ -84,8 +93,11 @@ def run_tests(
     plain_returns: bool = True,
     exact_output: bool = False,
     max_output: int = 1 << 20,
+    guard: bool = True,
 ) -> tuple[int, int, str, dict]:
-    """Run `code` against the tests in `answer` (see module doc); returns (passed, total, reason, extra)."""
+    """Run `code` against the tests in `answer` (see module doc); returns (passed, total, reason, extra).
+    Raises `InfraError` when the sandbox could not run it, `BadTestsError` when the tests are unusable.
+    `guard=False` switches the in-interpreter audit hook off: only to test the OS layers alone."""
     spec = _spec(answer)
     limits = Limits(
         wall_s=timeout_s, cpu_s=max(1, math.ceil(timeout_s)), memory_mb=memory_mb, max_output=max_output
@@ -94,7 +106,10 @@ def run_tests(
         cases = spec["io"]
         if not cases:
             raise BadTestsError("the io test list is empty")
-        results = run_many([Job(code=code, stdin=str(c.get("input", "")), limits=limits) for c in cases])
+        results = run_many(
+            [Job(code=code, stdin=str(c.get("input", "")), limits=limits, guard=guard) for c in cases]
+        )
+        _raise_infra(results)
         passed, reason = 0, ""
         for i, (case, r) in enumerate(zip(cases, results)):
             want, got = str(case.get("output", "")), r.stdout
@@ -114,8 +129,10 @@ def run_tests(
             entry_point=spec.get("entry_point"),
             plain_returns=plain_returns,
             limits=limits,
+            guard=guard,
         )
     )
+    _raise_infra([r])
     total = sum(u["test"] for u in units)
     return r.passed, total, r.reason, {"status": r.status, "stderr": r.stderr[-500:]}
 
@@ -133,7 +150,8 @@ def verify_code(
     max_code_chars: int = 100_000,
 ) -> Score:
     """Reward 1 if the candidate's code passes every test of `problem.answer` in the sandbox (or the
-    fraction passed with `partial_credit`), plus `format_reward` for the format. Never raises."""
+    fraction passed with `partial_credit`), plus `format_reward` for the format. Raises only
+    `InfraError` (the sandbox's fault: the sample has no reward), never for the candidate's doing."""
     ext = extract_code(text, extract, max_code_chars)
     formatted = (
         is_well_formatted(text) and extract_code(text, "answer_tag", max_code_chars).answer is not None

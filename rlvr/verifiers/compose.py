@@ -8,7 +8,7 @@ are passed to the function; `timeout_s` bounds a user function's time.
 reward = sum_i weight_i * reward_i. `correct` is the first entry's (the primary reward); `formatted` is
 true when any entry says so. A function that raises, returns garbage or runs past `timeout_s` gives 0
 for that completion with the reason in `details["components"][name]` (and a log line), never an
-exception. Built-in verifiers get `format_reward=0` unless the entry sets it: the format is its own entry.
+exception, except `InfraError` (the sandbox could not run the code: no reward at all). Built-in verifiers get `format_reward=0` unless the entry sets it: the format is its own entry.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlvr.types import Problem, Score
-from rlvr.verifiers import VERIFIERS, check_options, safe_score
+from rlvr.verifiers import VERIFIERS, InfraError, check_options, safe_score
 
 logger = logging.getLogger(__name__)
 
@@ -93,20 +93,27 @@ def _as_score(value: Any) -> Score:
 
 
 def _call(term: RewardTerm, problem: Problem, text: str) -> Score:
-    """One term's score; a failure or timeout is a zero with the reason."""
+    """One term's score; a failure or timeout is a zero with the reason; `InfraError` propagates."""
 
     def fn(p: Problem, t: str, **o) -> Score:
         return _as_score(term.fn(p, t, **o))
 
     if term.timeout_s is None:
         return safe_score(fn, problem, text, **term.options)
-    box: list[Score] = []
+    box: list[Score | InfraError] = []
+
+    def work() -> None:
+        try:
+            box.append(safe_score(fn, problem, text, **term.options))
+        except InfraError as e:  # re-raised in the caller: no reward, not a zero
+            box.append(e)
+
     # A daemon thread: a hung user function cannot be killed, but it no longer holds up training.
-    worker = threading.Thread(
-        target=lambda: box.append(safe_score(fn, problem, text, **term.options)), daemon=True
-    )
+    worker = threading.Thread(target=work, daemon=True)
     worker.start()
     worker.join(term.timeout_s)
+    if box and isinstance(box[0], InfraError):
+        raise box[0]
     if not box:
         logger.warning("reward %s timed out after %.1fs on problem %s", term.name, term.timeout_s, problem.id)
         return Score(0.0, False, False, {"error": f"{term.name} timed out after {term.timeout_s:g}s"})
@@ -117,7 +124,7 @@ def build_reward(spec: list[dict]) -> Callable[[Problem, str], Score]:
     """A reward function `(problem, text) -> Score` from a weighted list of named reward functions.
 
     Raises ValueError at build time for a bad spec (unknown name, bad import path, bad weight); the
-    built function itself never raises."""
+    built function raises only `InfraError`."""
     if not isinstance(spec, list) or not spec:
         raise ValueError(f"a reward spec is a non-empty list of {{name, weight, ...}} entries, got {spec!r}")
     terms = [_term(i, entry) for i, entry in enumerate(spec)]

@@ -30,13 +30,15 @@ def test_jsonl_fields_template_and_verifier(tmp_path):
         verifier="integer",
         template="Q: {question} ({ref})\nA:",
         eval_size=5,
+        held_out_share=0.2,
     )
     p = task.train_problem(0)
     assert p.prompt.startswith("Q: What is ") and p.prompt.endswith(")\nA:")
     assert p.meta["question"] == p.prompt and p.task == "dataset/sums" and p.id.startswith("dataset/sums-r")
     assert task.verify(p, f"<think>x</think><answer>{p.answer}</answer>").correct
     assert not task.verify(p, "<think>x</think><answer>-1</answer>").correct
-    assert task.report.train == 25 and task.report.held_out == 5
+    assert task.report.train + task.report.held_out == 30 and 0 < task.report.held_out < 30
+    assert len(task.eval_problems()) == min(5, task.report.held_out)
 
 
 def test_split_is_seeded_disjoint_and_independent_of_row_order(tmp_path):
@@ -47,6 +49,7 @@ def test_split_is_seeded_disjoint_and_independent_of_row_order(tmp_path):
         verifier="integer",
         eval_size=8,
         seed=1,
+        held_out_share=0.2,
     )
     b = DatasetTask(
         write_jsonl(tmp_path / "b.jsonl", rows[::-1]),
@@ -54,6 +57,7 @@ def test_split_is_seeded_disjoint_and_independent_of_row_order(tmp_path):
         verifier="integer",
         eval_size=8,
         seed=1,
+        held_out_share=0.2,
     )
     c = DatasetTask(
         write_jsonl(tmp_path / "c.jsonl", rows),
@@ -61,12 +65,13 @@ def test_split_is_seeded_disjoint_and_independent_of_row_order(tmp_path):
         verifier="integer",
         eval_size=8,
         seed=2,
+        held_out_share=0.2,
     )
     held = {p.meta["key"] for p in a.eval_problems()}
     assert held == {p.meta["key"] for p in b.eval_problems()}
     assert held != {p.meta["key"] for p in c.eval_problems()}
     train = {a.train_problem(i).meta["key"] for i in range(64)}
-    assert len(train) == 32 and not train & held
+    assert len(train) == 40 - len(a.held) and not train & held
     assert [a.train_problem(i).id for i in range(40)] == [a.train_problem(i).id for i in range(40)]
 
 
@@ -115,12 +120,13 @@ def test_built_from_config(tmp_path):
                 "path": str(path),
                 "fields": {"question": "q", "answer": "a"},
                 "verifier": "numeric",
-                "params": {"eval_size": 3},
+                "params": {"eval_size": 3, "held_out_share": 0.25},
             }
         }
     )
     task = build_task(cfg.task, eval_size=cfg.eval.num_problems)
-    assert len(task.eval_problems(200)) == 3
+    assert task.held_out_share == 0.25 and len(task.eval_problems()) == min(3, len(task.held))
+    assert len(task.eval_problems(200)) == len(task.held) > 0
     with pytest.raises(ValueError, match="task.params.bogus"):
         build_task(
             load_config(base={"task": {"name": "dataset", "path": str(path), "params": {"bogus": 1}}}).task
@@ -223,7 +229,34 @@ def test_config_mistakes_name_the_key(tmp_path):
         load(path, fields={"question": "q", "answer": "a"}, template="{missing}")
     with pytest.raises(DatasetError, match="task.verifier: unknown verifier 'nope'"):
         load(path, verifier="nope")
-    with pytest.raises(DatasetError, match="cannot hold out 30"):
-        load(path, fields={"question": "q", "answer": "a"}, eval_size=30)
+    with pytest.raises(DatasetError, match="all 30 usable rows fall in the held-out share"):
+        load(path, fields={"question": "q", "answer": "a"}, held_out_share=0.999999)
+    with pytest.raises(DatasetError, match="held_out_share: must be in"):
+        load(path, fields={"question": "q", "answer": "a"}, held_out_share=1.5)
     with pytest.raises(DatasetError, match="no such file"):
         load(tmp_path / "absent.jsonl")
+
+
+def test_held_out_rows_do_not_depend_on_eval_size_or_eval_num_problems(tmp_path):
+    """The held-out side of a row is fixed by its key and the seed: a run that trained with one
+    eval_size (or eval.num_problems) and an evaluation that asks for another never share a row."""
+    path = write_jsonl(tmp_path / "s.jsonl", sums(400))
+    small = DatasetTask(path, fields={"question": "q", "answer": "a"}, verifier="integer", eval_size=3)
+    cfg = load_config(
+        base={
+            "task": {
+                "name": "dataset",
+                "path": str(path),
+                "fields": {"question": "q", "answer": "a"},
+                "verifier": "integer",
+            },
+            "eval": {"num_problems": 40},
+        }
+    )
+    large = build_task(cfg.task, eval_size=cfg.eval.num_problems)
+    assert large.eval_size == 40 and small.eval_size == 3
+    assert [r.question for r in small.held] == [r.question for r in large.held]
+    trained = {small.train_problem(i).meta["key"] for i in range(len(small.train))}
+    evaluated = {p.meta["key"] for p in large.eval_problems(1000)}
+    assert evaluated and not trained & evaluated
+    assert [p.meta["key"] for p in small.eval_problems()] == [p.meta["key"] for p in large.eval_problems(3)]

@@ -197,11 +197,7 @@ def test_endpoint_proposer_against_a_fake_server(tmp_path, fake_server, capsys):
         and "Passage:" in FakeOpenAI.requests[0]["messages"][1]["content"]
     )
     task = DatasetTask(out, eval_size=1)  # the output is a dataset file as it is
-    p = (
-        task.eval_problems()[0]
-        if task.eval_problems()[0].meta["verifier"] == "numeric"
-        else task.train_problem(0)
-    )
+    p = next((q for q in task.eval_problems() if q.meta["verifier"] == "numeric"), task.train_problem(0))
     assert task.verify(p, f"<answer>{p.meta['fields']['answer_text']}</answer>").correct
 
 

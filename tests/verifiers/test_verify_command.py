@@ -79,3 +79,22 @@ def test_bad_options_and_missing_files_exit_two(monkeypatch, tmp_path):
     assert code == 2
     code, _ = cli(["numeric", "--answer", "1", str(tmp_path / "missing.txt")], "", monkeypatch)
     assert code == 2
+
+
+def test_a_sandbox_that_cannot_run_the_code_is_no_verdict(tmp_path, monkeypatch, capsys):
+    """An infrastructure fault is exit status 3 and no Score: never a printed 0."""
+    from rlvr.verifiers import sandbox
+
+    tests = tmp_path / "t.py"
+    tests.write_text("assert add(1, 2) == 3\n")
+    sandbox.set_spawn_fault(lambda job, attempt: True)
+    try:
+        code, score = cli(
+            ["code", "--answer", "add", "--tests", str(tests), "-"],
+            code_answer("def add(a, b):\n    return a + b"),
+            monkeypatch,
+        )
+    finally:
+        sandbox.set_spawn_fault(None)
+    assert code == 3 and score is None
+    assert "not the candidate" in capsys.readouterr().err

@@ -1,19 +1,25 @@
-"""The first code that runs inside a sandbox process; stdlib only, never imported by rlvr.
+"""The first code that runs inside a sandbox process; stdlib only, never imported by rlvr. It runs in one
+namespace after `guard.py` (the audit hook; `launch.HARNESS_SOURCE` joins the two).
 
-`sandbox.py` starts `python -I -S -B -c BOOT CTRL_FD RESULT_FD`. BOOT reads this module (compiled) and the
-job (code, tests, limits, a per-run random nonce) from CTRL_FD, closes it, executes this module in a
+`runner.py` starts `python -I -S -B -c BOOT CTRL_FD RESULT_FD`. BOOT reads one length-prefixed frame,
+this module (compiled) and the job (code, tests, limits, a per-run random nonce), from CTRL_FD, which
+stays open while the run lasts (the parent closing it, or dying, ends the run), executes this module in a
 private namespace whose builtins are a copy, so nothing the candidate later does to `builtins` or to
-modules changes the harness's own name look-ups, and calls `main(job, RESULT_FD)`. In order, the harness:
+modules changes the harness's own name look-ups, and calls `main(job, RESULT_FD, CTRL_FD)`. In order:
 
-1. restores the signal mask and catches SIGXCPU (a PID namespace's init ignores default signals);
-2. sets rlimits (CPU, address space, file size, processes, open files, no core) and, when the parent asks,
-   drops to an unprivileged uid/gid (so the limits are hard for the candidate);
-3. installs an audit hook (PEP 578; it cannot be removed) that refuses process creation, signals to other
+1. restores the signal mask and catches SIGXCPU (a PID namespace's init ignores default signals); when
+   the parent asks (as root), drops to the pool slot's unprivileged uid/gid;
+2. starts its own second thread, before any limit applies, so the candidate's limits cannot starve it;
+3. sets rlimits (CPU, address space, file size, open files, no core; processes only where the count is
+   the run's own, see `isolation.py`);
+4. installs an audit hook (PEP 578; it cannot be removed) that refuses process creation, signals to other
    processes, sockets, ctypes, gc introspection, tracing, new audit hooks, rlimit changes and file access
    outside the working directory and the standard library; in test mode it also hides every frame (so the
    candidate cannot read the tests or the nonce from the harness's stack) and refuses threads;
-4. runs the candidate. Script mode (stdin/stdout tests): as `__main__`, then exits with its status; the
-   parent compares the output, so nothing the candidate says about itself counts. Test mode, in a second
+5. writes `NONCE ack` on RESULT_FD: every layer is in place and the candidate's code is still untouched.
+   A run without the ack is the sandbox's fault (retried), everything after it the candidate's;
+6. runs the candidate. Script mode (stdin/stdout tests): as `__main__`, then exits with its status; the
+   parent compares the output, so nothing the candidate says about itself counts. Test mode, in the second
    thread (only the main thread may install signal handlers, which would receive frames): the tests run
    one unit at a time in their own namespace with pristine builtins, each call of the candidate's
    functions must take and return plain built-in data (no `__eq__` tricks, no test objects leaking in),
@@ -37,21 +43,6 @@ _join = os.path.join
 _modules = sys.modules
 _FunctionType = type(lambda: None)
 _ModuleType = type(sys)
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-_IMPORT_DENY = frozenset(
-    {
-        "ctypes",
-        "_ctypes",
-        "_posixsubprocess",
-        "_testcapi",
-        "_testinternalcapi",
-        "_xxsubinterpreters",
-        "cffi",
-        "_cffi_backend",
-    }
-)
-# Re-importing these after `del sys.modules[...]` would bring back what test mode switched off.
-_IMPORT_DENY_STRICT = _IMPORT_DENY | {"_thread", "_signal"}
 # Attributes that change legitimately (importlib renames the frozen bootstrap modules on first import)
 # or that nothing the tests do depends on.
 _SYS_VOLATILE = frozenset({"stdout", "stderr", "stdin"})
@@ -68,68 +59,6 @@ _MODULE_VOLATILE = frozenset(
     }
 )
 _REFUSE_SRC = "def refuse(*args, **kwargs):\n    raise RuntimeError('sandbox: threads and signal handlers are not allowed in test mode')\n"
-_PROCESS_EVENTS = frozenset(
-    {
-        "os.fork",
-        "os.forkpty",
-        "os.system",
-        "os.exec",
-        "os.posix_spawn",
-        "os.spawn",
-        "subprocess.Popen",
-        "os.kill",
-        "os.killpg",
-        "pty.spawn",
-        "resource.setrlimit",
-        "resource.prlimit",
-        "sys.addaudithook",
-        "sys.settrace",
-        "sys.setprofile",
-        "gc.get_objects",
-        "gc.get_referrers",
-        "gc.get_referents",
-        "sys._current_frames",
-        "sys._current_exceptions",
-        "os.symlink",
-        "os.link",
-        "os.setuid",
-        "os.chroot",
-        "sys.remote_exec",
-        "os.add_dll_directory",
-        "pdb.Pdb",
-    }
-)
-_PATH_WRITE_EVENTS = frozenset(
-    {
-        "os.remove",
-        "os.rmdir",
-        "os.mkdir",
-        "os.rename",
-        "os.truncate",
-        "os.chmod",
-        "os.chown",
-        "os.utime",
-        "os.chflags",
-        "os.lchflags",
-        "os.setxattr",
-        "os.removexattr",
-        "shutil.rmtree",
-        "shutil.copyfile",
-        "shutil.copytree",
-        "shutil.move",
-        "shutil.chown",
-        "os.mkfifo",
-        "os.mknod",
-    }
-)
-_FRAME_ATTRS = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
-_DEV_READ = frozenset({"/dev/null", "/dev/urandom", "/dev/random", "/dev/zero", "/etc/localtime"})
-
-
-class SandboxViolation(RuntimeError):
-    """Raised inside the candidate when it tries something the sandbox refuses."""
-
-
 def _record(fd, nonce, *fields):
     """One authenticated line on the result channel (all fields are exact str/int built here)."""
     _write(fd, (nonce + " " + " ".join(fields) + "\n").encode("utf-8", "replace"))
@@ -146,7 +75,8 @@ def _clean(msg, limit=300):
 
 def _describe(exc):
     name = type.__dict__["__name__"].__get__(type(exc))
-    detail = _clean(exc) if type(exc) is SandboxViolation or type(exc).__module__ == "builtins" else ""
+    violation = type(exc) is SandboxViolation  # noqa: F821 - defined by guard.py
+    detail = _clean(exc) if violation or type(exc).__module__ == "builtins" else ""
     return name + (": " + detail if detail else "")
 
 
@@ -214,83 +144,10 @@ def _set_limits(limits):
     cap(resource.RLIMIT_CPU, limits["cpu_s"], limits["cpu_s"] + 1)
     cap(resource.RLIMIT_AS, limits["memory_mb"] << 20)
     cap(resource.RLIMIT_FSIZE, limits["file_mb"] << 20)
-    cap(resource.RLIMIT_NPROC, limits["max_procs"])
+    if limits["max_procs"] is not None:  # only where the count is the run's own (see isolation.py)
+        cap(resource.RLIMIT_NPROC, limits["max_procs"])
     cap(resource.RLIMIT_NOFILE, limits["max_files"])
     cap(resource.RLIMIT_CORE, 0)
-
-
-def _make_hook(workdir, read_roots, strict, violations):
-    """The audit hook. Refusals raise inside the candidate; hostile ones are also remembered in
-    `violations` so the run fails even if the candidate swallows the exception."""
-    workdir_prefix = workdir.rstrip("/") + "/"
-
-    def resolve(path):
-        try:
-            path = _fspath(path)
-        except TypeError:
-            return None
-        if isinstance(path, bytes):
-            path = path.decode("utf-8", "surrogateescape")
-        if not isinstance(path, str):
-            return None
-        return _normpath(_join(_getcwd(), path))
-
-    def inside(path, roots):
-        return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
-
-    def deny(what, hostile=True):
-        if hostile and len(violations) < 20:
-            violations.append(what)
-        raise SandboxViolation(f"sandbox: {what} is not allowed")
-
-    import_deny = _IMPORT_DENY_STRICT if strict else _IMPORT_DENY
-
-    def hook(event, args):
-        if event == "open":
-            path = args[0]
-            mode = args[1] if len(args) > 1 else None
-            flags = args[2] if len(args) > 2 else None
-            if isinstance(path, int):
-                if path in (0, 1, 2):
-                    return
-                deny(f"open(fd {path})")
-            p = resolve(path)
-            if p is None:
-                return
-            writing = (isinstance(flags, int) and flags & _WRITE_FLAGS) or (
-                isinstance(mode, str) and any(c in mode for c in "wax+")
-            )
-            if p == workdir or p.startswith(workdir_prefix):
-                return
-            if not writing and (p in _DEV_READ or inside(p, read_roots)):
-                return
-            deny(f"{'writing' if writing else 'reading'} {p}")
-        elif event == "import":
-            name = args[0]
-            if name in import_deny or name.split(".")[0] in import_deny:
-                deny(f"import {name}")
-        elif event in _PROCESS_EVENTS or event.startswith(("ctypes.", "socket.", "sys.monitoring")):
-            deny(event)
-        elif event in _PATH_WRITE_EVENTS or event == "os.chdir":
-            for a in args[:2] if event in ("os.rename", "shutil.copyfile", "shutil.move") else args[:1]:
-                if isinstance(a, int):
-                    continue
-                p = resolve(a)
-                if p is not None and not (p == workdir or p.startswith(workdir_prefix)):
-                    deny(f"{event}({p})")
-        elif event in ("os.listdir", "os.scandir"):
-            p = resolve(args[0] if args[0] is not None else ".")
-            if p is not None and not (p == workdir or p.startswith(workdir_prefix) or inside(p, read_roots)):
-                deny(f"{event}({p})")
-        elif strict:
-            if event == "sys._getframe":
-                # As if the stack were shallow: libraries that peek at their caller (namedtuple, enum,
-                # typing) fall back gracefully on ValueError, and nothing sees the harness's frames.
-                raise ValueError("call stack is not deep enough")
-            if event == "object.__getattr__" and args[1] in _FRAME_ATTRS:
-                deny(f"access to {args[1]}", hostile=False)
-
-    return hook
 
 
 def _deny_threads_and_signals():
@@ -368,8 +225,12 @@ def _run_script(code_obj):
     _exit(status & 0xFF)
 
 
-def _run_tests(job, code_obj, res_fd, nonce, violations, snap):
+def _run_tests(job, res_fd, nonce, violations, snap):
     """Test mode: candidate first, then each test unit; one authenticated record per test."""
+    code_obj, error = _compile(job["code"])
+    if error is not None:
+        _record(res_fd, nonce, "syntax", _clean(error))
+        _exit(0)
     pristine = dict(vars(builtins))
     pristine_items = tuple(pristine.items())
     scratch = {"__builtins__": dict(pristine)}
@@ -467,10 +328,42 @@ def _run_tests(job, code_obj, res_fd, nonce, violations, snap):
     finish(passed)
 
 
-def main(job, res_fd):
-    """Entry point, called by `sandbox.BOOT` with the job (already read from the control pipe)."""
+def _compile(source):
+    """(the candidate's code object, None) or (None, why it does not compile)."""
+    try:
+        return compile(source, "<candidate>", "exec", dont_inherit=True), None
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as e:
+        return None, _describe(e)
+
+
+def _watch(life_fd, select):
+    """Block until the parent closes the control pipe (the run is over, or the parent died), then end
+    the process, and with it (as PID 1 of its namespace) every process of the run. The pipe is
+    non-blocking, so a candidate reading it gets nothing and cannot hang on it."""
+    while True:
+        try:
+            select([life_fd], [], [])
+            if not os.read(life_fd, 1 << 12):
+                break
+        except BlockingIOError:
+            continue
+        except BaseException:  # noqa: B036 - e.g. _thread.interrupt_main(), or the fd closed
+            try:
+                os.fstat(life_fd)
+            except BaseException:  # noqa: B036
+                break
+    _exit(3)
+
+
+def main(job, res_fd, life_fd):
+    """Entry point, called by `sandbox.BOOT` with the job (already read from the control pipe `life_fd`,
+    which the parent keeps open while the run lasts)."""
     nonce = job["nonce"]
     import _signal
+    import _thread
+    from select import select
+
+    os.set_blocking(life_fd, False)
 
     # As the init of a PID namespace, signals left at their default action are dropped, so the soft CPU
     # limit's SIGXCPU needs a handler. It lives in a throw-away namespace (see _deny_threads_and_signals).
@@ -478,58 +371,54 @@ def main(job, res_fd):
     scratch = {"__builtins__": {}, "_exit": _exit}
     exec("def on_cpu_limit(signum, frame):\n    _exit(128 + signum)\n", scratch)
     _signal.signal(_signal.SIGXCPU, scratch["on_cpu_limit"])
-    _set_limits(job["limits"])
     if job.get("uid") is not None:
         os.setgroups([])
         os.setgid(job["gid"])
         os.setuid(job["uid"])
-    workdir = _getcwd()
-    read_roots = tuple(p for p in sys.path if p)
     strict = job["mode"] == "tests"
-    try:
-        code_obj = compile(job["code"], "<candidate>", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError) as e:
-        if strict:
-            _record(res_fd, nonce, "syntax", _clean(_describe(e)))
-            _exit(0)
-        _write(2, ("SyntaxError: " + _clean(e) + "\n").encode())
-        _exit(1)
-    # `-S` skips site, which is what defines exit() and quit(); programs use them.
-    builtins.exit = builtins.quit = sys.exit
     violations = []
+    snap = None
     if strict:
         # Before the snapshot and the hook: importlib renames the frozen bootstrap modules when first
         # imported, and types reads a traceback's tb_frame at import time (refused later in test mode).
-        import _thread
         import importlib  # noqa: F401
         import types  # noqa: F401
-
-        start_thread, done = _thread.start_new_thread, _thread.allocate_lock()
-        _deny_threads_and_signals()
-        snap = _snapshot()
-    else:
-        os.close(res_fd)
-    if job.get("guard", True):
-        sys.addaudithook(_make_hook(workdir, read_roots, strict, violations))
-    if not strict:
-        _run_script(code_obj)
-    # Test mode runs in a second thread: CPython lets only the main thread install signal handlers, and
-    # a handler receives the interrupted frame, from which the harness's locals (the nonce) are one
-    # `f_back` away. Module attributes can be restored (`_imp.create_builtin`); this rule cannot.
-    # `_run_tests` ends the process itself; the main thread only waits.
-    done.acquire()
+    # The harness's second thread exists before any limit applies and before the ack, so nothing the
+    # candidate's limits count can keep the harness from running. Test mode runs the tests in it (only
+    # the main thread may install signal handlers, which would receive frames from which the nonce is
+    # one `f_back` away); script mode watches the parent in it.
+    go = _thread.allocate_lock()
+    go.acquire()
 
     def body():
-        try:
-            _run_tests(job, code_obj, res_fd, nonce, violations, snap)
-        finally:
-            done.release()
+        go.acquire()
+        if strict:
+            try:
+                _run_tests(job, res_fd, nonce, violations, snap)  # ends the process itself
+            finally:
+                _exit(3)
+        _watch(life_fd, select)
 
-    start_thread(body, ())
-    while True:
-        try:
-            done.acquire()
-            break
-        except BaseException:  # noqa: B036 - e.g. _thread.interrupt_main(): keep waiting
-            continue
-    _exit(3)
+    _thread.start_new_thread(body, ())
+    _set_limits(job["limits"])
+    workdir = _getcwd()
+    read_roots = tuple(p for p in sys.path if p) + tuple(job.get("read_only", ()))
+    # `-S` skips site, which is what defines exit() and quit(); programs use them.
+    builtins.exit = builtins.quit = sys.exit
+    if strict:
+        _deny_threads_and_signals()
+        snap = _snapshot()
+    if job.get("guard", True):
+        sys.addaudithook(_make_hook(workdir, read_roots, strict, violations))  # noqa: F821 - guard.py
+    # Every layer is in place and the candidate's code is still untouched: from here on, whatever
+    # happens is the candidate's doing.
+    _record(res_fd, nonce, "ack")
+    go.release()
+    if strict:
+        _watch(life_fd, select)
+    os.close(res_fd)
+    code_obj, error = _compile(job["code"])
+    if error is not None:
+        _write(2, ("SyntaxError: " + _clean(error) + "\n").encode())
+        _exit(1)
+    _run_script(code_obj)
