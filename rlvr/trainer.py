@@ -43,7 +43,11 @@ from rlvr.rollout import build_engine
 from rlvr.rollout.base import SamplingParams, sample_seed
 from rlvr.tasks.registry import build_task
 from rlvr.types import Batch, Problem, Rollout
-from rlvr.verifiers import safe_score
+from rlvr.verifiers import score_or_none
+
+
+class InfraErrorRate(RuntimeError):
+    """Too many samples of a step could not be scored because the sandbox failed: the run stops."""
 
 
 @dataclass
@@ -72,6 +76,7 @@ class Trainer:
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.train.seed)
         self.stop_ids = stop_token_ids(self.tokenizer)
         self.step_count, self.cursor, self.sampled_tokens = 0, 0, 0
+        self.infra_errors = 0  # samples the sandbox could not score, over the run
         if checkpoint is not None:
             self._load_state(checkpoint)
         else:
@@ -166,9 +171,11 @@ class Trainer:
         return rollouts
 
     def score(self, rollouts: list[Rollout]) -> None:
-        """Each rollout's `score` from the task's verifier (a verifier that raises scores 0, with the reason)."""
+        """Each rollout's `score` from the task's verifier (a verifier that raises scores 0, with the reason;
+        where the sandbox could not run the candidate the score stays None: no reward, never a 0)."""
         for r in rollouts:
-            r.score = safe_score(self.task.verify, r.problem, r.text)
+            if r.score is None:
+                r.score = score_or_none(self.task.verify, r.problem, r.text)
 
     # --- the batch: the one place where samples are kept, dropped or screened ------------------------
     def collect(self) -> Collected:
@@ -185,8 +192,10 @@ class Trainer:
             rollouts = self.rollout(self.next_problems(B - len(kept) // G), start)
             t1 = time.time()
             self.score(rollouts)
+            self.check_infra(rollouts, info)
             for g in range(0, len(rollouts), G):  # e.g. filter_solved learns which problems are always solved
-                self.task.observe(rollouts[g].problem, [r.score.correct for r in rollouts[g : g + G]])
+                if all(r.score is not None for r in rollouts[g : g + G]):
+                    self.task.observe(rollouts[g].problem, [r.score.correct for r in rollouts[g : g + G]])
             info["time/generate"] += t1 - t0
             info["time/verify"] += time.time() - t1
             info["dynamic/draws"] = draw + 1
@@ -199,16 +208,41 @@ class Trainer:
                 kept = kept[: B * G]
                 break
         if not kept:  # every group was constant: nothing to learn from, train on the last draw (zero advantage)
-            kept = rollouts
+            kept = [r for g in range(0, len(rollouts), G) for r in rollouts[g : g + G]
+                    if all(x.score is not None for x in rollouts[g : g + G])]
         return Collected(kept, sampled, info)
 
     def keep_groups(self, rollouts: list[Rollout]) -> torch.Tensor:
         """(groups,) bool: which groups of a draw join the batch. All of them; with DAPO dynamic sampling only
         those whose rewards differ (a constant group has zero advantage: it teaches nothing)."""
         G = self.cfg.rollout.num_generations
+        scored = torch.tensor([all(r.score is not None for r in rollouts[g : g + G])
+                               for g in range(0, len(rollouts), G)], dtype=torch.bool)  # (groups,)
         if not self.cfg.algorithm.dynamic_sampling:
-            return torch.ones(len(rollouts) // G, dtype=torch.bool)
-        return nonconstant_groups(torch.tensor([r.score.reward for r in rollouts]), G)
+            return scored
+        rewards = torch.tensor([r.score.reward if r.score is not None else 0.0 for r in rollouts])
+        return scored & nonconstant_groups(rewards, G)
+
+    def check_infra(self, rollouts: list[Rollout], info: dict) -> None:
+        """Count the samples the sandbox could not score (their groups are left out of the batch), write an
+        event, and stop the run when a step's share of them passes `train.max_infra_error_rate`."""
+        missing = sum(r.score is None for r in rollouts)
+        info["verify/infra_errors"] = info.get("verify/infra_errors", 0) + missing
+        if not missing:
+            return
+        self.infra_errors += missing
+        G = self.cfg.rollout.num_generations
+        groups = sum(any(r.score is None for r in rollouts[g : g + G]) for g in range(0, len(rollouts), G))
+        info["verify/infra_dropped_groups"] = info.get("verify/infra_dropped_groups", 0) + groups
+        self.logger.log_event(self.step_count + 1, "verify_infra_errors", samples=missing, groups_dropped=groups)
+        if missing / len(rollouts) > self.cfg.train.max_infra_error_rate:
+            from rlvr.verifiers.sandbox import describe
+
+            raise InfraErrorRate(
+                f"step {self.step_count + 1}: the sandbox could not run {missing} of {len(rollouts)} samples "
+                f"(more than train.max_infra_error_rate={self.cfg.train.max_infra_error_rate}); these are host "
+                f"faults, not the model's: check that the host allows what the sandbox needs (processes, "
+                f"memory, namespaces) and that nothing else exhausts it. {describe()}")
 
     def assemble(self, rollouts: list[Rollout]) -> tuple[Batch, torch.Tensor]:
         """The learner's batch from the kept groups, and their (N,) rewards: the verifier's reward plus DAPO's
@@ -252,6 +286,7 @@ class Trainer:
             "groups/all_equal_frac": float((~nonconstant_groups(rewards, G)).float().mean()),
             "sampled_tokens": self.sampled_tokens,
             "cursor": self.cursor,
+            "verify/infra_errors_total": self.infra_errors,
             **stats,
             **info,
             **self.task.stats(),
@@ -304,11 +339,12 @@ class Trainer:
 
     # --- checkpoints --------------------------------------------------------------------------------
     def counters(self) -> dict[str, int]:
-        """Run-long counts that the metrics report cumulatively (none here), saved so a resume goes on."""
-        return {}
+        """Run-long counts that the metrics report cumulatively, saved so a resume goes on."""
+        return {"infra_errors": self.infra_errors}
 
     def load_counters(self, counters: dict[str, int]) -> None:
         """Restore what `counters` saved."""
+        self.infra_errors = counters.get("infra_errors", 0)
 
     def save_checkpoint(self) -> Path:
         state = {

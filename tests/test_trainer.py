@@ -12,9 +12,9 @@ from rlvr.logging.metrics import read_jsonl
 from rlvr.models.loading import load_policy
 from rlvr.tasks.base import Task
 from rlvr.tasks.filtering import SolvedFilter
-from rlvr.trainer import Trainer
+from rlvr.trainer import InfraErrorRate, Trainer
 from rlvr.types import Problem, Score
-from rlvr.verifiers import safe_score
+from rlvr.verifiers import InfraError, safe_score
 
 REQUIRED = [
     "reward/mean",
@@ -152,3 +152,35 @@ def test_dynamic_sampling_drops_constant_groups_and_fills_the_batch(tmp_path, ti
     assert len(sampled) == G * (trainer.cursor)  # every drawn group was sampled, counted once
     assert metrics["sampled_tokens"] == sum(len(r.completion_ids) for r in sampled)
     trainer.logger.close()
+
+
+class _FlakySandbox(_Cycle):
+    """Every sample of problem p1 hits a sandbox fault (`InfraError`); the rest score right or wrong."""
+
+    def verify(self, problem, text):
+        if problem.id == "p1":
+            raise InfraError("injected: the sandbox could not start the run")
+        return Score(float(problem.id == "p0"), problem.id == "p0", True)
+
+
+def test_infra_faults_leave_their_groups_out_and_are_counted_never_scored_zero(tmp_path, tiny_recipe):
+    cfg = load_config(tiny_recipe(**{"train.prompts_per_step": 3, "train.max_infra_error_rate": 0.5}))
+    trainer = Trainer(cfg, tmp_path / "run", task=_FlakySandbox(None))
+    seen = []
+    update = trainer.learner.update
+    trainer.learner.update = lambda batch: (seen.append(batch), update(batch))[1]
+    m = trainer.step()
+    G = cfg.rollout.num_generations
+    assert m["verify/infra_errors"] == G and m["verify/infra_dropped_groups"] == 1
+    assert m["verify/infra_errors_total"] == G
+    assert len(seen[0].advantages) == 2 * G  # p1's group is not in the batch: no reward of 0 reached the learner
+    events = read_jsonl(tmp_path / "run/events.jsonl")
+    assert events[-1]["event"] == "verify_infra_errors" and events[-1]["samples"] == G
+    assert trainer.counters()["infra_errors"] == G  # kept in checkpoints
+
+
+def test_a_run_stops_when_the_sandbox_fails_too_often(tmp_path, tiny_recipe):
+    cfg = load_config(tiny_recipe(**{"train.prompts_per_step": 3, "train.max_infra_error_rate": 0.2}))
+    trainer = Trainer(cfg, tmp_path / "run", task=_FlakySandbox(None))
+    with pytest.raises(InfraErrorRate, match="max_infra_error_rate"):
+        trainer.step()

@@ -136,6 +136,9 @@ class TrainConfig:
     # fp32 master weights and optimiser state with compute in model.dtype (mixed precision); false trains the
     # weights in model.dtype itself, where small updates round away (logged as update/changed_frac)
     master_weights: bool = True
+    # samples the sandbox could not score (its fault, not the candidate's) are left out of the batch and
+    # counted; a step where more than this share of its samples could not be scored stops the run
+    max_infra_error_rate: float = 0.1
     seed: int = 0
     checkpoint_every: int = 20
     out_dir: str = "runs/latest"

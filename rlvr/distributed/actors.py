@@ -23,7 +23,7 @@ from rlvr.rng import seed_everything
 from rlvr.rollout import build_engine
 from rlvr.rollout.base import Completion, SamplingParams
 from rlvr.types import Batch, Problem, Score
-from rlvr.verifiers import safe_score
+from rlvr.verifiers import score_or_none
 
 
 def use_threads(cpus: float) -> None:
@@ -74,13 +74,14 @@ class RolloutWorker:
 
 def score_groups(task, problems: list[Problem], texts: list[list[str]], threads: int = 1) -> list[list[Score]]:
     """Each group's texts scored against its problem, `threads` completions at once (sandbox runs are
-    subprocesses), in order; a verifier that raises gives 0 with the reason."""
+    subprocesses), in order; a verifier that raises gives 0 with the reason; a completion the sandbox could
+    not run gets None, and the driver scores it again (a retry) before leaving it out."""
     pairs = [(p, t) for p, group in zip(problems, texts) for t in group]
     if threads > 1 and len(pairs) > 1:
         with ThreadPoolExecutor(min(threads, len(pairs)), thread_name_prefix="rlvr-verify") as pool:
-            flat = list(pool.map(lambda pt: safe_score(task.verify, *pt), pairs))
+            flat = list(pool.map(lambda pt: score_or_none(task.verify, *pt), pairs))
     else:
-        flat = [safe_score(task.verify, p, t) for p, t in pairs]
+        flat = [score_or_none(task.verify, p, t) for p, t in pairs]
     it = iter(flat)
     return [[next(it) for _ in group] for group in texts[: len(problems)]]
 

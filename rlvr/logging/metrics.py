@@ -90,6 +90,7 @@ def read_jsonl(path: str | Path, *, strict: bool = True) -> list[dict]:
 def sample_rows(rollouts: list, k: int) -> list[dict]:
     """`k` of a step's scored rollouts, evenly spaced, as samples.jsonl rows (task, prompt, completion,
     reward, correct, formatted, details)."""
+    rollouts = [r for r in rollouts if r.score is not None]  # a sample the sandbox could not score has no row
     picked = rollouts[:: max(1, len(rollouts) // max(k, 1))][:k]
     return [{"task": r.problem.task, "prompt": r.problem.prompt if isinstance(r.problem.prompt, str)
              else str(r.problem.prompt), "completion": r.text, "reward": r.score.reward,

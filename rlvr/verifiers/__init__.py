@@ -82,6 +82,16 @@ def get_verifier(name: str, **options) -> Verifier:
     return verify
 
 
+def score_or_none(fn: Callable[..., Score], problem: Problem, text: str, **options) -> Score | None:
+    """`safe_score`, but None where the sandbox could not run the candidate (`InfraError`): a reward is
+    either true or not given, never a 0 for the host's fault. Callers leave such samples out and count them."""
+    try:
+        return safe_score(fn, problem, text, **options)
+    except InfraError as e:
+        logger.warning("no reward (sandbox fault, not the candidate's): %s", e)
+        return None
+
+
 def safe_score(fn: Callable[..., Score], problem: Problem, text: str, **options) -> Score:
     """`fn(problem, text, **options)` (a verifier, or a task's `verify`), guarded: an exception or a result
     that is not a `Score` becomes reward 0 and a log line. The one guard every scoring path goes through
