@@ -1,6 +1,6 @@
 """The `rlvr` command: thin wrappers that parse, build and call.
 
-    rlvr demo [--out DIR] [--seed N]          pretrain -> eval -> GRPO -> eval -> report on the tiny default
+    rlvr demo [--story S] [--out DIR] [--seed N]  a claim measured end to end (chef, elicit, hacking, zero)
     rlvr train --config FILE [--set k=v ...]  RL training (`--resume RUN_DIR` continues a run, `--ray` scales out)
     rlvr pretrain --config FILE               imitation on the task's worked solutions
     rlvr eval --model DIR --config FILE       greedy accuracy and pass@k on held-out problems
@@ -22,8 +22,8 @@ from rlvr.config import ConfigError, load_config
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
-def _default_demo_config() -> Path | None:
-    for candidate in (CONFIG_DIR / "demo.yaml", Path(__file__).resolve().parent / "configs" / "demo.yaml"):
+def _default_demo_config(name: str = "demo.yaml") -> Path | None:
+    for candidate in (CONFIG_DIR / name, Path(__file__).resolve().parent / "configs" / name):
         if candidate.exists():
             return candidate
     return None
@@ -49,23 +49,19 @@ def _print_table(rows: list[tuple[str, str]], title: str) -> None:
 
 
 def cmd_demo(args) -> int:
-    from rlvr.demo import run_demo
+    from rlvr.stories import run_story, story_module
 
+    module = story_module(args.story)
     overrides = list(args.set)
     if args.seed is not None:
         overrides += [f"train.seed={args.seed}", f"task.seed={args.seed}"]
-    cfg = load_config(args.config or _default_demo_config(), overrides)
-    summary = run_demo(cfg, args.out, progress=not args.no_progress)
-    _print_table([
-        ("task", summary["task"]),
-        ("accuracy of the worked solutions it imitated", f"{summary['data_accuracy']:.1%}"),
-        ("held-out accuracy after imitation (greedy)", f"{summary['pretrain_accuracy']:.1%}"),
-        ("held-out accuracy after RL (greedy)", f"{summary['rl_accuracy']:.1%}"),
-        ("held-out problems", str(summary["eval_problems"])),
-        ("RL steps", str(summary["rl_steps"])),
-        ("wall time", f"{summary['wall_seconds']:.0f} s"),
-    ], "rlvr demo: RL on a verifiable reward vs imitation")
-    print(f"summary: {Path(args.out) / 'summary.json'}\nreport:  {Path(args.out) / 'report.html'}")
+    cfg = load_config(args.config or _default_demo_config(module.CONFIG), overrides)
+    out = Path(args.out or ("runs/demo" if args.story == "chef" else f"runs/story-{args.story}"))
+    summary = run_story(args.story, cfg, out, progress=not args.no_progress)
+    rows = [(k, f"{v:.1%}" if isinstance(v, float) and ("accuracy" in k or "rate" in k or "share" in k) else str(v))
+            for k, v in summary.items()]
+    _print_table(rows, f"rlvr demo --story {args.story}: {module.CLAIM}")
+    print(f"summary: {out / 'summary.json'}\nreport:  {out / 'report.html'}")
     return 0
 
 
@@ -173,9 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlvr", description="Reinforcement learning on verifiable rewards.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="pretrain -> eval -> GRPO -> eval -> report on the tiny built-in model")
+    p = sub.add_parser("demo", help="a story measured end to end on the tiny built-in model (default: chef)")
     _add_config_args(p)
-    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    p.add_argument("--story", default="chef", choices=["chef", "elicit", "hacking", "zero"],
+                   help="chef (imitation vs RL, the default), elicit, hacking or zero (see docs/stories.md)")
+    p.add_argument("--out", default=None, help="run directory (default runs/demo, or runs/story-NAME)")
     p.add_argument("--seed", type=int, default=None, help="seed for the task, model and sampling")
     p.set_defaults(func=cmd_demo)
 

@@ -34,14 +34,14 @@ def build_corpus(task, tokenizer, encode, num_examples: int, seed: int) -> tuple
 def pretrain(model: torch.nn.Module, tokenizer, corpus: tuple[list[list[int]], list[int]], cfg, seed: int = 0,
              on_step=None) -> dict[str, float]:
     """`cfg.steps` AdamW steps of `cfg.batch_size` random solutions; `on_step(step, metrics)` is called
-    every step. Returns the final loss and the wall time."""
+    every step. Returns the final loss, the wall time and the tokens trained (those the loss covers)."""
     seqs, starts = corpus
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     optimizer = build_optimizer(model, cfg.lr, 0.0)
     scheduler = build_scheduler(optimizer, cfg.warmup_steps, cfg.steps, "cosine")
     model.train()
-    t0, loss_ema = time.time(), None
+    t0, loss_ema, tokens = time.time(), None, 0
     for step in range(cfg.steps):
         idx = torch.randint(len(seqs), (cfg.batch_size,), generator=gen).tolist()
         ids, attn, lmask = pad_sequences([seqs[i] for i in idx], [starts[i] for i in idx], tokenizer.pad_token_id)
@@ -49,10 +49,11 @@ def pretrain(model: torch.nn.Module, tokenizer, corpus: tuple[list[list[int]], l
         logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
         nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), ids[:, 1:], reduction="none")
         loss = (nll * lmask).sum() / lmask.sum()
+        tokens += int(lmask.sum())
         loss.backward()
         clip_and_step(model, optimizer, scheduler, 1.0)
         loss_ema = loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * loss.item()
         if on_step is not None:
             on_step(step + 1, {"pretrain/loss": loss.item(), "pretrain/lr": scheduler.get_last_lr()[0]})
     model.eval()
-    return {"loss": loss_ema or 0.0, "seconds": time.time() - t0}
+    return {"loss": loss_ema or 0.0, "seconds": time.time() - t0, "tokens": tokens}
