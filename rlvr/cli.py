@@ -4,7 +4,7 @@
     rlvr train --config FILE [--set k=v ...]  RL training (`--resume RUN_DIR` continues a run, `--ray` scales out)
     rlvr pretrain --config FILE               imitation on the task's worked solutions
     rlvr eval --model DIR --config FILE       greedy accuracy and pass@k on held-out problems
-    rlvr report RUN_DIR                       write RUN_DIR/report.html
+    rlvr report RUN_DIR [RUN_DIR ...]         write RUN_DIR/report.html, or overlay runs (seeds as a band)
     rlvr tasks [show NAME]                    list tasks, or sample a few problems of one
 """
 
@@ -154,8 +154,17 @@ def cmd_eval(args) -> int:
 def cmd_report(args) -> int:
     from rlvr.logging.report import write_report
 
-    path = write_report(args.run_dir)
-    print(path)
+    if len(args.run_dirs) == 1 and not args.out and not (Path(args.run_dirs[0]) / "story.jsonl").exists():
+        print(write_report(args.run_dirs[0]))
+        return 0
+    if len(args.run_dirs) == 1 and not args.out:  # a story: its own page again
+        from rlvr.stories.report import write_story_report
+
+        print(write_story_report(args.run_dirs[0]))
+        return 0
+    from rlvr.logging.compare import write_compare
+
+    print(write_compare(args.run_dirs, args.out or Path(args.run_dirs[0]).parent / "compare.html"))
     return 0
 
 
@@ -197,8 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", type=int, default=5, help="print this many completions")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("report", help="write RUN_DIR/report.html")
-    p.add_argument("run_dir")
+    p = sub.add_parser("report", help="write RUN_DIR/report.html, or overlay several runs (seeds as a band)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", help="with several runs: the overlay page (default: compare.html beside the first)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("tasks", help="list tasks; `tasks show NAME` samples problems")
