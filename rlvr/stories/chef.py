@@ -65,6 +65,11 @@ def summarize(out: Path) -> dict:
     }
 
 
+def holds(s: dict) -> bool:
+    """RL ends past the teacher and past the more-imitation control."""
+    return s["rl_accuracy"] > s["data_accuracy"] and s["rl_accuracy"] > s["more_imitation_accuracy"]
+
+
 def reading(s: dict) -> str:
     teacher, before, rl, more = s["data_accuracy"], s["pretrain_accuracy"], s["rl_accuracy"], s["more_imitation_accuracy"]
     past = rl > teacher
@@ -77,7 +82,7 @@ def reading(s: dict) -> str:
         f"More imitation for as many tokens ({s['more_imitation_tokens']:,} tokens, {s['more_imitation_steps']} steps, "
         f"{s['more_imitation_seconds']:.0f} s) ended at {more:.1%} ({more - teacher:+.1%} against the teacher, "
         f"{more - rl:+.1%} against RL).",
-        "The claim holds on this run." if past and rl > more else "The claim does not hold on this run.",
+        "The claim holds on this run." if holds(s) else "The claim does not hold on this run.",
     ]
     return " ".join(parts)
 

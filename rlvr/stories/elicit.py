@@ -45,19 +45,25 @@ def summarize(out: Path) -> dict:
     }
 
 
+def holds(s: dict) -> bool:
+    """Most answers show worked steps after RL (more than before), they are longer, and accuracy rose."""
+    return (s["steps_share_after"] > max(0.5, s["steps_share_before"]) and s["length_after"] > s["length_before"]
+            and s["accuracy_after"] > s["accuracy_before"])
+
+
 def reading(s: dict) -> str:
     up = s["steps_share_after"] > max(0.5, s["steps_share_before"])
     longer = s["length_after"] > s["length_before"]
-    better = s["accuracy_after"] > s["accuracy_before"]
     return " ".join([
         f"After imitation, {s['steps_share_before']:.1%} of held-out greedy answers showed worked steps "
         f"(mean {s['length_before']:.1f} tokens) and {s['accuracy_before']:.1%} were right.",
         f"After {s['rl_steps']} RL steps on the correctness reward, {s['steps_share_after']:.1%} showed steps "
         f"(mean {s['length_after']:.1f} tokens: {'longer' if longer else 'not longer'}) and "
         f"{s['accuracy_after']:.1%} were right.",
-        "The worked kind became the default and accuracy rose: the claim holds on this run." if up and better
-        else "The claim does not hold on this run: "
-        + ("the worked kind did not become the default." if not up else "accuracy did not rise."),
+        "The worked kind became the default and accuracy rose: the claim holds on this run." if holds(s)
+        else "The claim does not hold on this run: " + ("the worked kind did not become the default." if not up
+                                                         else "answers did not get longer." if not longer
+                                                         else "accuracy did not rise."),
     ])
 
 

@@ -53,6 +53,11 @@ def summarize(out: Path) -> dict:
     }
 
 
+def holds(s: dict) -> bool:
+    """The graded arm's own reward climbed while its true accuracy ended behind the binary arm's."""
+    return s["graded_reward_end"] > s["graded_reward_start"] and s["graded_true_accuracy"] < s["binary_true_accuracy"]
+
+
 def reading(s: dict) -> str:
     climbed = s["graded_reward_end"] > s["graded_reward_start"]
     behind = s["graded_true_accuracy"] < s["binary_true_accuracy"]
@@ -62,11 +67,11 @@ def reading(s: dict) -> str:
         f"The graded arm's own reward went from {s['graded_reward_start']:.3f} to {s['graded_reward_end']:.3f} "
         f"({'climbed' if climbed else 'did not climb'}) and its true accuracy ended at {s['graded_true_accuracy']:.1%}, "
         f"against {s['binary_true_accuracy']:.1%} for the binary arm "
-        f"({'behind' if behind else 'not behind'} by {s['binary_true_accuracy'] - s['graded_true_accuracy']:+.1%}).",
+        f"({'behind' if behind else 'not behind'}: binary minus graded {s['binary_true_accuracy'] - s['graded_true_accuracy']:+.1%}).",
         f"{s['hack_rate']:.1%} of the graded arm's answers earned digit credit while wrong "
         f"({s['hack_rate_before']:.1%} before RL; {s['binary_arm_hack_rate']:.1%} for the binary arm), and "
         f"{s['full_credit_wrong_rate']:.1%} earned full credit while wrong.",
-        "The claim holds on this run." if climbed and behind else "The claim does not hold on this run.",
+        "The claim holds on this run." if holds(s) else "The claim does not hold on this run.",
     ])
 
 

@@ -79,10 +79,14 @@ def _pct(x: float | None) -> str:
     return "undefined (no reasoning written)" if x is None else f"{x:.1%}"
 
 
+def holds(s: dict) -> bool:
+    """Most answers have the format after RL, accuracy rose, and the reasoning reads worse than the chef's."""
+    wonky = s["readability"] is not None and s["chef_readability"] is not None and s["readability"] < s["chef_readability"]
+    return s["format_rate_after"] >= 0.5 and s["accuracy_after"] > s["accuracy_before"] and wonky
+
+
 def reading(s: dict) -> str:
     found = s["format_rate_after"] >= 0.5
-    climbed = s["accuracy_after"] > s["accuracy_before"]
-    wonky = s["readability"] is not None and s["chef_readability"] is not None and s["readability"] < s["chef_readability"]
     return " ".join([
         f"The zero model read only bare equations ({s['plain_text_accuracy']:.1%} of them right).",
         f"Before RL {s['format_rate_before']:.1%} of its held-out greedy answers had the format and "
@@ -91,7 +95,7 @@ def reading(s: dict) -> str:
         f"Readability of its reasoning: {_pct(s['readability'])} of {s['reasoning_items']} reasoning items are valid "
         f"steps, against {_pct(s['chef_readability'])} of {s['chef_reasoning_items']} for the chef's imitated-then-RL "
         f"model ({s['chef_accuracy_after']:.1%} right).",
-        "The claim holds on this run." if found and climbed and wonky else "The claim does not hold on this run.",
+        "The claim holds on this run." if holds(s) else "The claim does not hold on this run.",
     ])
 
 
