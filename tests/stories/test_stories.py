@@ -103,3 +103,6 @@ def test_report_overlays_seeds_with_a_band(stories, tmp_path):
     assert main(["report", str(stories / "chef"), str(stories / "hacking"), "--out", str(out)]) == 0
     html = out.read_text()
     assert "chef: rl" in html and "hacking: graded" in html and "Format rate" in html
+    (stories / "zero" / "report.html").unlink()
+    assert main(["report", str(stories / "zero")]) == 0  # a story directory gets its story page again
+    assert "Reading:" in (stories / "zero" / "report.html").read_text()
