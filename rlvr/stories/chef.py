@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from rlvr.logging.metrics import read_jsonl
 from rlvr.models.loading import encode_prompt, load_policy
 from rlvr.pretrain import build_corpus
-from rlvr.stories.harness import StoryRun, arm_evals, arm_event, r4
+from rlvr.stories.harness import StoryRun, arm_evals, arm_event, clearly_above, r4
 from rlvr.tasks.registry import build_task
 
 NAME = "chef"
@@ -66,8 +66,10 @@ def summarize(out: Path) -> dict:
 
 
 def holds(s: dict) -> bool:
-    """RL ends past the teacher and past the more-imitation control."""
-    return s["rl_accuracy"] > s["data_accuracy"] and s["rl_accuracy"] > s["more_imitation_accuracy"]
+    """RL ends clearly past the teacher and clearly past the more-imitation control (two standard errors)."""
+    n = s["eval_problems"]
+    return (clearly_above(s["rl_accuracy"], s["data_accuracy"], n)
+            and clearly_above(s["rl_accuracy"], s["more_imitation_accuracy"], n))
 
 
 def reading(s: dict) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from rlvr.logging.metrics import read_jsonl
-from rlvr.stories.harness import StoryRun, arm_evals, arm_event, r4, variant_task
+from rlvr.stories.harness import StoryRun, arm_evals, arm_event, clearly_above, r4, variant_task
 from rlvr.tasks.arithmetic_variants import TwoKindsArithmeticTask
 
 NAME = "elicit"
@@ -46,9 +46,10 @@ def summarize(out: Path) -> dict:
 
 
 def holds(s: dict) -> bool:
-    """Most answers show worked steps after RL (more than before), they are longer, and accuracy rose."""
+    """Most answers show worked steps after RL (more than before), they are longer, and accuracy rose clearly
+    (two standard errors)."""
     return (s["steps_share_after"] > max(0.5, s["steps_share_before"]) and s["length_after"] > s["length_before"]
-            and s["accuracy_after"] > s["accuracy_before"])
+            and clearly_above(s["accuracy_after"], s["accuracy_before"], s["eval_problems"]))
 
 
 def reading(s: dict) -> str:

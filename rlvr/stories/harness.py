@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
@@ -207,3 +208,11 @@ def variant_task(cls, cfg: Config):
                    format_reward=t.format_reward, blind_spot=t.blind_spot, **t.params)
     except TypeError as e:
         raise ValueError(f"task.params: {e}") from e
+
+
+def clearly_above(a: float, b: float, n: int) -> bool:
+    """Whether rate `a` exceeds rate `b` by more than two standard errors of their difference, each measured
+    on `n` held-out problems: sqrt(a(1-a)/n + b(1-b)/n), floored at one problem in n so that 0 vs 0 is not
+    a difference."""
+    se = math.sqrt(a * (1 - a) / n + b * (1 - b) / n)
+    return a - b > 2 * max(se, 1 / n)

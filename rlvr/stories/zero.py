@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from rlvr.logging.metrics import read_jsonl
 from rlvr.models.loading import load_policy
-from rlvr.stories.harness import StoryRun, arm_evals, arm_event, r4, variant_task
+from rlvr.stories.harness import StoryRun, arm_evals, arm_event, clearly_above, r4, variant_task
 from rlvr.tasks.arithmetic import ArithmeticTask
 from rlvr.tasks.arithmetic_variants import PlainArithmeticTask
 
@@ -80,9 +80,11 @@ def _pct(x: float | None) -> str:
 
 
 def holds(s: dict) -> bool:
-    """Most answers have the format after RL, accuracy rose, and the reasoning reads worse than the chef's."""
+    """Most answers have the format after RL, accuracy rose clearly (two standard errors), and the reasoning
+    reads worse than the chef's."""
     wonky = s["readability"] is not None and s["chef_readability"] is not None and s["readability"] < s["chef_readability"]
-    return s["format_rate_after"] >= 0.5 and s["accuracy_after"] > s["accuracy_before"] and wonky
+    return (s["format_rate_after"] >= 0.5 and clearly_above(s["accuracy_after"], s["accuracy_before"], s["eval_problems"])
+            and wonky)
 
 
 def reading(s: dict) -> str:
