@@ -1,10 +1,10 @@
 """The `rlvr` command: thin wrappers that parse, build and call.
 
-    rlvr demo [--out DIR] [--seed N]          pretrain -> eval -> GRPO -> eval -> report on the tiny default
+    rlvr demo [--story S] [--out DIR] [--seed N]  a claim measured end to end (chef, elicit, hacking, zero)
     rlvr train --config FILE [--set k=v ...]  RL training (`--resume RUN_DIR` continues a run, `--ray` scales out)
     rlvr pretrain --config FILE               imitation on the task's worked solutions
     rlvr eval --model DIR --config FILE       greedy accuracy and pass@k on held-out problems
-    rlvr report RUN_DIR                       write RUN_DIR/report.html
+    rlvr report RUN_DIR [RUN_DIR ...]         write RUN_DIR/report.html, or overlay runs (seeds as a band)
     rlvr tasks [show NAME]                    list tasks, or sample a few problems of one
 """
 
@@ -22,8 +22,8 @@ from rlvr.config import ConfigError, load_config
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
-def _default_demo_config() -> Path | None:
-    for candidate in (CONFIG_DIR / "demo.yaml", Path(__file__).resolve().parent / "configs" / "demo.yaml"):
+def _default_demo_config(name: str = "demo.yaml") -> Path | None:
+    for candidate in (CONFIG_DIR / name, Path(__file__).resolve().parent / "configs" / name):
         if candidate.exists():
             return candidate
     return None
@@ -49,23 +49,19 @@ def _print_table(rows: list[tuple[str, str]], title: str) -> None:
 
 
 def cmd_demo(args) -> int:
-    from rlvr.demo import run_demo
+    from rlvr.stories import run_story, story_module
 
+    module = story_module(args.story)
     overrides = list(args.set)
     if args.seed is not None:
         overrides += [f"train.seed={args.seed}", f"task.seed={args.seed}"]
-    cfg = load_config(args.config or _default_demo_config(), overrides)
-    summary = run_demo(cfg, args.out, progress=not args.no_progress)
-    _print_table([
-        ("task", summary["task"]),
-        ("accuracy of the worked solutions it imitated", f"{summary['data_accuracy']:.1%}"),
-        ("held-out accuracy after imitation (greedy)", f"{summary['pretrain_accuracy']:.1%}"),
-        ("held-out accuracy after RL (greedy)", f"{summary['rl_accuracy']:.1%}"),
-        ("held-out problems", str(summary["eval_problems"])),
-        ("RL steps", str(summary["rl_steps"])),
-        ("wall time", f"{summary['wall_seconds']:.0f} s"),
-    ], "rlvr demo: RL on a verifiable reward vs imitation")
-    print(f"summary: {Path(args.out) / 'summary.json'}\nreport:  {Path(args.out) / 'report.html'}")
+    cfg = load_config(args.config or _default_demo_config(module.CONFIG), overrides)
+    out = Path(args.out or ("runs/demo" if args.story == "chef" else f"runs/story-{args.story}"))
+    summary = run_story(args.story, cfg, out, progress=not args.no_progress)
+    rows = [(k, f"{v:.1%}" if isinstance(v, float) and ("accuracy" in k or "rate" in k or "share" in k) else str(v))
+            for k, v in summary.items()]
+    _print_table(rows, f"rlvr demo --story {args.story}: {module.CLAIM}")
+    print(f"summary: {out / 'summary.json'}\nreport:  {out / 'report.html'}")
     return 0
 
 
@@ -154,8 +150,17 @@ def cmd_eval(args) -> int:
 def cmd_report(args) -> int:
     from rlvr.logging.report import write_report
 
-    path = write_report(args.run_dir)
-    print(path)
+    if len(args.run_dirs) == 1 and not args.out and not (Path(args.run_dirs[0]) / "story.jsonl").exists():
+        print(write_report(args.run_dirs[0]))
+        return 0
+    if len(args.run_dirs) == 1 and not args.out:  # a story: its own page again
+        from rlvr.stories.report import write_story_report
+
+        print(write_story_report(args.run_dirs[0]))
+        return 0
+    from rlvr.logging.compare import write_compare
+
+    print(write_compare(args.run_dirs, args.out or Path(args.run_dirs[0]).parent / "compare.html"))
     return 0
 
 
@@ -169,9 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlvr", description="Reinforcement learning on verifiable rewards.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="pretrain -> eval -> GRPO -> eval -> report on the tiny built-in model")
+    p = sub.add_parser("demo", help="a story measured end to end on the tiny built-in model (default: chef)")
     _add_config_args(p)
-    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    p.add_argument("--story", default="chef", choices=["chef", "elicit", "hacking", "zero"],
+                   help="chef (imitation vs RL, the default), elicit, hacking or zero (see docs/stories.md)")
+    p.add_argument("--out", default=None, help="run directory (default runs/demo, or runs/story-NAME)")
     p.add_argument("--seed", type=int, default=None, help="seed for the task, model and sampling")
     p.set_defaults(func=cmd_demo)
 
@@ -195,8 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", type=int, default=5, help="print this many completions")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("report", help="write RUN_DIR/report.html")
-    p.add_argument("run_dir")
+    p = sub.add_parser("report", help="write RUN_DIR/report.html, or overlay several runs (seeds as a band)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", help="with several runs: the overlay page (default: compare.html beside the first)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("tasks", help="list tasks; `tasks show NAME` samples problems")

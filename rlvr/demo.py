@@ -1,27 +1,22 @@
-"""`rlvr demo`: the chef who learns by watching, then by tasting.
+"""`rlvr demo`: the chef who learns by watching, then by tasting (the stories live in `rlvr/stories/`).
 
-pretrain on flawed worked solutions -> evaluate -> GRPO on the binary reward -> evaluate -> report.
-Everything is built here: a tiny Llama, a character tokenizer, the task's problems. Nothing is downloaded.
+`run_pretrain` is the imitation phase on its own (`rlvr pretrain`): a tiny Llama, a character tokenizer and
+the task's worked solutions, all built here; nothing is downloaded.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import time
 from pathlib import Path
 
-from rlvr.config import Config, save_config
+from rlvr.config import Config
 from rlvr.evaluate import evaluate_held_out
 from rlvr.logging.metrics import MetricsLogger
 from rlvr.logging.progress import Progress
-from rlvr.logging.report import write_report
 from rlvr.models.loading import compute_dtype, encode_prompt, load_policy, save_policy
 from rlvr.pretrain import build_corpus, pretrain
 from rlvr.rng import seed_everything
 from rlvr.rollout.torch_engine import TorchEngine, inference_copy
 from rlvr.tasks.registry import build_task
-from rlvr.trainer import Trainer
 
 
 def run_pretrain(cfg: Config, out: Path, logger: MetricsLogger, task=None, progress: bool = True) -> dict:
@@ -55,35 +50,7 @@ def run_pretrain(cfg: Config, out: Path, logger: MetricsLogger, task=None, progr
 
 
 def run_demo(cfg: Config, out: str | Path, progress: bool = True) -> dict:
-    """The whole story on one config; writes `out/summary.json` and `out/report.html`."""
-    t0 = time.time()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    logger = MetricsLogger(out, config=cfg.to_dict())
-    task = build_task(cfg.task, eval_size=cfg.eval.num_problems)
-    pre = run_pretrain(cfg, out, logger, task, progress)
+    """The chef story (`rlvr demo`'s default); writes `out/summary.json` and `out/report.html`."""
+    from rlvr.stories import run_story
 
-    rl_cfg = dataclasses.replace(
-        cfg,
-        model=dataclasses.replace(cfg.model, kind="hf", path=str(out / "pretrained")),
-        train=dataclasses.replace(cfg.train, out_dir=str(out)),
-    )
-    trainer = Trainer(rl_cfg, out, task=task, logger=logger)
-    trainer.run(progress=progress)
-    final = trainer.run_eval("rl")
-    summary = {
-        "task": cfg.task.name,
-        "data_accuracy": round(pre["data_accuracy"], 4),
-        "pretrain_accuracy": round(pre["pretrain_accuracy"], 4),
-        "rl_accuracy": round(final["accuracy"], 4),
-        "eval_problems": final["n"],
-        "rl_steps": trainer.step_count,
-        "pretrain_steps": cfg.pretrain.steps,
-        "seed": cfg.train.seed,
-        "wall_seconds": round(time.time() - t0, 1),
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    logger.close()
-    write_report(out)
-    return summary
+    return run_story("chef", cfg, out, progress)

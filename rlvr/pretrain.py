@@ -35,7 +35,8 @@ def pretrain(model: torch.nn.Module, tokenizer, corpus: tuple[list[list[int]], l
              on_step=None, compute_dtype: torch.dtype | None = None) -> dict[str, float]:
     """`cfg.steps` AdamW steps of `cfg.batch_size` random solutions; `on_step(step, metrics)` is called
     every step. Returns the final loss and the wall time. As in RL, the weights `model` holds (fp32 masters
-    by default) are what the optimiser steps, and forward and backward run under autocast in `compute_dtype`."""
+    by default) are what the optimiser steps, and forward and backward run under autocast in `compute_dtype`.
+    Also returns the tokens trained (those the loss covers)."""
     seqs, starts = corpus
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
@@ -43,7 +44,7 @@ def pretrain(model: torch.nn.Module, tokenizer, corpus: tuple[list[list[int]], l
     scheduler = build_scheduler(optimizer, cfg.warmup_steps, cfg.steps, "cosine")
     scaler = loss_scaler(device, compute_dtype) if next(model.parameters()).dtype == torch.float32 else None
     model.train()
-    t0, loss_ema = time.time(), None
+    t0, loss_ema, tokens = time.time(), None, 0
     for step in range(cfg.steps):
         idx = torch.randint(len(seqs), (cfg.batch_size,), generator=gen).tolist()
         ids, attn, lmask = pad_sequences([seqs[i] for i in idx], [starts[i] for i in idx], tokenizer.pad_token_id)
@@ -52,10 +53,11 @@ def pretrain(model: torch.nn.Module, tokenizer, corpus: tuple[list[list[int]], l
             logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
         nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), ids[:, 1:], reduction="none")
         loss = (nll * lmask).sum() / lmask.sum()
+        tokens += int(lmask.sum())
         (loss if scaler is None else scaler.scale(loss)).backward()
         clip_and_step(model, optimizer, scheduler, 1.0, scaler)
         loss_ema = loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * loss.item()
         if on_step is not None:
             on_step(step + 1, {"pretrain/loss": loss.item(), "pretrain/lr": scheduler.get_last_lr()[0]})
     model.eval()
-    return {"loss": loss_ema or 0.0, "seconds": time.time() - t0}
+    return {"loss": loss_ema or 0.0, "seconds": time.time() - t0, "tokens": tokens}

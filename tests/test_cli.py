@@ -87,20 +87,21 @@ def test_tiny_demo_then_eval_and_report(tmp_path, capsys):
     ):
         assert key in summary, key
     assert summary["task"] == "arithmetic" and summary["eval_problems"] == 8 and summary["rl_steps"] == 2
+    assert summary["story"] == "chef" and "more_imitation_accuracy" in summary
     assert 0.55 < summary["data_accuracy"] < 0.85  # the flawed teacher of configs/demo.yaml
     assert 0 <= summary["pretrain_accuracy"] <= 1 and 0 <= summary["rl_accuracy"] <= 1
     report = (out / "report.html").read_text()
     assert report.lstrip().lower().startswith("<!doctype html") or "<html" in report.lower()
-    assert (out / "pretrained" / "model.safetensors").exists() and (
-        out / "final" / "model.safetensors"
+    assert (out / "imitation" / "model" / "model.safetensors").exists() and (
+        out / "rl" / "final" / "model.safetensors"
     ).exists()
     capsys.readouterr()
 
-    assert main(["eval", "--model", str(out / "final"), "--show", "2", *_sets(TINY_DEMO)]) == 0
+    assert main(["eval", "--model", str(out / "rl" / "final"), "--show", "2", *_sets(TINY_DEMO)]) == 0
     printed = capsys.readouterr().out
     result = json.loads(printed[printed.index("{") :])
     assert result["n"] == 8 and 0 <= result["accuracy"] <= 1
 
-    (out / "report.html").unlink()
-    assert main(["report", str(out)]) == 0
-    assert (out / "report.html").exists()
+    (out / "rl" / "report.html").unlink()
+    assert main(["report", str(out / "rl")]) == 0
+    assert (out / "rl" / "report.html").exists()

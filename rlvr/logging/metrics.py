@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import re
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -127,6 +128,43 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+class MlflowSink:
+    """An MLflow run in a SQLite tracking store inside the run directory (`run_dir/mlflow.db`, artifacts in
+    `run_dir/mlartifacts`), written through `MlflowClient`, so no global MLflow state and nothing lands in the
+    working directory. Read it back with `MlflowClient(tracking_uri=MlflowSink.uri(run_dir))`."""
+
+    EXPERIMENT = "rlvr"
+
+    def __init__(self, run_dir: Path, config: dict | None):
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=self.uri(run_dir))
+        exp = self.client.get_experiment_by_name(self.EXPERIMENT)
+        exp_id = exp.experiment_id if exp else self.client.create_experiment(
+            self.EXPERIMENT, artifact_location=(Path(run_dir).resolve() / "mlartifacts").as_uri())
+        self.run_id = self.client.create_run(exp_id, run_name=Path(run_dir).name).info.run_id
+        if config:  # MLflow params are flat strings of bounded length
+            params = [Param(k, str(v)[:500]) for k, v in _flatten(config).items()]
+            for i in range(0, len(params), 100):  # log_batch takes at most 100 params
+                self.client.log_batch(self.run_id, params=params[i : i + 100])
+
+    @staticmethod
+    def uri(run_dir: str | Path) -> str:
+        return f"sqlite:///{Path(run_dir).resolve() / 'mlflow.db'}"
+
+    def log_metrics(self, scalars: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(re.sub(r"[^\w\-. /]", "_", k), v, now, step) for k, v in scalars.items()]
+        for i in range(0, len(metrics), 1000):
+            self.client.log_batch(self.run_id, metrics=metrics[i : i + 1000])
+
+    def finish(self) -> None:
+        self.client.set_terminated(self.run_id)
+
+
 class MetricsLogger:
     """Appends metrics/samples/eval rows to JSONL in `run_dir` and forwards scalars to enabled sinks.
 
@@ -163,7 +201,6 @@ class MetricsLogger:
         self._files[EVENTS_FILE] = (self.run_dir / EVENTS_FILE).open("w" if resume_step is None else "a",
                                                                       encoding="utf-8")
         self._tb = self._wandb = self._mlflow = None
-        self._mlflow_started = False
         if tensorboard:
             self._tb = self._start_sink("tensorboard", self._start_tensorboard)
         if wandb:
@@ -192,19 +229,11 @@ class MetricsLogger:
     def _start_wandb(self, config: dict | None):
         import wandb
 
+        # mode: WANDB_MODE from the environment wins (offline keeps the run in run_dir/wandb, no account).
         return wandb.init(config=config, dir=str(self.run_dir), name=self.run_dir.name)
 
     def _start_mlflow(self, config: dict | None):
-        import mlflow
-
-        if mlflow.active_run() is None:
-            mlflow.start_run(run_name=self.run_dir.name)
-            self._mlflow_started = True
-        if config:
-            # MLflow params are flat strings of bounded length.
-            mlflow.log_params({k: str(v)[:500] for k, v in _flatten(config).items()})
-        return mlflow
-
+        return MlflowSink(self.run_dir, config)
     def _forward(self, step: int, metrics: dict[str, Any]) -> None:
         scalars = _scalars(metrics)
         if not scalars:
@@ -221,9 +250,7 @@ class MetricsLogger:
                     # wandb's own step must only increase; pretraining and RL each restart at 0.
                     sink.log({**scalars, "step": step})
                 else:
-                    sink.log_metrics(
-                        {re.sub(r"[^\w\-. /]", "_", k): v for k, v in scalars.items()}, step=step
-                    )
+                    sink.log_metrics(scalars, step)
             except Exception as e:  # disable the sink, keep training
                 log.warning("%s sink failed (%r); disabling it, JSONL logging continues", name[1:], e)
                 setattr(self, name, None)
@@ -271,9 +298,9 @@ class MetricsLogger:
                 except Exception as e:
                     log.warning("closing %s failed: %r", name[1:], e)
                 setattr(self, name, None)
-        if self._mlflow is not None and self._mlflow_started:
+        if self._mlflow is not None:
             try:
-                self._mlflow.end_run()
+                self._mlflow.finish()
             except Exception as e:
                 log.warning("closing mlflow failed: %r", e)
         self._mlflow = None

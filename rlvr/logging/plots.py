@@ -19,12 +19,14 @@ COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e3
 
 @dataclass
 class Series:
-    """One curve: `y[i]` at step `x[i]`; NaN marks a missing value (a gap). `points` draws markers only."""
+    """One curve: `y[i]` at step `x[i]`; NaN marks a missing value (a gap). `points` draws markers only;
+    `band` = (low, high) per point shades the spread around the curve (e.g. min and max over seeds)."""
 
     label: str
     x: list[float]
     y: list[float]
     points: bool = False
+    band: tuple[list[float], list[float]] | None = None
 
     def finite_count(self) -> int:
         return sum(math.isfinite(v) for v in self.y)
@@ -56,6 +58,8 @@ def to_data_uri(fig: Figure, dpi: int = 90) -> str:
 def _draw(ax, series: list[Series], smooth: bool) -> None:
     for i, s in enumerate(series):
         color = COLORS[i % len(COLORS)]
+        if s.band is not None:
+            ax.fill_between(s.x, s.band[0], s.band[1], color=color, alpha=0.2, linewidth=0)
         if s.points:
             ax.plot(s.x, s.y, "o--", color=color, label=s.label, markersize=5, linewidth=1)
         elif smooth and len(s.y) >= 20:

@@ -39,6 +39,7 @@ RL_PANELS = [
     ("Reward (reward/mean)", ["reward/mean"], True),
     ("Accuracy", ["accuracy"], True),
     ("Response length (tokens)", ["response_length/mean", "response_length/max"], False),
+    ("Format rate", ["format_rate"], True),
     ("Entropy", ["entropy"], False),
     ("KL to reference", ["kl"], False),
     ("Clip fraction", ["clip_frac"], False),

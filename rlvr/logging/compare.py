@@ -1,0 +1,114 @@
+"""`rlvr report DIR1 DIR2 ...`: several runs overlaid on one page, seeds of the same run as a shaded band.
+
+A directory is a run (metrics.jsonl, eval.jsonl) or a story (`rlvr demo --story`: story.jsonl), which stands
+for its RL arms. Runs group when they are the same run but for the seed: a story's arms by story and arm
+name, other runs by their config with `train.seed`, `task.seed` and `train.out_dir` left out. A group of
+several runs is drawn as the mean over its runs with a band from their minimum to their maximum, at the
+steps all of them logged.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from html import escape
+from pathlib import Path
+
+import yaml
+
+from rlvr.logging.metrics import EVAL_FILE, METRICS_FILE, read_jsonl, write_text_atomic
+from rlvr.logging.plots import Series, plot_panel
+from rlvr.logging.report import CSS, _phase, series
+
+# (title, file, key): every run's response length and format rate among them.
+PANELS = [
+    ("Reward (reward/mean)", METRICS_FILE, "reward/mean"),
+    ("Training accuracy", METRICS_FILE, "accuracy"),
+    ("Response length (tokens)", METRICS_FILE, "response_length/mean"),
+    ("Format rate", METRICS_FILE, "format_rate"),
+    ("Held-out accuracy", EVAL_FILE, "accuracy"),
+]
+SEED_KEYS = (("train", "seed"), ("task", "seed"), ("train", "out_dir"))
+
+
+def _config_key(run_dir: Path) -> str:
+    try:
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return str(run_dir.resolve())  # unreadable: a group of its own
+    for section, key in SEED_KEYS:
+        if isinstance(cfg.get(section), dict):
+            cfg[section].pop(key, None)
+    return json.dumps(cfg, sort_keys=True, default=str)
+
+
+def expand(dirs: list[str | Path]) -> list[tuple[str, str, Path]]:
+    """(group key, label, run dir) for every run in `dirs`; a story stands for its RL arms."""
+    runs = []
+    for d in map(Path, dirs):
+        if not d.is_dir():
+            raise FileNotFoundError(f"rlvr report: {d} is not a directory")
+        story = read_jsonl(d / "story.jsonl", strict=False)
+        if story:
+            name = next((r.get("story") for r in story if r.get("event") == "start"), d.name)
+            for r in story:
+                if r.get("event") == "arm" and r.get("kind") == "rl":
+                    runs.append((f"story:{name}/{r['arm']}", f"{name}: {r['arm']}", d / r["arm"]))
+        else:
+            runs.append((_config_key(d), d.name, d))
+    return runs
+
+
+def group_series(label: str, curves: list[Series]) -> Series | None:
+    """One curve for a group: itself when alone, else the mean at the common steps with a min-max band."""
+    curves = [c for c in curves if c.finite_count() > 0]
+    if not curves:
+        return None
+    if len(curves) == 1:
+        return Series(label, curves[0].x, curves[0].y, points=curves[0].points)
+    steps = sorted(set.intersection(*(set(c.x) for c in curves)))
+    values = [[dict(zip(c.x, c.y))[s] for c in curves] for s in steps]
+    values = [[v for v in vs if math.isfinite(v)] for vs in values]
+    keep = [i for i, vs in enumerate(values) if vs]
+    xs = [steps[i] for i in keep]
+    mean = [sum(values[i]) / len(values[i]) for i in keep]
+    band = ([min(values[i]) for i in keep], [max(values[i]) for i in keep])
+    return Series(f"{label} (mean of {len(curves)}, band min-max)", xs, mean, points=curves[0].points, band=band)
+
+
+def render_compare(dirs: list[str | Path]) -> str:
+    runs = expand(dirs)
+    groups: dict[str, tuple[str, list[Path]]] = {}
+    for key, label, d in runs:
+        groups.setdefault(key, (label, []))[1].append(d)
+    plots = []
+    for title, file, key in PANELS:
+        curves = []
+        for label, members in groups.values():
+            per_run = []
+            for d in members:
+                rows = read_jsonl(d / file, strict=False)
+                rows = [r for r in rows if _phase(r) == "rl"] if file == METRICS_FILE else rows
+                per_run.append(series(rows, key, points=file == EVAL_FILE))
+            name = label if len(members) == 1 else label.rsplit("-s", 1)[0]
+            curve = group_series(name, per_run)
+            if curve is not None:
+                curves.append(curve)
+        if curves:
+            plots.append(f"<img class='plot' src='{plot_panel(title, curves, smooth=False)}' alt='{escape(title)}'>")
+    listing = "".join(f"<li><b>{escape(label)}</b>: {', '.join(escape(str(d)) for d in members)}</li>"
+                      for label, members in groups.values())
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>rlvr: {len(runs)} runs"
+            f"</title><style>{CSS}</style></head>\n<body>\n<h1>rlvr: {len(runs)} runs overlaid</h1>"
+            f"<ul>{listing}</ul><div class='plots'>{''.join(plots)}</div>"
+            f"<p class='muted'>Generated by rlvr on {stamp}.</p>\n</body></html>\n")
+
+
+def write_compare(dirs: list[str | Path], out: str | Path) -> Path:
+    """Write the overlay of `dirs` to `out` and return its path."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, render_compare(dirs))
+    return out
