@@ -11,6 +11,7 @@ import torch
 from rlvr.models.loading import decode_completion, encode_prompt, stop_token_ids
 from rlvr.rollout.base import SamplingParams
 from rlvr.types import Problem
+from rlvr.verifiers import score_or_none
 
 if TYPE_CHECKING:
     from rlvr.config import Config
@@ -40,9 +41,11 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
     """Greedy accuracy and format rate on `problems`; with `samples > 0` also pass@k (unbiased) and maj@k
     from that many temperature-1 samples per problem. `encode(problem) -> ids`; `task.verify` scores
     `prefix` (the response prefix the prompt ended with) + the completion.
+    A problem the sandbox could not score (`InfraError`) is left out and counted in "infra_skipped".
     Returns {"accuracy", "format_rate", "pass@k"..., "by_task": {task: {...}}, "n", "examples": [...]}."""
     per_task: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     examples = []
+    infra_skipped = 0  # problems the sandbox could not score (never counted as wrong)
     for start in range(0, len(problems), batch_size):
         chunk = problems[start : start + batch_size]
         prompts = [encode(p) for p in chunk]
@@ -52,7 +55,12 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
             sampled = engine.generate(prompts, SamplingParams(samples, max_new_tokens, 1.0, 1.0, stop_ids), generator)
         for i, p in enumerate(chunk):
             text = decode_completion(tokenizer, greedy[i][0].token_ids, prefix)
-            score = task.verify(p, text)
+            score = score_or_none(task.verify, p, text)
+            drawn = [] if sampled is None else \
+                [score_or_none(task.verify, p, decode_completion(tokenizer, c.token_ids, prefix)) for c in sampled[i]]
+            if score is None or any(s is None for s in drawn):  # the sandbox's fault: left out, counted
+                infra_skipped += 1
+                continue
             rec = per_task[p.task]
             rec["correct"].append(score.correct)
             rec["formatted"].append(score.formatted)
@@ -60,13 +68,13 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
                 examples.append({"task": p.task, "prompt": p.prompt if isinstance(p.prompt, str) else str(p.prompt),
                                  "completion": text, "correct": score.correct, "reward": score.reward})
             if sampled is not None:
-                verdicts = []
-                for c in sampled[i]:
-                    s = task.verify(p, decode_completion(tokenizer, c.token_ids, prefix))
-                    verdicts.append((s.correct, s.details.get("parsed")))
+                verdicts = [(s.correct, s.details.get("parsed")) for s in drawn]
                 rec["n_correct"].append(sum(v[0] for v in verdicts))
                 rec["maj"].append(majority_is_correct(verdicts))
-    return _summarise(per_task, samples, pass_k, examples)
+    result = _summarise(per_task, samples, pass_k, examples)
+    if infra_skipped:
+        result["infra_skipped"] = infra_skipped
+    return result
 
 
 def evaluate_held_out(cfg: Config, engine, tokenizer, task, generator: torch.Generator | None = None,

@@ -152,3 +152,23 @@ def test_majority_vote_counts_equivalent_right_answers_together(char_tokenizer):
     result = evaluate(engine, char_tokenizer, task, [p], encode, 16, (2,), samples=5, pass_k=[1])
     assert result["pass@1"] == pytest.approx(0.6)  # 3 of 5 reach the target
     assert result["maj@5"] == 1.0
+
+
+def test_a_problem_the_sandbox_cannot_score_is_left_out_and_counted_not_wrong(char_tokenizer):
+    from rlvr.verifiers import InfraError
+
+    task = ArithmeticTask(difficulty=2, eval_size=2)
+    p1, p2 = task.eval_problems(2)
+    verify = task.verify
+
+    def flaky(problem, text):
+        if problem.id == p2.id:
+            raise InfraError("injected: the run never started")
+        return verify(problem, text)
+
+    task.verify = flaky
+    engine = ScriptedEngine(char_tokenizer, {p1.prompt: _answer(p1.answer), p2.prompt: _answer(p2.answer)}, {})
+    result = evaluate(engine, char_tokenizer, task, [p1, p2],
+                      lambda q: [1] + char_tokenizer(q.prompt, add_special_tokens=False)["input_ids"], 16, (2,))
+    assert result["infra_skipped"] == 1
+    assert result["n"] == 1 and result["accuracy"] == 1.0  # p2 counted neither right nor wrong
