@@ -14,7 +14,16 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from rlvr.logging.metrics import read_jsonl
-from rlvr.stories.harness import StoryRun, arm_evals, arm_event, clearly_above, r4, variant_task
+from rlvr.stories.harness import (
+    StoryRun,
+    arm_evals,
+    arm_event,
+    clearly_above,
+    finish_panels,
+    r4,
+    two_panels,
+    variant_task,
+)
 from rlvr.tasks.arithmetic_variants import TwoKindsArithmeticTask
 
 NAME = "elicit"
@@ -72,17 +81,11 @@ def figure(out: Path) -> Figure:
     """Accuracy and worked-step share (left) and mean length (right) at every evaluation."""
     evals = arm_evals(out, "rl")
     steps = [r["step"] for r in evals]
-    fig = Figure(figsize=(9.6, 3.4))
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.88, wspace=0.25)
-    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    fig, left, right = two_panels()
     left.plot(steps, [r["accuracy"] for r in evals], "o-", label="held-out accuracy")
     left.plot(steps, [r["steps_share"] for r in evals], "s-", label="share showing worked steps")
     left.set_ylim(-0.02, 1.02)
     right.plot(steps, [r["length"] for r in evals], "o-", color="#2ca02c", label="mean answer length")
     right.set_ylabel("tokens")
-    for ax, title in ((left, "elicit: accuracy and worked steps"), (right, "elicit: response length")):
-        ax.set_xlabel("RL step")
-        ax.set_title(title, fontsize=11)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    finish_panels((left, "elicit: accuracy and worked steps"), (right, "elicit: response length"))
     return fig

@@ -15,7 +15,16 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from rlvr.stories.harness import StoryRun, arm_evals, arm_event, clearly_above, r4, variant_task
+from rlvr.stories.harness import (
+    StoryRun,
+    arm_evals,
+    arm_event,
+    clearly_above,
+    finish_panels,
+    r4,
+    two_panels,
+    variant_task,
+)
 from rlvr.stories.measures import reward_hacking_measure
 from rlvr.tasks.arithmetic import ArithmeticTask
 from rlvr.tasks.arithmetic_variants import GradedArithmeticTask
@@ -79,9 +88,7 @@ def reading(s: dict) -> str:
 
 def figure(out: Path) -> Figure:
     """Own reward (left) and true accuracy (right) of both arms at every held-out evaluation."""
-    fig = Figure(figsize=(9.6, 3.4))
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.88, wspace=0.25)
-    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    fig, left, right = two_panels()
     for arm, color in (("binary", "#1f77b4"), ("graded", "#d62728")):
         evals = arm_evals(out, arm)
         steps = [r["step"] for r in evals]
@@ -91,9 +98,5 @@ def figure(out: Path) -> Figure:
             right.plot(steps, [r["hack_rate"] for r in evals], "x:", color=color, label="graded arm: hack rate")
     left.set_ylabel("held-out mean reward")
     right.set_ylim(-0.02, 1.02)
-    for ax, title in ((left, "hacking: own reward"), (right, "hacking: true accuracy (binary verifier)")):
-        ax.set_xlabel("RL step")
-        ax.set_title(title, fontsize=11)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    finish_panels((left, "hacking: own reward"), (right, "hacking: true accuracy (binary verifier)"))
     return fig

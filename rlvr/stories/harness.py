@@ -170,6 +170,24 @@ def arm_event(out: Path, arm: str) -> dict:
     return rows[-1]
 
 
+def two_panels():
+    """(figure, left axes, right axes): the side-by-side figure the two-panel stories draw."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9.6, 3.4))
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.88, wspace=0.25)
+    return fig, fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+
+
+def finish_panels(*titled) -> None:
+    """Label each (axes, title) pair the same way: RL steps on x, a title, a grid and a legend."""
+    for ax, title in titled:
+        ax.set_xlabel("RL step")
+        ax.set_title(title, fontsize=11)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+
+
 def arm_evals(out: Path, arm: str) -> list[dict]:
     """The held-out evaluations of one arm, in step order."""
     rows = read_jsonl(Path(out) / arm / "eval.jsonl")

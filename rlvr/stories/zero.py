@@ -19,7 +19,16 @@ from matplotlib.figure import Figure
 
 from rlvr.logging.metrics import read_jsonl
 from rlvr.models.loading import load_policy
-from rlvr.stories.harness import StoryRun, arm_evals, arm_event, clearly_above, r4, variant_task
+from rlvr.stories.harness import (
+    StoryRun,
+    arm_evals,
+    arm_event,
+    clearly_above,
+    finish_panels,
+    r4,
+    two_panels,
+    variant_task,
+)
 from rlvr.tasks.arithmetic import ArithmeticTask
 from rlvr.tasks.arithmetic_variants import PlainArithmeticTask
 
@@ -103,9 +112,7 @@ def reading(s: dict) -> str:
 
 def figure(out: Path) -> Figure:
     """Format rate and accuracy of both arms (left) and readability (right) at every evaluation."""
-    fig = Figure(figsize=(9.6, 3.4))
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.88, wspace=0.25)
-    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    fig, left, right = two_panels()
     for arm, color in (("zero", "#d62728"), ("chef", "#1f77b4")):
         evals = arm_evals(out, arm)
         steps = [r["step"] for r in evals]
@@ -113,10 +120,5 @@ def figure(out: Path) -> Figure:
         left.plot(steps, [r["format_rate"] for r in evals], "s:", color=color, label=f"{arm}: format rate")
         read = [float("nan") if r["readability"] is None else r["readability"] for r in evals]
         right.plot(steps, read, "o-", color=color, label=f"{arm}: readability")
-    for ax, title in ((left, "zero vs chef: format and accuracy"), (right, "readability of the reasoning")):
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel("RL step")
-        ax.set_title(title, fontsize=11)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    finish_panels((left, "zero vs chef: format and accuracy"), (right, "readability of the reasoning"))
     return fig
