@@ -59,7 +59,7 @@ class Learner:
         self.compute_dtype = compute_dtype
         self.watch_updates = low_precision_params(model)
         # fp16 autocast (GPUs without bf16) needs loss scaling, or small gradients underflow to 0.
-        self.scaler = None if self.watch_updates else loss_scaler(next(model.parameters()).device, compute_dtype)
+        self.scaler = loss_scaler(model, compute_dtype)
         self.cfg = train_cfg
         self.algo = algo_cfg
         self.temperature = temperature if temperature > 0 else 1.0

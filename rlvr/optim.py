@@ -89,6 +89,9 @@ def changed_fraction(before: list[torch.Tensor], params: list[torch.Tensor]) -> 
     return changed / max(total, 1)
 
 
-def loss_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler | None:
-    """A dynamic loss scaler for fp16 autocast (whose small gradients would underflow); none otherwise."""
-    return torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+def loss_scaler(model: torch.nn.Module, dtype: torch.dtype | None) -> torch.amp.GradScaler | None:
+    """A dynamic loss scaler for fp16 autocast over fp32 master weights (whose small gradients would
+    underflow in fp16); none otherwise (bf16 and fp32 need none, and low-precision weights cannot be unscaled)."""
+    if dtype != torch.float16 or low_precision_params(model):
+        return None
+    return torch.amp.GradScaler(next(model.parameters()).device.type)

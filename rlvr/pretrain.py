@@ -42,7 +42,7 @@ def pretrain(model: torch.nn.Module, tokenizer, corpus: tuple[list[list[int]], l
     gen = torch.Generator().manual_seed(seed)
     optimizer = build_optimizer(model, cfg.lr, 0.0)
     scheduler = build_scheduler(optimizer, cfg.warmup_steps, cfg.steps, "cosine")
-    scaler = loss_scaler(device, compute_dtype) if next(model.parameters()).dtype == torch.float32 else None
+    scaler = loss_scaler(model, compute_dtype)
     model.train()
     t0, loss_ema, tokens = time.time(), None, 0
     for step in range(cfg.steps):

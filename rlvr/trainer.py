@@ -46,6 +46,11 @@ from rlvr.types import Batch, Problem, Rollout
 from rlvr.verifiers import score_or_none
 
 
+def scored_group(group: list[Rollout]) -> bool:
+    """Every sample of the group has a score (none was left unscored by a sandbox fault)."""
+    return all(r.score is not None for r in group)
+
+
 class InfraErrorRate(RuntimeError):
     """Too many samples of a step could not be scored because the sandbox failed: the run stops."""
 
@@ -194,7 +199,7 @@ class Trainer:
             self.score(rollouts)
             self.check_infra(rollouts, info)
             for g in range(0, len(rollouts), G):  # e.g. filter_solved learns which problems are always solved
-                if all(r.score is not None for r in rollouts[g : g + G]):
+                if scored_group(rollouts[g : g + G]):
                     self.task.observe(rollouts[g].problem, [r.score.correct for r in rollouts[g : g + G]])
             info["time/generate"] += t1 - t0
             info["time/verify"] += time.time() - t1
@@ -209,15 +214,15 @@ class Trainer:
                 break
         if not kept:  # every group was constant: nothing to learn from, train on the last draw (zero advantage)
             kept = [r for g in range(0, len(rollouts), G) for r in rollouts[g : g + G]
-                    if all(x.score is not None for x in rollouts[g : g + G])]
+                    if scored_group(rollouts[g : g + G])]
         return Collected(kept, sampled, info)
 
     def keep_groups(self, rollouts: list[Rollout]) -> torch.Tensor:
         """(groups,) bool: which groups of a draw join the batch. All of them; with DAPO dynamic sampling only
         those whose rewards differ (a constant group has zero advantage: it teaches nothing)."""
         G = self.cfg.rollout.num_generations
-        scored = torch.tensor([all(r.score is not None for r in rollouts[g : g + G])
-                               for g in range(0, len(rollouts), G)], dtype=torch.bool)  # (groups,)
+        scored = torch.tensor([scored_group(rollouts[g : g + G]) for g in range(0, len(rollouts), G)],
+                              dtype=torch.bool)  # (groups,)
         if not self.cfg.algorithm.dynamic_sampling:
             return scored
         rewards = torch.tensor([r.score.reward if r.score is not None else 0.0 for r in rollouts])
@@ -232,7 +237,7 @@ class Trainer:
             return
         self.infra_errors += missing
         G = self.cfg.rollout.num_generations
-        groups = sum(any(r.score is None for r in rollouts[g : g + G]) for g in range(0, len(rollouts), G))
+        groups = sum(not scored_group(rollouts[g : g + G]) for g in range(0, len(rollouts), G))
         info["verify/infra_dropped_groups"] = info.get("verify/infra_dropped_groups", 0) + groups
         self.logger.log_event(self.step_count + 1, "verify_infra_errors", samples=missing, groups_dropped=groups)
         if missing / len(rollouts) > self.cfg.train.max_infra_error_rate:
