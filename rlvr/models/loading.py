@@ -52,10 +52,10 @@ def num_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def compute_dtype(cfg, model: torch.nn.Module) -> torch.dtype:
-    """The dtype `model` (loaded from the `ModelConfig` `cfg`) computes in: `model.dtype`, resolved for this
-    hardware. Training keeps fp32 master weights beside it (see `load_policy`)."""
-    device = next(model.parameters()).device
+def compute_dtype(cfg, model: torch.nn.Module, device: torch.device | None = None) -> torch.dtype:
+    """The dtype `model` (loaded from the `ModelConfig` `cfg`) computes in on `device` (default: where it
+    is): `model.dtype`, resolved for this hardware. Training keeps fp32 master weights beside it."""
+    device = device or next(model.parameters()).device
     return pick_dtype(cfg.dtype, device, tiny=num_params(model) < TINY_PARAMS)
 
 
@@ -88,7 +88,7 @@ def load_policy(cfg, seed: int = 0, adapter: str | Path | None = None, training:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dtype = pick_dtype(cfg.dtype, device, tiny=num_params(model) < TINY_PARAMS)
+    dtype = compute_dtype(cfg, model, device)
     lora = getattr(cfg, "lora_r", 0) > 0
     masters = training and master_weights and not lora
     model.to(device=device, dtype=torch.float32 if masters else dtype)
