@@ -262,3 +262,20 @@ def test_seeded_samples_do_not_depend_on_the_rest_of_the_batch(make_tiny_model, 
     assert [x.token_ids for x in other[0]] != [x.token_ids for x in together[0]]
     with pytest.raises(ValueError, match="2 seeds for 3 prompts"):
         engine.generate(prompts, sampling, seeds=[1, 2])
+
+
+def test_prefill_of_a_frozen_bf16_copy_does_not_expand_the_output_weight(make_tiny_model, char_tokenizer):
+    """The rollout copy of fp32 masters is frozen bf16; its prefill hands the head a strided (B, 1, H) slice.
+    Unfolded, matmul expands the (V, H) head weight to (B, H, V) (5.4 GB for 100 SmolLM2 prompts)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from rlvr.rollout.torch_engine import inference_copy
+
+    model = inference_copy(make_tiny_model(), torch.bfloat16)
+    engine = TorchEngine(model, pad_token_id=char_tokenizer.pad_token_id)
+    prompts = [char_tokenizer.encode(f"{i}+{i}=") for i in range(64)]
+    V, H = model.get_output_embeddings().weight.shape
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        engine.generate(prompts, SamplingParams(1, 1, 0.0, 1.0, ()))
+    largest = max(e.cpu_memory_usage for e in prof.events())
+    assert largest < len(prompts) * H * V * 2 / 4, largest
