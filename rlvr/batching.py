@@ -10,8 +10,9 @@ from rlvr.types import Batch, Rollout
 def make_batch(rollouts: list[Rollout], advantages: torch.Tensor, pad_token_id: int) -> Batch:
     """Right-padded prompt+completion rows; per-token tensors are aligned with the targets `ids[:, 1:]`.
 
-    `completion_mask[i, t]` is 1 when target token t+1 of row i is a completion token, and
-    `old_logprobs[i, t]` is the sampling log-prob of that token.
+    `completion_mask[i, t]` is 1 when target token t+1 of row i is a completion token the model wrote (an
+    episode's observation tokens are 0: no log-prob, advantage or gradient), and `old_logprobs[i, t]` is
+    the sampling log-prob of that token.
     """
     lengths = [len(r.prompt_ids) + len(r.completion_ids) for r in rollouts]
     N, T = len(rollouts), max(lengths)
@@ -24,7 +25,8 @@ def make_batch(rollouts: list[Rollout], advantages: torch.Tensor, pad_token_id: 
         ids[i, : P + C] = torch.tensor(r.prompt_ids + r.completion_ids, dtype=torch.long)
         attn[i, : P + C] = 1
         if C:
-            cmask[i, P - 1 : P - 1 + C] = 1.0
+            cmask[i, P - 1 : P - 1 + C] = 1.0 if r.completion_mask is None else \
+                torch.tensor(r.completion_mask, dtype=torch.float32)
             old[i, P - 1 : P - 1 + C] = torch.tensor(r.logprobs, dtype=torch.float32)
     return Batch(ids, attn, cmask, old, advantages.float())
 
