@@ -31,9 +31,11 @@ def make_batch(rollouts: list[Rollout], advantages: torch.Tensor, pad_token_id: 
     return Batch(ids, attn, cmask, old, advantages.float())
 
 
-def pad_sequences(seqs: list[list[int]], loss_from: list[int], pad_token_id: int) -> tuple[torch.Tensor, ...]:
+def pad_sequences(seqs: list[list[int]], loss_from: list[int], pad_token_id: int,
+                  masks: list[list[int]] | None = None) -> tuple[torch.Tensor, ...]:
     """Imitation batch: (ids, attention_mask, loss_mask) where the loss covers tokens from `loss_from[i]` on
-    (aligned with targets `ids[:, 1:]`, like `make_batch`)."""
+    (aligned with targets `ids[:, 1:]`, like `make_batch`); with `masks`, only those of them where `masks[i]`
+    (one entry per token from `loss_from[i]` on) is 1: a transcript's tool observations are not imitated."""
     N, T = len(seqs), max(len(s) for s in seqs)
     ids = torch.full((N, T), pad_token_id, dtype=torch.long)
     attn = torch.zeros((N, T), dtype=torch.long)
@@ -41,5 +43,5 @@ def pad_sequences(seqs: list[list[int]], loss_from: list[int], pad_token_id: int
     for i, (s, start) in enumerate(zip(seqs, loss_from)):
         ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
         attn[i, : len(s)] = 1
-        lmask[i, start - 1 : len(s) - 1] = 1.0
+        lmask[i, start - 1 : len(s) - 1] = 1.0 if masks is None else torch.tensor(masks[i], dtype=torch.float32)
     return ids, attn, lmask

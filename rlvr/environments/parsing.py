@@ -114,3 +114,23 @@ def build_format(kind: str, tokenizer) -> Format:
     if kind == "json" or (kind == "auto" and has_tools_branch(tokenizer)):
         return ChatFormat(tokenizer)
     return Format()
+
+
+OBSERVATION_RE = re.compile(r"<result>.*?</result>", re.DOTALL)
+
+
+def transcript_ids(tokenizer, text: str) -> tuple[list[int], list[int]]:
+    """A worked tag-form transcript as token ids and a mask (1: the model writes it, 0: a `<result>`
+    observation the environment writes), tokenized piece by piece as the engine assembles it."""
+    ids: list[int] = []
+    mask: list[int] = []
+    at = 0
+    for m in [*OBSERVATION_RE.finditer(text), None]:
+        end = len(text) if m is None else m.start()
+        for piece, keep in ((text[at:end], 1), ("" if m is None else m.group(0), 0)):
+            if piece:
+                part = tokenizer(piece, add_special_tokens=False)["input_ids"]
+                ids += part
+                mask += [keep] * len(part)
+        at = len(text) if m is None else m.end()
+    return ids, mask
