@@ -25,6 +25,8 @@ from rlvr.algorithms.kl import kl_penalized_rewards
 from rlvr.batching import make_batch
 from rlvr.checkpoint import latest_checkpoint, restore_metric_files, save_checkpoint
 from rlvr.config import Config, save_config
+from rlvr.environments import build_environment
+from rlvr.environments.metrics import episode_metrics
 from rlvr.evaluate import evaluate_held_out
 from rlvr.learner import Learner
 from rlvr.logging.metrics import MetricsLogger, sample_rows
@@ -41,6 +43,7 @@ from rlvr.models.policy import build_policy
 from rlvr.rng import restore_rng, rng_state, seed_everything
 from rlvr.rollout import build_engine
 from rlvr.rollout.base import SamplingParams, sample_seed
+from rlvr.rollout.episodes import with_environment
 from rlvr.tasks.registry import build_task
 from rlvr.types import Batch, Problem, Rollout
 from rlvr.verifiers import score_or_none
@@ -96,7 +99,10 @@ class Trainer:
         self.model, self.tokenizer, self.ref_model = build_policy(cfg, checkpoint)
         self.device = next(self.model.parameters()).device
         self.dtype = compute_dtype(cfg.model, self.model)
-        self.engine = build_engine(cfg, self.model, self.tokenizer, self.device, self.dtype)
+        # a task with tools: every sample is an episode (the engine pauses at tool calls); else the engine itself
+        self.environment = build_environment(cfg.task, self.tokenizer, cfg.rollout.max_new_tokens)
+        self.engine = with_environment(build_engine(cfg, self.model, self.tokenizer, self.device, self.dtype),
+                                       self.environment, self.tokenizer)
         self.learner = Learner(self.model, cfg.train, cfg.algorithm, cfg.rollout.temperature,
                                cfg.rollout.max_new_tokens, self.ref_model, self.dtype)
 
@@ -172,7 +178,7 @@ class Trainer:
             for c in completions:
                 text = decode_completion(self.tokenizer, c.token_ids, self.cfg.model.response_prefix)
                 rollouts.append(Rollout(problem, prompt, c.token_ids, c.logprobs, text, c.finish_reason, g,
-                                        policy_version=version))
+                                        policy_version=version, completion_mask=c.mask, episode=c.episode))
         return rollouts
 
     def score(self, rollouts: list[Rollout]) -> None:
@@ -295,6 +301,7 @@ class Trainer:
             **stats,
             **info,
             **self.task.stats(),
+            **episode_metrics(rollouts),
         }
         tasks = sorted({r.problem.task for r in rollouts})
         if len(tasks) > 1:
