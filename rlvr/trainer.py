@@ -43,7 +43,7 @@ from rlvr.models.policy import build_policy
 from rlvr.rng import restore_rng, rng_state, seed_everything
 from rlvr.rollout import build_engine
 from rlvr.rollout.base import SamplingParams, sample_seed
-from rlvr.rollout.episodes import with_environment
+from rlvr.rollout.episodes import generate_for, with_environment
 from rlvr.tasks.registry import build_task
 from rlvr.types import Batch, Problem, Rollout
 from rlvr.verifiers import score_or_none
@@ -71,7 +71,7 @@ class Trainer:
     """Builds the parts from a `Config` and runs the loop; `resume=True` continues from the last checkpoint."""
 
     def __init__(self, cfg: Config, run_dir: str | Path | None = None, resume: bool = False, task=None,
-                 logger: MetricsLogger | None = None):
+                 logger: MetricsLogger | None = None, environment=None):
         self.cfg = cfg
         self.run_dir = Path(run_dir or cfg.train.out_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -80,6 +80,7 @@ class Trainer:
         checkpoint = latest_checkpoint(self.run_dir) if resume else None
         if resume and checkpoint is None:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {self.run_dir / 'checkpoints'}")
+        self.environment = environment  # None: the task's own (`task.tools`, else single turn)
         self.build_parts(checkpoint)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.train.seed)
         self.stop_ids = stop_token_ids(self.tokenizer)
@@ -100,7 +101,8 @@ class Trainer:
         self.device = next(self.model.parameters()).device
         self.dtype = compute_dtype(cfg.model, self.model)
         # a task with tools: every sample is an episode (the engine pauses at tool calls); else the engine itself
-        self.environment = build_environment(cfg.task, self.tokenizer, cfg.rollout.max_new_tokens)
+        if self.environment is None:
+            self.environment = build_environment(cfg.task, self.tokenizer, cfg.rollout.max_new_tokens)
         self.engine = with_environment(build_engine(cfg, self.model, self.tokenizer, self.device, self.dtype),
                                        self.environment, self.tokenizer)
         self.learner = Learner(self.model, cfg.train, cfg.algorithm, cfg.rollout.temperature,
@@ -168,7 +170,7 @@ class Trainer:
     def rollout(self, problems: list[Problem], start: int) -> list[Rollout]:
         """Sample the groups of `problems`, which sit at cursor positions `start`, `start + 1`, ..."""
         prompts, seeds = self.requests(problems, start)
-        groups = self.engine.generate(prompts, self.sampling(), seeds=seeds)
+        groups = generate_for(self.engine, problems, prompts, self.sampling(), seeds=seeds)
         return self.to_rollouts(problems, prompts, groups, [self.engine.version] * len(problems))
 
     def to_rollouts(self, problems, prompts, groups, versions: list[int]) -> list[Rollout]:

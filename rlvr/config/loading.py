@@ -206,6 +206,10 @@ def validate(cfg: Config) -> Config:
             check_episode_config(cfg.task, cfg.rollout.max_new_tokens)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        # pausing and resuming episodes is built for the torch engine in the single-process loop only
+        _require(cfg.rollout.engine == "torch", "rollout.engine", "must be torch with task.tools", cfg.rollout.engine)
+        _require(cfg.distributed.backend == "none", "distributed.backend", "must be none with task.tools",
+                 cfg.distributed.backend)
     if cfg.model.kind != "tiny":
         _require(bool(cfg.model.path), "model.path", f"is required when model.kind is {cfg.model.kind!r}",
                  cfg.model.path)

@@ -41,6 +41,15 @@ def with_environment(engine, environment: Environment, tokenizer):
     return EpisodeEngine(engine, environment, tokenizer)
 
 
+def generate_for(engine, problems, prompts: list[list[int]], sampling: SamplingParams,
+                 generator: torch.Generator | None = None, seeds: list[int] | None = None) -> list[list[Completion]]:
+    """`engine.generate`, opening each episode with its problem when `engine` runs episodes (any other engine
+    takes prompts only)."""
+    if isinstance(engine, EpisodeEngine):
+        return engine.generate(prompts, sampling, generator, seeds, problems=problems)
+    return engine.generate(prompts, sampling, generator, seeds=seeds)
+
+
 def segments(mask: list[int]) -> list[tuple[str, int, int]]:
     """Runs of model (1) and observation (0) tokens: [(role, start, end), ...]."""
     out: list[tuple[str, int, int]] = []
@@ -92,7 +101,9 @@ class EpisodeEngine:
 
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], sampling: SamplingParams, generator: torch.Generator | None = None,
-                 seeds: list[int] | None = None) -> list[list[Completion]]:
+                 seeds: list[int] | None = None, problems: list | None = None) -> list[list[Completion]]:
+        """The engine protocol's `generate`, each sample an episode; `problems` (one per prompt) open them
+        (None: opened without, as from bare prompts)."""
         if not prompts or sampling.n < 1:
             return []
         if seeds is not None and len(seeds) != len(prompts):
@@ -101,7 +112,7 @@ class EpisodeEngine:
         was_training = model.training
         model.eval()
         try:
-            rows = self._decode(prompts, sampling, generator, seeds)
+            rows = self._decode(prompts, sampling, generator, seeds, problems or [None] * len(prompts))
         finally:
             model.train(was_training)
         n = sampling.n
@@ -120,7 +131,7 @@ class EpisodeEngine:
         tail = self.tokenizer.decode(row.tokens[-self._tail_tokens:], skip_special_tokens=False)
         return tail.endswith(self.environment.pause_strings)
 
-    def _decode(self, prompts, sampling: SamplingParams, generator, seeds) -> list[_Row]:
+    def _decode(self, prompts, sampling: SamplingParams, generator, seeds, problems) -> list[_Row]:
         eng, env, tok = self.engine, self.environment, self.tokenizer
         dev, n, pad = eng.device, sampling.n, eng.pad_token_id
         U, P = len(prompts), max(len(p) for p in prompts)
@@ -137,7 +148,7 @@ class EpisodeEngine:
         if n > 1:  # each prompt's cache is shared by its n samples
             select_rows(cache, expand)
             logits, mask = logits[expand], mask[expand]
-        rows = [_Row(env.open(None), len(prompts[j // n])) for j in range(U * n)]
+        rows = [_Row(env.open(problems[j // n]), len(prompts[j // n])) for j in range(U * n)]
         live = list(range(U * n))
         stop = set(sampling.stop_token_ids)
         noise = None

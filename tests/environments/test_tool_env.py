@@ -104,3 +104,9 @@ def test_bad_tool_config_names_the_field(tools, episode, key):
     with pytest.raises(ConfigError) as e:
         _cfg(tools, **episode)
     assert key in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("section,key,value", [("rollout", "engine", "vllm"), ("distributed", "backend", "ray")])
+def test_tools_need_the_torch_engine_in_one_process(section, key, value):
+    with pytest.raises(ConfigError, match=f"{section}.{key}: must be"):
+        load_config(base={"task": {"tools": [{"name": "calculator"}]}, section: {key: value}})

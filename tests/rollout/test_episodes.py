@@ -113,3 +113,20 @@ def test_segments_and_only_the_torch_engine_runs_episodes(make_tiny_model, char_
         with_environment(Other(), EchoEnv(), char_tokenizer)
     engine = TorchEngine(make_tiny_model(), char_tokenizer.pad_token_id)
     assert with_environment(engine, SingleTurn(), char_tokenizer) is engine
+
+
+def test_episodes_open_with_their_problem(make_tiny_model, char_tokenizer):
+    from rlvr.rollout.episodes import generate_for
+    from rlvr.types import Problem
+
+    opened = []
+
+    class Recording(NeverPauses):
+        def open(self, problem):
+            opened.append(problem.id)
+            return super().open(problem)
+
+    engine = EpisodeEngine(TorchEngine(make_tiny_model(), char_tokenizer.pad_token_id), Recording(), char_tokenizer)
+    problems = [Problem(f"p{i}", "", 0, "t") for i in range(3)]
+    generate_for(engine, problems, _prompts(char_tokenizer), SamplingParams(2, 4, 1.0, 1.0, ()), seeds=[1, 2, 3])
+    assert opened == ["p0", "p0", "p1", "p1", "p2", "p2"]
