@@ -12,7 +12,8 @@ and `call(arguments, state, timeout_s) -> output text`. A failure raises `ToolEr
   counted per call in `replayed_cells`. A cell whose last statement is an expression prints its repr.
 - user tools (`function: "module:function"`): called with the arguments as keyword arguments, the result
   turned to text (`str`, JSON for dicts and lists). In the sandbox by default (the module's directory is
-  bound read-only); `trusted: true` calls it in this process, in a thread, with the timeout.
+  bound read-only); `trusted: true` calls it in this process, in a thread, with the timeout (a call that
+  times out is reported at once but its thread runs on: Python cannot kill it).
 """
 
 from __future__ import annotations
