@@ -174,7 +174,7 @@ def sandbox_output(job) -> str:
         return r.stdout
     if r.status == "infra":
         raise ToolError("infra", f"the sandbox could not run the call: {r.reason}")
-    if r.status == "timeout":
+    if r.status == "timeout" or "CPU time limit" in r.reason:  # either clock ran out: the call took too long
         raise ToolError("timeout", f"the call ran past {job.limits.wall_s:g} s")
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
     raise ToolError("raised", lines[-1] if lines else r.reason or r.status)
@@ -183,7 +183,8 @@ def sandbox_output(job) -> str:
 def _limits(timeout_s: float):
     from rlvr.verifiers.sandbox import Limits
 
-    return Limits(wall_s=timeout_s, cpu_s=max(1, math.ceil(timeout_s)), memory_mb=512, max_output=1 << 16)
+    # CPU time a little past the wall limit, so that the wall clock decides a timeout
+    return Limits(wall_s=timeout_s, cpu_s=math.ceil(timeout_s) + 1, memory_mb=512, max_output=1 << 16)
 
 
 def _python(args: dict, state: dict, timeout_s: float) -> str:

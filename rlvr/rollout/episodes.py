@@ -47,7 +47,7 @@ def generate_for(engine, problems, prompts: list[list[int]], sampling: SamplingP
     takes prompts only)."""
     if isinstance(engine, EpisodeEngine):
         return engine.generate(prompts, sampling, generator, seeds, problems=problems)
-    return engine.generate(prompts, sampling, generator, seeds=seeds)
+    return engine.generate(prompts, sampling, generator, **({} if seeds is None else {"seeds": seeds}))
 
 
 def segments(mask: list[int]) -> list[tuple[str, int, int]]:
