@@ -10,7 +10,7 @@ import torch
 
 from rlvr.models.loading import decode_completion, encode_prompt, stop_token_ids
 from rlvr.rollout.base import SamplingParams
-from rlvr.rollout.episodes import generate_for
+from rlvr.rollout.episodes import generate_for, prompt_tools
 from rlvr.types import Problem
 from rlvr.verifiers import score_or_none
 
@@ -88,7 +88,7 @@ def evaluate_held_out(cfg: Config, engine, tokenizer, task, generator: torch.Gen
     e, m = cfg.eval, cfg.model
     prefix = m.response_prefix if with_prefix else None
     return evaluate(engine, tokenizer, task, task.eval_problems(e.num_problems),
-                    lambda p: encode_prompt(p, tokenizer, m.system_prompt, prefix),
+                    lambda p: encode_prompt(p, tokenizer, m.system_prompt, prefix, prompt_tools(engine)),
                     e.max_new_tokens or cfg.rollout.max_new_tokens, stop_token_ids(tokenizer),
                     samples=0 if greedy_only else e.samples, pass_k=e.pass_k, generator=generator, keep=keep,
                     prefix=prefix)

@@ -149,7 +149,9 @@ class Trainer:
     # --- sampling -----------------------------------------------------------------------------------
     def encode(self, problem: Problem) -> list[int]:
         """Prompt token ids of `problem` (system prompt, chat template, response prefix)."""
-        return encode_prompt(problem, self.tokenizer, self.cfg.model.system_prompt, self.cfg.model.response_prefix)
+        tools = None if self.environment is None else self.environment.prompt_tools  # (Ray: no environment yet)
+        return encode_prompt(problem, self.tokenizer, self.cfg.model.system_prompt, self.cfg.model.response_prefix,
+                             tools)
 
     def next_problems(self, n: int) -> list[Problem]:
         """The next `n` training problems; the cursor moves past them."""

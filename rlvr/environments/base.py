@@ -31,11 +31,13 @@ class Episode(ABC):
 
 class Environment(ABC):
     """Opens episodes. `pause_strings`: where a model turn ends besides a stop token; `max_tokens`: the
-    completion budget of an episode (model and observation tokens; None: the sampling's max_new_tokens)."""
+    completion budget of an episode (model and observation tokens; None: the sampling's max_new_tokens);
+    `prompt_tools`: what prompts pass to the chat template as `tools=` (None: nothing)."""
 
     multi_turn: bool = True
     pause_strings: tuple[str, ...] = ()
     max_tokens: int | None = None
+    prompt_tools: list[dict] | None = None  # function schemas the chat template shows the model (json form)
 
     @abstractmethod
     def open(self, problem: Problem | None) -> Episode:

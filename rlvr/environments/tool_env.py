@@ -90,6 +90,8 @@ class ToolEnvironment(Environment):
         self.max_turns, self.max_tool_calls = max_turns, max_tool_calls
         self.timeout_s, self.max_tokens = timeout_s, max_tokens
         self.max_observation_chars = max_observation_chars
+        # the json form is the chat template's own: its prompt lists the tools (the tag form is taught)
+        self.prompt_tools = self.schemas() if format.name == "json" else None
 
     def open(self, problem: Problem | None) -> Episode:
         return ToolEpisode(self)

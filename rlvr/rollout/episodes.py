@@ -50,6 +50,11 @@ def generate_for(engine, problems, prompts: list[list[int]], sampling: SamplingP
     return engine.generate(prompts, sampling, generator, **({} if seeds is None else {"seeds": seeds}))
 
 
+def prompt_tools(engine) -> list[dict] | None:
+    """The tool schemas prompts show the model when `engine` runs episodes of an environment that has them."""
+    return engine.environment.prompt_tools if isinstance(engine, EpisodeEngine) else None
+
+
 def segments(mask: list[int]) -> list[tuple[str, int, int]]:
     """Runs of model (1) and observation (0) tokens: [(role, start, end), ...]."""
     out: list[tuple[str, int, int]] = []

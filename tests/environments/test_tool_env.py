@@ -110,3 +110,23 @@ def test_bad_tool_config_names_the_field(tools, episode, key):
 def test_tools_need_the_torch_engine_in_one_process(section, key, value):
     with pytest.raises(ConfigError, match=f"{section}.{key}: must be"):
         load_config(base={"task": {"tools": [{"name": "calculator"}]}, section: {key: value}})
+
+
+def test_the_json_form_shows_the_tools_to_the_chat_template(char_tokenizer):
+    import copy
+
+    from rlvr.models.loading import encode_prompt
+    from rlvr.types import Problem
+
+    tok = copy.deepcopy(char_tokenizer)
+    tok.chat_template = ("{# a tool_call template #}{% if tools %}[{% for t in tools %}{{ t.function.name }};"
+                         "{% endfor %}]{% endif %}{% for m in messages %}<{{ m.role }}>{{ m.content }}"
+                         "{% if m.role == 'tool' %}</tool>{% endif %}{% endfor %}"
+                         "{% if add_generation_prompt %}<assistant>{% endif %}")
+    cfg = _cfg([{"name": "calculator"}, {"name": "python"}], tool_format="auto")
+    env = build_environment(cfg.task, tok, 64)
+    assert env.format.name == "json" and [t["function"]["name"] for t in env.prompt_tools] == ["calculator", "python"]
+    assert env.format.observation("42") == "<tool>42</tool><assistant>"
+    text = tok.decode(encode_prompt(Problem("p", "2+2=", 4, "t"), tok, tools=env.prompt_tools))
+    assert text == "[calculator;python;]<user>2+2=<assistant>"
+    assert build_environment(_cfg([{"name": "calculator"}], tool_format="tags").task, tok, 64).prompt_tools is None
