@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--rows-per-prompt", type=int, default=8)
     ap.add_argument("--budget", type=int, default=72)
+    ap.add_argument("--feed-chunk", type=int, default=None, help="observation tokens a row feeds per forward call "
+                    "(default: the engine's: 1 on a CPU)")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     tok = build_char_tokenizer()
@@ -54,7 +56,8 @@ def main() -> None:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
     prompts = [tok(f"{100 + 37 * i}*{10 + i}=", add_special_tokens=False)["input_ids"] for i in range(args.prompts)]
     seeds = list(range(args.prompts))
-    episodes = EpisodeEngine(TorchEngine(model, tok.pad_token_id, cache="dynamic"), ChattyEnv(), tok)
+    episodes = EpisodeEngine(TorchEngine(model, tok.pad_token_id, cache="dynamic"), ChattyEnv(), tok,
+                             feed_chunk=args.feed_chunk)
     t0 = time.perf_counter()
     groups = episodes.generate(prompts, SamplingParams(args.rows_per_prompt, args.budget, 1.0, 1.0, ()), seeds=seeds)
     t_ep = time.perf_counter() - t0
@@ -71,7 +74,7 @@ def main() -> None:
         n = sum(len(c.token_ids) for g in out for c in g)
         rows[f"single_turn_{cache}"] = {"seconds": round(t, 3), "tokens": n, "tokens_per_s": round(n / t, 1)}
     result = {
-        "rows": len(comps), "budget": args.budget,
+        "rows": len(comps), "budget": args.budget, "feed_chunk": episodes.feed_chunk,
         "episodes": {"seconds": round(t_ep, 3), "tokens": tokens, "observation_tokens": observation,
                      "observations": sum(role == "observation" for c in comps for role, _, _ in c.episode.segments),
                      "tokens_per_s": round(tokens / t_ep, 1), **episodes.stats},

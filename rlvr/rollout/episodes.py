@@ -5,11 +5,14 @@ Every row of the batch (G samples of each prompt) is an episode of the environme
 token, a row whose current turn ends (a pause string such as `</call>`, or a stop token) is paused; the
 environment's `respond` runs for all rows paused at that step together, in threads (tools run concurrently,
 python in the sandbox pool). A row that gets an observation feeds, in the next forward call, the token it
-sampled followed by the observation's tokens; the other live rows feed their one sampled token. The call is
+sampled followed by the observation's tokens, `feed_chunk` of them per forward call (a row still reading an
+observation samples nothing meanwhile); the other live rows feed their one sampled token. The call is
 as wide as the longest feed and each row's tokens sit at its right end, the columns before them masked out
 of attention, so every row's last column gives its next token, positions count only real tokens, and what
 each row attends to is exactly its own history: nothing is prefilled twice (`stats["fed_tokens"]` counts
-the tokens that went through the model). Rows whose episode ended leave the batch at once.
+the tokens that went through the model). Once masked columns pile up in the cache (every row gets as many
+new columns as the widest feed), `compact_columns` moves each row's real columns together and drops the
+rest. Rows whose episode ended leave the batch at once.
 
 Observation tokens are kept in the completion with mask 0 and log-prob 0 (`Completion.mask`): the learner
 trains on model-written tokens only. Sampling noise is drawn as the single-turn engine draws it (per prompt
@@ -55,6 +58,21 @@ def prompt_tools(engine) -> list[dict] | None:
     return engine.environment.prompt_tools if isinstance(engine, EpisodeEngine) else None
 
 
+def compact_columns(cache, mask: torch.Tensor) -> torch.Tensor:
+    """Drop the cache columns that only padding fills: each row's real (mask 1) columns are moved, in order,
+    to the right end of a cache as long as the longest row's real history, and the (B, L) mask to match.
+    Exact: keys already carry their rotary positions and attention ignores the order of masked columns.
+    Returns the new mask."""
+    B, L = mask.shape
+    keep = int(mask.sum(-1).max())
+    idx = torch.argsort(mask, dim=1, stable=True)[:, L - keep:]  # per row: masked columns first, real ones last
+    for layer in cache.layers:
+        for name in ("keys", "values"):
+            t = getattr(layer, name)  # (B, heads, L, head_dim)
+            setattr(layer, name, t.gather(2, idx[:, None, :, None].expand(B, t.shape[1], keep, t.shape[3])))
+    return mask.gather(1, idx)
+
+
 def segments(mask: list[int]) -> list[tuple[str, int, int]]:
     """Runs of model (1) and observation (0) tokens: [(role, start, end), ...]."""
     out: list[tuple[str, int, int]] = []
@@ -78,6 +96,7 @@ class _Row:
         self.turn_start = 0
         self.pos = pos  # real tokens in the cache (positions count only these)
         self.reason = ""
+        self.pending: list[int] = []  # tokens to feed: the last sampled one, then an observation's
 
     def completion(self, tokenizer) -> Completion:
         rec: EpisodeRecord = self.episode.record
@@ -90,10 +109,15 @@ class _Row:
 class EpisodeEngine:
     """The engine protocol over episodes of `environment`, sampling with a `TorchEngine`'s model."""
 
-    def __init__(self, engine: TorchEngine, environment: Environment, tokenizer, workers: int = 8):
+    def __init__(self, engine: TorchEngine, environment: Environment, tokenizer, workers: int = 8,
+                 feed_chunk: int | None = None):
         self.engine, self.environment, self.tokenizer = engine, environment, tokenizer
         self.workers = workers
-        self.stats = {"fed_tokens": 0, "forward_calls": 0}
+        # observation tokens a row feeds per forward call: on a CPU compute grows with the call's width, so one
+        # (an observation is read at decoding pace, beside the other rows); on a GPU a wide call costs about as
+        # much as a narrow one, so whole observations (benchmarks/episodes_throughput.py measures both)
+        self.feed_chunk = feed_chunk or (1 if engine.device.type == "cpu" else 256)
+        self.stats = {"fed_tokens": 0, "forward_calls": 0, "compactions": 0}
         tail = max((len(s) for s in environment.pause_strings), default=0)
         self._tail_tokens = tail + 4  # tokens decoded to find a pause string (each token is >= 1 character)
 
@@ -169,9 +193,11 @@ class EpisodeEngine:
             while live:
                 new, lp = sample_next(logits, sampling.temperature, sampling.top_p, generator,
                                       None if noise is None else noise(live))
-                feeds, paused = {}, []
+                paused = []
                 for k, j in enumerate(live):
                     row, t = rows[j], int(new[k])
+                    if row.pending:  # still reading an observation: no token sampled this step
+                        continue
                     row.tokens.append(t)
                     row.logps.append(float(lp[k]))
                     row.mask.append(1)
@@ -181,13 +207,11 @@ class EpisodeEngine:
                         row.reason, row.episode.record.ended = "length", "length"
                         row.episode.record.turns += 1
                     else:
-                        feeds[j] = [t]
+                        row.pending = [t]
                 turns = [tok.decode(rows[j].tokens[rows[j].turn_start:], skip_special_tokens=False) for j in paused]
                 for j, obs in zip(paused, pool.map(lambda a: rows[a[0]].episode.respond(a[1]), zip(paused, turns))):
-                    feed = self._resume(rows[j], obs, budget, stop)
-                    if feed:
-                        feeds[j] = feed
-                keep = [k for k, j in enumerate(live) if j in feeds]
+                    rows[j].pending = self._resume(rows[j], obs, budget, stop) or []
+                keep = [k for k, j in enumerate(live) if rows[j].pending]
                 if not keep:
                     break
                 if len(keep) < len(live):  # ended episodes leave the batch
@@ -195,7 +219,7 @@ class EpisodeEngine:
                     select_rows(cache, idx)
                     mask = mask[idx]
                     live = [live[k] for k in keep]
-                logits, mask = self._step(cache, mask, [feeds[j] for j in live], [rows[j] for j in live], pad)
+                logits, mask = self._step(cache, mask, [rows[j] for j in live], pad)
         finally:
             pool.shutdown(wait=True)
         return rows
@@ -217,10 +241,15 @@ class EpisodeEngine:
         row.turn_start = len(row.tokens)
         return [last] + obs_ids
 
-    def _step(self, cache, mask: torch.Tensor, feeds: list[list[int]], rows: list[_Row], pad: int):
-        """One forward call: each row's feed right-aligned in a call as wide as the longest (the columns
-        before it masked), at the row's own positions. Returns the next logits (B, V) and the grown mask."""
+    def _step(self, cache, mask: torch.Tensor, rows: list[_Row], pad: int):
+        """One forward call: each row feeds the next `feed_chunk` of its pending tokens, right-aligned in a call
+        as wide as the longest feed (the columns before it masked), at the row's own positions. Returns the
+        next logits (B, V) and the grown mask."""
         dev = mask.device
+        feeds = []
+        for row in rows:
+            feeds.append(row.pending[: self.feed_chunk])
+            row.pending = row.pending[self.feed_chunk:]
         B, W = len(feeds), max(len(f) for f in feeds)
         ids = torch.full((B, W), pad, dtype=torch.long)
         new_mask = torch.zeros((B, W), dtype=torch.long)
@@ -230,5 +259,8 @@ class EpisodeEngine:
             new_mask[b, W - len(f):] = 1
             pos[b, W - len(f):] = torch.arange(row.pos, row.pos + len(f))
             row.pos += len(f)
+        if mask.shape[1] > 1.5 * int(mask.sum(-1).max()) + 16:  # padding columns pile up after observations
+            mask = compact_columns(cache, mask)
+            self.stats["compactions"] += 1
         mask = torch.cat([mask, new_mask.to(dev)], dim=1)
         return self._forward(cache, ids.to(dev), mask, pos.to(dev)), mask

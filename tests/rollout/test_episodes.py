@@ -42,8 +42,8 @@ def _prompts(tok):
     return [tok(t, add_special_tokens=False)["input_ids"] for t in ("12+34=", "5+6=", "700+8=")]
 
 
-def _episodes(model, tok, env, n=4, temperature=1.0, budget=40):
-    engine = EpisodeEngine(TorchEngine(model, tok.pad_token_id), env, tok)
+def _episodes(model, tok, env, n=4, temperature=1.0, budget=40, feed_chunk=4):
+    engine = EpisodeEngine(TorchEngine(model, tok.pad_token_id), env, tok, feed_chunk=feed_chunk)
     sampling = SamplingParams(n, budget, temperature, 1.0, (tok.eos_token_id,))
     return engine, engine.generate(_prompts(tok), sampling, seeds=[11, 12, 13])
 
@@ -60,10 +60,14 @@ def test_without_pauses_an_episode_is_the_single_turn_sample(make_tiny_model, ch
             assert e.mask == [1] * len(e.token_ids) and e.episode.turns == 1
 
 
-def test_observations_are_appended_masked_and_model_logprobs_match_a_full_forward(make_tiny_model, char_tokenizer):
+@pytest.mark.parametrize("feed_chunk", [1, 4, 100])
+def test_observations_are_appended_masked_and_model_logprobs_match_a_full_forward(make_tiny_model, char_tokenizer,
+                                                                                   feed_chunk):
     tok = char_tokenizer
     model = make_tiny_model(sharp=True)
-    _, episodes = _episodes(model, tok, EchoEnv())
+    engine, episodes = _episodes(model, tok, EchoEnv(), feed_chunk=feed_chunk)
+    if feed_chunk > 1:
+        assert engine.stats["compactions"] > 0  # the cache's padding columns were dropped on the way
     observed = 0
     for prompt, group in zip(_prompts(tok), episodes):
         for c in group:
@@ -83,8 +87,9 @@ def test_observations_are_appended_masked_and_model_logprobs_match_a_full_forwar
     assert observed >= 6  # the test means something: many rows paused and resumed, some twice
 
 
-def test_a_paused_row_resumes_from_its_cache_without_prefilling_again(make_tiny_model, char_tokenizer):
-    engine, episodes = _episodes(make_tiny_model(sharp=True), char_tokenizer, EchoEnv())
+@pytest.mark.parametrize("feed_chunk", [1, 100])
+def test_a_paused_row_resumes_from_its_cache_without_prefilling_again(make_tiny_model, char_tokenizer, feed_chunk):
+    engine, episodes = _episodes(make_tiny_model(sharp=True), char_tokenizer, EchoEnv(), feed_chunk=feed_chunk)
     prompts = _prompts(char_tokenizer)
     completions = [c for g in episodes for c in g]
     assert sum(len(c.token_ids) - sum(c.mask) for c in completions) > 0  # observations were fed
