@@ -4,18 +4,17 @@ on episodes, logs the episode metrics and transcripts, and a killed and resumed 
 from __future__ import annotations
 
 import copy
-import random
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from rlvr.config import PretrainConfig, load_config
-from rlvr.environments.parsing import transcript_ids
 from rlvr.logging.metrics import read_jsonl
-from rlvr.models.loading import save_policy
+from rlvr.models.loading import encode_prompt, save_policy
 from rlvr.models.tiny import build_tiny_llama
 from rlvr.pretrain import pretrain
+from rlvr.stories.tools import tool_corpus
 from rlvr.tasks.tool_arithmetic import ToolArithmeticTask
 from rlvr.trainer import Trainer
 from tests.conftest import TINY_RUN
@@ -26,18 +25,11 @@ def tool_model(tmp_path_factory, char_tokenizer):
     """A tiny Llama imitated on tool_arithmetic transcripts, half of them calling the calculator."""
     tok = char_tokenizer
     task = ToolArithmeticTask(tool_share=0.5, eval_size=4)
-    rng = random.Random(0)
-    seqs, starts, masks = [], [], []
-    for i in range(256):
-        p = task.train_problem(i)
-        ids, mask = transcript_ids(tok, task.worked_solution(p, rng)[0])
-        prompt = [tok.bos_token_id] + tok(p.prompt, add_special_tokens=False)["input_ids"]
-        seqs.append(prompt + ids + [tok.eos_token_id])
-        starts.append(len(prompt))
-        masks.append(mask + [1])
+    corpus, share = tool_corpus(task, tok, lambda p: encode_prompt(p, tok), 256, seed=0)
+    assert 0.3 < share < 0.7
     model = build_tiny_llama(tok, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
                              max_position_embeddings=96)
-    pretrain(model, tok, (seqs, starts, masks), PretrainConfig(steps=150, batch_size=32, lr=1e-2, warmup_steps=10))
+    pretrain(model, tok, corpus, PretrainConfig(steps=150, batch_size=32, lr=1e-2, warmup_steps=10))
     path = tmp_path_factory.mktemp("tool_model")
     save_policy(model, tok, path)
     return path
