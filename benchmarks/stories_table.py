@@ -33,6 +33,10 @@ def numbers(name: str, s: dict) -> str:
                 f"graded reward {s['graded_reward_start']:.3f} → {s['graded_reward_end']:.3f}; hack rate "
                 f"{_p(s['hack_rate_before'])} → {_p(s['hack_rate'])} (full credit while wrong "
                 f"{_p(s['full_credit_wrong_rate'])})")
+    if name == "tools":
+        return (f"accuracy {_p(s['accuracy_before'])} → {_p(s['accuracy_after'])}, tool calls "
+                f"{_p(s['tool_rate_before'])} → {_p(s['tool_rate_after'])} of held-out episodes (imitated data "
+                f"{_p(s['data_tool_share'])})")
     return (f"format {_p(s['format_rate_before'])} → {_p(s['format_rate_after'])}, accuracy "
             f"{_p(s['accuracy_before'])} → {_p(s['accuracy_after'])}, readability {_p(s['readability'])} vs chef "
             f"{_p(s['chef_readability'])}")

@@ -1,6 +1,6 @@
 """The `rlvr` command: thin wrappers that parse, build and call.
 
-    rlvr demo [--story S] [--out DIR] [--seed N]  a claim measured end to end (chef, elicit, hacking, zero)
+    rlvr demo [--story S] [--out DIR] [--seed N]  a claim measured end to end (chef, elicit, hacking, zero, tools)
     rlvr train --config FILE [--set k=v ...]  RL training (`--resume RUN_DIR` continues a run, `--ray` scales out)
     rlvr pretrain --config FILE               imitation on the task's worked solutions
     rlvr eval --model DIR --config FILE       greedy accuracy and pass@k on held-out problems
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="a story measured end to end on the tiny built-in model (default: chef)")
     _add_config_args(p)
-    p.add_argument("--story", default="chef", choices=["chef", "elicit", "hacking", "zero"],
+    p.add_argument("--story", default="chef", choices=["chef", "elicit", "hacking", "zero", "tools"],
                    help="chef (imitation vs RL, the default), elicit, hacking or zero (see docs/stories.md)")
     p.add_argument("--out", default=None, help="run directory (default runs/demo, or runs/story-NAME)")
     p.add_argument("--seed", type=int, default=None, help="seed for the task, model and sampling")

@@ -10,6 +10,7 @@ import torch
 
 from rlvr.models.loading import decode_completion, encode_prompt, stop_token_ids
 from rlvr.rollout.base import SamplingParams
+from rlvr.rollout.episodes import generate_for, prompt_tools
 from rlvr.types import Problem
 from rlvr.verifiers import score_or_none
 
@@ -49,10 +50,11 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
     for start in range(0, len(problems), batch_size):
         chunk = problems[start : start + batch_size]
         prompts = [encode(p) for p in chunk]
-        greedy = engine.generate(prompts, SamplingParams(1, max_new_tokens, 0.0, 1.0, stop_ids), generator)
+        greedy = generate_for(engine, chunk, prompts, SamplingParams(1, max_new_tokens, 0.0, 1.0, stop_ids), generator)
         sampled = None
         if samples:
-            sampled = engine.generate(prompts, SamplingParams(samples, max_new_tokens, 1.0, 1.0, stop_ids), generator)
+            sampled = generate_for(engine, chunk, prompts, SamplingParams(samples, max_new_tokens, 1.0, 1.0, stop_ids),
+                                   generator)
         for i, p in enumerate(chunk):
             text = decode_completion(tokenizer, greedy[i][0].token_ids, prefix)
             score = score_or_none(task.verify, p, text)
@@ -86,7 +88,7 @@ def evaluate_held_out(cfg: Config, engine, tokenizer, task, generator: torch.Gen
     e, m = cfg.eval, cfg.model
     prefix = m.response_prefix if with_prefix else None
     return evaluate(engine, tokenizer, task, task.eval_problems(e.num_problems),
-                    lambda p: encode_prompt(p, tokenizer, m.system_prompt, prefix),
+                    lambda p: encode_prompt(p, tokenizer, m.system_prompt, prefix, prompt_tools(engine)),
                     e.max_new_tokens or cfg.rollout.max_new_tokens, stop_token_ids(tokenizer),
                     samples=0 if greedy_only else e.samples, pass_k=e.pass_k, generator=generator, keep=keep,
                     prefix=prefix)

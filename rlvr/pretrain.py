@@ -37,7 +37,8 @@ def pretrain(model: torch.nn.Module, tokenizer, corpus: tuple[list[list[int]], l
     every step. Returns the final loss and the wall time. As in RL, the weights `model` holds (fp32 masters
     by default) are what the optimiser steps, and forward and backward run under autocast in `compute_dtype`.
     Also returns the tokens trained (those the loss covers)."""
-    seqs, starts = corpus
+    seqs, starts = corpus[:2]
+    masks = corpus[2] if len(corpus) > 2 else None  # per-token loss masks (transcripts with observations)
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     optimizer = build_optimizer(model, cfg.lr, 0.0)
@@ -47,7 +48,8 @@ def pretrain(model: torch.nn.Module, tokenizer, corpus: tuple[list[list[int]], l
     t0, loss_ema, tokens = time.time(), None, 0
     for step in range(cfg.steps):
         idx = torch.randint(len(seqs), (cfg.batch_size,), generator=gen).tolist()
-        ids, attn, lmask = pad_sequences([seqs[i] for i in idx], [starts[i] for i in idx], tokenizer.pad_token_id)
+        ids, attn, lmask = pad_sequences([seqs[i] for i in idx], [starts[i] for i in idx], tokenizer.pad_token_id,
+                                         None if masks is None else [masks[i] for i in idx])
         ids, attn, lmask = ids.to(device), attn.to(device), lmask.to(device)
         with autocast(device, compute_dtype):
             logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]

@@ -25,6 +25,8 @@ from rlvr.algorithms.kl import kl_penalized_rewards
 from rlvr.batching import make_batch
 from rlvr.checkpoint import latest_checkpoint, restore_metric_files, save_checkpoint
 from rlvr.config import Config, save_config
+from rlvr.environments import build_environment
+from rlvr.environments.metrics import episode_metrics
 from rlvr.evaluate import evaluate_held_out
 from rlvr.learner import Learner
 from rlvr.logging.metrics import MetricsLogger, sample_rows
@@ -41,6 +43,7 @@ from rlvr.models.policy import build_policy
 from rlvr.rng import restore_rng, rng_state, seed_everything
 from rlvr.rollout import build_engine
 from rlvr.rollout.base import SamplingParams, sample_seed
+from rlvr.rollout.episodes import generate_for, with_environment
 from rlvr.tasks.registry import build_task
 from rlvr.types import Batch, Problem, Rollout
 from rlvr.verifiers import score_or_none
@@ -68,7 +71,7 @@ class Trainer:
     """Builds the parts from a `Config` and runs the loop; `resume=True` continues from the last checkpoint."""
 
     def __init__(self, cfg: Config, run_dir: str | Path | None = None, resume: bool = False, task=None,
-                 logger: MetricsLogger | None = None):
+                 logger: MetricsLogger | None = None, environment=None):
         self.cfg = cfg
         self.run_dir = Path(run_dir or cfg.train.out_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -77,6 +80,7 @@ class Trainer:
         checkpoint = latest_checkpoint(self.run_dir) if resume else None
         if resume and checkpoint is None:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {self.run_dir / 'checkpoints'}")
+        self.environment = environment  # None: the task's own (`task.tools`, else single turn)
         self.build_parts(checkpoint)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.train.seed)
         self.stop_ids = stop_token_ids(self.tokenizer)
@@ -96,7 +100,11 @@ class Trainer:
         self.model, self.tokenizer, self.ref_model = build_policy(cfg, checkpoint)
         self.device = next(self.model.parameters()).device
         self.dtype = compute_dtype(cfg.model, self.model)
-        self.engine = build_engine(cfg, self.model, self.tokenizer, self.device, self.dtype)
+        # a task with tools: every sample is an episode (the engine pauses at tool calls); else the engine itself
+        if self.environment is None:
+            self.environment = build_environment(cfg.task, self.tokenizer, cfg.rollout.max_new_tokens)
+        self.engine = with_environment(build_engine(cfg, self.model, self.tokenizer, self.device, self.dtype),
+                                       self.environment, self.tokenizer)
         self.learner = Learner(self.model, cfg.train, cfg.algorithm, cfg.rollout.temperature,
                                cfg.rollout.max_new_tokens, self.ref_model, self.dtype)
 
@@ -141,7 +149,9 @@ class Trainer:
     # --- sampling -----------------------------------------------------------------------------------
     def encode(self, problem: Problem) -> list[int]:
         """Prompt token ids of `problem` (system prompt, chat template, response prefix)."""
-        return encode_prompt(problem, self.tokenizer, self.cfg.model.system_prompt, self.cfg.model.response_prefix)
+        tools = None if self.environment is None else self.environment.prompt_tools  # (Ray: no environment yet)
+        return encode_prompt(problem, self.tokenizer, self.cfg.model.system_prompt, self.cfg.model.response_prefix,
+                             tools)
 
     def next_problems(self, n: int) -> list[Problem]:
         """The next `n` training problems; the cursor moves past them."""
@@ -162,7 +172,7 @@ class Trainer:
     def rollout(self, problems: list[Problem], start: int) -> list[Rollout]:
         """Sample the groups of `problems`, which sit at cursor positions `start`, `start + 1`, ..."""
         prompts, seeds = self.requests(problems, start)
-        groups = self.engine.generate(prompts, self.sampling(), seeds=seeds)
+        groups = generate_for(self.engine, problems, prompts, self.sampling(), seeds=seeds)
         return self.to_rollouts(problems, prompts, groups, [self.engine.version] * len(problems))
 
     def to_rollouts(self, problems, prompts, groups, versions: list[int]) -> list[Rollout]:
@@ -172,7 +182,7 @@ class Trainer:
             for c in completions:
                 text = decode_completion(self.tokenizer, c.token_ids, self.cfg.model.response_prefix)
                 rollouts.append(Rollout(problem, prompt, c.token_ids, c.logprobs, text, c.finish_reason, g,
-                                        policy_version=version))
+                                        policy_version=version, completion_mask=c.mask, episode=c.episode))
         return rollouts
 
     def score(self, rollouts: list[Rollout]) -> None:
@@ -295,6 +305,7 @@ class Trainer:
             **stats,
             **info,
             **self.task.stats(),
+            **episode_metrics(rollouts),
         }
         tasks = sorted({r.problem.task for r in rollouts})
         if len(tasks) > 1:

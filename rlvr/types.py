@@ -50,6 +50,38 @@ class Rollout:
     group: int = 0  # index of the prompt group inside its step
     score: Score | None = None
     policy_version: int = 0
+    # Multi-turn episodes (rlvr.environments): `completion_ids` interleaves model-written and observation
+    # tokens; `completion_mask[i]` is 1 where the model wrote token i (only those carry log-probs, advantages
+    # and gradient) and 0 for observation tokens (their `logprobs` entry is 0). None: every token is the model's.
+    completion_mask: list[int] | None = None
+    episode: EpisodeRecord | None = None
+
+
+@dataclass
+class ToolCallRecord:
+    """One tool call of an episode: the tool's name (as the model wrote it), and `error`, the kind of failure
+    ("malformed", "unknown_tool", "bad_arguments", "raised", "timeout", "limit", "infra") or None on success."""
+
+    tool: str
+    error: str | None = None
+    seconds: float = 0.0
+    replayed_cells: int = 0  # python: earlier cells run again to restore the episode's state
+
+
+@dataclass
+class EpisodeRecord:
+    """What happened in one episode: model turns, tool calls, and the token spans in the completion
+    (`segments`: (role, start, end) with role "model" or "observation", in order)."""
+
+    turns: int = 0
+    calls: list[ToolCallRecord] = field(default_factory=list)
+    segments: list[tuple[str, int, int]] = field(default_factory=list)
+    transcript: list[tuple[str, str]] = field(default_factory=list)  # (role, text) of each segment
+    ended: str = "answer"  # "answer" (the model ended it), "max_turns", "length" (token budget)
+
+    @property
+    def tool_errors(self) -> int:
+        return sum(c.error is not None for c in self.calls)
 
 
 @dataclass

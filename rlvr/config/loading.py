@@ -199,6 +199,17 @@ def validate(cfg: Config) -> Config:
         _require(cfg.distributed.prefetch_steps >= 1, "distributed.prefetch_steps",
                  "must be >= 1 with distributed.async_rollouts (how many steps are generated ahead)",
                  cfg.distributed.prefetch_steps)
+    if cfg.task.tools:
+        from rlvr.environments.config import check_episode_config
+
+        try:
+            check_episode_config(cfg.task, cfg.rollout.max_new_tokens)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        # pausing and resuming episodes is built for the torch engine in the single-process loop only
+        _require(cfg.rollout.engine == "torch", "rollout.engine", "must be torch with task.tools", cfg.rollout.engine)
+        _require(cfg.distributed.backend == "none", "distributed.backend", "must be none with task.tools",
+                 cfg.distributed.backend)
     if cfg.model.kind != "tiny":
         _require(bool(cfg.model.path), "model.path", f"is required when model.kind is {cfg.model.kind!r}",
                  cfg.model.path)

@@ -45,6 +45,33 @@ class ModelConfig:
 
 
 @dataclass
+class ToolConfig:
+    """A tool the model may call in an episode (see rlvr.environments): `calculator`, `python`, or a user tool
+    `function: "module:function"` whose arguments follow the JSON schema `parameters`; user tools run in the
+    sandbox unless `trusted`."""
+
+    name: str = ""
+    function: str | None = None
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    trusted: bool = False
+
+
+@dataclass
+class EpisodeConfig:
+    """Limits of a multi-turn episode (a task with `tools`). `max_tokens`: completion tokens per episode, model
+    and observation together (0: rollout.max_new_tokens); `tool_format`: how calls are written (`auto`: the
+    chat template's `<tool_call>` JSON where it has a tools branch, else the `<call>` tag form)."""
+
+    max_turns: int = 4
+    max_tool_calls: int = 3
+    max_tokens: int = 0
+    tool_timeout_s: float = 5.0
+    max_observation_chars: int = 400
+    tool_format: str = _choice("auto", "auto", "tags", "json")
+
+
+@dataclass
 class TaskConfig:
     """Where problems come from. `name` is a built-in task (`arithmetic`, `countdown`), `dataset` (a file at
     `path`, see rlvr.tasks.datasets), `reasoning_gym/<generator>` (its config in `params`), or `mixture`
@@ -67,6 +94,8 @@ class TaskConfig:
     mixture: list[TaskConfig] = field(default_factory=list)  # member tasks, easiest first
     curriculum: int = 0  # training problems over which harder mixture members fade in
     filter_solved: str = _choice("none", "none", "always", "never", "both")
+    tools: list[ToolConfig] = field(default_factory=list)  # non-empty: problems are multi-turn episodes
+    episode: EpisodeConfig = field(default_factory=EpisodeConfig)
 
 
 @dataclass

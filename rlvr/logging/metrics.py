@@ -93,10 +93,15 @@ def sample_rows(rollouts: list, k: int) -> list[dict]:
     reward, correct, formatted, details)."""
     rollouts = [r for r in rollouts if r.score is not None]  # a sample the sandbox could not score has no row
     picked = rollouts[:: max(1, len(rollouts) // max(k, 1))][:k]
-    return [{"task": r.problem.task, "prompt": r.problem.prompt if isinstance(r.problem.prompt, str)
+    rows = [{"task": r.problem.task, "prompt": r.problem.prompt if isinstance(r.problem.prompt, str)
              else str(r.problem.prompt), "completion": r.text, "reward": r.score.reward,
              "correct": r.score.correct, "formatted": r.score.formatted, "details": r.score.details}
             for r in picked]
+    for row, r in zip(rows, picked):  # multi-turn: the model's turns and the tools' answers, set apart
+        if getattr(r, "episode", None) is not None:
+            row["transcript"] = [{"role": role, "text": text} for role, text in r.episode.transcript]
+            row["tool_calls"] = [{"tool": c.tool, "error": c.error} for c in r.episode.calls]
+    return rows
 
 
 def _keep_on_resume(row: dict, resume_step: int) -> bool:

@@ -309,6 +309,15 @@ def _eval_table(evals: list[dict]) -> str:
     return _table(["step", "phase", *keys, "by task"], rows, "data")
 
 
+def _transcript(parts: list[dict]) -> str:
+    """A multi-turn completion: the model's turns as text, each tool observation in its own shaded block."""
+    out = []
+    for p in parts:
+        text = escape(str(p.get("text", "")))
+        out.append(f"<pre class='tool'>{text}</pre>" if p.get("role") == "observation" else f"<pre>{text}</pre>")
+    return "".join(out)
+
+
 def _samples_table(samples: list[dict]) -> str:
     """The latest steps' samples first (order within a step kept), at most MAX_SAMPLES rows."""
 
@@ -333,7 +342,7 @@ def _samples_table(samples: list[dict]) -> str:
                 mark,
                 _fmt(s.get("formatted")),
                 _text_block(_as_text(s.get("prompt"))),
-                _text_block(_as_text(s.get("completion"))),
+                _transcript(s["transcript"]) if s.get("transcript") else _text_block(_as_text(s.get("completion"))),
                 _text_block(details_text) if details_text else "",
             ]
         )
@@ -354,6 +363,7 @@ th { background: #f4f4f4; } table.summary td:first-child { font-weight: 600; }
 table.samples td { max-width: 420px; }
 pre { white-space: pre-wrap; word-break: break-word; margin: 0; font-size: .8rem; }
 summary { cursor: pointer; word-break: break-word; }
+pre.tool { background: #eef4fb; border-left: 3px solid #4a7fb5; padding: .1rem .4rem; margin: .15rem 0; }
 .notes { background: #fff8e1; padding: .5rem 1rem; border-radius: 4px; }
 """
 

@@ -114,17 +114,19 @@ def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, ...]:
 
 
 def encode_prompt(problem: Problem, tokenizer: PreTrainedTokenizerBase, system_prompt: str | None = None,
-                  response_prefix: str | None = None) -> list[int]:
+                  response_prefix: str | None = None, tools: list[dict] | None = None) -> list[int]:
     """Prompt token ids: through the chat template when the tokenizer has one, else raw text after BOS.
     `response_prefix` starts the model's reply (R1-Zero starts it with "<think>"); the verifier sees it as
-    the start of the completion (`decode_completion(..., prefix=)`)."""
-    ids = _encode_prompt(problem, tokenizer, system_prompt)
+    the start of the completion (`decode_completion(..., prefix=)`). `tools` (function schemas) go to the
+    chat template as `tools=`, for templates that describe tools to the model."""
+    ids = _encode_prompt(problem, tokenizer, system_prompt, tools)
     if response_prefix:
         ids = ids + tokenizer(response_prefix, add_special_tokens=False)["input_ids"]
     return ids
 
 
-def _encode_prompt(problem: Problem, tokenizer: PreTrainedTokenizerBase, system_prompt: str | None) -> list[int]:
+def _encode_prompt(problem: Problem, tokenizer: PreTrainedTokenizerBase, system_prompt: str | None,
+                   tools: list[dict] | None = None) -> list[int]:
     if getattr(tokenizer, "chat_template", None):
         if isinstance(problem.prompt, list):
             messages = list(problem.prompt)
@@ -132,7 +134,8 @@ def _encode_prompt(problem: Problem, tokenizer: PreTrainedTokenizerBase, system_
             messages = [{"role": "user", "content": problem.meta.get("question", problem.prompt)}]
         if system_prompt:
             messages = [{"role": "system", "content": system_prompt}] + messages
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        extra = {"tools": tools} if tools else {}
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, **extra)
         return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
     text = problem.prompt if isinstance(problem.prompt, str) else "\n".join(m["content"] for m in problem.prompt)
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []

@@ -8,6 +8,8 @@ from typing import Protocol
 
 import torch
 
+from rlvr.types import EpisodeRecord
+
 
 @dataclass
 class SamplingParams:
@@ -28,6 +30,9 @@ class Completion:
     token_ids: list[int]
     logprobs: list[float]
     finish_reason: str  # "stop" | "length"
+    # multi-turn episodes only (rlvr.rollout.episodes): 1 = model-written token, 0 = observation token
+    mask: list[int] | None = None
+    episode: EpisodeRecord | None = None
 
 
 class Engine(Protocol):

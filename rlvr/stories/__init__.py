@@ -15,7 +15,7 @@ from pathlib import Path
 from rlvr.config import Config
 from rlvr.stories.harness import StoryRun, common_summary
 
-STORIES = ("chef", "elicit", "hacking", "zero")
+STORIES = ("chef", "elicit", "hacking", "zero", "tools")
 
 
 def story_module(name: str):

@@ -18,9 +18,11 @@ from rlvr.tasks.arithmetic import ArithmeticTask
 from rlvr.tasks.base import Task
 from rlvr.tasks.countdown import CountdownTask
 from rlvr.tasks.mixture import Member, MixtureTask, share_counts, unique_labels
+from rlvr.tasks.tool_arithmetic import ToolArithmeticTask
 
-BUILTIN_TASKS: dict[str, type] = {"arithmetic": ArithmeticTask, "countdown": CountdownTask}
-BUILTIN_VERIFIERS = {"arithmetic": "integer", "countdown": "countdown"}
+BUILTIN_TASKS: dict[str, type] = {"arithmetic": ArithmeticTask, "countdown": CountdownTask,
+                                  "tool_arithmetic": ToolArithmeticTask}
+BUILTIN_VERIFIERS = {"arithmetic": "integer", "countdown": "countdown", "tool_arithmetic": "integer"}
 DATASET_PARAMS = ("eval_size", "held_out_share", "split", "max_row_bytes")
 RG_OPTIONS = ("extract", "partial_credit")
 

@@ -22,6 +22,7 @@ KEYS = {
     "hacking": ["binary_true_accuracy", "graded_true_accuracy", "graded_reward_start", "graded_reward_end",
                 "hack_rate"],
     "zero": ["format_rate_before", "format_rate_after", "readability", "chef_readability"],
+    "tools": ["tool_rate_before", "tool_rate_after", "data_tool_share"],
 }
 # (arm, eval.jsonl key, summary key, which evaluation): a logged number and the summary entry it becomes.
 FROM_LOGS = {
@@ -31,6 +32,7 @@ FROM_LOGS = {
     "hacking": [("graded", "hack_rate", "hack_rate", -1), ("graded", "graded_reward", "graded_reward_end", -1),
                 ("binary", "accuracy", "binary_true_accuracy", -1)],
     "zero": [("zero", "format_rate", "format_rate_after", -1), ("chef", "readability", "chef_readability", -1)],
+    "tools": [("rl", "tool_rate", "tool_rate_after", -1), ("rl", "tool_rate", "tool_rate_before", 0)],
 }
 
 
@@ -106,3 +108,14 @@ def test_report_overlays_seeds_with_a_band(stories, tmp_path):
     (stories / "zero" / "report.html").unlink()
     assert main(["report", str(stories / "zero")]) == 0  # a story directory gets its story page again
     assert "Reading:" in (stories / "zero" / "report.html").read_text()
+
+
+def test_tools_story_counts_the_episodes_that_called_a_tool(stories):
+    from rlvr.environments.parsing import parse_call
+
+    out = stories / "tools"
+    answers = read_jsonl(out / "rl" / "answers.jsonl")
+    for row in read_jsonl(out / "rl" / "eval.jsonl"):
+        texts = [a["completion"] for a in answers if a["step"] == row["step"] and a["phase"] == row["phase"]]
+        assert row["tool_rate"] == sum(parse_call(t) is not None for t in texts) / 4
+    assert json.loads((out / "summary.json").read_text())["data_tool_share"] > 0
