@@ -39,7 +39,7 @@ from rlvr.models.loading import (
 )
 from rlvr.models.policy import build_policy
 from rlvr.rng import restore_rng, rng_state, seed_everything
-from rlvr.rollout import build_engine
+from rlvr.rollout import behaviour_differs, build_engine
 from rlvr.rollout.base import SamplingParams, sample_seed
 from rlvr.tasks.registry import build_task
 from rlvr.types import Batch, Problem, Rollout
@@ -98,7 +98,8 @@ class Trainer:
         self.dtype = compute_dtype(cfg.model, self.model)
         self.engine = build_engine(cfg, self.model, self.tokenizer, self.device, self.dtype)
         self.learner = Learner(self.model, cfg.train, cfg.algorithm, cfg.rollout.temperature,
-                               cfg.rollout.max_new_tokens, self.ref_model, self.dtype)
+                               cfg.rollout.max_new_tokens, self.ref_model, self.dtype,
+                               behaviour_differs(self.engine, self.model, cfg.rollout.top_p))
 
     def sync_weights(self) -> None:
         """After an update: the engine samples from the new weights, policy version `step_count` (an engine
@@ -111,7 +112,9 @@ class Trainer:
         master = str(trainable[0].dtype).removeprefix("torch.") if trainable else "none"
         line = (f"rlvr: {num_params(self.model) / 1e6:.1f}M parameters ({sum(p.numel() for p in trainable) / 1e6:.1f}M "
                 f"trainable) on {self.device.type}; compute {str(self.dtype).removeprefix('torch.')}, "
-                f"trainable weights and optimiser state {master}; engine {type(self.engine).__name__}")
+                f"trainable weights and optimiser state {master}; engine {type(self.engine).__name__}, rollout "
+                f"weights {getattr(self.engine, 'weights', 'same')}, off-policy correction "
+                f"{'on' if self.learner.correct_offpolicy else 'off'} ({self.cfg.algorithm.offpolicy_correction})")
         if self.learner.watch_updates:
             line += ("\nrlvr: WARNING pure low-precision training (train.master_weights: false): updates below "
                      "half an ulp of a weight round away; update/changed_frac is logged every step")
@@ -152,7 +155,8 @@ class Trainer:
     def sampling(self) -> SamplingParams:
         """How training groups are sampled: `num_generations` per prompt at the rollout temperature."""
         r = self.cfg.rollout
-        return SamplingParams(r.num_generations, r.max_new_tokens, r.temperature, r.top_p, self.stop_ids)
+        return SamplingParams(r.num_generations, r.max_new_tokens, r.temperature, r.top_p, self.stop_ids,
+                              r.ignore_eos)
 
     def requests(self, problems: list[Problem], start: int) -> tuple[list[list[int]], list[int]]:
         """Prompt ids and sampling seeds of `problems`, which sit at cursor positions `start`, `start + 1`, ..."""

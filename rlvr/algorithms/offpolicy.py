@@ -31,8 +31,7 @@ import torch
 
 from rlvr.algorithms.kl import kl_estimate
 from rlvr.algorithms.losses import policy_loss
-
-SEQ_REDUCES = ("mean", "sum")
+from rlvr.algorithms.names import SEQ_REDUCES
 
 
 def _log_ratio(proximal_logprobs: torch.Tensor, behaviour_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
