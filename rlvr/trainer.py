@@ -110,11 +110,13 @@ class Trainer:
         """What trains in which precision (printed when a run starts)."""
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         master = str(trainable[0].dtype).removeprefix("torch.") if trainable else "none"
+        on = getattr(self.learner, "correct_offpolicy", None)  # a Ray learner group decides in its actors
+        correction = "in the learners" if on is None else "on" if on else "off"
         line = (f"rlvr: {num_params(self.model) / 1e6:.1f}M parameters ({sum(p.numel() for p in trainable) / 1e6:.1f}M "
                 f"trainable) on {self.device.type}; compute {str(self.dtype).removeprefix('torch.')}, "
                 f"trainable weights and optimiser state {master}; engine {type(self.engine).__name__}, rollout "
-                f"weights {getattr(self.engine, 'weights', 'same')}, off-policy correction "
-                f"{'on' if self.learner.correct_offpolicy else 'off'} ({self.cfg.algorithm.offpolicy_correction})")
+                f"weights {getattr(self.engine, 'weights', 'same')}, off-policy correction {correction} "
+                f"({self.cfg.algorithm.offpolicy_correction})")
         if self.learner.watch_updates:
             line += ("\nrlvr: WARNING pure low-precision training (train.master_weights: false): updates below "
                      "half an ulp of a weight round away; update/changed_frac is logged every step")
