@@ -114,6 +114,7 @@ def trl_trainer(args, model, tokenizer, dataset, problems, task, bf16: bool, run
 # --- generation throughput: rlvr's engine vs model.generate ------------------------------------------------
 def generation_race(trainer, model, tokenizer, args, device, repeats: int, fixed: bool) -> dict:
     from rlvr.rollout.base import SamplingParams
+    from rlvr.rollout.torch_engine import TorchEngine
 
     problems = [trainer.task.train_problem(10_000 + i) for i in range(args.prompts)]
     prompts = [trainer.encode(p) for p in problems]
@@ -130,10 +131,11 @@ def generation_race(trainer, model, tokenizer, args, device, repeats: int, fixed
     rates: dict[str, list[float]] = {"rlvr": [], "hf_generate": []}
     warm: dict[str, float] = {}  # seconds of the warm-up rounds (compile included), left out of the medians
     gen = torch.Generator(device=device).manual_seed(0)
+    # "rlvr" is the eager engine on the rollout form (the trainer's own engine is compiled with --compile)
+    eager = TorchEngine(trainer.engine.model, tokenizer.pad_token_id, device) if args.compile else trainer.engine
     if args.compile:  # the same engine with compiled decode steps (CUDA graphs on a GPU)
-        from rlvr.rollout.torch_engine import TorchEngine
-
-        compiled = TorchEngine(trainer.model, tokenizer.pad_token_id, device, compile=True)
+        # the engine's own rollout form (the bf16 copy beside fp32 masters), compiled
+        compiled = TorchEngine(trainer.engine.model, tokenizer.pad_token_id, device, compile=True)
         try:
             for r in range(repeats + 2):  # two warm-up rounds: compilation, then graph recording
                 sync(device)
@@ -150,7 +152,7 @@ def generation_race(trainer, model, tokenizer, args, device, repeats: int, fixed
     for r in range(repeats + 1):  # the first round warms up
         sync(device)
         t = time.perf_counter()
-        groups = trainer.engine.generate(prompts, sampling, gen)
+        groups = eager.generate(prompts, sampling, gen)
         sync(device)
         dt = time.perf_counter() - t
         n_tokens = sum(len(c.token_ids) for g in groups for c in g)
