@@ -74,7 +74,7 @@ def rlvr_trainer(args, dtype_name: str, run_dir: Path, fixed: bool):
         f"train.micro_batch_tokens={args.micro_batch_tokens}",
         "train.grad_clip=1.0", "eval.every=0", "eval.num_problems=8", "logging.progress=false",
         "logging.samples_per_step=0", f"rollout.compile={str(args.compile).lower()}",
-        f"rollout.ignore_eos={str(fixed).lower()}",
+        f"rollout.ignore_eos={str(fixed).lower()}", f"rollout.weights={args.rollout_weights}",
     ])
     return Trainer(cfg, run_dir)
 
@@ -199,7 +199,9 @@ def run_mode(args, mode: str, device: torch.device, dtype: torch.dtype, floor: d
     del hf_model
     print("generation: " + ", ".join(f"{k} {v:.0f} tok/s" for k, v in gen_rates.items()))
     if args.gen_only:
-        return {"mode": mode, "machine": machine, "dtype": args.dtype, **gen_rates, "gen_warmup_s": gen_warm}
+        return {"mode": mode, "machine": machine, "dtype": args.dtype, **gen_rates, "gen_warmup_s": gen_warm,
+                "rollout_weights": args.rollout_weights, "prompts": args.prompts, "generations": args.generations,
+                "max_new_tokens": args.max_new_tokens, "threads": torch.get_num_threads()}
 
     mem_rlvr, mem_trl = PeakMemory(device), PeakMemory(device)
     results: dict[str, list] = {"rlvr": [], "trl": [], "rlvr_parts": [], "trl_gen": [], "trl_tokens": [],
@@ -277,6 +279,7 @@ def run_mode(args, mode: str, device: torch.device, dtype: torch.dtype, floor: d
         "warmup_s": {"rlvr_steps": sum(results["rlvr"][:w]), "trl_steps": sum(results["trl"][:w]),
                      "generation_race": gen_warm},
         "prompts": args.prompts, "generations": args.generations, "threads": torch.get_num_threads(),
+        "rollout_weights": args.rollout_weights, "rlvr_header": trainer.header(),
         "machine": machine, "cpu_flags": cpu_flags(), "device": device.type,
         "floor": floor, "floor_parts_s": fl, "rlvr_parts_s": parts,
         "rlvr_step_gen_tok_s": rlvr_gen_tok_s, "trl_step_gen_tok_s": trl_gen_tok_s,
@@ -324,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--mode", default="both", choices=["both", "fixed", "natural"],
                     help="fixed: every completion exactly --max-new-tokens (the headline); natural: stop at EOS")
+    ap.add_argument("--rollout-weights", default="auto", choices=["auto", "same", "bf16", "int8", "fp8"],
+                    help="rlvr's rollout weight form (rollout.weights); the headline keeps auto")
     ap.add_argument("--large", action="store_true", help="the larger setting: 8 prompts x 8, 256 new tokens")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads (default: OMP_NUM_THREADS when set, else every core)")
