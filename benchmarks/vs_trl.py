@@ -1,19 +1,27 @@
 """rlvr vs TRL's GRPOTrainer on identical GRPO work, with the machine's own floor measured in the same run.
 
     python benchmarks/vs_trl.py --model models/smollm2-135m-instruct [--dtype auto] [--json PATH] [--quick]
+                                [--mode both|fixed|natural] [--large]
 
 The work, the same for both: one model (SmolLM2-135M-Instruct by default, the same weights and dtype; with
 bf16 both learners keep fp32 master weights and compute under bf16 autocast),
-2 prompts x 8 completions per step, at most 64 new tokens, temperature 1.0, top-p 1, no KL, one optimiser
+2 prompts x 8 completions per step (`--large`: 8 x 8 and 256 new tokens), 64 new tokens, temperature 1.0,
+top-p 1, no KL, one optimiser
 step per batch (AdamW, same learning rate), token-mean PPO-clip loss, no gradient checkpointing. The prompts
 are the same two-digit arithmetic questions in the same order. The dtype is the one the hardware runs
 fastest (bf16 on a GPU or a CPU with native bf16, fp32 on an AVX2-only CPU), `--dtype` forces one.
+
+Modes: `fixed` (the headline) makes every completion exactly `max_new_tokens` long on both sides (rlvr:
+`rollout.ignore_eos`; TRL: `generation_kwargs={"min_new_tokens": N}`, model.generate: `min_new_tokens`), so
+the work is identical token for token; `natural` stops at the end-of-sequence token (the two sides then
+sample different numbers of tokens). `--mode both` (default) runs fixed, then natural as a second table.
 
 Steps alternate: a TRL step, then an rlvr step, then TRL again, ... (after `--warmup` steps each), so both
 see the same machine state. Printed: median seconds per step, the ratio, generation tokens per second of
 each and of `model.generate` against rlvr's engine on the same batch, peak memory during the steps, and the
 machine floor: matrix-product GFLOP/s in the chosen dtype and memory bandwidth, turned into the step time
-they allow for the tokens rlvr actually processed.
+they allow for the tokens rlvr actually processed. Warm-up steps (and the compile of `--compile`) are left out
+of the medians and reported on their own line.
 
 Set-up (`make bench` does it): the `bench` extra (TRL) and the converted checkpoint (`make smollm2`).
 """
@@ -26,11 +34,19 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import torch
+from bench_machine import (
+    PeakMemory,
+    cpu_flags,
+    cpu_name,
+    floor_seconds,
+    generated_lengths,
+    measure_floor,
+    sync,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO / "models" / "smollm2-135m-instruct"
@@ -42,143 +58,8 @@ def die(msg: str) -> None:
     raise SystemExit(2)
 
 
-# --- machine -------------------------------------------------------------------------------------------
-def cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    have = set(line.split(":", 1)[-1].split())
-    return [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in have]
-
-
-def cpu_name() -> str:
-    try:
-        for ln in Path("/proc/cpuinfo").read_text().splitlines():
-            if ln.startswith("model name"):
-                return ln.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def measure_floor(device: torch.device, dtype: torch.dtype, quick: bool) -> dict:
-    """Matrix-product rate (GFLOP/s) in `dtype` and memory bandwidth (GB/s, bytes read + written)."""
-    n = 8192 if device.type == "cuda" else (1024 if quick else 2048)
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    times = []
-    for i in range(6 if not quick else 3):
-        sync(device)
-        t = time.perf_counter()
-        a @ b
-        sync(device)
-        if i:
-            times.append(time.perf_counter() - t)
-    gflops = 2 * n**3 / statistics.median(times) / 1e9
-    size = (2 << 30) if device.type == "cuda" else (256 << 20)
-    x = torch.randn(size // 4, device=device)
-    y = torch.empty_like(x)
-    times = []
-    for i in range(6 if not quick else 3):
-        sync(device)
-        t = time.perf_counter()
-        y.copy_(x)
-        sync(device)
-        if i:
-            times.append(time.perf_counter() - t)
-    bw = 2 * size / statistics.median(times) / 1e9
-    del a, b, x, y
-    return {"matmul_gflops": gflops, "bandwidth_gbs": bw}
-
-
-def floor_seconds(model: torch.nn.Module, floor: dict, prompt_len: int, lengths: list[int], trained: int,
-                  dtype: torch.dtype, prompts: int) -> dict:
-    """Step time the measured rate and bandwidth allow for this work.
-
-    Generation: the prompt once (2 * N_mm FLOPs per token), then each decode step reads every weight once
-    and does 2 * N_mm FLOPs per live row: max(arithmetic, weight bytes / bandwidth). Learning: forward and
-    backward are 6 * N_body FLOPs per token plus 6 * N_head per completion token (the output layer runs on
-    completion tokens only). AdamW reads weight, gradient and two moments and writes three: 28 bytes per
-    fp32 trainable parameter."""
-    rate, bw = floor["matmul_gflops"] * 1e9, floor["bandwidth_gbs"] * 1e9
-    head = model.get_output_embeddings().weight.numel()
-    embed = model.get_input_embeddings().weight.numel()
-    total = sum(p.numel() for p in model.parameters())
-    body = total - embed if model.config.tie_word_embeddings else total - embed - head
-    n_mm = body + head
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    rows = len(lengths)
-    gen = 2 * n_mm * prompts * prompt_len / rate  # each prompt once: its samples share its cache
-    for t in range(max(lengths, default=0)):
-        live = sum(1 for n in lengths if n > t)
-        gen += max(2 * n_mm * live / rate, weight_bytes / bw)
-    tokens = rows * prompt_len + sum(lengths)
-    learn = 6 * (body * tokens + head * sum(lengths)) / rate
-    elem = torch.finfo(dtype).bits // 8
-    optim = trained * (4 * elem + 3 * elem) / bw
-    return {"generate": gen, "learn": learn, "optimizer": optim, "total": gen + learn + optim}
-
-
-class PeakMemory:
-    """Peak memory above the level at `start()`: the CUDA allocator's, or the process RSS sampled every 20 ms."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.peaks: list[float] = []
-
-    def _rss(self) -> int:
-        import psutil
-
-        return psutil.Process(os.getpid()).memory_info().rss
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.base = torch.cuda.memory_allocated(self.device)
-        else:
-            self.base = self.peak = self._rss()
-            self.running = True
-
-            def sample():
-                while self.running:
-                    self.peak = max(self.peak, self._rss())
-                    time.sleep(0.02)
-
-            self.thread = threading.Thread(target=sample, daemon=True)
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            peak = torch.cuda.max_memory_allocated(self.device)
-        else:
-            self.running = False
-            self.thread.join()
-            peak = max(self.peak, self._rss())
-        self.peaks.append((peak - self.base) / 2**20)
-        return False
-
-
-def generated_lengths(out: torch.Tensor, prompt_len: int, eos: set[int]) -> list[int]:
-    """Real tokens per row of a `generate` output: up to and including the first end-of-sequence token."""
-    lengths = []
-    for row in out[:, prompt_len:].tolist():
-        n = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
-        lengths.append(n)
-    return lengths
-
-
 # --- the two trainers ------------------------------------------------------------------------------------
-def rlvr_trainer(args, dtype_name: str, run_dir: Path):
+def rlvr_trainer(args, dtype_name: str, run_dir: Path, fixed: bool):
     from rlvr.config import load_config
     from rlvr.trainer import Trainer
 
@@ -193,6 +74,7 @@ def rlvr_trainer(args, dtype_name: str, run_dir: Path):
         f"train.micro_batch_tokens={args.micro_batch_tokens}",
         "train.grad_clip=1.0", "eval.every=0", "eval.num_problems=8", "logging.progress=false",
         "logging.samples_per_step=0", f"rollout.compile={str(args.compile).lower()}",
+        f"rollout.ignore_eos={str(fixed).lower()}", f"rollout.weights={args.rollout_weights}",
     ])
     return Trainer(cfg, run_dir)
 
@@ -207,7 +89,8 @@ def trl_dataset(trainer, n: int):
     ]), problems
 
 
-def trl_trainer(args, model, tokenizer, dataset, problems, task, bf16: bool, run_dir: Path, callback):
+def trl_trainer(args, model, tokenizer, dataset, problems, task, bf16: bool, run_dir: Path, callback,
+                fixed: bool):
     from trl import GRPOConfig, GRPOTrainer
 
     def correctness(prompts, completions, index, **kw):
@@ -222,19 +105,22 @@ def trl_trainer(args, model, tokenizer, dataset, problems, task, bf16: bool, run
         use_cpu=args.device == "cpu", bf16=bf16, gradient_checkpointing=False, shuffle_dataset=False,
         loss_type="dapo", scale_rewards="group", disable_dropout=True, max_grad_norm=1.0,
         lr_scheduler_type="constant", seed=0, dataloader_num_workers=0,
+        generation_kwargs={"min_new_tokens": args.max_new_tokens} if fixed else None,
     )
     return GRPOTrainer(model=model, reward_funcs=correctness, args=config, train_dataset=dataset,
                        processing_class=tokenizer, callbacks=[callback])
 
 
 # --- generation throughput: rlvr's engine vs model.generate ------------------------------------------------
-def generation_race(trainer, model, tokenizer, args, device, repeats: int) -> dict:
+def generation_race(trainer, model, tokenizer, args, device, repeats: int, fixed: bool) -> dict:
     from rlvr.rollout.base import SamplingParams
+    from rlvr.rollout.torch_engine import TorchEngine
 
     problems = [trainer.task.train_problem(10_000 + i) for i in range(args.prompts)]
     prompts = [trainer.encode(p) for p in problems]
     eos = {tokenizer.eos_token_id}
-    sampling = SamplingParams(args.generations, args.max_new_tokens, 1.0, 1.0, tuple(eos))
+    sampling = SamplingParams(args.generations, args.max_new_tokens, 1.0, 1.0, tuple(eos), ignore_eos=fixed)
+    min_new = {"min_new_tokens": args.max_new_tokens} if fixed else {}
     P = max(len(p) for p in prompts)
     batch = torch.full((len(prompts), P), tokenizer.pad_token_id, dtype=torch.long)
     attn = torch.zeros_like(batch)
@@ -243,11 +129,13 @@ def generation_race(trainer, model, tokenizer, args, device, repeats: int) -> di
         attn[i, P - len(p):] = 1
     batch, attn = batch.to(device), attn.to(device)
     rates: dict[str, list[float]] = {"rlvr": [], "hf_generate": []}
+    warm: dict[str, float] = {}  # seconds of the warm-up rounds (compile included), left out of the medians
     gen = torch.Generator(device=device).manual_seed(0)
+    # "rlvr" is the eager engine on the rollout form (the trainer's own engine is compiled with --compile)
+    eager = TorchEngine(trainer.engine.model, tokenizer.pad_token_id, device) if args.compile else trainer.engine
     if args.compile:  # the same engine with compiled decode steps (CUDA graphs on a GPU)
-        from rlvr.rollout.torch_engine import TorchEngine
-
-        compiled = TorchEngine(trainer.model, tokenizer.pad_token_id, device, compile=True)
+        # the engine's own rollout form (the bf16 copy beside fp32 masters), compiled
+        compiled = TorchEngine(trainer.engine.model, tokenizer.pad_token_id, device, compile=True)
         try:
             for r in range(repeats + 2):  # two warm-up rounds: compilation, then graph recording
                 sync(device)
@@ -255,6 +143,8 @@ def generation_race(trainer, model, tokenizer, args, device, repeats: int) -> di
                 groups = compiled.generate(prompts, sampling, gen)
                 sync(device)
                 dt = time.perf_counter() - t
+                if r <= 1:
+                    warm["rlvr_compiled"] = warm.get("rlvr_compiled", 0.0) + dt
                 if r > 1:
                     rates.setdefault("rlvr_compiled", []).append(sum(len(c.token_ids) for g in groups for c in g) / dt)
         except Exception as e:  # noqa: BLE001 - report it and go on with the eager engine
@@ -262,79 +152,39 @@ def generation_race(trainer, model, tokenizer, args, device, repeats: int) -> di
     for r in range(repeats + 1):  # the first round warms up
         sync(device)
         t = time.perf_counter()
-        groups = trainer.engine.generate(prompts, sampling, gen)
+        groups = eager.generate(prompts, sampling, gen)
         sync(device)
         dt = time.perf_counter() - t
         n_tokens = sum(len(c.token_ids) for g in groups for c in g)
         if r:
             rates["rlvr"].append(n_tokens / dt)
+        else:
+            warm["rlvr"] = dt
         sync(device)
         t = time.perf_counter()
         with torch.no_grad():
             out = model.generate(input_ids=batch, attention_mask=attn, do_sample=True, temperature=1.0,
                                  top_p=1.0, top_k=0, max_new_tokens=args.max_new_tokens,
                                  num_return_sequences=args.generations, pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=list(eos))
+                                 eos_token_id=list(eos), **min_new)
         sync(device)
         dt = time.perf_counter() - t
         if r:
             rates["hf_generate"].append(sum(generated_lengths(out, P, eos)) / dt)
-    return {k: statistics.median(v) for k, v in rates.items()}
+        else:
+            warm["hf_generate"] = dt
+    return {**{k: statistics.median(v) for k, v in rates.items()}, "warmup_s": warm}
 
 
-# --- main ------------------------------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(DEFAULT_MODEL), help="a Hugging Face checkpoint directory")
-    ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--steps", type=int, default=4, help="timed steps each (after the warm-up)")
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--prompts", type=int, default=2)
-    ap.add_argument("--generations", type=int, default=8)
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-6)
-    ap.add_argument("--gen-repeats", type=int, default=3)
-    ap.add_argument("--compile", action="store_true", help="rlvr's engine with compiled decode steps (CUDA graphs on a GPU), in the race and in the steps")
-    ap.add_argument("--micro-batch-tokens", type=int, default=None,
-                    help="rlvr's length buckets (padded tokens per micro-batch); default 512 on CPU, off on GPU")
-    ap.add_argument("--gen-only", action="store_true", help="only the generation race (engine vs model.generate)")
-    ap.add_argument("--quick", action="store_true", help="one timed step each and 16 new tokens: a check")
-    ap.add_argument("--json", help="also write the results here")
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.steps, args.warmup, args.max_new_tokens, args.gen_repeats = 1, 0, 16, 1
-
-    if not (Path(args.model) / "config.json").exists():
-        die(f"no checkpoint at {args.model}; run `make smollm2` (or `make bench`, which does all the set-up)")
-    try:
-        import trl  # noqa: F401
-    except ImportError:
-        die("TRL is not installed; run `make bench` (it installs the `bench` extra: pip install -e '.[bench]')")
-
+def run_mode(args, mode: str, device: torch.device, dtype: torch.dtype, floor: dict, machine: str) -> dict:
+    """Both trainers on the same work in `mode` (fixed | natural), steps alternating; the mode's results."""
     from transformers import AutoModelForCausalLM, TrainerCallback
 
-    from rlvr.models.loading import cpu_has_native_bf16, pick_device
-
-    device = pick_device(args.device)
-    args.device = device.type
-    if args.dtype == "auto":
-        native = device.type == "cuda" or cpu_has_native_bf16()
-        args.dtype = "bfloat16" if native else "float32"
-    dtype = getattr(torch, args.dtype)
-    if args.micro_batch_tokens is None:
-        args.micro_batch_tokens = 0 if device.type == "cuda" else 512
-    if device.type == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
-    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    print(f"machine: {machine}; CPU flags: {' '.join(cpu_flags()) or 'none'}; torch threads {torch.get_num_threads()}")
-    print(f"dtype: {args.dtype} ({'forced' if argv and '--dtype' in argv else 'detected: the fastest this hardware runs'})")
-
-    floor = measure_floor(device, dtype, args.quick)
-    print(f"floor: matmul {floor['matmul_gflops']:.0f} GFLOP/s in {args.dtype}, memory {floor['bandwidth_gbs']:.1f} GB/s")
-
+    fixed = mode == "fixed"
+    print(f"\n=== mode: {mode} ({'every completion exactly' if fixed else 'completions stop at EOS, at most'} "
+          f"{args.max_new_tokens} new tokens) ===", flush=True)
     work = Path(tempfile.mkdtemp(prefix="vs_trl_"))
-    trainer = rlvr_trainer(args, args.dtype, work / "rlvr")
+    trainer = rlvr_trainer(args, args.dtype, work / "rlvr", fixed)
     tokenizer = trainer.tokenizer
     # Both learners do the real mixed-precision update: fp32 master weights and optimiser state, bf16
     # compute. For TRL that is the HF Trainer's way: an fp32 model with `bf16=True` (autocast). (A model
@@ -344,14 +194,14 @@ def main(argv: list[str] | None = None) -> int:
 
     # `model.generate` races rlvr's engine in the same dtype.
     hf_model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype).to(device)
-    gen_rates = generation_race(trainer, hf_model, tokenizer, args, device, args.gen_repeats)
+    gen_rates = generation_race(trainer, hf_model, tokenizer, args, device, args.gen_repeats, fixed)
+    gen_warm = gen_rates.pop("warmup_s")
     del hf_model
     print("generation: " + ", ".join(f"{k} {v:.0f} tok/s" for k, v in gen_rates.items()))
     if args.gen_only:
-        if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps({"machine": machine, "dtype": args.dtype, **gen_rates}, indent=2))
-        return 0
+        return {"mode": mode, "machine": machine, "dtype": args.dtype, **gen_rates, "gen_warmup_s": gen_warm,
+                "rollout_weights": args.rollout_weights, "prompts": args.prompts, "generations": args.generations,
+                "max_new_tokens": args.max_new_tokens, "threads": torch.get_num_threads()}
 
     mem_rlvr, mem_trl = PeakMemory(device), PeakMemory(device)
     results: dict[str, list] = {"rlvr": [], "trl": [], "rlvr_parts": [], "trl_gen": [], "trl_tokens": [],
@@ -405,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
 
     trl = trl_trainer(args, trl_model, tokenizer, dataset, problems, trainer.task, args.dtype == "bfloat16",
-                      work / "trl", Alternate())
+                      work / "trl", Alternate(), fixed)
     trl.train()
 
     w = args.warmup
@@ -420,12 +270,16 @@ def main(argv: list[str] | None = None) -> int:
               for lens in results["rlvr_lengths"][w:]]
     fl = {k: med(f[k] for f in floors) for k in floors[0]}
     out = {
-        "rlvr_s_per_step": rlvr_s, "trl_s_per_step": trl_s, "speedup": trl_s / rlvr_s,
+        "mode": mode, "rlvr_s_per_step": rlvr_s, "trl_s_per_step": trl_s, "speedup": trl_s / rlvr_s,
         "rlvr_gen_tok_s": gen_rates["rlvr"], "hf_generate_tok_s": gen_rates["hf_generate"],
         "gen_speedup": gen_rates["rlvr"] / gen_rates["hf_generate"],
         "rlvr_compiled_gen_tok_s": gen_rates.get("rlvr_compiled"),
         "rlvr_peak_mb": max(mem_rlvr.peaks[w:]), "trl_peak_mb": max(mem_trl.peaks[w:]),
-        "dtype": args.dtype, "floor_s_per_step": fl["total"],
+        "dtype": args.dtype, "floor_s_per_step": fl["total"], "rlvr_over_floor": rlvr_s / fl["total"],
+        "warmup_s": {"rlvr_steps": sum(results["rlvr"][:w]), "trl_steps": sum(results["trl"][:w]),
+                     "generation_race": gen_warm},
+        "prompts": args.prompts, "generations": args.generations, "threads": torch.get_num_threads(),
+        "rollout_weights": args.rollout_weights, "rlvr_header": trainer.header(),
         "machine": machine, "cpu_flags": cpu_flags(), "device": device.type,
         "floor": floor, "floor_parts_s": fl, "rlvr_parts_s": parts,
         "rlvr_step_gen_tok_s": rlvr_gen_tok_s, "trl_step_gen_tok_s": trl_gen_tok_s,
@@ -434,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         "trl_steps_s": results["trl"], "rlvr_steps_s": results["rlvr"],
         "rlvr_logprob_gap": results.get("logprob_gap", []),
     }
-    print()
+    print(f"\n[{mode}]")
     print(f"{'':28}{'rlvr':>12}{'TRL':>12}")
     print(f"{'median s/step':28}{rlvr_s:12.2f}{trl_s:12.2f}   speedup {out['speedup']:.2f}x")
     print(f"{'gen tok/s inside the step':28}{rlvr_gen_tok_s:12.0f}{trl_gen_tok_s:12.0f}")
@@ -445,6 +299,76 @@ def main(argv: list[str] | None = None) -> int:
     print("rlvr step parts (s): " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
     print(f"floor (s): generate {fl['generate']:.2f}, learn {fl['learn']:.2f}, optimizer {fl['optimizer']:.2f}, "
           f"total {fl['total']:.2f}; rlvr is {rlvr_s / fl['total']:.2f}x the floor")
+    warm = out["warmup_s"]
+    print(f"warm-up, left out of the medians (s): rlvr steps {warm['rlvr_steps']:.2f}, TRL steps "
+          f"{warm['trl_steps']:.2f}, generation race " + ", ".join(f"{k} {v:.2f}" for k, v in gen_warm.items()))
+    return out
+
+
+
+# --- main ------------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(DEFAULT_MODEL), help="a Hugging Face checkpoint directory")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--steps", type=int, default=4, help="timed steps each (after the warm-up)")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--prompts", type=int, default=2)
+    ap.add_argument("--generations", type=int, default=8)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-6)
+    ap.add_argument("--gen-repeats", type=int, default=3)
+    ap.add_argument("--compile", action="store_true", help="rlvr's engine with compiled decode steps (CUDA graphs on a GPU), in the race and in the steps")
+    ap.add_argument("--micro-batch-tokens", type=int, default=None,
+                    help="rlvr's length buckets (padded tokens per micro-batch); default 512 on CPU, off on GPU")
+    ap.add_argument("--gen-only", action="store_true", help="only the generation race (engine vs model.generate)")
+    ap.add_argument("--quick", action="store_true", help="one timed step each and 16 new tokens: a check")
+    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--mode", default="both", choices=["both", "fixed", "natural"],
+                    help="fixed: every completion exactly --max-new-tokens (the headline); natural: stop at EOS")
+    ap.add_argument("--rollout-weights", default="auto", choices=["auto", "same", "bf16", "int8", "fp8"],
+                    help="rlvr's rollout weight form (rollout.weights); the headline keeps auto")
+    ap.add_argument("--large", action="store_true", help="the larger setting: 8 prompts x 8, 256 new tokens")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: OMP_NUM_THREADS when set, else every core)")
+    args = ap.parse_args(argv)
+    if args.large:
+        args.prompts, args.max_new_tokens = 8, 256
+    if args.quick:
+        args.steps, args.warmup, args.max_new_tokens, args.gen_repeats = 1, 0, 16, 1
+
+    if not (Path(args.model) / "config.json").exists():
+        die(f"no checkpoint at {args.model}; run `make smollm2` (or `make bench`, which does all the set-up)")
+    try:
+        import trl  # noqa: F401
+    except ImportError:
+        die("TRL is not installed; run `make bench` (it installs the `bench` extra: pip install -e '.[bench]')")
+
+    from rlvr.models.loading import cpu_has_native_bf16, pick_device
+
+    device = pick_device(args.device)
+    args.device = device.type
+    if args.dtype == "auto":
+        native = device.type == "cuda" or cpu_has_native_bf16()
+        args.dtype = "bfloat16" if native else "float32"
+    dtype = getattr(torch, args.dtype)
+    if args.micro_batch_tokens is None:
+        args.micro_batch_tokens = 0 if device.type == "cuda" else 512
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count() or 1)
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    print(f"machine: {machine}; CPU flags: {' '.join(cpu_flags()) or 'none'}; torch threads {torch.get_num_threads()}")
+    print(f"dtype: {args.dtype} ({'forced' if argv and '--dtype' in argv else 'detected: the fastest this hardware runs'})")
+
+    floor = measure_floor(device, dtype, args.quick)
+    print(f"floor: matmul {floor['matmul_gflops']:.0f} GFLOP/s in {args.dtype}, memory {floor['bandwidth_gbs']:.1f} GB/s")
+
+    modes = ["fixed", "natural"] if args.mode == "both" else [args.mode]
+    runs = {m: run_mode(args, m, device, dtype, floor, machine) for m in modes}
+    out = dict(runs[modes[0]])  # the headline (fixed-length unless only natural ran) keeps the top-level keys
+    if len(modes) > 1:
+        out[modes[1]] = runs[modes[1]]
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2))

@@ -14,6 +14,7 @@ import torch
 from rlvr.algorithms.entropy import entropy_from_logits, token_logprobs
 from rlvr.algorithms.kl import kl_estimate
 from rlvr.algorithms.losses import aggregate, policy_loss
+from rlvr.algorithms.offpolicy import decoupled_policy_loss, offpolicy_weights
 from rlvr.models.lora import reference_off
 from rlvr.optim import (
     autocast,
@@ -54,7 +55,7 @@ class Learner:
 
     def __init__(self, model: torch.nn.Module, train_cfg, algo_cfg, temperature: float = 1.0,
                  max_new_tokens: int = 64, ref_model: torch.nn.Module | None = None,
-                 compute_dtype: torch.dtype | None = None):
+                 compute_dtype: torch.dtype | None = None, behaviour_differs: bool = False):
         self.model = model
         self.compute_dtype = compute_dtype
         self.watch_updates = low_precision_params(model)
@@ -72,6 +73,10 @@ class Learner:
         # Data parallel (rlvr.distributed): each learner runs its own rows of the batch, then `data_parallel`
         # sums the gradients and diagnostics over the group before the optimiser step. None: one process.
         self.data_parallel = None
+        # Off-policy correction (rlvr.algorithms.offpolicy): with `auto`, on when the engine samples from
+        # another form or distribution than this model's (the caller knows which engine it built).
+        mode = algo_cfg.offpolicy_correction
+        self.correct_offpolicy = mode == "on" or (mode == "auto" and behaviour_differs)
 
     # --- log-probs ----------------------------------------------------------------------------------
     def _micro_batches(self, batch: Batch, rows: torch.Tensor | None = None):
@@ -171,6 +176,9 @@ class Learner:
         dp = self.data_parallel
         loss_scale = dp.loss_scale if dp is not None else 1.0  # fsdp averages gradients: undo the mean
         grad_norms, changed = [], []
+        proximal: dict = {}  # micro-batch rows -> the learner's log-probs at the first pass (pi_prox, detached)
+        n_seqs = float((batch.completion_mask.sum(-1) > 0).sum())
+        off_kw = dict(tis_cap=a.tis_cap, seq_mask_cap=a.seq_mask_cap, seq_reduce=a.seq_mask_reduce)
         for epoch in range(a.ppo_epochs):
             micro = list(self._micro_batches(batch, rows))
             # Sharded learners meet inside every forward and backward, so each runs as many passes as the
@@ -182,11 +190,18 @@ class Learner:
                 share = self._weight(mb, batch)  # this micro-batch's exact part of the batch-level loss
                 t0 = self._clock()
                 logp, entropy = self._forward(self.model, mb, want_entropy=True, entropy_grad=a.entropy_coef > 0)
-                old = mb.old_logprobs.to(self.device)
-                loss, st = policy_loss(logp.float(), old, mb.advantages.to(self.device), mask,
-                                       clip_low=a.clip_low, clip_high=a.clip_high, loss_agg=a.loss_agg,
-                                       ratio_level=a.ratio_level, dual_clip=a.dual_clip,
-                                       max_tokens=self.max_new_tokens)
+                old = mb.old_logprobs.to(self.device)  # the behaviour policy's (the engine's)
+                # pi_prox comes from this same forward at the first pass, and is reused after: no extra forward
+                prox = proximal.setdefault(None if idx is None else tuple(idx.tolist()), logp.detach().float())
+                clip_kw = dict(clip_low=a.clip_low, clip_high=a.clip_high, loss_agg=a.loss_agg,
+                               ratio_level=a.ratio_level, dual_clip=a.dual_clip, max_tokens=self.max_new_tokens)
+                adv = mb.advantages.to(self.device)
+                if self.correct_offpolicy:
+                    loss, st = decoupled_policy_loss(logp.float(), prox, old, adv, mask, **off_kw, **clip_kw)
+                else:
+                    loss, st = policy_loss(logp.float(), old, adv, mask, **clip_kw)
+                    if epoch == 0:  # what the correction would do, logged all the same
+                        st.update({f"offpolicy/{k}": v for k, v in offpolicy_weights(prox, old, mask, **off_kw)[1].items()})
                 if a.kl_coef > 0 and not a.kl_in_reward and mb.ref_logprobs is not None:
                     kl_tok = kl_estimate(logp.float(), mb.ref_logprobs.to(self.device), a.kl_estimator)
                     kl = aggregate(kl_tok, mask, a.loss_agg, self.max_new_tokens)
@@ -211,6 +226,10 @@ class Learner:
                 if epoch == 0:  # engine vs learner numerics on the same weights
                     gap = ((logp.detach().float() - old).abs() * mask).sum() / mask.sum().clamp(min=1)
                     add("logprob_gap", float(gap), tok_share)
+                    add("offpolicy/kl", float(st["offpolicy/kl"]), tok_share)
+                    add("offpolicy/truncated_frac", float(st["offpolicy/truncated_frac"]), tok_share)
+                    seq_share = float((mask.sum(-1) > 0).sum()) / max(n_seqs, 1.0)
+                    add("offpolicy/masked_frac", float(st["offpolicy/masked_frac"]), seq_share)
             t0 = self._clock()
             if dp is not None:
                 dp.reduce_gradients(self.model)
@@ -228,6 +247,7 @@ class Learner:
         if changed:
             sums["update/changed_frac"] = sum(changed) / len(changed)
         sums["lr"] = self.scheduler.get_last_lr()[0]
+        sums["offpolicy/active"] = float(self.correct_offpolicy)
         return sums
 
     def _trainable(self) -> list[torch.nn.Parameter]:

@@ -41,7 +41,7 @@ from rlvr.models.loading import (
 )
 from rlvr.models.policy import build_policy
 from rlvr.rng import restore_rng, rng_state, seed_everything
-from rlvr.rollout import build_engine
+from rlvr.rollout import behaviour_differs, build_engine
 from rlvr.rollout.base import SamplingParams, sample_seed
 from rlvr.rollout.episodes import generate_for, with_environment
 from rlvr.tasks.registry import build_task
@@ -106,7 +106,8 @@ class Trainer:
         self.engine = with_environment(build_engine(cfg, self.model, self.tokenizer, self.device, self.dtype),
                                        self.environment, self.tokenizer)
         self.learner = Learner(self.model, cfg.train, cfg.algorithm, cfg.rollout.temperature,
-                               cfg.rollout.max_new_tokens, self.ref_model, self.dtype)
+                               cfg.rollout.max_new_tokens, self.ref_model, self.dtype,
+                               behaviour_differs(self.engine, self.model, cfg.rollout.top_p))
 
     def sync_weights(self) -> None:
         """After an update: the engine samples from the new weights, policy version `step_count` (an engine
@@ -117,9 +118,13 @@ class Trainer:
         """What trains in which precision (printed when a run starts)."""
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         master = str(trainable[0].dtype).removeprefix("torch.") if trainable else "none"
+        on = getattr(self.learner, "correct_offpolicy", None)  # a Ray learner group decides in its actors
+        correction = "in the learners" if on is None else "on" if on else "off"
         line = (f"rlvr: {num_params(self.model) / 1e6:.1f}M parameters ({sum(p.numel() for p in trainable) / 1e6:.1f}M "
                 f"trainable) on {self.device.type}; compute {str(self.dtype).removeprefix('torch.')}, "
-                f"trainable weights and optimiser state {master}; engine {type(self.engine).__name__}")
+                f"trainable weights and optimiser state {master}; engine {type(self.engine).__name__}, rollout "
+                f"weights {getattr(self.engine, 'weights', 'same')}, off-policy correction {correction} "
+                f"({self.cfg.algorithm.offpolicy_correction})")
         if self.learner.watch_updates:
             line += ("\nrlvr: WARNING pure low-precision training (train.master_weights: false): updates below "
                      "half an ulp of a weight round away; update/changed_frac is logged every step")
@@ -162,7 +167,8 @@ class Trainer:
     def sampling(self) -> SamplingParams:
         """How training groups are sampled: `num_generations` per prompt at the rollout temperature."""
         r = self.cfg.rollout
-        return SamplingParams(r.num_generations, r.max_new_tokens, r.temperature, r.top_p, self.stop_ids)
+        return SamplingParams(r.num_generations, r.max_new_tokens, r.temperature, r.top_p, self.stop_ids,
+                              r.ignore_eos)
 
     def requests(self, problems: list[Problem], start: int) -> tuple[list[list[int]], list[int]]:
         """Prompt ids and sampling seeds of `problems`, which sit at cursor positions `start`, `start + 1`, ..."""

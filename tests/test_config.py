@@ -129,6 +129,12 @@ def test_section_given_as_scalar():
         (["model.hidden_size=30", "model.num_heads=4"], "model.hidden_size"),
         (["eval.samples=2", "eval.pass_k=[1,4]"], "eval.pass_k[1]"),
         (["model.kind=hf"], "model.path"),
+        (["algorithm.tis_cap=0.5"], "algorithm.tis_cap"),
+        (["algorithm.seq_mask_cap=1.0"], "algorithm.seq_mask_cap"),
+        (["algorithm.offpolicy_correction=maybe"], "algorithm.offpolicy_correction"),
+        (["algorithm.seq_mask_reduce=max"], "algorithm.seq_mask_reduce"),
+        (["rollout.weights=int4"], "rollout.weights"),
+        (["rollout.ignore_eos=sometimes"], "rollout.ignore_eos"),
     ],
 )
 def test_impossible_values_name_the_key(overrides, key):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -181,3 +182,78 @@ def test_length_buckets_under_a_token_budget_give_the_same_gradient_and_referenc
     assert bucketed["grad_norm"] == pytest.approx(whole["grad_norm"], rel=1e-5)
     assert bucketed["loss"] == pytest.approx(whole["loss"], rel=1e-4, abs=1e-6)
     assert torch.allclose(ref_bucketed, ref_whole, atol=1e-6)  # rows land back in their own place
+
+
+# --- off-policy correction (rlvr.algorithms.offpolicy) in the learner ------------------------------------------
+def _gradient(model, batch, algo) -> tuple[list[torch.Tensor], dict]:
+    """The gradient one update accumulates (read before the optimiser step) and the update's stats."""
+    learner = _learner(copy.deepcopy(model), algo=algo, grad_clip=0.0)
+    grads = []
+    learner.optimizer.step = lambda *a, **k: grads.extend(p.grad.clone() for p in learner._trainable())
+    return grads, learner.update(batch)
+
+
+def _assert_same_gradient(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
+    assert len(a) == len(b) and any(g.abs().sum() > 0 for g in a)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
+
+
+def test_offpolicy_correction_is_off_on_policy_and_logs_the_gap(make_tiny_model, char_tokenizer):
+    model = make_tiny_model(sharp=True)
+    batch = _sampled_batch(model, char_tokenizer, [1.0, -1.0, 0.5, -0.5, 0.0, 0.0], n=2)
+    stats = _learner(model).update(batch)  # the engine sampled from this very model: auto is off
+    assert stats["offpolicy/active"] == 0.0
+    assert stats["offpolicy/kl"] == pytest.approx(0.0, abs=1e-6)
+    assert stats["offpolicy/truncated_frac"] == 0.0 and stats["offpolicy/masked_frac"] == 0.0
+    auto_on = Learner(model, TrainConfig(), AlgorithmConfig(), behaviour_differs=True)
+    assert auto_on.correct_offpolicy
+    assert not Learner(model, TrainConfig(), AlgorithmConfig(offpolicy_correction="off"),
+                       behaviour_differs=True).correct_offpolicy
+
+
+def test_tis_weights_the_gradient_by_the_capped_ratio(make_tiny_model, char_tokenizer):
+    model = make_tiny_model(sharp=True)
+    adv = [1.0, -1.0, 0.5, -0.5, 2.0, -2.0]
+    batch = _sampled_batch(model, char_tokenizer, adv, n=2)
+    stale = copy.deepcopy(batch)  # the behaviour policy gave row 0's tokens 1/3 and row 1's 1/1.5 the probability
+    stale.old_logprobs[0] -= math.log(3.0) * batch.completion_mask[0]
+    stale.old_logprobs[1] -= math.log(1.5) * batch.completion_mask[1]
+    on = AlgorithmConfig(loss_agg="token_mean", offpolicy_correction="on", tis_cap=2.0, seq_mask_cap=None)
+    got, stats = _gradient(model, stale, on)
+    # = the on-policy gradient with row 0 weighted min(3, 2) = 2 and row 1 weighted 1.5
+    weighted = copy.deepcopy(batch)
+    weighted.advantages = torch.tensor([2.0, -1.5, 0.5, -0.5, 2.0, -2.0])
+    want, _ = _gradient(model, weighted, AlgorithmConfig(loss_agg="token_mean", offpolicy_correction="off"))
+    _assert_same_gradient(got, want)
+    tokens = batch.completion_mask.sum(-1)
+    assert stats["offpolicy/truncated_frac"] == pytest.approx(float(tokens[0] / tokens.sum()), rel=1e-5)
+    assert stats["offpolicy/active"] == 1.0 and stats["offpolicy/kl"] > 0.01
+
+
+def test_sequence_mask_drops_a_completion_far_off_policy(make_tiny_model, char_tokenizer):
+    model = make_tiny_model(sharp=True)
+    adv = [1.0, -1.0, 0.5, -0.5, 2.0, -2.0]
+    batch = _sampled_batch(model, char_tokenizer, adv, n=2)
+    stale = copy.deepcopy(batch)
+    stale.old_logprobs[3] += math.log(3.0) * batch.completion_mask[3]  # geometric-mean ratio 1/3 < 1/2
+    got, stats = _gradient(model, stale, AlgorithmConfig(loss_agg="token_mean", offpolicy_correction="on"))
+    dropped = copy.deepcopy(batch)
+    dropped.advantages[3] = 0.0  # masked: no gradient, but its tokens stay in the normaliser
+    want, _ = _gradient(model, dropped, AlgorithmConfig(loss_agg="token_mean", offpolicy_correction="off"))
+    _assert_same_gradient(got, want)
+    assert stats["offpolicy/masked_frac"] == pytest.approx(1 / 6)
+
+
+def test_decoupled_objective_clips_later_passes_against_the_first_pass(make_tiny_model, char_tokenizer):
+    """pi_prox is the first pass's log-probs, kept (no extra forward): the second pass sees a moved ratio."""
+    model = make_tiny_model(sharp=True)
+    batch = _sampled_batch(model, char_tokenizer, [1.0, -1.0, 1.0, -1.0, 1.0, -1.0], n=2)
+    algo = AlgorithmConfig(loss_agg="token_mean", ppo_epochs=2, offpolicy_correction="on")
+    learner = _learner(model, lr=0.05, algo=algo)
+    forwards = []
+    real = learner._forward
+    learner._forward = lambda *a, **k: forwards.append(1) or real(*a, **k)
+    stats = learner.update(batch)
+    assert len(forwards) == 2  # one forward per pass (one micro-batch), none for pi_prox
+    assert stats["ratio_max"] > 1.2 and stats["clip_frac"] > 0.0

@@ -3,6 +3,7 @@ away; the engine samples from a bf16 copy refreshed every step; checkpoints hold
 
 from __future__ import annotations
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -107,3 +108,23 @@ def test_bf16_run_syncs_the_engine_copy_and_resumes_exactly(tmp_path, tiny_recip
     a = load_file(tmp_path / "killed/final/model.safetensors")
     b = load_file(tmp_path / "straight/final/model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_a_bf16_engine_beside_fp32_masters_turns_the_correction_on_and_logs_it(tmp_path, tiny_recipe):
+    trainer = Trainer(load_config(tiny_recipe(**{"model.dtype": "bfloat16", "train.steps": 1})), tmp_path / "run")
+    assert trainer.learner.correct_offpolicy  # auto: the engine samples from a bf16 copy
+    assert "rollout weights same, off-policy correction on (auto)" in trainer.header()
+    metrics = trainer.step()
+    assert metrics["offpolicy/active"] == 1.0 and metrics["offpolicy/kl"] > 0.0
+    assert 0.0 <= metrics["offpolicy/truncated_frac"] <= 1.0 and 0.0 <= metrics["offpolicy/masked_frac"] <= 1.0
+    fp32 = Trainer(load_config(tiny_recipe(**{"model.dtype": "float32"})), tmp_path / "fp32")
+    assert not fp32.learner.correct_offpolicy and fp32.engine.model is fp32.model
+
+
+def test_int8_rollouts_run_a_step_and_show_in_the_header(tmp_path, tiny_recipe):
+    pytest.importorskip("torchao")
+    cfg = load_config(tiny_recipe(**{"model.dtype": "float32", "rollout.weights": "int8", "train.steps": 1}))
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert "rollout weights int8" in trainer.header() and trainer.learner.correct_offpolicy
+    metrics = trainer.step()
+    assert metrics["offpolicy/kl"] > 0.0 and trainer.engine.version == 1

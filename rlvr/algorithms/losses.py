@@ -68,6 +68,7 @@ def policy_loss(
     ratio_level: str = "token",
     dual_clip: float | None = None,
     max_tokens: int | None = None,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO-clip surrogate (Schulman et al. 2017, eq. 7) with asymmetric clipping, returned as a loss to minimise.
 
@@ -85,7 +86,9 @@ def policy_loss(
     The GSPO paper aggregates with "seq_mean_token_mean".
 
     logprobs (N, T) current policy (carries the gradient); old_logprobs (N, T) the sampling policy;
-    advantages (N,), one per completion, broadcast over its tokens; mask (N, T).
+    advantages (N,), one per completion, broadcast over its tokens; mask (N, T). `weights` (N, T), optional
+    and detached: each token's loss is multiplied by it before aggregation (importance weights of an
+    off-policy correction, see rlvr.algorithms.offpolicy); the normaliser is still the mask's.
 
     Returns (loss, stats); stats are detached 0-dim tensors over masked tokens:
       clip_frac   fraction of tokens whose loss is not pg_loss1 (pg_loss2 > pg_loss1, or the dual clip bound)
@@ -127,6 +130,8 @@ def policy_loss(
         dual = (adv < 0) & (pg_loss3 < pg_losses)
         pg_losses = torch.where(dual, pg_loss3.expand_as(pg_losses), pg_losses)
         clipped = clipped | dual
+    if weights is not None:
+        pg_losses = pg_losses * weights.detach().to(pg_losses.dtype)
 
     loss = aggregate(pg_losses, mask, loss_agg, max_tokens=max_tokens)
 

@@ -6,3 +6,5 @@ SCALES = ("group", "batch", "none")  # reward scaling of the group-relative esti
 LOSS_AGGS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")  # losses.aggregate
 RATIO_LEVELS = ("token", "sequence")  # PPO's per-token ratio, or GSPO's per-sequence one
 KL_ESTIMATORS = ("k1", "k2", "k3")  # kl.kl_estimate
+OFFPOLICY_MODES = ("auto", "on", "off")  # auto: on whenever the engine samples from another form than the learner
+SEQ_REDUCES = ("mean", "sum")  # sequence-mask ratio: geometric mean or product over the tokens

@@ -183,6 +183,11 @@ def validate(cfg: Config) -> Config:
     if cfg.algorithm.dual_clip is not None:
         _require(cfg.algorithm.dual_clip > 1.0, "algorithm.dual_clip", "must be > 1 (e.g. 3.0) or null",
                  cfg.algorithm.dual_clip)
+    _require(cfg.algorithm.tis_cap >= 1.0, "algorithm.tis_cap", "must be >= 1 (the importance weight is capped "
+             "at it; e.g. 2.0)", cfg.algorithm.tis_cap)
+    if cfg.algorithm.seq_mask_cap is not None:
+        _require(cfg.algorithm.seq_mask_cap > 1.0, "algorithm.seq_mask_cap", "must be > 1 (completions whose ratio "
+                 "leaves [1/C, C] are masked; e.g. 2.0) or null", cfg.algorithm.seq_mask_cap)
     for i, k in enumerate(cfg.eval.pass_k):
         _require(k >= 1, f"eval.pass_k[{i}]", "must be >= 1", k)
         if cfg.eval.samples:

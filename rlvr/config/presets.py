@@ -28,6 +28,12 @@ _COMMON: dict[str, object] = {
     "overlong_buffer": 0,
     "overlong_penalty": 1.0,
     "mask_truncated": False,
+    # the engine/learner gap (rlvr.algorithms.offpolicy) is corrected whenever the engine samples from another
+    # form than the learner; not a paper setting, so every preset shares it
+    "offpolicy_correction": "auto",
+    "tis_cap": 2.0,
+    "seq_mask_cap": 2.0,
+    "seq_mask_reduce": "mean",
 }
 
 

@@ -11,7 +11,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlvr.algorithms.names import ESTIMATORS, KL_ESTIMATORS, LOSS_AGGS, RATIO_LEVELS, SCALES
+from rlvr.algorithms.names import (
+    ESTIMATORS,
+    KL_ESTIMATORS,
+    LOSS_AGGS,
+    OFFPOLICY_MODES,
+    RATIO_LEVELS,
+    SCALES,
+    SEQ_REDUCES,
+)
 from rlvr.config.presets import PRESETS
 
 
@@ -111,6 +119,10 @@ class RolloutConfig:
     max_new_tokens: int = 48
     temperature: float = 1.0
     top_p: float = 1.0
+    # the form of the weights the torch engine samples from: same (the learner's compute dtype), bf16, int8
+    # (torchao weight-only), fp8 (torchao, GPUs with fp8); auto picks per hardware (rlvr.rollout.weights)
+    weights: str = _choice("auto", "auto", "same", "bf16", "int8", "fp8")
+    ignore_eos: bool = False  # every completion runs to max_new_tokens (fixed-length benchmarks)
 
 
 @dataclass
@@ -136,6 +148,12 @@ class AlgorithmConfig:
     overlong_buffer: int = 0
     overlong_penalty: float = 1.0
     mask_truncated: bool = False
+    # off-policy correction of the engine/learner gap (rlvr.algorithms.offpolicy): auto = on whenever the
+    # engine samples from another form or distribution than the learner's (other weights, vLLM, top_p < 1)
+    offpolicy_correction: str = _choice("auto", *OFFPOLICY_MODES)
+    tis_cap: float = 2.0  # C of truncated importance sampling: weight min(pi_learner / pi_behaviour, C)
+    seq_mask_cap: float | None = 2.0  # drop a completion whose ratio leaves [1/C, C]; null: no mask
+    seq_mask_reduce: str = _choice("mean", *SEQ_REDUCES)  # the completion's ratio: geometric mean or product
 
 
 @dataclass

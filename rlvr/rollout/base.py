@@ -13,14 +13,17 @@ from rlvr.types import EpisodeRecord
 
 @dataclass
 class SamplingParams:
-    """How to sample. `temperature=0` is greedy; log-probs are those of the temperature-scaled policy
-    (the learner scales its logits the same way), so importance ratios compare like with like."""
+    """How to sample. `temperature=0` is greedy; log-probs are those of the distribution sampled from: the
+    temperature-scaled policy (the learner scales its logits the same way), renormalised over the nucleus
+    with `top_p < 1`. `ignore_eos`: stop tokens do not end a completion (nor are they masked: they may be
+    sampled), so every completion has exactly `max_new_tokens` tokens (fixed-length benchmarks)."""
 
     n: int = 1
     max_new_tokens: int = 64
     temperature: float = 1.0
     top_p: float = 1.0
     stop_token_ids: tuple[int, ...] = field(default_factory=tuple)
+    ignore_eos: bool = False
 
 
 @dataclass

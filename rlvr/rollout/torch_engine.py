@@ -14,14 +14,17 @@ import torch
 from transformers import DynamicCache, StaticCache
 
 from rlvr.rollout.base import Completion, SamplingParams
+from rlvr.rollout.weights import QUANTIZED, load_quantized
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None,
                 uniform: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next tokens and their log-probs under the temperature-scaled policy.
+    """Next tokens and the log-probs of the distribution they were drawn from (the behaviour policy).
 
     logits: (B, V). Greedy when `temperature == 0` (log-probs then at temperature 1). Top-p keeps the
-    smallest set of tokens whose probability reaches `top_p` (always at least the most likely one).
+    smallest set of tokens whose probability reaches `top_p` (always at least the most likely one), as vLLM's
+    sampler does, and the log-prob returned is the nucleus-renormalised one, log(p_v / sum_kept p), which is
+    what vLLM returns with `logprobs_mode="processed_logprobs"`: both engines report the same behaviour policy.
     With `uniform` (B, V) noise in [0, 1) the draw is the exponential race argmax_v p_v / E_v with
     E_v = -log u_v ~ Exp(1), which has the same law as multinomial sampling but lets the caller fix each
     row's noise (seeded per prompt, so samples do not depend on what else is in the batch).
@@ -31,18 +34,29 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float, generato
         logp = torch.log_softmax(logits, dim=-1)
         tokens = logp.argmax(dim=-1)
         return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
-    logp = torch.log_softmax(logits / temperature, dim=-1)  # (B, V)
+    logp = behaviour_logprobs(logits, temperature, top_p)  # (B, V), -inf outside the nucleus
     probs = logp.exp()
-    if top_p < 1.0:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        drop = sorted_p.cumsum(dim=-1) - sorted_p > top_p
-        sorted_p = sorted_p.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
     if uniform is not None:
         tokens = (probs / -torch.log(uniform)).argmax(dim=-1)
     else:
         tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+def behaviour_logprobs(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """(B, V) log-probs of the distribution sampled from: softmax(logits / temperature), restricted with
+    `top_p < 1` to the nucleus (tokens whose more likely tokens hold less than `top_p`; -inf elsewhere) and
+    renormalised over it."""
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # (B, V)
+    if top_p >= 1.0:
+        return logp
+    sorted_lp, order = logp.sort(dim=-1, descending=True)
+    sorted_p = sorted_lp.exp()
+    drop = sorted_p.cumsum(dim=-1) - sorted_p >= top_p  # mass of the more likely tokens already reaches top_p
+    drop[:, 0] = False
+    sorted_lp = sorted_lp.masked_fill(drop, -torch.inf)
+    sorted_lp = sorted_lp - torch.logsumexp(sorted_lp, dim=-1, keepdim=True)
+    return torch.empty_like(logp).scatter(-1, order, sorted_lp)
 
 
 def _hf(model: torch.nn.Module) -> torch.nn.Module:
@@ -132,9 +146,10 @@ class TorchEngine:
     and then `load_weights` of the learner's state copies nothing."""
 
     def __init__(self, model: torch.nn.Module, pad_token_id: int, device: torch.device | str | None = None,
-                 cache: str = "static", compact: float = 0.25, compile: bool = False):
+                 cache: str = "static", compact: float = 0.25, compile: bool = False, weights: str = "same"):
         self.model = model
         fold_head_input(model)
+        self.weights = weights  # the form `model` holds (rlvr.rollout.weights); int8/fp8 re-quantise at a sync
         self.pad_token_id = pad_token_id
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.version = 0
@@ -156,6 +171,9 @@ class TorchEngine:
             own = self.model.state_dict()
             if state.keys() != own.keys():
                 self.model.load_state_dict(state, strict=True)  # raises, naming the missing and unexpected keys
+            if self.weights in QUANTIZED:
+                load_quantized(self.model, state, self.weights)
+                state = {}
             fresh = {k: v for k, v in state.items() if not _same_tensor(own[k], v)}
             if fresh:
                 self.model.load_state_dict(fresh, strict=False)
@@ -201,7 +219,8 @@ class TorchEngine:
             mask[i, P - len(r):P] = 1
         input_ids, mask = input_ids.to(dev), mask.to(dev)
         position_ids = (mask[:, :P].cumsum(-1) - 1).clamp(min=0)  # (U, P)
-        stop = torch.tensor(sorted(set(sampling.stop_token_ids)) or [-1], device=dev)
+        stop_ids = () if sampling.ignore_eos else sampling.stop_token_ids  # ignore_eos: every row runs to T
+        stop = torch.tensor(sorted(set(stop_ids)) or [-1], device=dev)
 
         cache, static = new_cache(self.model, self.cache, P + T)
 

@@ -85,10 +85,10 @@ class VLLMEngine:
 
         if seeds is None:
             seeds = torch.randint(0, 2**62, (len(prompts),), generator=generator).tolist()
-        stop = tuple(sorted(set(sampling.stop_token_ids)))
+        stop = () if sampling.ignore_eos else tuple(sorted(set(sampling.stop_token_ids)))
         params = [vllm.SamplingParams(n=sampling.n, max_tokens=sampling.max_new_tokens,
                                       temperature=sampling.temperature, top_p=sampling.top_p,
-                                      stop_token_ids=list(stop), logprobs=0, seed=int(s) % 2**63,
+                                      stop_token_ids=list(stop), ignore_eos=sampling.ignore_eos, logprobs=0, seed=int(s) % 2**63,
                                       detokenize=False, skip_special_tokens=False)
                   for s in seeds]
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params,

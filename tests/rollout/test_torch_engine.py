@@ -130,8 +130,10 @@ def test_sample_next_top_p_keeps_the_nucleus_and_reports_policy_logprobs():
     # {0, 1} is the smallest set reaching 0.6; renormalised they are drawn 0.625 / 0.375 of the time.
     assert counts[2] == 0 and counts[3] == 0
     assert counts[0].item() == pytest.approx(0.625, abs=0.03)
-    # The log-prob is the (untruncated) policy's, the one the learner recomputes.
-    assert torch.allclose(logps, probs[0].log()[tokens])
+    # The log-prob is the behaviour policy's: the nucleus renormalised (what vLLM's processed_logprobs are),
+    # not the untruncated policy's (the learner's off-policy correction accounts for the difference).
+    nucleus = torch.tensor([0.625, 0.375, 0.0, 0.0])
+    assert torch.allclose(logps, nucleus.log()[tokens])
 
 
 def test_sample_next_greedy_and_temperature():

@@ -117,3 +117,83 @@ def test_config_refuses_lora_with_vllm():
     assert load_config(overrides=["rollout.engine=vllm"]).rollout.engine == "vllm"
     with pytest.raises(ConfigError, match="model.lora_r"):
         load_config(overrides=["rollout.engine=vllm", "model.lora_r=8"])
+
+
+# --- both engines report the same behaviour log-probs for top_p < 1 -------------------------------------------
+def vllm_processed_logprobs(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """vLLM's sampler, re-written from its `apply_top_k_top_p` (ascending sort, drop the tokens whose
+    cumulative probability stays <= 1 - p, keep the most likely) and `logprobs_mode="processed_logprobs"`
+    (log-softmax of the logits after temperature and top-p). (B, V)"""
+    logits = logits.float() / temperature
+    logits_sort, logits_idx = logits.sort(dim=-1, descending=False)
+    top_p_mask = logits_sort.softmax(dim=-1).cumsum(dim=-1) <= 1 - top_p
+    top_p_mask[:, -1] = False
+    logits_sort = logits_sort.masked_fill(top_p_mask, -float("inf"))
+    return torch.log_softmax(logits_sort.scatter(-1, logits_idx, logits_sort), dim=-1)
+
+
+@torch.no_grad()
+def _teacher_forced(model, prompt: list[int], completion: list[int]) -> torch.Tensor:
+    """(C, V) logits that predicted each completion token."""
+    ids = torch.tensor([prompt + completion])
+    return model(input_ids=ids).logits[0, len(prompt) - 1 : len(prompt) + len(completion) - 1]
+
+
+@dataclass
+class ModelLLM(FakeLLM):
+    """A stand-in vLLM that samples from a torch model with vLLM's sampler (above)."""
+
+    model: torch.nn.Module = None
+
+    @torch.no_grad()
+    def generate(self, prompts, params, use_tqdm=True):
+        outs = []
+        for prompt, p in zip(prompts, params):
+            gen = torch.Generator().manual_seed(p.seed)
+            samples = []
+            for _ in range(p.n):
+                ids, lps = list(prompt["prompt_token_ids"]), []
+                for _ in range(p.max_tokens):
+                    logits = self.model(input_ids=torch.tensor([ids])).logits[:, -1]
+                    logp = vllm_processed_logprobs(logits, p.temperature, p.top_p)[0]
+                    tok = int(torch.multinomial(logp.exp(), 1, generator=gen))
+                    ids.append(tok)
+                    lps.append({tok: Logprob(float(logp[tok]))})
+                samples.append(Output(ids[len(prompt["prompt_token_ids"]):], lps, "length"))
+            outs.append(types.SimpleNamespace(outputs=samples))
+        return outs
+
+
+def test_torch_and_vllm_engines_report_the_same_behaviour_logprobs_with_top_p(fake_vllm, make_tiny_model,
+                                                                               char_tokenizer):
+    from rlvr.rollout.torch_engine import TorchEngine, behaviour_logprobs
+
+    model = make_tiny_model(seed=3, sharp=True)
+    fake_vllm.LLM = lambda **kw: ModelLLM(kw, model=model)
+    sampling = SamplingParams(n=3, max_new_tokens=6, temperature=0.8, top_p=0.7)
+    prompts = [[char_tokenizer.bos_token_id] + char_tokenizer(t, add_special_tokens=False)["input_ids"]
+               for t in ("12+34=", "5*6=")]
+    engines = {"vllm": VLLMEngine("/m"), "torch": TorchEngine(model, char_tokenizer.pad_token_id)}
+    truncated_somewhere = False
+    for name, engine in engines.items():
+        groups = engine.generate(prompts, sampling, seeds=[1, 2])
+        for prompt, group in zip(prompts, groups):
+            for c in group:
+                logits = _teacher_forced(model, prompt, c.token_ids)
+                tok = torch.tensor(c.token_ids)[:, None]
+                want = vllm_processed_logprobs(logits, 0.8, 0.7).gather(-1, tok).squeeze(-1)
+                ours = behaviour_logprobs(logits, 0.8, 0.7).gather(-1, tok).squeeze(-1)
+                full = torch.log_softmax(logits / 0.8, -1).gather(-1, tok).squeeze(-1)
+                got = torch.tensor(c.logprobs)
+                torch.testing.assert_close(got, want, atol=1e-4, rtol=0, msg=f"{name} engine")
+                torch.testing.assert_close(ours, want, atol=1e-4, rtol=0)
+                truncated_somewhere |= bool((got - full).abs().max() > 1e-3)
+    assert truncated_somewhere  # top-p cut something, so the renormalisation was exercised
+
+
+def test_ignore_eos_asks_vllm_to_run_to_the_length_limit(fake_vllm):
+    engine = VLLMEngine("/m")
+    sampling = SamplingParams(n=1, max_new_tokens=5, stop_token_ids=(45,), ignore_eos=True)
+    engine.generate([[40]], sampling, seeds=[2])
+    (_, _, params), = [c for c in engine.llm.calls if c[0] == "generate"]
+    assert params[0].ignore_eos is True and params[0].stop_token_ids == []
