@@ -6,6 +6,7 @@
     rlvr eval --model DIR --config FILE       greedy accuracy and pass@k on held-out problems
     rlvr report RUN_DIR [RUN_DIR ...]         write RUN_DIR/report.html, or overlay runs (seeds as a band)
     rlvr tasks [show NAME]                    list tasks, or sample a few problems of one
+    rlvr check --config FILE [--json OUT]     is there a learning signal? (pass rates, informative groups)
 """
 
 from __future__ import annotations
@@ -94,6 +95,10 @@ def cmd_train(args) -> int:
         cfg = load_config(args.config, overrides)
         run_dir = Path(args.out or cfg.train.out_dir)
         trainer = make_trainer(cfg, run_dir)
+    if not args.resume and not args.no_check:  # is there a signal? (its own problems and seeds: the run is unchanged)
+        from rlvr.commands.check import start_of_run
+
+        start_of_run(trainer, run_dir)
     try:
         last = trainer.run(progress=not args.no_progress)
         result = trainer.run_eval("final")
@@ -189,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray", metavar="local|auto|ADDRESS",
                    help="run on Ray: start a local cluster, join this node's (auto) or one at ADDRESS "
                         "(sets distributed.backend=ray; see docs/scale.md)")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip the signal check before training (also: --set check.train_seconds=0)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("pretrain", help="imitation on worked solutions (tiny models)")

@@ -107,6 +107,13 @@ class AlgorithmConfig:
     overlong_buffer: int = 0
     overlong_penalty: float = 1.0
     mask_truncated: bool = False
+    # prompt screening (rlvr.screening): screen_samples per fresh candidate first; the full group goes only to
+    # candidates with some right and some wrong, over at most screen_rounds rounds of screen_oversample x the
+    # missing prompts
+    screening: bool = False
+    screen_samples: int = 4
+    screen_rounds: int = 4
+    screen_oversample: int = 2
 
 
 @dataclass
@@ -190,6 +197,16 @@ class DistributedConfig:
 
 
 @dataclass
+class CheckConfig:
+    """`rlvr check` (and its capped run at the start of `rlvr train`): is there a learning signal?"""
+
+    problems: int = 16  # training problems sampled (apart from the training stream)
+    temperatures: list[float] = field(default_factory=lambda: [0.7, 0.4])  # lower ones, measured too
+    min_informative_share: float = 0.25  # warn below this expected share of informative groups
+    train_seconds: float = 60.0  # time cap of the check at the start of `rlvr train`; 0 turns it off
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -200,6 +217,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    check: CheckConfig = field(default_factory=CheckConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
