@@ -316,6 +316,7 @@ class Trainer:
             "response_length/max": float(lengths.max()),
             "truncated_frac": sum(r.finish_reason == "length" for r in rollouts) / len(rollouts),
             "groups/all_equal_frac": float((~nonconstant_groups(rewards, G)).float().mean()),
+            "groups/informative_frac": float(nonconstant_groups(rewards, G).float().mean()),
             "sampled_tokens": self.sampled_tokens,
             "cursor": self.cursor,
             "verify/infra_errors_total": self.infra_errors,

@@ -184,3 +184,7 @@ def test_the_check_at_the_start_of_train_changes_nothing_in_the_run(tiny_recipe,
     assert rows(with_check) == rows(without)
     assert read_jsonl(with_check / "samples.jsonl") == read_jsonl(without / "samples.jsonl")
     assert read_jsonl(with_check / "eval.jsonl") == read_jsonl(without / "eval.jsonl")
+    page = (with_check / "report.html").read_text()  # the check's table at the top, the share against step
+    assert page.index("Signal check") < page.index("RL training")
+    assert "greedy accuracy" in page and "Informative groups" in page
+    assert "Signal check" not in (without / "report.html").read_text()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-CHECK_FILE = "check.json"
+from rlvr.logging.check_section import CHECK_FILE
 
 
 def write_json(report: dict, path: str | Path) -> Path:
