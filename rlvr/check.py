@@ -227,11 +227,15 @@ def measure(cfg, engine, tokenizer, task: Task, num_problems: int, budget_s: flo
     at_t = main.summary(G)
     share = at_t.get("informative_share")
     rates = [c / G for c in main.counts]
-    by_g = {str(g): informative_share(rates, g) for g in sorted({G, 2 * G, 4 * G})}
+    # larger groups from the plug-in rates c/G (biased low with G samples); G itself from the unbiased estimate
+    by_g = {str(g): informative_share(rates, g) for g in (2 * G, 4 * G)}
+    by_g = {str(G): share, **by_g} if share is not None else by_g
     per_sample = at_t["seconds_per_sample"]
     report = {
         "task": task.name,
         "model": cfg.model.path or cfg.model.kind,
+        "dtype": cfg.model.dtype,
+        "temperature": cfg.rollout.temperature,
         "num_generations": G,
         "prompts_per_step": B,
         "problems": len(measured),
@@ -256,5 +260,5 @@ def measure(cfg, engine, tokenizer, task: Task, num_problems: int, budget_s: flo
     }
     from rlvr.check_advice import advise
 
-    report["advice"], report["warnings"] = advise(report, cfg)
+    report["advice"], report["warnings"], report["overrides"] = advise(report, cfg)
     return report

@@ -32,9 +32,11 @@ def _verifier_warnings(v: dict) -> list[str]:
     return out
 
 
-def advise(report: dict, cfg) -> tuple[list[str], list[str]]:
-    """(advice, warnings) from a `rlvr.check.measure` report and the run's config."""
+def advise(report: dict, cfg) -> tuple[list[str], list[str], dict]:
+    """(advice, warnings, overrides) from a `rlvr.check.measure` report and the run's config; `overrides` holds
+    the `--set` values of the advice that is a config change (`rlvr check` prints them)."""
     advice: list[str] = []
+    sets: dict = {}
     warnings = _verifier_warnings(report["verifier"])
     at_t = report["at_temperature"]
     share, G, B = report["informative_share"], report["num_generations"], report["prompts_per_step"]
@@ -42,7 +44,7 @@ def advise(report: dict, cfg) -> tuple[list[str], list[str]]:
     if share is None or at_t["pass@1"] is None:
         warnings.append("check: no problem was measured in the time allowed (raise check.train_seconds or "
                         "run `rlvr check`)")
-        return advice, warnings
+        return advice, warnings, sets
     p1, greedy = at_t["pass@1"], report["greedy_accuracy"]
     low = share < threshold
     if low:
@@ -59,14 +61,17 @@ def advise(report: dict, cfg) -> tuple[list[str], list[str]]:
         for g, s in sorted(by_g.items(), key=lambda kv: int(kv[0])):
             if int(g) > G and s >= threshold:
                 advice.append(f"raise rollout.num_generations to {g}: expected informative share {_pct(s)}")
+                sets["rollout.num_generations"] = int(g)
                 break
     best = max(report["lower_temperatures"], key=lambda s: s.get("informative_share") or 0.0, default=None)
     if best is not None and (best.get("informative_share") or 0.0) > share + BETTER:
         advice.append(f"lower rollout.temperature to {best['temperature']}: informative share "
                       f"{_pct(best['informative_share'])} vs {_pct(share)} at {at_t['temperature']}")
+        sets["rollout.temperature"] = best["temperature"]
     if (at_t["truncation_rate"] or 0.0) > MAX_TRUNCATED:
         advice.append(f"raise rollout.max_new_tokens (now {cfg.rollout.max_new_tokens}): "
                       f"{_pct(at_t['truncation_rate'])} of answers are cut at the limit")
+        sets["rollout.max_new_tokens"] = 2 * cfg.rollout.max_new_tokens
     if at_t["format_rate"] is not None and at_t["format_rate"] < MIN_FORMAT and cfg.task.format_reward > 0:
         advice.append(f"only {_pct(at_t['format_rate'])} of answers use the format: state it in task.template "
                       "or prime the reply with model.response_prefix")
@@ -74,9 +79,10 @@ def advise(report: dict, cfg) -> tuple[list[str], list[str]]:
         advice.append(f"turn on prompt screening (algorithm.screening: true): {_pct(at_t.get(f'pass@{G}'))} of "
                       f"problems are solved at least once in {G} samples; screening gives the full group only "
                       "to prompts with mixed results")
+        sets["algorithm.screening"] = True
     if not advice and not warnings:
         advice.append("the signal looks sufficient for this configuration")
-    return advice, warnings
+    return advice, warnings, sets
 
 
 def table_rows(report: dict) -> list[tuple[str, str]]:
@@ -93,7 +99,7 @@ def table_rows(report: dict) -> list[tuple[str, str]]:
     rows += [("greedy accuracy", _pct(report["greedy_accuracy"])),
              (f"informative groups per step (of {report['prompts_per_step']})",
               "-" if report["informative_groups_per_step"] is None else f"{report['informative_groups_per_step']:.2f}")]
-    rows += [(f"informative share at G={g} (predicted)", _pct(s))
+    rows += [(f"informative share at G={g} (predicted{'' if int(g) == G else ', plug-in'})", _pct(s))
              for g, s in report["informative_share_by_group_size"].items()]
     rows += [("format rate", _pct(at_t["format_rate"])), ("truncation rate", _pct(at_t["truncation_rate"])),
              ("mean length (tokens)", "-" if at_t["mean_length"] is None else f"{at_t['mean_length']:.1f}"),
@@ -128,3 +134,6 @@ def print_check(report: dict, console=None) -> None:
         console.print(f"[bold red]WARNING[/] {w}", highlight=False)
     for a in report["advice"]:
         console.print(f"advice: {a}", highlight=False)
+    if report.get("overrides"):
+        console.print("to apply it: " + " ".join(f"--set {k}={str(v).lower() if isinstance(v, bool) else v}"
+                                                 for k, v in report["overrides"].items()), highlight=False)

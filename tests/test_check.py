@@ -124,7 +124,7 @@ def _report(share, p1, verifier=None, pass_g=None, by_g=None, lower=(), trunc=0.
 
 def test_advice_follows_from_the_numbers():
     cfg = _config_like(**{"rollout.max_new_tokens": 16, "task.format_reward": 0.1})
-    advice, warnings = advise(_report(0.1, 0.03, pass_g=0.2, by_g={"8": 0.1, "16": 0.2, "32": 0.31},
+    advice, warnings, sets = advise(_report(0.1, 0.03, pass_g=0.2, by_g={"8": 0.1, "16": 0.2, "32": 0.31},
                                       lower=[{"temperature": 0.7, "informative_share": 0.2}], trunc=0.3, fmt=0.2),
                               cfg)
     text = "\n".join(advice)
@@ -133,9 +133,11 @@ def test_advice_follows_from_the_numbers():
     assert "lower rollout.temperature to 0.7" in text
     assert "raise rollout.max_new_tokens" in text and "use the format" in text
     assert "algorithm.screening: true" in text
-    advice, warnings = advise(_report(0.6, 0.5), cfg)
-    assert not warnings and advice == ["the signal looks sufficient for this configuration"]
-    advice, _ = advise(_report(0.0, 0.0, pass_g=0.0), cfg)
+    assert sets == {"rollout.num_generations": 32, "rollout.temperature": 0.7, "rollout.max_new_tokens": 32,
+                    "algorithm.screening": True}
+    advice, warnings, sets = advise(_report(0.6, 0.5), cfg)
+    assert not warnings and not sets and advice == ["the signal looks sufficient for this configuration"]
+    advice, _, _ = advise(_report(0.0, 0.0, pass_g=0.0), cfg)
     assert any("almost never solves" in a for a in advice)
     assert not any("screening" in a for a in advice)  # nothing is ever solved: screening finds nothing
 
