@@ -204,6 +204,7 @@ def validate(cfg: Config) -> Config:
              cfg.check.train_seconds)
     _require(0.0 <= cfg.check.min_informative_share <= 1.0, "check.min_informative_share", "must be in [0, 1]",
              cfg.check.min_informative_share)
+    _require(0.0 <= cfg.task.curriculum_low <= 1.0, "task.curriculum_low", "must be in [0, 1]", cfg.task.curriculum_low)
     if cfg.algorithm.screening:
         _require(2 <= cfg.algorithm.screen_samples < cfg.rollout.num_generations, "algorithm.screen_samples",
                  f"must be >= 2 (some right and some wrong) and < rollout.num_generations "

@@ -67,6 +67,13 @@ class TaskConfig:
     mixture: list[TaskConfig] = field(default_factory=list)  # member tasks, easiest first
     curriculum: int = 0  # training problems over which harder mixture members fade in
     filter_solved: str = _choice("none", "none", "always", "never", "both")
+    # built-in generators: difficulty follows the measured informative share (rlvr.tasks.curriculum), from
+    # curriculum_start up to curriculum_max (default difficulty + 1); held-out stays at `difficulty`
+    adaptive_difficulty: bool = False
+    curriculum_start: int = 1
+    curriculum_max: int | None = None
+    curriculum_low: float = 0.3  # informative share below which the difficulty moves away from the failure
+    curriculum_window: int = 16  # groups per decision
 
 
 @dataclass
