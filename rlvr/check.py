@@ -63,8 +63,14 @@ def base_task(task: Task) -> Task:
 def check_problems(task: Task, n: int, seed: int) -> list[Problem]:
     """`n` training problems from indices the run's stream never reaches (held-out ones never appear:
     `train_problem` excludes them), chosen by the check's own RNG."""
+    from rlvr.tasks.mixture import MixtureTask
+
     rng = random.Random(derive_seed("rlvr-check", seed))
     source = base_task(task)
+    if isinstance(source, MixtureTask):  # by weight from each member's own stream (the mixture's far index is slow)
+        weights = [m.weight for m in source.members]
+        return [source.member_problem(rng.choices(range(len(weights)), weights)[0],
+                                      CHECK_OFFSET + rng.randrange(10**6)) for _ in range(n)]
     return [source.train_problem(CHECK_OFFSET + rng.randrange(10**6)) for _ in range(n)]
 
 

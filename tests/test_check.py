@@ -18,10 +18,11 @@ from rlvr.check import (
 )
 from rlvr.check_advice import advise, table_rows
 from rlvr.cli import main
-from rlvr.config import load_config
+from rlvr.config import TaskConfig, load_config
 from rlvr.logging.metrics import read_jsonl
 from rlvr.tasks.arithmetic import ArithmeticTask
 from rlvr.tasks.filtering import SolvedFilter
+from rlvr.tasks.registry import build_task
 from rlvr.trainer import Trainer
 from rlvr.types import Score
 
@@ -101,6 +102,19 @@ def test_check_problems_are_training_problems_apart_from_the_stream_and_held_out
     assert all(int(p.id.rsplit("-", 1)[1]) >= CHECK_OFFSET for p in problems)
     assert check_problems(task, 16, seed=3) == problems  # its own seeded RNG
     assert check_problems(task, 16, seed=4) != problems
+    mixture = build_task(TaskConfig(name="mixture", mixture=[TaskConfig(name="arithmetic", difficulty=2),
+                                                             TaskConfig(name="countdown", difficulty=3)]), 8)
+    drawn = check_problems(mixture, 12, seed=0)
+    assert {p.task for p in drawn} == {"arithmetic", "countdown"}  # labelled by member, as in training
+    assert all(mixture.verify(p, "") is not None for p in drawn)
+
+
+def test_rlvr_check_prints_the_table_and_writes_json(tiny_recipe, tmp_path, capsys):
+    out = tmp_path / "check.json"
+    assert main(["check", "--config", str(tiny_recipe()), "--problems", "4", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["problems"] == 4 and report["verifier"]["ok"] is True
+    assert "informative groups per step" in capsys.readouterr().out
 
 
 def _config_like(**sets):
