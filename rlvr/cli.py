@@ -95,13 +95,15 @@ def cmd_train(args) -> int:
         cfg = load_config(args.config, overrides)
         run_dir = Path(args.out or cfg.train.out_dir)
         trainer = make_trainer(cfg, run_dir)
-    if not args.resume and not args.no_check:  # is there a signal? (its own problems and seeds: the run is unchanged)
-        from rlvr.commands.check import start_of_run
+    from rlvr.commands.check import in_run
 
-        start_of_run(trainer, run_dir)
+    if not args.resume and not args.no_check:  # is there a signal? (its own problems and seeds: the run is unchanged)
+        in_run(trainer, run_dir)
     try:
         last = trainer.run(progress=not args.no_progress)
         result = trainer.run_eval("final")
+        if not args.no_check and (run_dir / "check.json").exists():  # pass rates on the same problems, after
+            in_run(trainer, run_dir, end=True)
     except LearnerLost as e:
         trainer.logger.close()
         print(f"rlvr train: {e}", file=sys.stderr)

@@ -204,3 +204,5 @@ def test_the_check_at_the_start_of_train_changes_nothing_in_the_run(tiny_recipe,
     assert page.index("Signal check") < page.index("RL training")
     assert "greedy accuracy" in page and "Informative groups" in page
     assert "Signal check" not in (without / "report.html").read_text()
+    end = json.loads((with_check / "check_end.json").read_text())  # the same problems after training
+    assert len(end["pass_rates"]) == len(report["pass_rates"]) and "per-problem pass rates" in page

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rlvr.logging.check_section import CHECK_FILE
+from rlvr.logging.check_section import CHECK_FILE, END_CHECK_FILE
 
 
 def write_json(report: dict, path: str | Path) -> Path:
@@ -23,9 +23,10 @@ def write_json(report: dict, path: str | Path) -> Path:
     return path
 
 
-def start_of_run(trainer, run_dir: Path) -> dict | None:
-    """The capped check at the start of `rlvr train`, on the trainer's own engine and task (its samples,
-    seeds and problems are the check's own, so the run is unchanged); saved as RUN/check.json."""
+def in_run(trainer, run_dir: Path, end: bool = False) -> dict | None:
+    """The capped check at the start (or, `end=True`, the end) of `rlvr train`, on the trainer's own engine
+    and task (its samples, seeds and problems are the check's own, so the run is unchanged); saved as
+    RUN/check.json (RUN/check_end.json: the same problems after training)."""
     from rlvr.check import measure
     from rlvr.check_advice import print_check
 
@@ -34,8 +35,8 @@ def start_of_run(trainer, run_dir: Path) -> dict | None:
         return None
     report = measure(cfg, trainer.engine, trainer.tokenizer, trainer.task, cfg.check.problems,
                      cfg.check.train_seconds, cfg.train.seed)
-    write_json(report, Path(run_dir) / CHECK_FILE)
-    if cfg.logging.progress:
+    write_json(report, Path(run_dir) / (END_CHECK_FILE if end else CHECK_FILE))
+    if cfg.logging.progress and not end:
         print_check(report)
     return report
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rlvr.atomic import write_text_atomic
-from rlvr.logging.check_section import check_html, read_check
+from rlvr.logging.check_section import END_CHECK_FILE, check_html, read_check
 from rlvr.logging.metrics import (
     EVAL_FILE,
     METRICS_FILE,
@@ -66,6 +66,7 @@ class RunFiles:
     config_text: str = ""
     notes: list[str] = field(default_factory=list)
     check: dict | None = None  # check.json: the signal check before training
+    check_end: dict | None = None  # check_end.json: the same check after training
 
 
 def load_run(run_dir: Path) -> RunFiles:
@@ -87,7 +88,8 @@ def load_run(run_dir: Path) -> RunFiles:
         except (OSError, ValueError) as e:
             run.notes.append(f"could not read summary.json: {e}")
     run.check, note = read_check(run_dir)
-    run.notes += [note] if note else []
+    run.check_end, end_note = read_check(run_dir, END_CHECK_FILE)
+    run.notes += [n for n in (note, end_note) if n]
     config_path = run_dir / "config.yaml"
     if config_path.exists():
         try:
@@ -368,7 +370,7 @@ def render(run: RunFiles) -> str:
     phases: dict[str, list[dict]] = {}
     for row in run.metrics:
         phases.setdefault(_phase(row), []).append(row)
-    body = [f"<h1>rlvr run: {escape(run.name)}</h1>", check_html(run.check) if run.check else "",
+    body = [f"<h1>rlvr run: {escape(run.name)}</h1>", check_html(run.check, run.check_end) if run.check else "",
             _summary_section(run, phases)]
     if run.notes:
         items = "".join(f"<li>{escape(n)}</li>" for n in run.notes)
