@@ -28,6 +28,10 @@ _COMMON: dict[str, object] = {
     "overlong_buffer": 0,
     "overlong_penalty": 1.0,
     "mask_truncated": False,
+    "screening": False,  # prompt screening (rlvr.screening) is no preset's own: turn it on by hand
+    "screen_samples": 4,
+    "screen_rounds": 4,
+    "screen_oversample": 2,
 }
 
 
