@@ -97,9 +97,9 @@ def cmd_train(args) -> int:
         trainer = make_trainer(cfg, run_dir)
     from rlvr.commands.check import in_run
 
-    if not args.resume and not args.no_check:  # is there a signal? (its own problems and seeds: the run is unchanged)
-        in_run(trainer, run_dir)
     try:
+        if not args.resume and not args.no_check:  # is there a signal? (own problems and seeds: the run is unchanged)
+            in_run(trainer, run_dir, show=not args.no_progress)
         last = trainer.run(progress=not args.no_progress)
         result = trainer.run_eval("final")
         if not args.no_check and (run_dir / "check.json").exists():  # pass rates on the same problems, after

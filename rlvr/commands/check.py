@@ -23,7 +23,7 @@ def write_json(report: dict, path: str | Path) -> Path:
     return path
 
 
-def in_run(trainer, run_dir: Path, end: bool = False) -> dict | None:
+def in_run(trainer, run_dir: Path, end: bool = False, show: bool = True) -> dict | None:
     """The capped check at the start (or, `end=True`, the end) of `rlvr train`, on the trainer's own engine
     and task (its samples, seeds and problems are the check's own, so the run is unchanged); saved as
     RUN/check.json (RUN/check_end.json: the same problems after training)."""
@@ -36,7 +36,7 @@ def in_run(trainer, run_dir: Path, end: bool = False) -> dict | None:
     report = measure(cfg, trainer.engine, trainer.tokenizer, trainer.task, cfg.check.problems,
                      cfg.check.train_seconds, cfg.train.seed)
     write_json(report, Path(run_dir) / (END_CHECK_FILE if end else CHECK_FILE))
-    if cfg.logging.progress and not end:
+    if show and cfg.logging.progress and not end:
         print_check(report)
     return report
 
