@@ -255,6 +255,9 @@ def measure(cfg, engine, tokenizer, task: Task, num_problems: int, budget_s: flo
         "informative_share": share,
         "informative_groups_per_step": share * B if share is not None else None,
         "informative_share_by_group_size": by_g,
+        # with screening: the share of candidates whose screen of k samples is mixed (what reaches the batch)
+        "screen_pass_share": informative_share_from_counts(G, main.counts, cfg.algorithm.screen_samples)
+        if main.counts and cfg.algorithm.screening and cfg.algorithm.screen_samples <= G else None,
         "pass_rates": rates,
         "projection": {
             "generate_s_per_step": per_sample * B * G if per_sample else None,

@@ -50,7 +50,10 @@ def advise(report: dict, cfg) -> tuple[list[str], list[str], dict]:
     if low:
         warnings.append(f"expected informative share {_pct(share)} < {_pct(threshold)} "
                         f"(check.min_informative_share): about {share * B:.1f} of {B} groups per step have a "
-                        "reward spread; the others have zero advantage and teach nothing")
+                        "reward spread; the others have zero advantage and teach nothing"
+                        + (f" (screening is on: an expected {_pct(report['screen_pass_share'])} of candidates pass a "
+                           f"screen of {cfg.algorithm.screen_samples}, and only their groups are trained)"
+                           if report.get("screen_pass_share") is not None else ""))
     if p1 < NEVER and (greedy is None or greedy < NEVER):
         advice.append(f"the model almost never solves these (pass@1 {_pct(p1)}, greedy {_pct(greedy)}): use an "
                       "easier task.difficulty or a curriculum, or prime the reply (model.response_prefix)")

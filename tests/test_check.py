@@ -171,6 +171,7 @@ def test_measure_on_a_tiny_policy_reports_consistent_numbers(tiny_recipe):
     assert report["informative_groups_per_step"] == pytest.approx(report["informative_share"] * 2)
     assert [s["temperature"] for s in report["lower_temperatures"]] == [0.5]
     assert report["greedy"]["samples_per_problem"] == 1
+    assert report["screen_pass_share"] is None  # screening is off
     json.dumps(report)
     rows = dict(table_rows(report))
     assert "greedy accuracy" in rows and "verifier sanity" in rows
