@@ -6,6 +6,7 @@
     rlvr eval --model DIR --config FILE       greedy accuracy and pass@k on held-out problems
     rlvr report RUN_DIR [RUN_DIR ...]         write RUN_DIR/report.html, or overlay runs (seeds as a band)
     rlvr tasks [show NAME]                    list tasks, or sample a few problems of one
+    rlvr check --config FILE [--json OUT]     is there a learning signal? (pass rates, informative groups)
 """
 
 from __future__ import annotations
@@ -94,9 +95,15 @@ def cmd_train(args) -> int:
         cfg = load_config(args.config, overrides)
         run_dir = Path(args.out or cfg.train.out_dir)
         trainer = make_trainer(cfg, run_dir)
+    from rlvr.commands.check import in_run
+
     try:
+        if not args.resume and not args.no_check:  # is there a signal? (own problems and seeds: the run is unchanged)
+            in_run(trainer, run_dir, show=not args.no_progress)
         last = trainer.run(progress=not args.no_progress)
         result = trainer.run_eval("final")
+        if not args.no_check and (run_dir / "check.json").exists():  # pass rates on the same problems, after
+            in_run(trainer, run_dir, end=True)
     except LearnerLost as e:
         trainer.logger.close()
         print(f"rlvr train: {e}", file=sys.stderr)
@@ -189,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray", metavar="local|auto|ADDRESS",
                    help="run on Ray: start a local cluster, join this node's (auto) or one at ADDRESS "
                         "(sets distributed.backend=ray; see docs/scale.md)")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip the signal check before training (also: --set check.train_seconds=0)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("pretrain", help="imitation on worked solutions (tiny models)")

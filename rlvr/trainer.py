@@ -44,6 +44,7 @@ from rlvr.rng import restore_rng, rng_state, seed_everything
 from rlvr.rollout import behaviour_differs, build_engine
 from rlvr.rollout.base import SamplingParams, sample_seed
 from rlvr.rollout.episodes import generate_for, with_environment
+from rlvr.screening import Screener, salted_seed
 from rlvr.tasks.registry import build_task
 from rlvr.types import Batch, Problem, Rollout
 from rlvr.verifiers import score_or_none
@@ -86,6 +87,8 @@ class Trainer:
         self.stop_ids = stop_token_ids(self.tokenizer)
         self.step_count, self.cursor, self.sampled_tokens = 0, 0, 0
         self.infra_errors = 0  # samples the sandbox could not score, over the run
+        self.screener = Screener(cfg.algorithm, cfg.rollout.num_generations, cfg.train.prompts_per_step) \
+            if cfg.algorithm.screening else None
         if checkpoint is not None:
             self._load_state(checkpoint)
         else:
@@ -202,7 +205,9 @@ class Trainer:
     def collect(self) -> Collected:
         """Sample and score groups until the batch holds `prompts_per_step` of them: each draw's groups pass
         `keep_groups`, and while groups are missing (DAPO dynamic sampling) more prompts are drawn, up to
-        `max_sampling_draws` draws."""
+        `max_sampling_draws` draws. With `algorithm.screening`, `Screener.collect` finds the groups instead."""
+        if self.screener is not None:
+            return Collected(*self.screener.collect(self.draw, self.sample, self.task.observe))
         a, B, G = self.cfg.algorithm, self.cfg.train.prompts_per_step, self.cfg.rollout.num_generations
         kept: list[Rollout] = []
         sampled: list[Rollout] = []
@@ -232,6 +237,28 @@ class Trainer:
             kept = [r for g in range(0, len(rollouts), G) for r in rollouts[g : g + G]
                     if scored_group(rollouts[g : g + G])]
         return Collected(kept, sampled, info)
+
+    def draw(self, n: int) -> tuple[list[Problem], int]:
+        """The next `n` training problems and the cursor position of the first."""
+        start = self.cursor
+        return self.next_problems(n), start
+
+    def sample(self, problems: list[Problem], positions: list[int], n: int, salt: int, info: dict) -> list[Rollout]:
+        """`n` scored samples of each of `problems` (at cursor `positions`), seeded by position and `salt`
+        (see `salted_seed`); generation and verification times add to `info`."""
+        t0 = time.time()
+        prompts = [self.encode(p) for p in problems]
+        seeds = [salted_seed(self.cfg.train.seed, i, salt) for i in positions]
+        sampling = self.sampling()
+        sampling.n = n
+        groups = self.engine.generate(prompts, sampling, seeds=seeds)
+        rollouts = self.to_rollouts(problems, prompts, groups, [self.engine.version] * len(problems))
+        t1 = time.time()
+        self.score(rollouts)
+        self.check_infra(rollouts, info)
+        info["time/generate"] += t1 - t0
+        info["time/verify"] += time.time() - t1
+        return rollouts
 
     def keep_groups(self, rollouts: list[Rollout]) -> torch.Tensor:
         """(groups,) bool: which groups of a draw join the batch. All of them; with DAPO dynamic sampling only
@@ -305,6 +332,7 @@ class Trainer:
             "response_length/max": float(lengths.max()),
             "truncated_frac": sum(r.finish_reason == "length" for r in rollouts) / len(rollouts),
             "groups/all_equal_frac": float((~nonconstant_groups(rewards, G)).float().mean()),
+            "groups/informative_frac": float(nonconstant_groups(rewards, G).float().mean()),
             "sampled_tokens": self.sampled_tokens,
             "cursor": self.cursor,
             "verify/infra_errors_total": self.infra_errors,
@@ -377,6 +405,7 @@ class Trainer:
             "rng": rng_state(self.generator),
             "task": self.task.state_dict(),
             "counters": self.counters(),
+            "screening": self.screener.state_dict() if self.screener else {},
         }
         return save_checkpoint(self.run_dir, self.step_count, lambda d: save_policy(self.model, self.tokenizer, d),
                                state)
@@ -389,5 +418,7 @@ class Trainer:
         self.task.load_state_dict(state.get("task", {}))
         restore_rng(state["rng"], self.generator)
         self.load_counters(state.get("counters", {}))
+        if self.screener is not None:
+            self.screener.load_state_dict(state.get("screening", {}))
         restore_metric_files(checkpoint, self.run_dir)
         self.sync_weights()

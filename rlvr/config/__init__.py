@@ -5,6 +5,7 @@
 from rlvr.config.loading import ConfigError, load_config, parse_override, save_config, validate
 from rlvr.config.schema import (
     AlgorithmConfig,
+    CheckConfig,
     Config,
     DistributedConfig,
     EvalConfig,
@@ -18,6 +19,7 @@ from rlvr.config.schema import (
 
 __all__ = [
     "AlgorithmConfig",
+    "CheckConfig",
     "Config",
     "ConfigError",
     "DistributedConfig",

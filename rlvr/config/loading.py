@@ -215,6 +215,24 @@ def validate(cfg: Config) -> Config:
         _require(cfg.rollout.engine == "torch", "rollout.engine", "must be torch with task.tools", cfg.rollout.engine)
         _require(cfg.distributed.backend == "none", "distributed.backend", "must be none with task.tools",
                  cfg.distributed.backend)
+    _require(cfg.check.problems > 0, "check.problems", "must be a positive integer", cfg.check.problems)
+    _require(cfg.check.train_seconds >= 0, "check.train_seconds", "must be >= 0 (0 turns the check off)",
+             cfg.check.train_seconds)
+    _require(0.0 <= cfg.check.min_informative_share <= 1.0, "check.min_informative_share", "must be in [0, 1]",
+             cfg.check.min_informative_share)
+    _require(0.0 <= cfg.task.curriculum_low <= 1.0, "task.curriculum_low", "must be in [0, 1]", cfg.task.curriculum_low)
+    if cfg.algorithm.screening:
+        _require(2 <= cfg.algorithm.screen_samples < cfg.rollout.num_generations, "algorithm.screen_samples",
+                 f"must be >= 2 (some right and some wrong) and < rollout.num_generations "
+                 f"({cfg.rollout.num_generations})", cfg.algorithm.screen_samples)
+        _require(cfg.algorithm.screen_rounds >= 1, "algorithm.screen_rounds", "must be a positive integer",
+                 cfg.algorithm.screen_rounds)
+        _require(cfg.algorithm.screen_oversample >= 1, "algorithm.screen_oversample", "must be a positive integer",
+                 cfg.algorithm.screen_oversample)
+        _require(not cfg.algorithm.dynamic_sampling, "algorithm.screening", "cannot be combined with "
+                 "algorithm.dynamic_sampling (screening already trains only on mixed groups)", True)
+        _require(cfg.distributed.backend == "none", "algorithm.screening", "runs in the single-process loop "
+                 "only (distributed.backend: none) for now", True)
     if cfg.model.kind != "tiny":
         _require(bool(cfg.model.path), "model.path", f"is required when model.kind is {cfg.model.kind!r}",
                  cfg.model.path)

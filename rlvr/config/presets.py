@@ -34,6 +34,10 @@ _COMMON: dict[str, object] = {
     "tis_cap": 2.0,
     "seq_mask_cap": 2.0,
     "seq_mask_reduce": "mean",
+    "screening": False,  # prompt screening (rlvr.screening) is no preset's own: turn it on by hand
+    "screen_samples": 4,
+    "screen_rounds": 4,
+    "screen_oversample": 2,
 }
 
 

@@ -104,6 +104,13 @@ class TaskConfig:
     filter_solved: str = _choice("none", "none", "always", "never", "both")
     tools: list[ToolConfig] = field(default_factory=list)  # non-empty: problems are multi-turn episodes
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
+    # built-in generators: difficulty follows the measured informative share (rlvr.tasks.curriculum), from
+    # curriculum_start up to curriculum_max (default difficulty + 1); held-out stays at `difficulty`
+    adaptive_difficulty: bool = False
+    curriculum_start: int = 1
+    curriculum_max: int | None = None
+    curriculum_low: float = 0.3  # informative share below which the difficulty moves away from the failure
+    curriculum_window: int = 16  # groups per decision
 
 
 @dataclass
@@ -154,6 +161,13 @@ class AlgorithmConfig:
     tis_cap: float = 2.0  # C of truncated importance sampling: weight min(pi_learner / pi_behaviour, C)
     seq_mask_cap: float | None = 2.0  # drop a completion whose ratio leaves [1/C, C]; null: no mask
     seq_mask_reduce: str = _choice("mean", *SEQ_REDUCES)  # the completion's ratio: geometric mean or product
+    # prompt screening (rlvr.screening): screen_samples per fresh candidate first; the full group goes only to
+    # candidates with some right and some wrong, over at most screen_rounds rounds of screen_oversample x the
+    # missing prompts
+    screening: bool = False
+    screen_samples: int = 4
+    screen_rounds: int = 4
+    screen_oversample: int = 2
 
 
 @dataclass
@@ -237,6 +251,16 @@ class DistributedConfig:
 
 
 @dataclass
+class CheckConfig:
+    """`rlvr check` (and its capped run at the start of `rlvr train`): is there a learning signal?"""
+
+    problems: int = 16  # training problems sampled (apart from the training stream)
+    temperatures: list[float] = field(default_factory=lambda: [0.7, 0.4])  # lower ones, measured too
+    min_informative_share: float = 0.25  # warn below this expected share of informative groups
+    train_seconds: float = 60.0  # time cap of the check at the start of `rlvr train`; 0 turns it off
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -247,6 +271,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    check: CheckConfig = field(default_factory=CheckConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

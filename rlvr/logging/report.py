@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rlvr.atomic import write_text_atomic
+from rlvr.logging.check_section import END_CHECK_FILE, check_html, read_check
 from rlvr.logging.metrics import (
     EVAL_FILE,
     METRICS_FILE,
@@ -40,6 +41,7 @@ RL_PANELS = [
     ("Accuracy", ["accuracy"], True),
     ("Response length (tokens)", ["response_length/mean", "response_length/max"], False),
     ("Format rate", ["format_rate"], True),
+    ("Informative groups (share of trained groups with a reward spread)", ["groups/informative_frac"], False),
     ("Entropy", ["entropy"], False),
     ("KL to reference", ["kl"], False),
     ("Clip fraction", ["clip_frac"], False),
@@ -63,6 +65,8 @@ class RunFiles:
     summary: dict = field(default_factory=dict)
     config_text: str = ""
     notes: list[str] = field(default_factory=list)
+    check: dict | None = None  # check.json: the signal check before training
+    check_end: dict | None = None  # check_end.json: the same check after training
 
 
 def load_run(run_dir: Path) -> RunFiles:
@@ -83,6 +87,9 @@ def load_run(run_dir: Path) -> RunFiles:
                 run.notes.append("summary.json is not a JSON object; ignored")
         except (OSError, ValueError) as e:
             run.notes.append(f"could not read summary.json: {e}")
+    run.check, note = read_check(run_dir)
+    run.check_end, end_note = read_check(run_dir, END_CHECK_FILE)
+    run.notes += [n for n in (note, end_note) if n]
     config_path = run_dir / "config.yaml"
     if config_path.exists():
         try:
@@ -373,7 +380,8 @@ def render(run: RunFiles) -> str:
     phases: dict[str, list[dict]] = {}
     for row in run.metrics:
         phases.setdefault(_phase(row), []).append(row)
-    body = [f"<h1>rlvr run: {escape(run.name)}</h1>", _summary_section(run, phases)]
+    body = [f"<h1>rlvr run: {escape(run.name)}</h1>", check_html(run.check, run.check_end) if run.check else "",
+            _summary_section(run, phases)]
     if run.notes:
         items = "".join(f"<li>{escape(n)}</li>" for n in run.notes)
         body.append(f"<div class='notes'><b>Problems reading the run</b><ul>{items}</ul></div>")

@@ -115,6 +115,10 @@ class MixtureTask(Task):
             counts[self.member_at(i)] += 1
         return counts
 
+    def member_problem(self, j: int, index: int) -> Problem:
+        """Training problem `index` of member `j`'s own stream, labelled as the mixture labels it."""
+        return self._label(self.members[j].task.train_problem(index), j)
+
     def _label(self, problem: Problem, j: int) -> Problem:
         return replace(problem, task=self.members[j].label, meta={**problem.meta, "member": j})
 

@@ -27,7 +27,7 @@ DATASET_PARAMS = ("eval_size", "held_out_share", "split", "max_row_bytes")
 RG_OPTIONS = ("extract", "partial_credit")
 
 
-def _builtin(cfg, eval_size: int) -> Task:
+def _builtin(cfg, eval_size: int, check_eval: bool = True) -> Task:
     cls = BUILTIN_TASKS[cfg.name]
     try:
         task = cls(
@@ -42,8 +42,22 @@ def _builtin(cfg, eval_size: int) -> Task:
         )
     except TypeError as e:
         raise ValueError(f"task.params: {e}") from e
-    task.eval_problems()  # a problem space too small for the held-out set is refused here, up front
+    if check_eval:  # a problem space too small for the held-out set is refused here, up front
+        task.eval_problems()
     return task
+
+
+def _curriculum(cfg, eval_size: int) -> Task:
+    from rlvr.tasks.curriculum import PassRateCurriculum
+
+    if cfg.name not in BUILTIN_TASKS or cfg.path or cfg.mixture:
+        raise ValueError(f"task.adaptive_difficulty: only the built-in generators ({', '.join(sorted(BUILTIN_TASKS))}) "
+                         f"have a difficulty knob here, not {cfg.name!r}")
+    highest = cfg.curriculum_max if cfg.curriculum_max is not None else cfg.difficulty + 1
+    return PassRateCurriculum(
+        lambda level: _builtin(dataclasses.replace(cfg, difficulty=level), eval_size, level == cfg.difficulty),
+        target=cfg.difficulty, start=cfg.curriculum_start, lowest=min(cfg.curriculum_start, cfg.difficulty),
+        highest=highest, low=cfg.curriculum_low, window=cfg.curriculum_window)
 
 
 def _dataset(cfg, eval_size: int) -> Task:
@@ -134,7 +148,7 @@ def _one(cfg, eval_size: int) -> Task:
 
 def build_task(cfg, eval_size: int = 200) -> Task:
     """`cfg` is a `TaskConfig`; task-specific options come from `cfg.params` (see the module docstring)."""
-    task = _one(cfg, eval_size)
+    task = _curriculum(cfg, eval_size) if getattr(cfg, "adaptive_difficulty", False) else _one(cfg, eval_size)
     mode = getattr(cfg, "filter_solved", "none")
     if mode != "none":
         from rlvr.tasks.filtering import SolvedFilter

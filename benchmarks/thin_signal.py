@@ -1,0 +1,135 @@
+"""Learning where the signal is thin: SmolLM2-135M-Instruct on a task it rarely solves, three ways, each for the
+same wall-clock budget of training steps.
+
+    python benchmarks/thin_signal.py [--model DIR] [--minutes 20] [--arms grpo dapo screened] [--out DIR]
+
+The arms share `configs/smollm2-thin-signal.yaml` (the new way: prompt screening with `rlvr check`'s advice
+applied, see the recipe's comments) and differ by overrides:
+- grpo: the GRPO defaults the check was run on (screening off, T=1.0, G=8, 16 new tokens);
+- dapo: the same with `algorithm.name=dapo` (dynamic sampling, clip-higher, overlong shaping);
+- screened: the recipe itself.
+Each arm trains until its steps have used `--minutes` of wall time (the held-out evaluations are not counted),
+then held-out greedy accuracy (eval.num_problems problems) is measured. The table gives accuracy at the start
+(the same model and greedy decoding for every arm: measured once) and at the end, steps, sampled tokens, the
+informative share of sampled groups (mean of the first 10 steps and of all), and the check's prediction.
+Results go to `OUT/thin_signal.json` (and `--json`); `--table FILE` prints the table of a finished run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from rlvr.config import load_config
+from rlvr.logging.metrics import MetricsLogger
+from rlvr.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE = ROOT / "configs" / "smollm2-thin-signal.yaml"
+GRPO_DEFAULTS = ["algorithm.screening=false", "rollout.max_new_tokens=16"]
+ARMS = {"grpo": GRPO_DEFAULTS, "dapo": [*GRPO_DEFAULTS, "algorithm.name=dapo"], "screened": []}
+
+
+def sampled_share(row: dict, drawn: int, dynamic: bool) -> float:
+    """Share of the groups a step sampled that had a reward spread. Plain GRPO trains every group it draws;
+    with dynamic sampling the constant ones (`dynamic/dropped_groups`) are among the `drawn`; with screening
+    it is the share of candidates whose screen was mixed (k samples, not G: not the same quantity)."""
+    if "screen/candidates" in row:
+        return row["screen/passed"] / max(row["screen/candidates"], 1)
+    if dynamic and drawn:
+        return (drawn - row["dynamic/dropped_groups"]) / drawn
+    return row["groups/informative_frac"]
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def run_arm(name: str, model: str, minutes: float, out: Path, initial: dict | None, extra: list[str]) -> dict:
+    """Train one arm for `minutes` of step time; held-out accuracy before (unless given) and after."""
+    cfg = load_config(RECIPE, [f"model.path={model}", "train.steps=100000", "train.checkpoint_every=0",
+                               "logging.progress=false", *ARMS[name], *extra])
+    run_dir = out / name
+    trainer = Trainer(cfg, run_dir, logger=MetricsLogger(run_dir))
+    if initial is None:
+        t0 = time.time()
+        initial = {"accuracy": trainer.run_eval("initial")["accuracy"], "seconds": time.time() - t0}
+    rows, shares, spent, cursor = [], [], 0.0, 0
+    while spent < minutes * 60:
+        t0 = time.time()
+        m = trainer.step()
+        spent += time.time() - t0
+        shares.append(sampled_share(m, m["cursor"] - cursor, cfg.algorithm.dynamic_sampling))
+        cursor = m["cursor"]
+        rows.append(m)
+        print(f"{name} step {trainer.step_count}: {spent:.0f}s sampled accuracy {m['accuracy']:.3f} "
+              f"informative {shares[-1]:.2f} tokens {m['sampled_tokens']}", flush=True)
+    t0 = time.time()
+    final = trainer.run_eval("rl")["accuracy"]
+    eval_s = time.time() - t0
+    trainer.logger.close()
+    return {"arm": name, "overrides": ARMS[name], "initial_accuracy": initial["accuracy"],
+            "final_accuracy": final, "eval_seconds": eval_s, "steps": trainer.step_count, "train_seconds": spent,
+            "sampled_tokens": trainer.sampled_tokens, "prompts_drawn": trainer.cursor,
+            "informative_share_first10": _mean(shares[:10]), "informative_share_all": _mean(shares),
+            "informative_share_by_step": shares,
+            "trained_informative_frac": _mean([r["groups/informative_frac"] for r in rows]),
+            "sampled_accuracy": _mean([r["accuracy"] for r in rows]),
+            "num_generations": cfg.rollout.num_generations, "temperature": cfg.rollout.temperature,
+            "max_new_tokens": cfg.rollout.max_new_tokens, "eval_problems": cfg.eval.num_problems}, initial
+
+
+def print_table(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"thin signal: {result['task']}, {result['minutes']} min of training steps per arm")
+    cols = ["arm", "held-out start", "held-out end", "gain (pts)", "steps", "sampled tokens",
+            "informative sampled, first 10 steps", "informative sampled, all steps", "informative trained"]
+    for c in cols:
+        table.add_column(c, justify="right")
+    for a in result["arms"]:
+        pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
+        table.add_row(a["arm"], pct(a["initial_accuracy"]), pct(a["final_accuracy"]),
+                      f"{100 * (a['final_accuracy'] - a['initial_accuracy']):+.1f}", str(a["steps"]),
+                      f"{a['sampled_tokens']:,}", pct(a["informative_share_first10"]),
+                      pct(a["informative_share_all"]), pct(a["trained_informative_frac"]))
+    Console(width=180).print(table)
+    if result.get("predicted_informative_share") is not None:
+        print(f"rlvr check predicted an informative share of {100 * result['predicted_informative_share']:.1f}% "
+              f"for the GRPO defaults (G=8, T=1.0); screening's share is of screened candidates (k samples).")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(ROOT / "models" / "smollm2-135m-instruct"))
+    ap.add_argument("--minutes", type=float, default=20.0, help="wall time of training steps per arm")
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    ap.add_argument("--check", type=Path, help="the check's JSON for the GRPO defaults (its predicted share)")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-thin-signal")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every arm")
+    ap.add_argument("--table", type=Path, help="only print the table of a finished run's JSON")
+    args = ap.parse_args()
+    if args.table:
+        print_table(json.loads(args.table.read_text()))
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(RECIPE)
+    result = {"task": cfg.task.name, "params": cfg.task.params, "minutes": args.minutes, "overrides": args.set,
+              "arms": []}
+    if args.check:
+        result["predicted_informative_share"] = json.loads(args.check.read_text())["informative_share"]
+    initial = None
+    for name in args.arms:
+        arm, initial = run_arm(name, args.model, args.minutes, args.out, initial, args.set)
+        result["arms"].append(arm)
+        for path in [args.out / "thin_signal.json", *([args.json] if args.json else [])]:
+            path.write_text(json.dumps(result, indent=2))
+    print_table(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""What `rlvr check`'s numbers mean for the run: advice that follows from them, warnings, and the table.
+
+Each rule names the config key to change and the number that triggered it, so a user can see why.
+"""
+
+from __future__ import annotations
+
+TOO_EASY = 0.9  # pass@1 above this: most groups are all right
+NEVER = 0.02  # pass@1 and greedy accuracy below this: the model almost never solves the task
+MAX_TRUNCATED = 0.1
+MIN_FORMAT = 0.5
+BETTER = 0.05  # a lower temperature must lift the informative share by this much to be advised
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _verifier_warnings(v: dict) -> list[str]:
+    if v.get("ok") is None:
+        return []
+    out = []
+    if v["reference_correct_rate"] is not None and v["reference_correct_rate"] < 1.0:
+        out.append(f"verifier: only {_pct(v['reference_correct_rate'])} of reference answers written as a "
+                   "completion score correct: the verifier (or its answer extraction) marks right answers wrong, "
+                   "so every reward is 0")
+    wrong = {c: v[f"{c}_correct_rate"] for c in ("empty", "wrong", "echo") if v[f"{c}_correct_rate"]}
+    if wrong:
+        cases = ", ".join(f"{c} {_pct(r)}" for c, r in wrong.items())
+        out.append(f"verifier: answers that must be wrong score correct ({cases}): the reward can be earned "
+                   "without solving the task")
+    return out
+
+
+def advise(report: dict, cfg) -> tuple[list[str], list[str], dict]:
+    """(advice, warnings, overrides) from a `rlvr.check.measure` report and the run's config; `overrides` holds
+    the `--set` values of the advice that is a config change (`rlvr check` prints them)."""
+    advice: list[str] = []
+    sets: dict = {}
+    warnings = _verifier_warnings(report["verifier"])
+    at_t = report["at_temperature"]
+    share, G, B = report["informative_share"], report["num_generations"], report["prompts_per_step"]
+    threshold = cfg.check.min_informative_share
+    if share is None or at_t["pass@1"] is None:
+        warnings.append("check: no problem was measured in the time allowed (raise check.train_seconds or "
+                        "run `rlvr check`)")
+        return advice, warnings, sets
+    p1, greedy = at_t["pass@1"], report["greedy_accuracy"]
+    low = share < threshold
+    if low:
+        warnings.append(f"expected informative share {_pct(share)} < {_pct(threshold)} "
+                        f"(check.min_informative_share): about {share * B:.1f} of {B} groups per step have a "
+                        "reward spread; the others have zero advantage and teach nothing"
+                        + (f" (screening is on: an expected {_pct(report['screen_pass_share'])} of candidates pass a "
+                           f"screen of {cfg.algorithm.screen_samples}, and only their groups are trained)"
+                           if report.get("screen_pass_share") is not None else ""))
+    if p1 < NEVER and (greedy is None or greedy < NEVER):
+        advice.append(f"the model almost never solves these (pass@1 {_pct(p1)}, greedy {_pct(greedy)}): use an "
+                      "easier task.difficulty or a curriculum, or prime the reply (model.response_prefix)")
+    if p1 > TOO_EASY:
+        advice.append(f"pass@1 is {_pct(p1)}: most groups are all right; use a harder task.difficulty")
+    by_g = report["informative_share_by_group_size"]
+    if low:
+        for g, s in sorted(by_g.items(), key=lambda kv: int(kv[0])):
+            if int(g) > G and s >= threshold:
+                advice.append(f"raise rollout.num_generations to {g}: expected informative share {_pct(s)}")
+                sets["rollout.num_generations"] = int(g)
+                break
+    best = max(report["lower_temperatures"], key=lambda s: s.get("informative_share") or 0.0, default=None)
+    if best is not None and (best.get("informative_share") or 0.0) > share + BETTER:
+        advice.append(f"lower rollout.temperature to {best['temperature']}: informative share "
+                      f"{_pct(best['informative_share'])} vs {_pct(share)} at {at_t['temperature']}")
+        sets["rollout.temperature"] = best["temperature"]
+    if (at_t["truncation_rate"] or 0.0) > MAX_TRUNCATED:
+        advice.append(f"raise rollout.max_new_tokens (now {cfg.rollout.max_new_tokens}): "
+                      f"{_pct(at_t['truncation_rate'])} of answers are cut at the limit")
+        sets["rollout.max_new_tokens"] = 2 * cfg.rollout.max_new_tokens
+    if at_t["format_rate"] is not None and at_t["format_rate"] < MIN_FORMAT and cfg.task.format_reward > 0:
+        advice.append(f"only {_pct(at_t['format_rate'])} of answers use the format: state it in task.template "
+                      "or prime the reply with model.response_prefix")
+    if low and (at_t.get(f"pass@{G}") or 0.0) > 0 and not cfg.algorithm.screening:
+        advice.append(f"turn on prompt screening (algorithm.screening: true): {_pct(at_t.get(f'pass@{G}'))} of "
+                      f"problems are solved at least once in {G} samples; screening gives the full group only "
+                      "to prompts with mixed results")
+        sets["algorithm.screening"] = True
+    if not advice and not warnings:
+        advice.append("the signal looks sufficient for this configuration")
+    return advice, warnings, sets
+
+
+def table_rows(report: dict) -> list[tuple[str, str]]:
+    """(label, value) rows of the check's table."""
+    G = report["num_generations"]
+    at_t = report["at_temperature"]
+    rows = [("task", report["task"]), ("model", str(report["model"])),
+            ("problems measured", f"{report['problems']} of {report['problems_asked']}"
+             + (" (time cap)" if report["stopped_early"] else ""))]
+    for s in [at_t, *report["lower_temperatures"]]:
+        rows.append((f"T={s['temperature']}: pass@1 / pass@{G}",
+                     f"{_pct(s['pass@1'])} / {_pct(s.get(f'pass@{G}'))}"))
+        rows.append((f"T={s['temperature']}: informative share", _pct(s.get("informative_share"))))
+    rows += [("greedy accuracy", _pct(report["greedy_accuracy"])),
+             (f"informative groups per step (of {report['prompts_per_step']})",
+              "-" if report["informative_groups_per_step"] is None else f"{report['informative_groups_per_step']:.2f}")]
+    rows += [(f"informative share at G={g} (predicted{'' if int(g) == G else ', plug-in'})", _pct(s))
+             for g, s in report["informative_share_by_group_size"].items()]
+    rows += [("format rate", _pct(at_t["format_rate"])), ("truncation rate", _pct(at_t["truncation_rate"])),
+             ("mean length (tokens)", "-" if at_t["mean_length"] is None else f"{at_t['mean_length']:.1f}"),
+             ("tokens/s (sampling)", "-" if at_t["tokens_per_s"] is None else f"{at_t['tokens_per_s']:.1f}")]
+    proj = report["projection"]
+    if proj["generate_s_per_step"] is not None:
+        rows += [("projected generation s/step", f"{proj['generate_s_per_step']:.1f}"),
+                 ("projected generation min/run", f"{proj['generate_s_per_run'] / 60:.1f}")]
+    v = report["verifier"]
+    if v["ok"] is None:
+        rows.append(("verifier sanity", "not applicable (answers are not plain values)"))
+    else:
+        rows.append(("verifier sanity", ("ok" if v["ok"] else "FAILED") + f" on {v['problems']} problems: reference "
+                     f"{_pct(v['reference_correct_rate'])} correct; empty {_pct(v['empty_correct_rate'])}, wrong "
+                     f"{_pct(v['wrong_correct_rate'])}, echo {_pct(v['echo_correct_rate'])}"))
+    return rows
+
+
+def print_check(report: dict, console=None) -> None:
+    """The table, then warnings (red) and advice."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title=f"rlvr check ({report['seconds']:.0f} s)")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for k, v in table_rows(report):
+        table.add_row(k, v)
+    console.print(table)
+    for w in report["warnings"]:
+        console.print(f"[bold red]WARNING[/] {w}", highlight=False)
+    for a in report["advice"]:
+        console.print(f"advice: {a}", highlight=False)
+    if report.get("overrides"):
+        console.print("to apply it: " + " ".join(f"--set {k}={str(v).lower() if isinstance(v, bool) else v}"
+                                                 for k, v in report["overrides"].items()), highlight=False)

@@ -1,0 +1,101 @@
+"""Curriculum by measured pass rate: a generator's difficulty moves so that training groups keep a reward
+spread, while held-out problems are always drawn at the target difficulty.
+
+`PassRateCurriculum` wraps one task per difficulty level (built by `make(level)`). The trainer reports every
+scored group with `observe(problem, correct)`; after each `window` groups of the current level:
+- informative share (groups neither all right nor all wrong) below `band[0]`: the level moves one step away
+  from the failure, easier when the mean pass rate is below 1/2 (mostly wrong), harder otherwise;
+- else, when the level is not the target, it moves one step toward it (the signal is there: try the goal).
+Training index `i` is drawn from the current level's stream; a problem whose key is one of the target's
+held-out problems is redrawn further along, so evaluation problems never reach training at any level.
+The level and the window so far are the task's `state_dict`, which checkpoints carry: a resumed run draws the
+same problems.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from rlvr.tasks.base import Task
+from rlvr.types import Problem, Score
+
+REDRAW_STRIDE = 2**40
+
+
+def next_level(level: int, target: int, share: float, pass_rate: float, low: float, lowest: int,
+               highest: int) -> int:
+    """The level after a window with this informative `share` and mean `pass_rate` (see the module doc)."""
+    if share < low:
+        step = -1 if pass_rate < 0.5 else 1
+    else:
+        step = (target > level) - (target < level)
+    return min(highest, max(lowest, level + step))
+
+
+class PassRateCurriculum(Task):
+    """`make(level)` at a level that follows the measured informative share; held-out at `target`."""
+
+    def __init__(self, make: Callable[[int], Task], target: int, start: int, lowest: int, highest: int,
+                 low: float = 0.3, window: int = 16):
+        if not lowest <= start <= highest or not lowest <= target <= highest:
+            raise ValueError(f"task.curriculum_start ({start}) and task.difficulty ({target}) must lie in "
+                             f"[{lowest}, {highest}]")
+        if window < 1:
+            raise ValueError(f"task.curriculum_window: must be >= 1 groups, got {window}")
+        self.make, self.target, self.lowest, self.highest = make, target, lowest, highest
+        self.low, self.window = low, window
+        self.tasks: dict[int, Task] = {target: make(target)}
+        self.name = self.tasks[target].name
+        self.level = start
+        self.seen: list[tuple[bool, float]] = []  # (informative, pass rate) of this window's groups
+        self.moves = 0
+
+    def _task(self, level: int) -> Task:
+        if level not in self.tasks:
+            self.tasks[level] = self.make(level)
+        return self.tasks[level]
+
+    def describe(self) -> str:
+        return f"{self.tasks[self.target].describe()} (difficulty by measured pass rate, held out at {self.target})"
+
+    def train_problem(self, index: int) -> Problem:
+        held = {p.meta.get("key", p.prompt) for p in self.tasks[self.target].eval_problems()}
+        task = self._task(self.level)
+        for attempt in range(100):
+            problem = task.train_problem(index + attempt * REDRAW_STRIDE)
+            if problem.meta.get("key", problem.prompt) not in held:
+                problem.meta["difficulty"] = self.level
+                return problem
+        raise RuntimeError(f"task {self.name}: could not draw a problem outside the held-out set")
+
+    def eval_problems(self, n: int | None = None) -> list[Problem]:
+        return self.tasks[self.target].eval_problems(n)
+
+    def verify(self, problem: Problem, text: str) -> Score:
+        return self._task(problem.meta.get("difficulty", self.target)).verify(problem, text)
+
+    def worked_solution(self, problem: Problem, rng: random.Random) -> tuple[str, bool]:
+        return self._task(problem.meta.get("difficulty", self.target)).worked_solution(problem, rng)
+
+    def observe(self, problem: Problem, correct: list[bool]) -> None:
+        if not correct or problem.meta.get("difficulty", self.level) != self.level:
+            return  # a group drawn before the last move says nothing about this level
+        self.seen.append((0 < sum(correct) < len(correct), sum(correct) / len(correct)))
+        if len(self.seen) >= self.window:
+            share = sum(s for s, _ in self.seen) / len(self.seen)
+            rate = sum(r for _, r in self.seen) / len(self.seen)
+            level = next_level(self.level, self.target, share, rate, self.low, self.lowest, self.highest)
+            self.moves += level != self.level
+            self.level, self.seen = level, []
+
+    def stats(self) -> dict[str, float]:
+        return {"curriculum/difficulty": self.level, "curriculum/moves": self.moves}
+
+    def state_dict(self) -> dict:
+        return {"level": self.level, "seen": [list(s) for s in self.seen], "moves": self.moves}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            self.level, self.moves = int(state["level"]), int(state["moves"])
+            self.seen = [(bool(a), float(b)) for a, b in state["seen"]]

@@ -1,0 +1,59 @@
+"""Curriculum by measured pass rate: the level moves with the informative share, held-out problems stay at the
+target difficulty and never reach training, and the state round-trips for an exact resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlvr.config import TaskConfig
+from rlvr.tasks.curriculum import PassRateCurriculum, next_level
+from rlvr.tasks.registry import build_task
+
+
+def test_next_level_moves_away_from_failure_and_then_toward_the_target():
+    assert next_level(3, 3, share=0.1, pass_rate=0.02, low=0.3, lowest=1, highest=4) == 2  # mostly wrong: easier
+    assert next_level(3, 3, share=0.1, pass_rate=0.95, low=0.3, lowest=1, highest=4) == 4  # mostly right: harder
+    assert next_level(1, 3, share=0.5, pass_rate=0.5, low=0.3, lowest=1, highest=4) == 2  # signal: toward target
+    assert next_level(3, 3, share=0.5, pass_rate=0.5, low=0.3, lowest=1, highest=4) == 3
+    assert next_level(1, 3, share=0.0, pass_rate=0.0, low=0.3, lowest=1, highest=4) == 1  # clamped
+
+
+def _task(**kw) -> PassRateCurriculum:
+    cfg = TaskConfig(name="arithmetic", difficulty=3, adaptive_difficulty=True, curriculum_start=1,
+                     curriculum_window=4, **kw)
+    return build_task(cfg, eval_size=50)
+
+
+def test_the_level_follows_the_observed_groups_and_held_out_stays_at_the_target():
+    task = _task()
+    assert isinstance(task, PassRateCurriculum) and task.level == 1
+    held = task.eval_problems()
+    assert all(len(str(p.meta["a"])) == 3 for p in held)  # target difficulty: 3-digit operands
+    for _ in range(4):  # mixed groups at level 1: the signal is there, move toward the target
+        task.observe(task.train_problem(0), [True, False])
+    assert task.level == 2 and task.stats()["curriculum/moves"] == 1
+    for _ in range(4):  # all wrong at level 2: back to easier
+        task.observe(task.train_problem(0), [False, False])
+    assert task.level == 1
+    stale = task.tasks[3].train_problem(0)
+    stale.meta["difficulty"] = 3
+    task.observe(stale, [True, False])  # a group from another level does not count for this one
+    assert task.seen == []
+    keys = {p.meta["key"] for p in held}
+    for level in (1, 2, 3):
+        task.level = level
+        assert not keys & {task.train_problem(i).meta["key"] for i in range(300)}
+
+
+def test_state_round_trips_and_fields_are_checked():
+    task = _task()
+    for _ in range(6):
+        task.observe(task.train_problem(0), [True, False])
+    again = _task()
+    again.load_state_dict(task.state_dict())
+    assert again.level == task.level and again.seen == task.seen
+    assert [again.train_problem(i) for i in range(5)] == [task.train_problem(i) for i in range(5)]
+    with pytest.raises(ValueError, match="task.adaptive_difficulty"):
+        build_task(TaskConfig(name="reasoning_gym/chain_sum", adaptive_difficulty=True))
+    with pytest.raises(ValueError, match="task.curriculum_window"):
+        build_task(TaskConfig(name="arithmetic", difficulty=3, adaptive_difficulty=True, curriculum_window=0), 50)

@@ -1,0 +1,209 @@
+"""`rlvr check`: the informative-share formula, the verifier sanity check, the advice, and that the check at the
+start of `rlvr train` changes nothing about the run."""
+
+from __future__ import annotations
+
+import json
+from math import comb
+
+import pytest
+
+from rlvr.check import (
+    CHECK_OFFSET,
+    check_problems,
+    informative_share,
+    informative_share_from_counts,
+    measure,
+    verifier_sanity,
+)
+from rlvr.check_advice import advise, table_rows
+from rlvr.cli import main
+from rlvr.config import TaskConfig, load_config
+from rlvr.logging.metrics import read_jsonl
+from rlvr.tasks.arithmetic import ArithmeticTask
+from rlvr.tasks.filtering import SolvedFilter
+from rlvr.tasks.registry import build_task
+from rlvr.trainer import Trainer
+from rlvr.types import Score
+
+
+def test_informative_share_matches_hand_computed_values():
+    assert informative_share([0.5], 2) == pytest.approx(0.5)  # 1 - 1/4 - 1/4
+    assert informative_share([0.1], 8) == pytest.approx(1 - 0.1**8 - 0.9**8)  # 1 - 0.43046721 - 1e-8
+    assert informative_share([0.1], 8) == pytest.approx(0.56953278, abs=1e-8)
+    assert informative_share([0.0, 1.0, 0.5], 2) == pytest.approx(0.5 / 3)  # solved or never: no spread
+    assert informative_share([0.06], 8) == pytest.approx(1 - 0.06**8 - 0.94**8)  # the issue's 6%: ~0.39
+    assert informative_share([0.3], 1) == 0.0  # a group of one never has a spread
+    assert informative_share([], 8) == 0.0
+    with pytest.raises(ValueError, match="group_size"):
+        informative_share([0.5], 0)
+
+
+def test_the_count_estimate_is_unbiased_and_hand_computed():
+    # n=4 samples, 2 right, G=2: pairs all right C(2,2)=1, all wrong C(2,2)=1, of C(4,2)=6 -> 1 - 2/6.
+    assert informative_share_from_counts(4, [2], 2) == pytest.approx(2 / 3)
+    assert informative_share_from_counts(8, [0, 8, 3], 8) == pytest.approx(1 / 3)  # n = G: the observed share
+    # Averaged over the binomial draw of the counts it equals the formula at the true p (the plug-in c/n does not).
+    p, n, G = 0.2, 6, 4
+    pmf = [comb(n, c) * p**c * (1 - p) ** (n - c) for c in range(n + 1)]
+    unbiased = sum(w * informative_share_from_counts(n, [c], G) for c, w in enumerate(pmf))
+    plugin = sum(w * informative_share([c / n], G) for c, w in enumerate(pmf))
+    assert unbiased == pytest.approx(informative_share([p], G))
+    assert plugin < informative_share([p], G) - 0.01
+    with pytest.raises(ValueError, match="group_size"):
+        informative_share_from_counts(4, [1], 5)
+
+
+class _Rigged(ArithmeticTask):
+    """Arithmetic whose verifier says `verdict` whatever the text (or decides by `rule(problem, text)`)."""
+
+    def __init__(self, verdict=None, rule=None, **kw):
+        super().__init__(difficulty=2, eval_size=8, **kw)
+        self.verdict, self.rule = verdict, rule
+
+    def verify(self, problem, text):
+        if self.rule is not None:
+            ok = self.rule(problem, text)
+        elif self.verdict is None:
+            return super().verify(problem, text)
+        else:
+            ok = self.verdict
+        return Score(float(ok), ok, True)
+
+
+def test_verifier_sanity_passes_the_real_verifier_and_catches_broken_ones():
+    real = _Rigged()
+    problems = check_problems(real, 6, seed=0)
+    good = verifier_sanity(real, problems)
+    assert good["ok"] and good["problems"] == 6 and good["reference_correct_rate"] == 1.0
+    assert good["empty_correct_rate"] == good["wrong_correct_rate"] == good["echo_correct_rate"] == 0.0
+
+    yes = verifier_sanity(_Rigged(verdict=True), problems)  # marks everything correct
+    assert yes["ok"] is False and yes["empty_correct_rate"] == yes["wrong_correct_rate"] == 1.0
+    assert {f["case"] for f in yes["failures"]} >= {"empty", "wrong"}
+    no = verifier_sanity(_Rigged(verdict=False), problems)  # marks everything wrong
+    assert no["ok"] is False and no["reference_correct_rate"] == 0.0
+    assert [f["case"] for f in no["failures"]][0] == "reference"
+
+    report = _report(share=0.5, p1=0.5, verifier=yes)
+    warnings = advise(report, _config_like())[1]
+    assert any("must be wrong score correct" in w for w in warnings)
+    warnings = advise(_report(share=0.5, p1=0.5, verifier=no), _config_like())[1]
+    assert any("marks right answers wrong" in w for w in warnings)
+
+
+def test_check_problems_are_training_problems_apart_from_the_stream_and_held_out():
+    task = SolvedFilter(_Rigged(), "both")
+    before = task.state_dict()
+    problems = check_problems(task, 16, seed=3)
+    assert task.state_dict() == before  # the wrapper's stream state was not touched
+    held = task.task.held_out_keys()
+    assert not {p.meta["key"] for p in problems} & held
+    assert all(int(p.id.rsplit("-", 1)[1]) >= CHECK_OFFSET for p in problems)
+    assert check_problems(task, 16, seed=3) == problems  # its own seeded RNG
+    assert check_problems(task, 16, seed=4) != problems
+    mixture = build_task(TaskConfig(name="mixture", mixture=[TaskConfig(name="arithmetic", difficulty=2),
+                                                             TaskConfig(name="countdown", difficulty=3)]), 8)
+    drawn = check_problems(mixture, 12, seed=0)
+    assert {p.task for p in drawn} == {"arithmetic", "countdown"}  # labelled by member, as in training
+    assert all(mixture.verify(p, "") is not None for p in drawn)
+
+
+def test_rlvr_check_prints_the_table_and_writes_json(tiny_recipe, tmp_path, capsys):
+    out = tmp_path / "check.json"
+    assert main(["check", "--config", str(tiny_recipe()), "--problems", "4", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["problems"] == 4 and report["verifier"]["ok"] is True
+    assert "informative groups per step" in capsys.readouterr().out
+
+
+def _config_like(**sets):
+    from rlvr.config import Config
+
+    cfg = Config()
+    for k, v in sets.items():
+        section, key = k.split(".")
+        setattr(getattr(cfg, section), key, v)
+    return cfg
+
+
+def _report(share, p1, verifier=None, pass_g=None, by_g=None, lower=(), trunc=0.0, fmt=1.0):
+    at_t = {"temperature": 1.0, "pass@1": p1, "pass@8": pass_g if pass_g is not None else p1,
+            "informative_share": share, "format_rate": fmt, "truncation_rate": trunc, "mean_length": 5.0,
+            "tokens_per_s": 10.0}
+    return {"verifier": verifier or {"ok": None}, "at_temperature": at_t, "informative_share": share,
+            "num_generations": 8, "prompts_per_step": 4, "greedy_accuracy": p1,
+            "informative_share_by_group_size": by_g or {"8": share}, "lower_temperatures": list(lower)}
+
+
+def test_advice_follows_from_the_numbers():
+    cfg = _config_like(**{"rollout.max_new_tokens": 16, "task.format_reward": 0.1})
+    advice, warnings, sets = advise(_report(0.1, 0.03, pass_g=0.2, by_g={"8": 0.1, "16": 0.2, "32": 0.31},
+                                      lower=[{"temperature": 0.7, "informative_share": 0.2}], trunc=0.3, fmt=0.2),
+                              cfg)
+    text = "\n".join(advice)
+    assert len(warnings) == 1 and "informative share 10.0% < 25.0%" in warnings[0]
+    assert "raise rollout.num_generations to 32" in text
+    assert "lower rollout.temperature to 0.7" in text
+    assert "raise rollout.max_new_tokens" in text and "use the format" in text
+    assert "algorithm.screening: true" in text
+    assert sets == {"rollout.num_generations": 32, "rollout.temperature": 0.7, "rollout.max_new_tokens": 32,
+                    "algorithm.screening": True}
+    advice, warnings, sets = advise(_report(0.6, 0.5), cfg)
+    assert not warnings and not sets and advice == ["the signal looks sufficient for this configuration"]
+    advice, _, _ = advise(_report(0.0, 0.0, pass_g=0.0), cfg)
+    assert any("almost never solves" in a for a in advice)
+    assert not any("screening" in a for a in advice)  # nothing is ever solved: screening finds nothing
+
+
+def test_measure_on_a_tiny_policy_reports_consistent_numbers(tiny_recipe):
+    cfg = load_config(tiny_recipe(**{"rollout.num_generations": 4}), ["check.temperatures=[0.5]"])
+    trainer = Trainer(cfg, tiny_recipe().parent / "run",
+                      task=_Rigged(rule=lambda p, text: sum(map(ord, text)) % 2 == 0))
+    report = measure(cfg, trainer.engine, trainer.tokenizer, trainer.task, 8, None, seed=0)
+    trainer.logger.close()
+    at_t = report["at_temperature"]
+    assert report["problems"] == 8 and not report["stopped_early"]
+    assert at_t["samples_per_problem"] == 4 and len(report["pass_rates"]) == 8
+    assert 0 < at_t["pass@1"] < 1 and at_t["pass@1"] <= at_t["pass@4"]
+    assert report["informative_share"] == pytest.approx(
+        sum(0 < round(p * 4) < 4 for p in report["pass_rates"]) / 8)  # n = G: the observed share
+    assert report["informative_groups_per_step"] == pytest.approx(report["informative_share"] * 2)
+    assert [s["temperature"] for s in report["lower_temperatures"]] == [0.5]
+    assert report["greedy"]["samples_per_problem"] == 1
+    assert report["screen_pass_share"] is None  # screening is off
+    json.dumps(report)
+    rows = dict(table_rows(report))
+    assert "greedy accuracy" in rows and "verifier sanity" in rows
+
+
+def test_a_zero_budget_measures_one_chunk_and_says_it_stopped(tiny_recipe):
+    cfg = load_config(tiny_recipe())
+    trainer = Trainer(cfg, tiny_recipe().parent / "run")
+    report = measure(cfg, trainer.engine, trainer.tokenizer, trainer.task, 16, 0.0, seed=0)
+    trainer.logger.close()
+    assert report["problems"] == 4 and report["stopped_early"]  # one chunk, then the cap
+    assert report["greedy"] is None and 0.0 in report["skipped_temperatures"]
+
+
+def test_the_check_at_the_start_of_train_changes_nothing_in_the_run(tiny_recipe, tmp_path):
+    recipe = tiny_recipe(**{"train.steps": 3})
+    with_check, without = tmp_path / "with", tmp_path / "without"
+    assert main(["train", "--config", str(recipe), "--out", str(with_check), "--no-progress"]) == 0
+    assert main(["train", "--config", str(recipe), "--out", str(without), "--no-progress", "--no-check"]) == 0
+    assert (with_check / "check.json").exists() and not (without / "check.json").exists()
+    report = json.loads((with_check / "check.json").read_text())
+    assert report["problems"] > 0
+
+    def rows(run):
+        return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in read_jsonl(run / "metrics.jsonl")]
+
+    assert rows(with_check) == rows(without)
+    assert read_jsonl(with_check / "samples.jsonl") == read_jsonl(without / "samples.jsonl")
+    assert read_jsonl(with_check / "eval.jsonl") == read_jsonl(without / "eval.jsonl")
+    page = (with_check / "report.html").read_text()  # the check's table at the top, the share against step
+    assert page.index("Signal check") < page.index("RL training")
+    assert "greedy accuracy" in page and "Informative groups" in page
+    assert "Signal check" not in (without / "report.html").read_text()
+    end = json.loads((with_check / "check_end.json").read_text())  # the same problems after training
+    assert len(end["pass_rates"]) == len(report["pass_rates"]) and "per-problem pass rates" in page
