@@ -25,7 +25,7 @@ from rlvr.models.loading import decode_completion, encode_prompt, stop_token_ids
 from rlvr.rollout.base import SamplingParams, sample_seed
 from rlvr.tasks.base import Task, derive_seed
 from rlvr.types import Problem
-from rlvr.verifiers import score_or_none
+from rlvr.verifiers import score_or_none, score_sample
 
 CHECK_OFFSET = 10**7  # training streams of a real run stay far below this index
 CHUNK = 4  # problems per generate call: the time cap is checked between chunks
@@ -184,7 +184,8 @@ class Sampler:
         for p, group in zip(problems, groups):
             correct = 0
             for c in group:
-                score = score_or_none(self.task.verify, p, decode_completion(self.tokenizer, c.token_ids, self.prefix))
+                score = score_sample(self.task.verify, p, decode_completion(self.tokenizer, c.token_ids, self.prefix),
+                                     c.episode)
                 correct += bool(score is not None and score.correct)
                 out.formatted += bool(score is not None and score.formatted)
                 out.truncated += c.finish_reason == "length"

@@ -12,7 +12,7 @@ from rlvr.models.loading import decode_completion, encode_prompt, stop_token_ids
 from rlvr.rollout.base import SamplingParams
 from rlvr.rollout.episodes import generate_for, prompt_tools
 from rlvr.types import Problem
-from rlvr.verifiers import score_or_none
+from rlvr.verifiers import score_sample
 
 if TYPE_CHECKING:
     from rlvr.config import Config
@@ -42,7 +42,8 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
     """Greedy accuracy and format rate on `problems`; with `samples > 0` also pass@k (unbiased) and maj@k
     from that many temperature-1 samples per problem. `encode(problem) -> ids`; `task.verify` scores
     `prefix` (the response prefix the prompt ended with) + the completion.
-    A problem the sandbox could not score (`InfraError`) is left out and counted in "infra_skipped".
+    A problem the sandbox could not score (`InfraError`), or whose environment gave no reward, is left out and
+    counted in "infra_skipped".
     Returns {"accuracy", "format_rate", "pass@k"..., "by_task": {task: {...}}, "n", "examples": [...]}."""
     per_task: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     examples = []
@@ -57,10 +58,11 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
                                    generator)
         for i, p in enumerate(chunk):
             text = decode_completion(tokenizer, greedy[i][0].token_ids, prefix)
-            score = score_or_none(task.verify, p, text)
+            score = score_sample(task.verify, p, text, greedy[i][0].episode)
             drawn = [] if sampled is None else \
-                [score_or_none(task.verify, p, decode_completion(tokenizer, c.token_ids, prefix)) for c in sampled[i]]
-            if score is None or any(s is None for s in drawn):  # the sandbox's fault: left out, counted
+                [score_sample(task.verify, p, decode_completion(tokenizer, c.token_ids, prefix), c.episode)
+                 for c in sampled[i]]
+            if score is None or any(s is None for s in drawn):  # no reward (sandbox or environment): left out, counted
                 infra_skipped += 1
                 continue
             rec = per_task[p.task]

@@ -26,7 +26,7 @@ from rlvr.batching import make_batch
 from rlvr.checkpoint import latest_checkpoint, restore_metric_files, save_checkpoint
 from rlvr.config import Config, save_config
 from rlvr.environments import build_environment
-from rlvr.environments.metrics import episode_metrics
+from rlvr.environments.metrics import episode_metrics, unscored_episodes
 from rlvr.evaluate import evaluate_held_out
 from rlvr.learner import Learner
 from rlvr.logging.metrics import MetricsLogger, sample_rows
@@ -47,7 +47,7 @@ from rlvr.rollout.episodes import generate_for, with_environment
 from rlvr.screening import Screener, salted_seed
 from rlvr.tasks.registry import build_task
 from rlvr.types import Batch, Problem, Rollout
-from rlvr.verifiers import score_or_none
+from rlvr.verifiers import score_sample
 
 
 def scored_group(group: list[Rollout]) -> bool:
@@ -195,11 +195,12 @@ class Trainer:
         return rollouts
 
     def score(self, rollouts: list[Rollout]) -> None:
-        """Each rollout's `score` from the task's verifier (a verifier that raises scores 0, with the reason;
-        where the sandbox could not run the candidate the score stays None: no reward, never a 0)."""
+        """Each rollout's `score` from the task's verifier, or from its environment where that gives the reward
+        (`score_sample`; a verifier that raises scores 0, with the reason; where the sandbox could not run the
+        candidate, or the environment gave no reward, the score stays None: no reward, never a 0)."""
         for r in rollouts:
             if r.score is None:
-                r.score = score_or_none(self.task.verify, r.problem, r.text)
+                r.score = score_sample(self.task.verify, r.problem, r.text, r.episode)
 
     # --- the batch: the one place where samples are kept, dropped or screened ------------------------
     def collect(self) -> Collected:
@@ -272,17 +273,25 @@ class Trainer:
         return scored & nonconstant_groups(rewards, G)
 
     def check_infra(self, rollouts: list[Rollout], info: dict) -> None:
-        """Count the samples the sandbox could not score (their groups are left out of the batch), write an
-        event, and stop the run when a step's share of them passes `train.max_infra_error_rate`."""
+        """Count the samples the sandbox could not score, or whose environment gave no reward (their groups are
+        left out of the batch), write an event, and stop the run when a step's share of them passes
+        `train.max_infra_error_rate`."""
         missing = sum(r.score is None for r in rollouts)
         info["verify/infra_errors"] = info.get("verify/infra_errors", 0) + missing
         if not missing:
             return
+        env_counts, env_report = unscored_episodes(rollouts)
+        for key, n in env_counts.items():
+            info[key] = info.get(key, 0) + n
         self.infra_errors += missing
         G = self.cfg.rollout.num_generations
         groups = sum(not scored_group(rollouts[g : g + G]) for g in range(0, len(rollouts), G))
         info["verify/infra_dropped_groups"] = info.get("verify/infra_dropped_groups", 0) + groups
         self.logger.log_event(self.step_count + 1, "verify_infra_errors", samples=missing, groups_dropped=groups)
+        if missing / len(rollouts) > self.cfg.train.max_infra_error_rate and env_report:
+            raise InfraErrorRate(f"step {self.step_count + 1}: {missing} of {len(rollouts)} samples have no reward "
+                                 f"(more than train.max_infra_error_rate={self.cfg.train.max_infra_error_rate}): "
+                                 f"{env_report}")
         if missing / len(rollouts) > self.cfg.train.max_infra_error_rate:
             from rlvr.verifiers.sandbox import describe
 

@@ -77,7 +77,12 @@ class EpisodeRecord:
     calls: list[ToolCallRecord] = field(default_factory=list)
     segments: list[tuple[str, int, int]] = field(default_factory=list)
     transcript: list[tuple[str, str]] = field(default_factory=list)  # (role, text) of each segment
-    ended: str = "answer"  # "answer" (the model ended it), "max_turns", "length" (token budget)
+    ended: str = "answer"  # "answer" (the model ended it), "done" (the environment did), "max_turns", "length"
+    # An environment that gives its own reward (rlvr.environments.adapters) scores the episode: `env_score` is
+    # its verdict, None where it gave none (`env_error` says why: it raised, or the episode was cut first).
+    env_scored: bool = False
+    env_score: Score | None = None
+    env_error: str | None = None
 
     @property
     def tool_errors(self) -> int:

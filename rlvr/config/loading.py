@@ -204,16 +204,21 @@ def validate(cfg: Config) -> Config:
         _require(cfg.distributed.prefetch_steps >= 1, "distributed.prefetch_steps",
                  "must be >= 1 with distributed.async_rollouts (how many steps are generated ahead)",
                  cfg.distributed.prefetch_steps)
-    if cfg.task.tools:
+    if cfg.task.tools or cfg.task.environment:
         from rlvr.environments.config import check_episode_config
 
         try:
             check_episode_config(cfg.task, cfg.rollout.max_new_tokens)
+            if cfg.task.environment:
+                from rlvr.environments.adapters import check_environment_config
+
+                check_environment_config(cfg.task)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         # pausing and resuming episodes is built for the torch engine in the single-process loop only
-        _require(cfg.rollout.engine == "torch", "rollout.engine", "must be torch with task.tools", cfg.rollout.engine)
-        _require(cfg.distributed.backend == "none", "distributed.backend", "must be none with task.tools",
+        what = "task.environment" if cfg.task.environment else "task.tools"
+        _require(cfg.rollout.engine == "torch", "rollout.engine", f"must be torch with {what}", cfg.rollout.engine)
+        _require(cfg.distributed.backend == "none", "distributed.backend", f"must be none with {what}",
                  cfg.distributed.backend)
     _require(cfg.check.problems > 0, "check.problems", "must be a positive integer", cfg.check.problems)
     _require(cfg.check.train_seconds >= 0, "check.train_seconds", "must be >= 0 (0 turns the check off)",

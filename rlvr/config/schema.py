@@ -103,6 +103,10 @@ class TaskConfig:
     curriculum: int = 0  # training problems over which harder mixture members fade in
     filter_solved: str = _choice("none", "none", "always", "never", "both")
     tools: list[ToolConfig] = field(default_factory=list)  # non-empty: problems are multi-turn episodes
+    # a library's environment, `<library>:<env id>` (skyrl_gym, textarena; rlvr.environments.adapters), its
+    # options in environment_options; its own reward scores the episodes
+    environment: str | None = None
+    environment_options: dict[str, Any] = field(default_factory=dict)
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
     # built-in generators: difficulty follows the measured informative share (rlvr.tasks.curriculum), from
     # curriculum_start up to curriculum_max (default difficulty + 1); held-out stays at `difficulty`

@@ -28,6 +28,11 @@ class Episode(ABC):
         """The observation that answers model turn `turn` (its text since the last observation), or None
         to end the episode. Never raises for anything the model wrote."""
 
+    def cut(self, turn: str) -> None:
+        """The episode's last turn, `turn`, was cut by the token budget: nothing answers it and the episode
+        ends. Counted as a turn; an environment that judges every turn (the adapters) judges this one here."""
+        self.record.turns += 1
+
 
 class Environment(ABC):
     """Opens episodes. `pause_strings`: where a model turn ends besides a stop token; `max_tokens`: the
@@ -60,7 +65,12 @@ class SingleTurn(Environment):
 
 
 def build_environment(task_cfg, tokenizer, max_new_tokens: int) -> Environment:
-    """The environment of a `TaskConfig`: `SingleTurn` without `tools`, else a `ToolEnvironment`."""
+    """The environment of a `TaskConfig`: a library's environment (`task.environment`, see
+    rlvr.environments.adapters), else `SingleTurn` without `tools`, else a `ToolEnvironment`."""
+    if getattr(task_cfg, "environment", None):
+        from rlvr.environments.adapters import build_adapter
+
+        return build_adapter(task_cfg, tokenizer, max_new_tokens)
     if not task_cfg.tools:
         return SingleTurn()
     from rlvr.environments.parsing import build_format

@@ -35,3 +35,22 @@ def episode_metrics(rollouts: list[Rollout]) -> dict[str, float]:
     m.update({f"episode/tool_calls/{tool}": k / n for tool, k in sorted(by_tool.items())})
     m.update({f"episode/tool_errors/{kind}": k for kind, k in sorted(errors.items())})
     return m
+
+
+def unscored_episodes(rollouts: list[Rollout]) -> tuple[dict[str, int], str]:
+    """Samples whose environment gave no reward (the adapters): `episode/env_errors` (it raised) and
+    `episode/env_unfinished` (cut before it gave one) counts, and a sentence for people ("" when none)."""
+    lost = [r.episode.env_error or "" for r in rollouts
+            if r.score is None and r.episode is not None and r.episode.env_scored]
+    unfinished = sum(e.startswith("unfinished") for e in lost)
+    raised = [e for e in lost if not e.startswith("unfinished")]
+    counts = {"episode/env_errors": len(raised), "episode/env_unfinished": unfinished}
+    if not lost:
+        return counts, ""
+    say = f"the environment gave no reward for {len(lost)} samples"
+    if raised:
+        say += f"; {len(raised)} because it failed (first: {raised[0]})"
+    if unfinished:
+        say += (f"; {unfinished} because the episode was cut before it gave one (raise task.episode.max_turns or "
+                "rollout.max_new_tokens, or make the game shorter through task.environment_options)")
+    return counts, say

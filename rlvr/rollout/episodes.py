@@ -205,7 +205,7 @@ class EpisodeEngine:
                         paused.append(j)
                     elif len(row.tokens) >= budget:  # a turn cut by the budget: counted, never answered
                         row.reason, row.episode.record.ended = "length", "length"
-                        row.episode.record.turns += 1
+                        row.episode.cut(tok.decode(row.tokens[row.turn_start:], skip_special_tokens=False))
                     else:
                         row.pending = [t]
                 turns = [tok.decode(rows[j].tokens[rows[j].turn_start:], skip_special_tokens=False) for j in paused]

@@ -130,6 +130,10 @@ def _mixture(cfg, eval_size: int) -> Task:
 def _one(cfg, eval_size: int) -> Task:
     from rlvr.tasks.reasoning_gym import PREFIX
 
+    if (getattr(cfg, "environment", None) or "").startswith("textarena:"):  # the game is the source of problems
+        from rlvr.tasks.textarena import TextArenaTask
+
+        return TextArenaTask(cfg.environment.partition(":")[2], cfg.environment_options, cfg.seed, eval_size)
     if cfg.mixture or cfg.name == "mixture":
         return _mixture(cfg, eval_size)
     if cfg.name.startswith(PREFIX):

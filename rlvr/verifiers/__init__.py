@@ -92,6 +92,16 @@ def score_or_none(fn: Callable[..., Score], problem: Problem, text: str, **optio
         return None
 
 
+def score_sample(fn: Callable[..., Score], problem: Problem, text: str, episode=None) -> Score | None:
+    """The one scoring path of a sample: where its episode's environment gives the reward itself
+    (`episode.env_scored`, the adapters of rlvr.environments.adapters), that reward, or None where the
+    environment gave none (it failed, or the episode was cut before it finished: left out and counted, never
+    a 0); else `score_or_none(fn, problem, text)`, the task's verifier on the transcript."""
+    if episode is not None and episode.env_scored:
+        return episode.env_score
+    return score_or_none(fn, problem, text)
+
+
 def safe_score(fn: Callable[..., Score], problem: Problem, text: str, **options) -> Score:
     """`fn(problem, text, **options)` (a verifier, or a task's `verify`), guarded: an exception or a result
     that is not a `Score` becomes reward 0 and a log line. The one guard every scoring path goes through
