@@ -11,6 +11,7 @@ disturb each other nor depend on thread timing.
 
 from __future__ import annotations
 
+import difflib
 import random
 import threading
 from contextlib import contextmanager
@@ -50,9 +51,9 @@ def make_game(env_id: str, options: dict[str, Any]):
 
     raw = env_id if env_id.endswith("-raw") else f"{env_id}-raw"
     if raw not in ENV_REGISTRY:
-        close = sorted(k for k in ENV_REGISTRY if k.split("-")[0].lower() == env_id.split("-")[0].lower())
+        close = difflib.get_close_matches(env_id, [k for k in ENV_REGISTRY if not k.endswith("-raw")], n=5)
         raise ValueError(f"task.environment: textarena has no game {env_id!r}"
-                         + (f"; did you mean {', '.join(close[:6])}?" if close else " (textarena.envs lists them)"))
+                         + (f"; did you mean {', '.join(close)}?" if close else " (textarena.envs lists them)"))
     try:
         return ta.make(raw, **options)
     except TypeError as e:
