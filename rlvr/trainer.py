@@ -278,11 +278,11 @@ class Trainer:
         `train.max_infra_error_rate`."""
         missing = sum(r.score is None for r in rollouts)
         info["verify/infra_errors"] = info.get("verify/infra_errors", 0) + missing
-        if not missing:
-            return
         env_counts, env_report = unscored_episodes(rollouts)
         for key, n in env_counts.items():
             info[key] = info.get(key, 0) + n
+        if not missing:
+            return
         self.infra_errors += missing
         G = self.cfg.rollout.num_generations
         groups = sum(not scored_group(rollouts[g : g + G]) for g in range(0, len(rollouts), G))

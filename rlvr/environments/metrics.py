@@ -39,7 +39,10 @@ def episode_metrics(rollouts: list[Rollout]) -> dict[str, float]:
 
 def unscored_episodes(rollouts: list[Rollout]) -> tuple[dict[str, int], str]:
     """Samples whose environment gave no reward (the adapters): `episode/env_errors` (it raised) and
-    `episode/env_unfinished` (cut before it gave one) counts, and a sentence for people ("" when none)."""
+    `episode/env_unfinished` (cut before it gave one) counts (none where no environment gives rewards), and a
+    sentence for people ("" when none)."""
+    if not any(r.episode is not None and r.episode.env_scored for r in rollouts):
+        return {}, ""
     lost = [r.episode.env_error or "" for r in rollouts
             if r.score is None and r.episode is not None and r.episode.env_scored]
     unfinished = sum(e.startswith("unfinished") for e in lost)
