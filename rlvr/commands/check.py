@@ -52,6 +52,9 @@ def handle(args) -> int:
 
     overrides = list(args.set) + ([f"check.problems={args.problems}"] if args.problems else [])
     cfg = load_config(args.config, overrides)
+    if cfg.task.environment:  # its episodes are scored by the environment, which the check does not run
+        raise ValueError(f"task.environment: rlvr check samples single answers and cannot run "
+                         f"{cfg.task.environment!r} episodes yet; measure with a short `rlvr train` instead")
     seed_everything(cfg.train.seed)
     model, tokenizer = load_policy(cfg.model, seed=cfg.train.seed, training=False)
     device = next(model.parameters()).device
