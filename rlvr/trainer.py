@@ -252,7 +252,7 @@ class Trainer:
         seeds = [salted_seed(self.cfg.train.seed, i, salt) for i in positions]
         sampling = self.sampling()
         sampling.n = n
-        groups = self.engine.generate(prompts, sampling, seeds=seeds)
+        groups = generate_for(self.engine, problems, prompts, sampling, seeds=seeds)
         rollouts = self.to_rollouts(problems, prompts, groups, [self.engine.version] * len(problems))
         t1 = time.time()
         self.score(rollouts)

@@ -114,11 +114,11 @@ def test_a_skyrl_gym_environment_trains_in_the_loop_with_its_own_rewards(tmp_pat
     assert any(not torch.equal(after[k], before[k]) for k in after if k in before)  # the policy moved
 
 
-def _game_config(budget):
+def _game_config(budget, **overrides):
     return _config({"environment": "textarena:GuessTheNumber-v0", "environment_options": {"max_turns": 3},
                     "episode": {"max_turns": 4}},
                    **{"model.max_position_embeddings": 1024, "rollout.max_new_tokens": budget,
-                      "train.max_infra_error_rate": 1.0, "train.steps": 2})
+                      "train.max_infra_error_rate": 1.0, "train.steps": 2, **overrides})
 
 
 def test_a_textarena_game_in_the_loop_scores_finished_games_and_leaves_out_cut_ones(tmp_path):
@@ -147,10 +147,29 @@ def test_a_textarena_game_in_the_loop_scores_finished_games_and_leaves_out_cut_o
     assert info["episode/env_unfinished"] == info["verify/infra_errors"] == len(unscored)
     assert info["episode/env_errors"] == 0 and info["verify/infra_dropped_groups"] == 2 and collected.kept == []
 
-    trainer = Trainer(_game_config(400), tmp_path / "run")
+    trainer = Trainer(_game_config(400, **{"eval.every": 2}), tmp_path / "run")
     trainer.run(progress=False)
     trainer.logger.close()
     rows = read_jsonl(tmp_path / "run/metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2] and all("episode/env_unfinished" in r for r in rows)
+    evals = read_jsonl(tmp_path / "run/eval.jsonl")  # held-out games, played greedily, scored by the game
+    assert [e["phase"] for e in evals] == ["initial", "rl"] and all(0.0 <= e["accuracy"] <= 1.0 for e in evals)
     samples = read_jsonl(tmp_path / "run/samples.jsonl")
     assert any(p["role"] == "observation" and "invalid move" in p["text"] for s in samples for p in s["transcript"])
+
+
+def test_screening_samples_open_their_episodes_with_the_problem(tmp_path, gsm8k_style_model):
+    # screening draws its samples through Trainer.sample: the environment must see each problem (its answer is
+    # the ground truth); opened without it, gsm8k would score every sample 0
+    cfg = _config({"name": "arithmetic", "difficulty": 1, "environment": "skyrl_gym:gsm8k"}, gsm8k_style_model,
+                  **{"algorithm.screening": True, "algorithm.screen_samples": 2})
+    trainer = Trainer(cfg, tmp_path)
+    problems = [trainer.task.train_problem(i) for i in range(4)]
+    info = {"time/generate": 0.0, "time/verify": 0.0}
+    rollouts = trainer.sample(problems, [0, 1, 2, 3], 4, 0, info)
+    assert all(r.score is not None for r in rollouts)
+    for r in rollouts:
+        right = f"#### {r.problem.answer}" == _turns(trainer.tokenizer, r)[0].strip()
+        assert r.score.correct == right and r.score.reward == float(right)
+    assert any(r.score.correct for r in rollouts)
+    trainer.logger.close()
