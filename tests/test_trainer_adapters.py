@@ -173,3 +173,50 @@ def test_screening_samples_open_their_episodes_with_the_problem(tmp_path, gsm8k_
         assert r.score.correct == right and r.score.reward == float(right)
     assert any(r.score.correct for r in rollouts)
     trainer.logger.close()
+
+
+class Killed(Exception):
+    pass
+
+
+class KilledAfterStep2(Trainer):
+    def step(self):
+        if self.step_count == 2:
+            raise Killed()
+        return super().step()
+
+
+def _rows(run):
+    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in read_jsonl(run / "metrics.jsonl")]
+
+
+def test_a_killed_and_resumed_run_on_an_environment_equals_an_uninterrupted_one(tmp_path, gsm8k_style_model):
+    def cfg():
+        return _config({"name": "arithmetic", "difficulty": 1, "environment": "skyrl_gym:gsm8k_multi_turn",
+                        "environment_options": {"extras": {"max_turns": 2}}, "episode": {"max_turns": 2}},
+                       gsm8k_style_model, **{"train.steps": 4, "train.checkpoint_every": 2})
+
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    t = Trainer(cfg(), straight)
+    t.run(progress=False)
+    t.logger.close()
+    t = KilledAfterStep2(cfg(), killed)
+    with pytest.raises(Killed):
+        t.run(progress=False)
+    t.logger.close()
+    t = Trainer(load_config(killed / "config.yaml"), killed, resume=True)
+    t.run(progress=False)
+    t.logger.close()
+    a, b = load_file(killed / "final/model.safetensors"), load_file(straight / "final/model.safetensors")
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    assert _rows(killed) == _rows(straight) and sum(r["episode/observation_tokens"] for r in _rows(straight)) > 0
+
+
+def test_two_textarena_runs_of_one_seed_play_the_same_games(tmp_path):
+    def texts(run):
+        trainer = Trainer(_game_config(400, **{"train.prompts_per_step": 3}), tmp_path / run)
+        collected = trainer.collect()
+        trainer.logger.close()
+        return [(r.completion_ids, r.score and r.score.reward) for r in collected.sampled]
+
+    assert texts("a") == texts("b")
