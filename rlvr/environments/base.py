@@ -33,6 +33,11 @@ class Episode(ABC):
         ends. Counted as a turn; an environment that judges every turn (the adapters) judges this one here."""
         self.record.turns += 1
 
+    def close(self) -> None:
+        """Release what the episode holds (default: nothing). The engine calls it for every episode of a
+        batch once decoding ends, however each ended."""
+        return None
+
 
 class Environment(ABC):
     """Opens episodes. `pause_strings`: where a model turn ends besides a stop token; `max_tokens`: the
@@ -52,6 +57,11 @@ class Environment(ABC):
 class _OneTurn(Episode):
     def respond(self, turn: str) -> str | None:
         self.record.turns += 1
+
+    def close(self) -> None:
+        """Release what the episode holds (default: nothing). The engine calls it for every episode of a
+        batch once decoding ends, however each ended."""
+        return None
         return None
 
 

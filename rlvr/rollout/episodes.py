@@ -222,6 +222,8 @@ class EpisodeEngine:
                 logits, mask = self._step(cache, mask, [rows[j] for j in live], pad)
         finally:
             pool.shutdown(wait=True)
+            for row in rows:
+                row.episode.close()
         return rows
 
     def _resume(self, row: _Row, obs: str | None, budget: int, stop: set[int]) -> list[int] | None:

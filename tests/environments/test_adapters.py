@@ -228,3 +228,45 @@ def test_environments_need_the_torch_engine_and_a_multi_player_game_is_refused()
         load_config(base=data)
     with pytest.raises(ValueError, match="task.environment: textarena game 'TicTacToe-v0' is not a single-player"):
         build_task(TaskConfig(environment="textarena:TicTacToe-v0"), eval_size=2)
+
+
+class Endless(skyrl_gym.Env):
+    """Never done; counts how often each instance is closed."""
+
+    closes: list[int] = []
+
+    def __init__(self, env_config=None, extras=None):
+        self.index = len(Endless.closes)
+        Endless.closes.append(0)
+
+    def init(self, prompt):
+        return prompt, {}
+
+    def step(self, action):
+        return {"observations": [{"role": "user", "content": "more"}], "reward": 0.25, "done": False, "metadata": {}}
+
+    def close(self):
+        Endless.closes[self.index] += 1
+
+
+if "rlvr_test_endless" not in skyrl_gym.registry:
+    skyrl_gym.register(id="rlvr_test_endless", entry_point=Endless)
+
+
+def test_the_engine_closes_every_environment_once_however_its_episode_ended(make_tiny_model, char_tokenizer):
+    from rlvr.rollout.base import SamplingParams
+    from rlvr.rollout.episodes import EpisodeEngine
+    from rlvr.rollout.torch_engine import TorchEngine
+
+    tok = char_tokenizer
+    Endless.closes.clear()
+    env, _ = _env(tok, max_turns=2, environment="skyrl_gym:rlvr_test_endless")
+    engine = EpisodeEngine(TorchEngine(make_tiny_model(), tok.pad_token_id), env, tok)
+    prompts = [tok("12+34=", add_special_tokens=False)["input_ids"], tok("5+6=", add_special_tokens=False)["input_ids"]]
+    groups = engine.generate(prompts, SamplingParams(4, 40, 1.0, 1.0, (tok.eos_token_id,)), seeds=[1, 2],
+                             problems=[_arith(46), _arith(11)])
+    ended = [c.episode.ended for g in groups for c in g]
+    assert Endless.closes == [1] * 8, (Endless.closes, ended)
+    assert {"length", "max_turns"} <= set(ended), ended  # cut by the budget, and by rlvr's turn limit
+    for c in (c for g in groups for c in g):  # each step's reward counts, cut or not
+        assert c.episode.env_score.reward == pytest.approx(0.25 * c.episode.turns)

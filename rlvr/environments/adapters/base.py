@@ -78,19 +78,21 @@ class MessageRenderer:
 
 
 class AdapterEpisode(Episode):
-    """One episode of a library's environment. Subclasses `start(problem)` it and `step(action) -> Step`;
-    everything they raise is caught here and ends the episode without a reward."""
+    """One episode of a library's environment. Subclasses `start(problem)` it, `step(action) -> Step` and
+    `release()` it; everything they raise is caught here and ends the episode without a reward."""
 
     def __init__(self, env: AdapterEnvironment, problem: Problem | None):
         super().__init__()
         self.env = env
         self.rewards: list[float] = []
         self.invalid = False
+        self.closed = False
         rec = self.record
         rec.env_scored, rec.env_error = True, UNFINISHED
         try:
             self.start(problem)
         except Exception as e:  # noqa: BLE001 - the environment's fault: no reward, counted
+            self.closed = True  # nothing was made to release
             self._fail("opening", e)
 
     @abstractmethod
@@ -101,7 +103,7 @@ class AdapterEpisode(Episode):
     def step(self, action: str) -> Step:
         """Hand the model's turn to the environment."""
 
-    def close(self) -> None:
+    def release(self) -> None:
         """Release the library's environment (default: nothing)."""
 
     def respond(self, turn: str) -> str | None:
@@ -115,7 +117,7 @@ class AdapterEpisode(Episode):
             return None
         if rec.turns >= self.env.max_turns:  # the game goes on, but no turn is left
             rec.ended = "max_turns"
-            self._end()
+            self.close()
             return None
         return self.env.renderer.render(step.observation, turn)
 
@@ -142,7 +144,7 @@ class AdapterEpisode(Episode):
         if step.done:
             if not self.rewards:
                 rec.env_error = "the environment ended the episode without giving a reward"
-            self._end()
+            self.close()
         return step
 
     def _fail(self, where: str, e: Exception) -> None:
@@ -150,12 +152,16 @@ class AdapterEpisode(Episode):
         rec.env_score, rec.env_error = None, f"the environment raised {type(e).__name__} at {where}: {e}"
         rec.ended = "env_error"
         logger.warning("no reward (%s): %s", self.env.spec, rec.env_error)
-        self._end()
+        self.close()
 
-    def _end(self) -> None:
+    def close(self) -> None:
+        """Release the library's environment, once (at the end of the game, or when the engine's batch ends)."""
+        if self.closed:
+            return
+        self.closed = True
         try:
-            self.close()
-        except Exception as e:  # noqa: BLE001 - closing cannot take back a reward already given
+            self.release()
+        except Exception as e:  # noqa: BLE001 - releasing cannot take back a reward already given
             logger.warning("%s: closing an episode raised %s: %s", self.env.spec, type(e).__name__, e)
 
 

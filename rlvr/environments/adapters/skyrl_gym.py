@@ -57,7 +57,7 @@ class SkyRLGymEpisode(AdapterEpisode):
         reward = out.get("reward")
         return Step(out.get("observations") or [], None if reward is None else float(reward), bool(out.get("done")))
 
-    def close(self) -> None:
+    def release(self) -> None:
         self.gym.close()
 
 
