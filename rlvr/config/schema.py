@@ -104,8 +104,9 @@ class TaskConfig:
     filter_solved: str = _choice("none", "none", "always", "never", "both")
     tools: list[ToolConfig] = field(default_factory=list)  # non-empty: problems are multi-turn episodes
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
-    # built-in generators: difficulty follows the measured informative share (rlvr.tasks.curriculum), from
-    # curriculum_start up to curriculum_max (default difficulty + 1); held-out stays at `difficulty`
+    # built-in generators and reasoning-gym's curricula (level L: every attribute at its L-th value): difficulty
+    # follows the measured informative share (rlvr.tasks.curriculum), from curriculum_start up to curriculum_max
+    # (default difficulty + 1); held-out stays at `difficulty`
     adaptive_difficulty: bool = False
     curriculum_start: int = 1
     curriculum_max: int | None = None
