@@ -108,8 +108,9 @@ class TaskConfig:
     environment: str | None = None
     environment_options: dict[str, Any] = field(default_factory=dict)
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
-    # built-in generators: difficulty follows the measured informative share (rlvr.tasks.curriculum), from
-    # curriculum_start up to curriculum_max (default difficulty + 1); held-out stays at `difficulty`
+    # built-in generators and reasoning-gym's curricula (level L: every attribute at its L-th value): difficulty
+    # follows the measured informative share (rlvr.tasks.curriculum), from curriculum_start up to curriculum_max
+    # (default difficulty + 1); held-out stays at `difficulty`
     adaptive_difficulty: bool = False
     curriculum_start: int = 1
     curriculum_max: int | None = None

@@ -12,6 +12,7 @@ its fractional score on as the reward. Needs `pip install reasoning-gym` (`rlvr[
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -53,6 +54,27 @@ def generator_description(generator: str) -> str:
 
     cls = DATASETS[generator][0]
     return (cls.__doc__ or generator).strip().splitlines()[0]
+
+
+def curriculum_levels(generator: str) -> tuple[int, dict[int, dict[str, Any]]]:
+    """reasoning-gym's own curriculum for `generator`: its highest global level and, per level, the config
+    fields it sets there (every attribute at that level, or at its own highest where it has fewer levels)."""
+    from reasoning_gym.factory import CURRICULA, create_curriculum
+
+    _rg()
+    if generator not in CURRICULA:
+        raise ValueError(f"task.adaptive_difficulty: reasoning-gym defines no curriculum for {generator!r}")
+    curriculum = create_curriculum(generator)
+    attrs = curriculum.attributes.values()
+    fields = [n for a in attrs for n in ((a.lower_field_name, a.upper_field_name) if hasattr(a, "lower_field_name")
+                                         else (a.field_name,))]
+    top = max(len(a.levels) for a in attrs) - 1
+    levels = {}
+    for level in range(top + 1):
+        curriculum.set_global_level(level)
+        config = dataclasses.asdict(curriculum.generate_configuration({"seed": 0, "size": 1}))
+        levels[level] = {f: config[f] for f in fields}
+    return top, levels
 
 
 class ReasoningGymTask(Task):

@@ -49,15 +49,34 @@ def _builtin(cfg, eval_size: int, check_eval: bool = True) -> Task:
 
 def _curriculum(cfg, eval_size: int) -> Task:
     from rlvr.tasks.curriculum import PassRateCurriculum
+    from rlvr.tasks.reasoning_gym import PREFIX, curriculum_levels
 
-    if cfg.name not in BUILTIN_TASKS or cfg.path or cfg.mixture:
-        raise ValueError(f"task.adaptive_difficulty: only the built-in generators ({', '.join(sorted(BUILTIN_TASKS))}) "
-                         f"have a difficulty knob here, not {cfg.name!r}")
     highest = cfg.curriculum_max if cfg.curriculum_max is not None else cfg.difficulty + 1
-    return PassRateCurriculum(
-        lambda level: _builtin(dataclasses.replace(cfg, difficulty=level), eval_size, level == cfg.difficulty),
-        target=cfg.difficulty, start=cfg.curriculum_start, lowest=min(cfg.curriculum_start, cfg.difficulty),
-        highest=highest, low=cfg.curriculum_low, window=cfg.curriculum_window)
+    if cfg.name.startswith(PREFIX) and not (cfg.path or cfg.mixture):
+        # reasoning-gym's own curriculum: level L sets every attribute to its L-th value
+        top, levels = curriculum_levels(cfg.name[len(PREFIX):])
+        fixed = sorted(set(cfg.params) & set(levels[0]))
+        if fixed:
+            raise ValueError(f"task.params.{fixed[0]}: the curriculum sets it at each level; "
+                             f"task.difficulty (0-{top}) is the held-out level")
+        for key, value in (("difficulty", cfg.difficulty), ("curriculum_start", cfg.curriculum_start),
+                           ("curriculum_max", highest if cfg.curriculum_max is not None else None)):
+            if value is not None and not 0 <= value <= top:
+                raise ValueError(f"task.{key}: {cfg.name} has curriculum levels 0-{top}, got {value}")
+
+        def make(level: int) -> Task:
+            return _reasoning_gym(dataclasses.replace(cfg, params={**cfg.params, **levels[level]}), eval_size)
+
+        highest = min(highest, top)
+    elif cfg.name in BUILTIN_TASKS and not (cfg.path or cfg.mixture):
+        def make(level: int) -> Task:
+            return _builtin(dataclasses.replace(cfg, difficulty=level), eval_size, level == cfg.difficulty)
+    else:
+        raise ValueError(f"task.adaptive_difficulty: only the built-in generators ({', '.join(sorted(BUILTIN_TASKS))}) "
+                         f"and reasoning-gym generators with a curriculum have a difficulty knob, not {cfg.name!r}")
+    return PassRateCurriculum(make, target=cfg.difficulty, start=cfg.curriculum_start,
+                              lowest=min(cfg.curriculum_start, cfg.difficulty), highest=highest,
+                              low=cfg.curriculum_low, window=cfg.curriculum_window)
 
 
 def _dataset(cfg, eval_size: int) -> Task:

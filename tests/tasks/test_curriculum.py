@@ -54,6 +54,42 @@ def test_state_round_trips_and_fields_are_checked():
     assert again.level == task.level and again.seen == task.seen
     assert [again.train_problem(i) for i in range(5)] == [task.train_problem(i) for i in range(5)]
     with pytest.raises(ValueError, match="task.adaptive_difficulty"):
-        build_task(TaskConfig(name="reasoning_gym/chain_sum", adaptive_difficulty=True))
+        build_task(TaskConfig(name="countdown", path="x.jsonl", adaptive_difficulty=True))
     with pytest.raises(ValueError, match="task.curriculum_window"):
         build_task(TaskConfig(name="arithmetic", difficulty=3, adaptive_difficulty=True, curriculum_window=0), 50)
+
+
+def _terms_digits(problem) -> tuple[int, int]:
+    meta = problem.meta["entry"]["metadata"]
+    return meta["num_terms"], max(len(t.lstrip("-")) for t in meta["expression"].replace("(", " ").replace(
+        ")", " ").split() if t.lstrip("-").isdigit())
+
+
+def test_a_reasoning_gym_generator_follows_its_own_curriculum():
+    pytest.importorskip("reasoning_gym")
+    cfg = TaskConfig(name="reasoning_gym/basic_arithmetic", difficulty=2, adaptive_difficulty=True,
+                     curriculum_start=0, curriculum_window=2, params={"operators": ["+", "-"]})
+    task = build_task(cfg, eval_size=40)
+    assert isinstance(task, PassRateCurriculum) and (task.level, task.highest) == (0, 3)
+    # level 0 of reasoning-gym's curriculum: 2 terms of 1 digit; the user's operators kept at every level
+    easy = [task.train_problem(i) for i in range(30)]
+    assert {_terms_digits(p) for p in easy} == {(2, 1)}
+    assert not any(c in p.meta["key"] for p in easy for c in "*/")
+    held = task.eval_problems()  # held out at level 2: up to 4 terms, up to 3 digits
+    assert max(_terms_digits(p)[0] for p in held) > 2 and max(_terms_digits(p)[1] for p in held) > 1
+    for _ in range(2):
+        task.observe(task.train_problem(0), [True, False])
+    assert task.level == 1
+    keys = {p.meta["key"] for p in held}
+    assert not keys & {task.train_problem(i).meta["key"] for i in range(200)}
+    p = task.train_problem(5)
+    answer = p.answer
+    assert task.verify(p, f"<answer>{answer}</answer>").correct
+    with pytest.raises(ValueError, match="task.params.min_terms"):
+        build_task(TaskConfig(name="reasoning_gym/basic_arithmetic", adaptive_difficulty=True, difficulty=1,
+                              curriculum_start=0, params={"min_terms": 3}))
+    with pytest.raises(ValueError, match="task.difficulty: reasoning_gym/basic_arithmetic has curriculum levels 0-4"):
+        build_task(TaskConfig(name="reasoning_gym/basic_arithmetic", adaptive_difficulty=True, difficulty=7,
+                              curriculum_start=0))
+    with pytest.raises(ValueError, match="no curriculum for 'gsm_symbolic'"):
+        build_task(TaskConfig(name="reasoning_gym/gsm_symbolic", adaptive_difficulty=True))
