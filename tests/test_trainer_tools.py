@@ -11,39 +11,16 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from rlvr.config import PretrainConfig, load_config
+from rlvr.config import load_config
 from rlvr.logging.metrics import read_jsonl
-from rlvr.models.loading import encode_prompt, save_policy
-from rlvr.models.tiny import build_tiny_llama
-from rlvr.pretrain import pretrain
-from rlvr.stories.tools import tool_corpus
-from rlvr.tasks.tool_arithmetic import ToolArithmeticTask
 from rlvr.trainer import Trainer
-from tests.conftest import TINY_RUN
+from tests.conftest import TINY_RUN, tool_run
 from tests.killed_runs import kill_resume_and_compare, metric_rows
-
-
-@pytest.fixture(scope="module")
-def tool_model(tmp_path_factory, char_tokenizer):
-    """A tiny Llama imitated on tool_arithmetic transcripts, half of them calling the calculator."""
-    tok = char_tokenizer
-    task = ToolArithmeticTask(tool_share=0.5, eval_size=4)
-    corpus, share = tool_corpus(task, tok, lambda p: encode_prompt(p, tok), 256, seed=0)
-    assert 0.3 < share < 0.7
-    model = build_tiny_llama(tok, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
-                             max_position_embeddings=96)
-    pretrain(model, tok, corpus, PretrainConfig(steps=150, batch_size=32, lr=1e-2, warmup_steps=10))
-    path = tmp_path_factory.mktemp("tool_model")
-    save_policy(model, tok, path)
-    return path
 
 
 def _config(model_dir, **overrides):
     data = copy.deepcopy(TINY_RUN)
-    data["model"] = {"kind": "hf", "path": str(model_dir), "device": "cpu"}
-    data["task"] = {"name": "tool_arithmetic", "tools": [{"name": "calculator"}], "params": {"tool_share": 0.5},
-                    "episode": {"max_turns": 3, "max_tool_calls": 2}}
-    data["rollout"] = {"num_generations": 4, "max_new_tokens": 72}
+    data.update(tool_run(model_dir))
     data["train"].update({"steps": 4, "checkpoint_every": 2})
     data["eval"] = {"num_problems": 4}
     return load_config(base=data, overrides=[f"{k}={v}" for k, v in overrides.items()])

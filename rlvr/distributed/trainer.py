@@ -20,6 +20,7 @@ from pathlib import Path
 
 from rlvr.distributed import LearnerLost, require_ray
 from rlvr.distributed.pool import LearnerGroup, RolloutPool
+from rlvr.environments import build_environment
 from rlvr.models.policy import build_policy
 from rlvr.trainer import Trainer
 from rlvr.types import Problem, Rollout
@@ -81,7 +82,9 @@ class RayTrainer(Trainer):
         except Exception as e:  # noqa: BLE001 - a task that cannot be pickled is scored here instead
             self._event("task_scored_on_driver", reason=f"{type(e).__name__}: {e}")
             task_ref = None
-        self.engine = RolloutPool(cfg, self._weights, 0, self._event, task_ref)
+        # a task with tools: the workers run its episodes; the driver's copy gives the prompts their tools
+        self.environment = build_environment(cfg.task, self.tokenizer, cfg.rollout.max_new_tokens)
+        self.engine = RolloutPool(cfg, self._weights, 0, self._event, task_ref, self.environment)
         self._parts_ready = True
 
     def sync_weights(self) -> None:

@@ -19,6 +19,11 @@ trains on model-written tokens only. Sampling noise is drawn as the single-turn 
 seed, one draw per sampled token), so an episode in which no tool is called is the single-turn sample.
 The cache is always dynamic here (rows grow by different amounts); episodes run within one `generate`
 call, so they never span a training step.
+
+`SamplingParams.ignore_eos` (fixed-length generation) holds here as in the single-turn engine: a stop token
+is sampled like any other and ends neither a turn nor the episode, so a turn ends only at a pause string and
+every episode runs to its token budget unless its environment ends it (after a tool call, e.g. at
+`max_turns`) or an observation would not fit.
 """
 
 from __future__ import annotations
@@ -35,27 +40,34 @@ from rlvr.types import EpisodeRecord
 
 
 def with_environment(engine, environment: Environment, tokenizer):
-    """`engine` itself for a single-turn environment (its own path, unchanged), else an `EpisodeEngine`."""
+    """`engine` itself for a single-turn environment (its own path, unchanged), else an `EpisodeEngine` (in
+    the trainer's process, or on each Ray rollout worker)."""
     if not environment.multi_turn:
         return engine
     if not isinstance(engine, TorchEngine):
         raise ValueError("task.tools: multi-turn episodes run on rollout.engine: torch (pause and resume in "
-                         f"vLLM or on Ray rollout workers is not built yet), got {type(engine).__name__}")
+                         f"vLLM is not built yet), got {type(engine).__name__}")
     return EpisodeEngine(engine, environment, tokenizer)
+
+
+def runs_episodes(engine) -> bool:
+    """Whether `engine` opens an episode for every sample, and so takes the problems: an `EpisodeEngine`, or
+    a Ray `RolloutPool` whose workers run one (each engine of the kind has the `environment` it runs)."""
+    return getattr(engine, "environment", None) is not None
 
 
 def generate_for(engine, problems, prompts: list[list[int]], sampling: SamplingParams,
                  generator: torch.Generator | None = None, seeds: list[int] | None = None) -> list[list[Completion]]:
     """`engine.generate`, opening each episode with its problem when `engine` runs episodes (any other engine
     takes prompts only)."""
-    if isinstance(engine, EpisodeEngine):
+    if runs_episodes(engine):
         return engine.generate(prompts, sampling, generator, seeds, problems=problems)
     return engine.generate(prompts, sampling, generator, **({} if seeds is None else {"seeds": seeds}))
 
 
 def prompt_tools(engine) -> list[dict] | None:
     """The tool schemas prompts show the model when `engine` runs episodes of an environment that has them."""
-    return engine.environment.prompt_tools if isinstance(engine, EpisodeEngine) else None
+    return engine.environment.prompt_tools if runs_episodes(engine) else None
 
 
 def compact_columns(cache, mask: torch.Tensor) -> torch.Tensor:
@@ -179,7 +191,7 @@ class EpisodeEngine:
             logits, mask = logits[expand], mask[expand]
         rows = [_Row(env.open(problems[j // n]), len(prompts[j // n])) for j in range(U * n)]
         live = list(range(U * n))
-        stop = set(sampling.stop_token_ids)
+        stop = set() if sampling.ignore_eos else set(sampling.stop_token_ids)  # ignore_eos: only pauses end turns
         noise = None
         if seeds is not None and sampling.temperature > 0:
             gens = [torch.Generator(device=dev).manual_seed(int(s)) for s in seeds]
