@@ -211,8 +211,6 @@ def validate(cfg: Config) -> Config:
             check_episode_config(cfg.task, cfg.rollout.max_new_tokens)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        # pausing and resuming episodes is built for the torch engine (in one process or on Ray rollout workers)
-        _require(cfg.rollout.engine == "torch", "rollout.engine", "must be torch with task.tools", cfg.rollout.engine)
     _require(cfg.check.problems > 0, "check.problems", "must be a positive integer", cfg.check.problems)
     _require(cfg.check.train_seconds >= 0, "check.train_seconds", "must be >= 0 (0 turns the check off)",
              cfg.check.train_seconds)

@@ -40,19 +40,26 @@ from rlvr.types import EpisodeRecord
 
 
 def with_environment(engine, environment: Environment, tokenizer):
-    """`engine` itself for a single-turn environment (its own path, unchanged), else an `EpisodeEngine` (in
-    the trainer's process, or on each Ray rollout worker)."""
+    """`engine` itself for a single-turn environment (its own path, unchanged), else an `EpisodeEngine` over
+    a torch engine or a `VLLMEpisodeEngine` over vLLM (in the trainer's process, or on each Ray rollout
+    worker)."""
     if not environment.multi_turn:
         return engine
+    from rlvr.rollout.vllm_engine import VLLMEngine
+
+    if isinstance(engine, VLLMEngine):  # a request per turn, the history's KV from vLLM's prefix cache
+        from rlvr.rollout.vllm_episodes import VLLMEpisodeEngine
+
+        return VLLMEpisodeEngine(engine, environment, tokenizer)
     if not isinstance(engine, TorchEngine):
-        raise ValueError("task.tools: multi-turn episodes run on rollout.engine: torch (pause and resume in "
-                         f"vLLM is not built yet), got {type(engine).__name__}")
+        raise ValueError("task.tools: multi-turn episodes run on rollout.engine: torch or vllm, got "
+                         f"{type(engine).__name__}")
     return EpisodeEngine(engine, environment, tokenizer)
 
 
 def runs_episodes(engine) -> bool:
-    """Whether `engine` opens an episode for every sample, and so takes the problems: an `EpisodeEngine`, or
-    a Ray `RolloutPool` whose workers run one (each engine of the kind has the `environment` it runs)."""
+    """Whether `engine` opens an episode for every sample, and so takes the problems: an `EpisodeEngine`, a
+    `VLLMEpisodeEngine`, or a Ray `RolloutPool` whose workers run one (each has the `environment` it runs)."""
     return getattr(engine, "environment", None) is not None
 
 
@@ -116,6 +123,24 @@ class _Row:
         rec.transcript = [(role, tokenizer.decode(self.tokens[a:b], skip_special_tokens=False))
                           for role, a, b in rec.segments]
         return Completion(self.tokens, self.logps, self.reason, list(self.mask), rec)
+
+    def resume(self, obs: str | None, budget: int, stop: set[int], tokenizer) -> list[int] | None:
+        """After a turn: end the episode (`obs` None) or append the observation (mask 0, log-prob 0);
+        returns what the row feeds next (the token that ended its turn, then the observation), None when
+        its episode ended (also when the observation would leave no room within `budget`)."""
+        last = self.tokens[-1]
+        if obs is None:
+            self.reason = "stop" if last in stop else "length"
+            return None
+        obs_ids = tokenizer(obs, add_special_tokens=False)["input_ids"]
+        if len(self.tokens) + len(obs_ids) >= budget:  # no room left for the model to read it and answer
+            self.reason, self.episode.record.ended = "length", "length"
+            return None
+        self.tokens += obs_ids
+        self.logps += [0.0] * len(obs_ids)
+        self.mask += [0] * len(obs_ids)
+        self.turn_start = len(self.tokens)
+        return [last] + obs_ids
 
 
 class EpisodeEngine:
@@ -222,7 +247,7 @@ class EpisodeEngine:
                         row.pending = [t]
                 turns = [tok.decode(rows[j].tokens[rows[j].turn_start:], skip_special_tokens=False) for j in paused]
                 for j, obs in zip(paused, pool.map(lambda a: rows[a[0]].episode.respond(a[1]), zip(paused, turns))):
-                    rows[j].pending = self._resume(rows[j], obs, budget, stop) or []
+                    rows[j].pending = rows[j].resume(obs, budget, stop, tok) or []
                 keep = [k for k, j in enumerate(live) if rows[j].pending]
                 if not keep:
                     break
@@ -235,23 +260,6 @@ class EpisodeEngine:
         finally:
             pool.shutdown(wait=True)
         return rows
-
-    def _resume(self, row: _Row, obs: str | None, budget: int, stop: set[int]) -> list[int] | None:
-        """After a turn: end the episode (`obs` None) or append the observation; returns what the row feeds
-        next (the token that ended its turn, then the observation), None when its episode ended."""
-        last = row.tokens[-1]
-        if obs is None:
-            row.reason = "stop" if last in stop else "length"
-            return None
-        obs_ids = self.tokenizer(obs, add_special_tokens=False)["input_ids"]
-        if len(row.tokens) + len(obs_ids) >= budget:  # no room left for the model to read it and answer
-            row.reason, row.episode.record.ended = "length", "length"
-            return None
-        row.tokens += obs_ids
-        row.logps += [0.0] * len(obs_ids)
-        row.mask += [0] * len(obs_ids)
-        row.turn_start = len(row.tokens)
-        return [last] + obs_ids
 
     def _step(self, cache, mask: torch.Tensor, rows: list[_Row], pad: int):
         """One forward call: each row feeds the next `feed_chunk` of its pending tokens, right-aligned in a call
