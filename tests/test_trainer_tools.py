@@ -33,6 +33,8 @@ def test_the_loop_trains_on_episodes_and_logs_what_the_tools_did(tmp_path, tool_
     rows = read_jsonl(tmp_path / "metrics.jsonl")
     calls = sum(r["episode/tool_calls"] for r in rows)
     assert calls > 0, rows  # the imitated model calls the calculator
+    # the episodes are sampled from the learner's own module: nothing to correct (auto stays off)
+    assert "off-policy correction off" in trainer.header() and all(r["offpolicy/active"] == 0.0 for r in rows)
     for r in rows:
         assert r["episode/turns"] >= 1 and r["episode/model_tokens"] > 0
         assert 0.0 <= r["episode/tool_error_rate"] <= 1.0 and 0.0 <= r["episode/tool_rate"] <= 1.0

@@ -162,6 +162,16 @@ class EpisodeEngine:
     def version(self) -> int:
         return self.engine.version
 
+    @property
+    def model(self) -> torch.nn.Module:
+        """The module episodes are sampled from: the torch engine's (the learner's own when it shares it, so
+        `rlvr.rollout.behaviour_differs` sees through the episodes to the weights)."""
+        return self.engine.model
+
+    @property
+    def weights(self) -> str:
+        return self.engine.weights
+
     def load_weights(self, state, version: int) -> None:
         self.engine.load_weights(state, version)
 

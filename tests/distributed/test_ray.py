@@ -160,6 +160,9 @@ def test_multi_turn_episodes_on_rollout_workers_match_the_single_process_run(clu
     assert min(fed) > 0  # each worker decoded its share
     rows = read_jsonl(tmp_path / "ray" / "metrics.jsonl")
     _assert_same(trainer.model.state_dict(), ref_state, rows, ref_rows, steps)
+    # the workers hold exactly the learners' values, as the one-process episode engine samples the learner's
+    # own module: neither corrects
+    assert [r["offpolicy/active"] for r in rows] == [q["offpolicy/active"] for q in ref_rows] == [0.0] * steps
     for r, q in zip(rows, ref_rows):  # turns, calls by tool, errors by kind, tokens by role
         episodes = {k: v for k, v in q.items() if k.startswith("episode/")}
         assert "episode/tool_calls" in episodes

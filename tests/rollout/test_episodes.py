@@ -167,3 +167,17 @@ def test_ignore_eos_runs_episodes_to_their_budget(make_tiny_model, char_tokenize
         # observation ("<result>1:e</result>", 20 tokens) would not have fitted
         assert c.finish_reason == "length"
         assert len(c.token_ids) == 30 or c.episode.turns == 3 or len(c.token_ids) + 20 >= 30
+
+
+def test_episodes_over_the_learners_own_module_sample_the_learners_policy(make_tiny_model, char_tokenizer):
+    """What `algorithm.offpolicy_correction: auto` asks of an engine: the episode engine sees through to the
+    torch engine's module, so sharing the learner's model means no correction, and a copy means one."""
+    from rlvr.rollout import behaviour_differs
+
+    model = make_tiny_model()
+    shared = with_environment(TorchEngine(model, char_tokenizer.pad_token_id), EchoEnv(), char_tokenizer)
+    assert isinstance(shared, EpisodeEngine) and shared.model is model and shared.weights == "same"
+    assert not behaviour_differs(shared, model)
+    assert behaviour_differs(shared, model, top_p=0.9)
+    copied = with_environment(TorchEngine(make_tiny_model(), char_tokenizer.pad_token_id), EchoEnv(), char_tokenizer)
+    assert behaviour_differs(copied, model)
