@@ -146,10 +146,11 @@ class LearnerWorker:
             port = s.getsockname()[1]
         return f"tcp://{ray.util.get_node_ip_address()}:{port}"
 
-    def setup(self, master: str, checkpoint: str | None) -> bool:
+    def setup(self, master: str, checkpoint: str | None) -> dict[str, bool]:
         """Join the process group and build the replica (from config, or from `checkpoint` on resume).
         Rank 0's weights are broadcast, so every replica starts identical whatever its seed did. Returns
-        whether the learner corrects for the gap to the behaviour policy (`Learner.correct_offpolicy`)."""
+        what the run header tells of the learner: whether it corrects for the gap to the behaviour policy
+        (`correct_offpolicy`) and whether its trainable weights are low precision (`watch_updates`)."""
         cfg = self.cfg
         cuda = cfg.distributed.learner_gpus > 0 and torch.cuda.is_available()
         dist.init_process_group("nccl" if cuda else "gloo", init_method=master, rank=self.rank,
@@ -170,7 +171,7 @@ class LearnerWorker:
         self.learner = Learner(self.model, cfg.train, cfg.algorithm, cfg.rollout.temperature,
                                cfg.rollout.max_new_tokens, ref_model, dtype, differs)
         self.learner.data_parallel = self.dp
-        return self.learner.correct_offpolicy
+        return {"correct_offpolicy": self.learner.correct_offpolicy, "watch_updates": self.learner.watch_updates}
 
     def update(self, batch: Batch, rows: torch.Tensor) -> dict[str, float]:
         return self.learner.update(batch, rows)

@@ -94,6 +94,7 @@ class RolloutPool:
         self.cfg = cfg
         self.version = version
         self.environment = environment if environment is not None and environment.multi_turn else None
+        self.weights = cfg.rollout.weights  # the form each worker's engine samples from (the run header)
         self._weights = weights  # ObjectRef of the newest state
         self._task = task  # ObjectRef of the task (None: the caller scores)
         self._actor = ray.remote(num_cpus=d.worker_cpus, num_gpus=d.worker_gpus)(RolloutWorker)
@@ -248,8 +249,9 @@ class LearnerGroup:
         self.sharded = d.sharding == "fsdp"
         self.step = 0  # the trainer's step count, for the message of a `LearnerLost`
         master = self._all(lambda r, a: a.master_address.remote(), only=self.actors[:1])[0]
-        # every learner takes the same decision (`workers_behaviour_differs`); the run header shows it
-        self.correct_offpolicy = self._all(lambda r, a: a.setup.remote(master, checkpoint))[0]
+        # every learner takes the same decisions (`workers_behaviour_differs`, ...); the run header shows them
+        learner = self._all(lambda r, a: a.setup.remote(master, checkpoint))[0]
+        self.correct_offpolicy, self.watch_updates = learner["correct_offpolicy"], learner["watch_updates"]
 
     def _all(self, call, only=None) -> list:
         """Results of `call(rank, actor)` on every learner (or the first `only`); a dead learner raises

@@ -21,6 +21,7 @@ from pathlib import Path
 from rlvr.distributed import LearnerLost, require_ray
 from rlvr.distributed.pool import LearnerGroup, RolloutPool
 from rlvr.environments import build_environment
+from rlvr.models.loading import compute_dtype
 from rlvr.models.policy import build_policy
 from rlvr.trainer import Trainer
 from rlvr.types import Problem, Rollout
@@ -74,6 +75,7 @@ class RayTrainer(Trainer):
         check_resources(cfg.distributed, self.ray.cluster_resources())
         self.model, self.tokenizer, _ = build_policy(cfg, checkpoint, with_reference=False)
         self.device = next(self.model.parameters()).device
+        self.dtype = compute_dtype(cfg.model, self.model)  # what the learners compute in (the run header)
         self.ref_model = None  # it lives in the learners
         self.learner = LearnerGroup(cfg, str(checkpoint) if checkpoint is not None else None)
         self._weights = self.learner.weights()
