@@ -121,8 +121,7 @@ class Trainer:
         """What trains in which precision (printed when a run starts)."""
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         master = str(trainable[0].dtype).removeprefix("torch.") if trainable else "none"
-        on = getattr(self.learner, "correct_offpolicy", None)  # a Ray learner group decides in its actors
-        correction = "in the learners" if on is None else "on" if on else "off"
+        correction = "on" if self.learner.correct_offpolicy else "off"  # (a Ray learner group: its learners')
         line = (f"rlvr: {num_params(self.model) / 1e6:.1f}M parameters ({sum(p.numel() for p in trainable) / 1e6:.1f}M "
                 f"trainable) on {self.device.type}; compute {str(self.dtype).removeprefix('torch.')}, "
                 f"trainable weights and optimiser state {master}; engine {type(self.engine).__name__}, rollout "
@@ -157,7 +156,7 @@ class Trainer:
     # --- sampling -----------------------------------------------------------------------------------
     def encode(self, problem: Problem) -> list[int]:
         """Prompt token ids of `problem` (system prompt, chat template, response prefix)."""
-        tools = None if self.environment is None else self.environment.prompt_tools  # (Ray: no environment yet)
+        tools = None if self.environment is None else self.environment.prompt_tools
         return encode_prompt(problem, self.tokenizer, self.cfg.model.system_prompt, self.cfg.model.response_prefix,
                              tools)
 

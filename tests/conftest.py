@@ -79,6 +79,37 @@ def make_tiny_model(char_tokenizer):
     return make
 
 
+@pytest.fixture(scope="session")
+def tool_model(tmp_path_factory, char_tokenizer):
+    """The directory of a tiny Llama imitated on tool_arithmetic transcripts, half of them calling the
+    calculator (`<call>calculator 347*26</call>`), so its episodes call the tool."""
+    from rlvr.config import PretrainConfig
+    from rlvr.models.loading import encode_prompt, save_policy
+    from rlvr.pretrain import pretrain
+    from rlvr.stories.tools import tool_corpus
+    from rlvr.tasks.tool_arithmetic import ToolArithmeticTask
+
+    tok = char_tokenizer
+    task = ToolArithmeticTask(tool_share=0.5, eval_size=4)
+    corpus, share = tool_corpus(task, tok, lambda p: encode_prompt(p, tok), 256, seed=0)
+    assert 0.3 < share < 0.7
+    model = build_tiny_llama(tok, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                             max_position_embeddings=96)
+    pretrain(model, tok, corpus, PretrainConfig(steps=150, batch_size=32, lr=1e-2, warmup_steps=10))
+    path = tmp_path_factory.mktemp("tool_model")
+    save_policy(model, tok, path)
+    return path
+
+
+def tool_run(model_dir, tools: list[dict] | None = None) -> dict:
+    """The model, task and rollout sections of a run of `tool_model` (at `model_dir`) on tool_arithmetic
+    episodes: 4 episodes per prompt, at most 3 turns and 2 calls each (`tools`: the calculator by default)."""
+    return {"model": {"kind": "hf", "path": str(model_dir), "device": "cpu"},
+            "task": {"name": "tool_arithmetic", "tools": tools or [{"name": "calculator"}],
+                     "params": {"tool_share": 0.5}, "episode": {"max_turns": 3, "max_tool_calls": 2}},
+            "rollout": {"num_generations": 4, "max_new_tokens": 72}}
+
+
 @pytest.fixture
 def tiny_recipe(tmp_path):
     """`tiny_recipe(name="run.yaml", **{"train.steps": 6})` writes TINY_RUN with dotted overrides to

@@ -1,5 +1,6 @@
 """The one training loop on multi-turn tool episodes: a tiny model that learned to call the calculator trains
-on episodes, logs the episode metrics and transcripts, and a killed and resumed run equals an uninterrupted one."""
+on episodes, logs the episode metrics and transcripts, and a run killed with SIGKILL and resumed equals an
+uninterrupted one, bit for bit."""
 
 from __future__ import annotations
 
@@ -7,40 +8,19 @@ import copy
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
-from rlvr.config import PretrainConfig, load_config
+from rlvr.config import load_config
 from rlvr.logging.metrics import read_jsonl
-from rlvr.models.loading import encode_prompt, save_policy
-from rlvr.models.tiny import build_tiny_llama
-from rlvr.pretrain import pretrain
-from rlvr.stories.tools import tool_corpus
-from rlvr.tasks.tool_arithmetic import ToolArithmeticTask
 from rlvr.trainer import Trainer
-from tests.conftest import TINY_RUN
-
-
-@pytest.fixture(scope="module")
-def tool_model(tmp_path_factory, char_tokenizer):
-    """A tiny Llama imitated on tool_arithmetic transcripts, half of them calling the calculator."""
-    tok = char_tokenizer
-    task = ToolArithmeticTask(tool_share=0.5, eval_size=4)
-    corpus, share = tool_corpus(task, tok, lambda p: encode_prompt(p, tok), 256, seed=0)
-    assert 0.3 < share < 0.7
-    model = build_tiny_llama(tok, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
-                             max_position_embeddings=96)
-    pretrain(model, tok, corpus, PretrainConfig(steps=150, batch_size=32, lr=1e-2, warmup_steps=10))
-    path = tmp_path_factory.mktemp("tool_model")
-    save_policy(model, tok, path)
-    return path
+from tests.conftest import TINY_RUN, tool_run
+from tests.killed_runs import kill_resume_and_compare, metric_rows
 
 
 def _config(model_dir, **overrides):
     data = copy.deepcopy(TINY_RUN)
-    data["model"] = {"kind": "hf", "path": str(model_dir), "device": "cpu"}
-    data["task"] = {"name": "tool_arithmetic", "tools": [{"name": "calculator"}], "params": {"tool_share": 0.5},
-                    "episode": {"max_turns": 3, "max_tool_calls": 2}}
-    data["rollout"] = {"num_generations": 4, "max_new_tokens": 72}
+    data.update(tool_run(model_dir))
     data["train"].update({"steps": 4, "checkpoint_every": 2})
     data["eval"] = {"num_problems": 4}
     return load_config(base=data, overrides=[f"{k}={v}" for k, v in overrides.items()])
@@ -53,6 +33,8 @@ def test_the_loop_trains_on_episodes_and_logs_what_the_tools_did(tmp_path, tool_
     rows = read_jsonl(tmp_path / "metrics.jsonl")
     calls = sum(r["episode/tool_calls"] for r in rows)
     assert calls > 0, rows  # the imitated model calls the calculator
+    # the episodes are sampled from the learner's own module: nothing to correct (auto stays off)
+    assert "off-policy correction off" in trainer.header() and all(r["offpolicy/active"] == 0.0 for r in rows)
     for r in rows:
         assert r["episode/turns"] >= 1 and r["episode/model_tokens"] > 0
         assert 0.0 <= r["episode/tool_error_rate"] <= 1.0 and 0.0 <= r["episode/tool_rate"] <= 1.0
@@ -68,39 +50,16 @@ def test_the_loop_trains_on_episodes_and_logs_what_the_tools_did(tmp_path, tool_
     assert all(p["text"].startswith("<result>") for p in s["transcript"] if p["role"] == "observation")
 
 
-class Killed(Exception):
-    pass
-
-
-class KilledAfterStep2(Trainer):
-    def step(self):
-        if self.step_count == 2:
-            raise Killed()
-        return super().step()
-
-
-def _rows(run):
-    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in read_jsonl(run / "metrics.jsonl")]
-
-
-def test_a_killed_and_resumed_multi_turn_run_equals_an_uninterrupted_one(tmp_path, tool_model):
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    t = Trainer(_config(tool_model), straight)
-    t.run(progress=False)
-    t.logger.close()
-    t = KilledAfterStep2(_config(tool_model), killed)
-    with pytest.raises(Killed):
-        t.run(progress=False)
-    t.logger.close()
-    t = Trainer(load_config(killed / "config.yaml"), killed, resume=True)
-    assert t.step_count == 2
-    t.run(progress=False)
-    t.logger.close()
-    a, b = load_file(killed / "final/model.safetensors"), load_file(straight / "final/model.safetensors")
-    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+def test_a_killed_multi_turn_run_resumes_to_the_uninterrupted_one_bit_for_bit(tmp_path, tool_model):
+    """A real `rlvr train` process on the tool task, SIGKILLed during step 4 (after checkpoint step_2) and
+    resumed with `--resume`, against an uninterrupted run: the same weights, bit for bit, and the same
+    metrics (rewards, episode turns, tool calls, observation tokens, losses)."""
+    recipe = tmp_path / "tools.yaml"
+    recipe.write_text(yaml.safe_dump(_config(tool_model).to_dict()))
+    killed, straight = kill_resume_and_compare(recipe, tmp_path)
     init = load_file(tool_model / "model.safetensors")
-    assert any(not torch.equal(a[k], init[k]) for k in a if k in init)  # training moved the weights
-    rows_k, rows_s = _rows(killed), _rows(straight)
-    assert [r["step"] for r in rows_k] == [1, 2, 3, 4]
-    assert sum(r["episode/tool_calls"] for r in rows_s) > 0  # the runs compared are multi-turn
-    assert rows_k == rows_s
+    final = load_file(killed / "final/model.safetensors")
+    assert any(not torch.equal(final[k], init[k]) for k in final if k in init)  # training moved the weights
+    rows = metric_rows(straight)
+    assert sum(r["episode/tool_calls"] for r in rows) > 0  # the runs compared are multi-turn
+    assert sum(r["episode/observation_tokens"] for r in rows[2:]) > 0  # also after the resume point

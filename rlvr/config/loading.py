@@ -215,11 +215,11 @@ def validate(cfg: Config) -> Config:
                 check_environment_config(cfg.task)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        # pausing and resuming episodes is built for the torch engine in the single-process loop only
-        what = "task.environment" if cfg.task.environment else "task.tools"
-        _require(cfg.rollout.engine == "torch", "rollout.engine", f"must be torch with {what}", cfg.rollout.engine)
-        _require(cfg.distributed.backend == "none", "distributed.backend", f"must be none with {what}",
-                 cfg.distributed.backend)
+        if cfg.task.environment:  # adapted environments run in-process with the torch engine only
+            _require(cfg.rollout.engine == "torch", "rollout.engine", "must be torch with task.environment",
+                     cfg.rollout.engine)
+            _require(cfg.distributed.backend == "none", "distributed.backend", "must be none with task.environment",
+                     cfg.distributed.backend)
     _require(cfg.check.problems > 0, "check.problems", "must be a positive integer", cfg.check.problems)
     _require(cfg.check.train_seconds >= 0, "check.train_seconds", "must be >= 0 (0 turns the check off)",
              cfg.check.train_seconds)

@@ -16,12 +16,14 @@ import torch
 import torch.distributed as dist
 
 from rlvr.distributed.data_parallel import DataParallel, FullyShardedDataParallel
+from rlvr.environments import build_environment
 from rlvr.learner import Learner
 from rlvr.models.loading import compute_dtype, decode_completion, load_policy
 from rlvr.models.policy import build_policy
 from rlvr.rng import seed_everything
-from rlvr.rollout import build_engine
+from rlvr.rollout import build_engine, rollout_form_differs
 from rlvr.rollout.base import Completion, SamplingParams
+from rlvr.rollout.episodes import generate_for, with_environment
 from rlvr.types import Batch, Problem, Score
 from rlvr.verifiers import score_or_none
 
@@ -34,31 +36,39 @@ def use_threads(cpus: float) -> None:
 class RolloutWorker:
     """One engine on one node: samples groups with the policy version it was last given, and scores them
     with the task's verifier right there (code runs in that node's sandbox), so verification scales with
-    the workers and, in async mode, overlaps the learners' update like generation does."""
+    the workers and, in async mode, overlaps the learners' update like generation does.
+
+    A task with tools makes every sample an episode here too: the worker's engine is an `EpisodeEngine`
+    over the environment the config describes (built on this node, so `module:function` tools import here
+    and the python tool and sandboxed user tools run in this node's sandbox pool)."""
 
     def __init__(self, cfg, rank: int, weights: dict[str, torch.Tensor] | None, version: int, task=None):
         use_threads(cfg.distributed.worker_cpus)
         self.rank, self.task, self.prefix = rank, task, cfg.model.response_prefix
         # The same architecture (and LoRA adapter) as the learner's, so its state loads strictly.
         model, self.tokenizer = load_policy(cfg.model, seed=cfg.train.seed, training=False)  # compute dtype
-        self.engine = build_engine(cfg, model, self.tokenizer)
+        environment = build_environment(cfg.task, self.tokenizer, cfg.rollout.max_new_tokens)
+        self.engine = with_environment(build_engine(cfg, model, self.tokenizer), environment, self.tokenizer)
         if weights is not None:
             self.engine.load_weights(weights, version)
 
     def generate(self, prompts: list[list[int]], sampling: SamplingParams, seeds: list[int],
-                 problems: list[Problem] | None = None) -> tuple[list[list[Completion]], int, list | None]:
+                 problems: list[Problem] | None = None, score: bool = True
+                 ) -> tuple[list[list[Completion]], int, list | None]:
         """The groups, the policy version that made them (whatever version the caller believes in) and,
-        given the problems and a task, each completion's `Score`."""
-        groups = self.engine.generate(prompts, sampling, seeds=seeds)
+        given the problems, a task and `score`, each completion's `Score`. The problems open the episodes of
+        a task with tools."""
+        groups = generate_for(self.engine, problems, prompts, sampling, seeds=seeds)
         scores = None
-        if problems is not None and self.task is not None:
+        if score and problems is not None and self.task is not None:
             scores = score_groups(self.task, problems, self._texts(groups))
         return groups, self.engine.version, scores
 
-    def sample(self, prompts: list[list[int]], sampling: SamplingParams, seeds: list[int]):
+    def sample(self, prompts: list[list[int]], sampling: SamplingParams, seeds: list[int],
+               problems: list[Problem] | None = None):
         """((groups, policy version, None), their texts): two Ray objects (`num_returns=2`), so verifier
         actors take the texts straight from this worker's node while the groups go to the driver."""
-        groups = self.engine.generate(prompts, sampling, seeds=seeds)
+        groups = generate_for(self.engine, problems, prompts, sampling, seeds=seeds)
         return (groups, self.engine.version, None), self._texts(groups)
 
     def _texts(self, groups: list[list[Completion]]) -> list[list[str]]:
@@ -109,6 +119,17 @@ class Verifier:
         return os.getpid()
 
 
+def workers_behaviour_differs(cfg, model: torch.nn.Module, dtype: torch.dtype) -> bool:
+    """Whether the policy the rollout workers sample from (the behaviour policy, whose log-probs every
+    rollout carries) can differ from `model`, a learner's replica computing in `dtype`: with
+    `distributed.async_rollouts` (a group may come from an older version: the staleness AReaL's decoupled
+    objective is made for), a top-p nucleus, or another form of the weights on the workers (vLLM, a bf16 or
+    quantised copy beside fp32 masters; `rlvr.rollout.rollout_form_differs`). Then
+    `algorithm.offpolicy_correction: auto` is on, as in one process when the engine does not share the
+    learner's module. Otherwise each worker holds exactly the learner's values and samples their policy."""
+    return cfg.distributed.async_rollouts or cfg.rollout.top_p < 1.0 or rollout_form_differs(cfg, model, dtype)
+
+
 class LearnerWorker:
     """One data-parallel replica of the policy, its optimiser and scheduler (`rlvr.learner.Learner`)."""
 
@@ -125,9 +146,11 @@ class LearnerWorker:
             port = s.getsockname()[1]
         return f"tcp://{ray.util.get_node_ip_address()}:{port}"
 
-    def setup(self, master: str, checkpoint: str | None) -> None:
+    def setup(self, master: str, checkpoint: str | None) -> dict[str, bool]:
         """Join the process group and build the replica (from config, or from `checkpoint` on resume).
-        Rank 0's weights are broadcast, so every replica starts identical whatever its seed did."""
+        Rank 0's weights are broadcast, so every replica starts identical whatever its seed did. Returns
+        what the run header tells of the learner: whether it corrects for the gap to the behaviour policy
+        (`correct_offpolicy`) and whether its trainable weights are low precision (`watch_updates`)."""
         cfg = self.cfg
         cuda = cfg.distributed.learner_gpus > 0 and torch.cuda.is_available()
         dist.init_process_group("nccl" if cuda else "gloo", init_method=master, rank=self.rank,
@@ -139,14 +162,16 @@ class LearnerWorker:
                 dist.broadcast(t.data, src=0)
         device = next(self.model.parameters()).device
         dtype = compute_dtype(cfg.model, self.model)
+        differs = workers_behaviour_differs(cfg, self.model, dtype)  # asked of the unsharded replica
         if cfg.distributed.sharding == "fsdp":
             self.dp = FullyShardedDataParallel(device)
             self.dp.wrap(self.model, dtype)
         else:
             self.dp = DataParallel(device)
         self.learner = Learner(self.model, cfg.train, cfg.algorithm, cfg.rollout.temperature,
-                               cfg.rollout.max_new_tokens, ref_model, dtype)
+                               cfg.rollout.max_new_tokens, ref_model, dtype, differs)
         self.learner.data_parallel = self.dp
+        return {"correct_offpolicy": self.learner.correct_offpolicy, "watch_updates": self.learner.watch_updates}
 
     def update(self, batch: Batch, rows: torch.Tensor) -> dict[str, float]:
         return self.learner.update(batch, rows)

@@ -61,13 +61,15 @@ class _Part:
 
 @dataclass
 class Pending:
-    """Generation in flight: prompts split into parts, one per worker."""
+    """Generation in flight: prompts split into parts, one per worker. `problems` open the episodes of a
+    task with tools, and with `score` the completions are scored against them."""
 
     prompts: list[list[int]]
     sampling: SamplingParams
     seeds: list[int]
     problems: list | None
     parts: list[_Part]
+    score: bool = True
 
 
 class RolloutPool:
@@ -80,13 +82,19 @@ class RolloutPool:
     the workers that need it. A verifier's call is sent with the worker's call, its input the worker's
     output ObjectRef, so scoring starts as soon as the texts exist, without a round trip to the driver. A
     worker or verifier that dies is replaced (a worker with the newest weights) and its prompts are sent
-    again; `on_event` hears of it."""
+    again; `on_event` hears of it.
 
-    def __init__(self, cfg, weights, version: int, on_event: Callable[..., None], task=None):
+    With a multi-turn `environment` (a task with tools) every worker runs episodes of it (the worker builds
+    its own from the config); the pool keeps the driver's copy as `environment`, which says that its
+    `generate` takes the problems and which tools prompts show (`rlvr.rollout.episodes.runs_episodes`)."""
+
+    def __init__(self, cfg, weights, version: int, on_event: Callable[..., None], task=None, environment=None):
         ray = require_ray()
         d = cfg.distributed
         self.cfg = cfg
         self.version = version
+        self.environment = environment if environment is not None and environment.multi_turn else None
+        self.weights = cfg.rollout.weights  # the form each worker's engine samples from (the run header)
         self._weights = weights  # ObjectRef of the newest state
         self._task = task  # ObjectRef of the task (None: the caller scores)
         self._actor = ray.remote(num_cpus=d.worker_cpus, num_gpus=d.worker_gpus)(RolloutWorker)
@@ -124,10 +132,10 @@ class RolloutPool:
 
     # --- sampling -------------------------------------------------------------------------------
     def submit(self, prompts: list[list[int]], sampling: SamplingParams, seeds: list[int],
-               problems: list | None = None) -> Pending:
-        """Send the prompts out (split over the workers) and return at once; with `problems` the workers
-        score their completions too."""
-        pending = Pending(prompts, sampling, seeds, problems, [])
+               problems: list | None = None, score: bool = True) -> Pending:
+        """Send the prompts out (split over the workers) and return at once; with `problems` (which open the
+        episodes of a task with tools) and `score` the workers score their completions too."""
+        pending = Pending(prompts, sampling, seeds, problems, [], score)
         for i, (lo, hi) in enumerate(split_evenly(len(prompts), len(self.workers))):
             pending.parts.append(self._send(i, lo, hi, pending))
         return pending
@@ -135,10 +143,10 @@ class RolloutPool:
     def _send(self, i: int, lo: int, hi: int, pending: Pending) -> _Part:
         handle = self.workers[i]
         args = (pending.prompts[lo:hi], pending.sampling, pending.seeds[lo:hi])
-        if not self.verifiers or pending.problems is None:
-            problems = None if pending.problems is None else pending.problems[lo:hi]
-            return _Part(i, handle, lo, hi, handle.generate.remote(*args, problems))
-        out, texts = handle.sample.options(num_returns=2).remote(*args)
+        problems = None if pending.problems is None else pending.problems[lo:hi]
+        if not self.verifiers or problems is None or not pending.score:
+            return _Part(i, handle, lo, hi, handle.generate.remote(*args, problems, pending.score))
+        out, texts = handle.sample.options(num_returns=2).remote(*args, problems)
         part = _Part(i, handle, lo, hi, out, texts)
         for j, (a, b) in enumerate(split_evenly(hi - lo, len(self.verifiers))):  # spread over the verifiers
             part.checks.append(self._check((i + j) % len(self.verifiers), lo + a, lo + b, part, pending))
@@ -215,13 +223,14 @@ class RolloutPool:
                 check = self._check(check.verifier, check.lo, check.hi, part, pending)
 
     def generate(self, prompts: list[list[int]], sampling: SamplingParams, generator: torch.Generator | None = None,
-                 seeds: list[int] | None = None) -> list[list[Completion]]:
-        """The engine protocol: without `seeds`, each prompt's seed is drawn from `generator`."""
+                 seeds: list[int] | None = None, problems: list | None = None) -> list[list[Completion]]:
+        """The engine protocol: without `seeds`, each prompt's seed is drawn from `generator`; `problems`
+        open the episodes of a task with tools (nothing is scored here)."""
         if not prompts:
             return []
         if seeds is None:
             seeds = torch.randint(0, 2**62, (len(prompts),), generator=generator).tolist()
-        return self.gather(self.submit(prompts, sampling, seeds))[0]
+        return self.gather(self.submit(prompts, sampling, seeds, problems, score=False))[0]
 
     def close(self) -> None:
         kill_actors(self.workers + self.verifiers)
@@ -240,7 +249,9 @@ class LearnerGroup:
         self.sharded = d.sharding == "fsdp"
         self.step = 0  # the trainer's step count, for the message of a `LearnerLost`
         master = self._all(lambda r, a: a.master_address.remote(), only=self.actors[:1])[0]
-        self._all(lambda r, a: a.setup.remote(master, checkpoint))
+        # every learner takes the same decisions (`workers_behaviour_differs`, ...); the run header shows them
+        learner = self._all(lambda r, a: a.setup.remote(master, checkpoint))[0]
+        self.correct_offpolicy, self.watch_updates = learner["correct_offpolicy"], learner["watch_updates"]
 
     def _all(self, call, only=None) -> list:
         """Results of `call(rank, actor)` on every learner (or the first `only`); a dead learner raises

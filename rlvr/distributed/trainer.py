@@ -20,6 +20,8 @@ from pathlib import Path
 
 from rlvr.distributed import LearnerLost, require_ray
 from rlvr.distributed.pool import LearnerGroup, RolloutPool
+from rlvr.environments import build_environment
+from rlvr.models.loading import compute_dtype
 from rlvr.models.policy import build_policy
 from rlvr.trainer import Trainer
 from rlvr.types import Problem, Rollout
@@ -73,6 +75,7 @@ class RayTrainer(Trainer):
         check_resources(cfg.distributed, self.ray.cluster_resources())
         self.model, self.tokenizer, _ = build_policy(cfg, checkpoint, with_reference=False)
         self.device = next(self.model.parameters()).device
+        self.dtype = compute_dtype(cfg.model, self.model)  # what the learners compute in (the run header)
         self.ref_model = None  # it lives in the learners
         self.learner = LearnerGroup(cfg, str(checkpoint) if checkpoint is not None else None)
         self._weights = self.learner.weights()
@@ -81,7 +84,9 @@ class RayTrainer(Trainer):
         except Exception as e:  # noqa: BLE001 - a task that cannot be pickled is scored here instead
             self._event("task_scored_on_driver", reason=f"{type(e).__name__}: {e}")
             task_ref = None
-        self.engine = RolloutPool(cfg, self._weights, 0, self._event, task_ref)
+        # a task with tools: the workers run its episodes; the driver's copy gives the prompts their tools
+        self.environment = build_environment(cfg.task, self.tokenizer, cfg.rollout.max_new_tokens)
+        self.engine = RolloutPool(cfg, self._weights, 0, self._event, task_ref, self.environment)
         self._parts_ready = True
 
     def sync_weights(self) -> None:

@@ -31,6 +31,21 @@ def build_engine(cfg, model: torch.nn.Module, tokenizer, device=None, dtype: tor
                        cache=cfg.rollout.kv_cache, compile=cfg.rollout.compile, weights=form)
 
 
+def rollout_form_differs(cfg, model: torch.nn.Module, dtype: torch.dtype | None, device=None) -> bool:
+    """Whether `build_engine(cfg, model, dtype=dtype)` would sample from another form of the weights than
+    `model`'s own (vLLM's copy, a bf16 copy beside fp32 masters, an int8 or fp8 one), answered without
+    building the engine: what a Ray learner asks about the rollout workers' engines, whose copies of its
+    weights are in that form (and otherwise hold exactly its values)."""
+    from rlvr.rollout.torch_engine import holds_dtype
+    from rlvr.rollout.weights import QUANTIZED, resolve_weights
+
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    form = resolve_weights(cfg.rollout.weights, dev, cfg.rollout.engine)
+    if cfg.rollout.engine == "vllm" or form in QUANTIZED:
+        return True
+    return not holds_dtype(model, torch.bfloat16 if form == "bf16" else dtype)
+
+
 def behaviour_differs(engine: Engine, model: torch.nn.Module, top_p: float = 1.0) -> bool:
     """True when the engine does not sample from `model`'s own policy: it holds another copy or form of the
     weights (a bf16 or quantised copy beside fp32 masters, vLLM's), or samples from a top-p nucleus. The

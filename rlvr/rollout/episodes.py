@@ -19,6 +19,11 @@ trains on model-written tokens only. Sampling noise is drawn as the single-turn 
 seed, one draw per sampled token), so an episode in which no tool is called is the single-turn sample.
 The cache is always dynamic here (rows grow by different amounts); episodes run within one `generate`
 call, so they never span a training step.
+
+`SamplingParams.ignore_eos` (fixed-length generation) holds here as in the single-turn engine: a stop token
+is sampled like any other and ends neither a turn nor the episode, so a turn ends only at a pause string and
+every episode runs to its token budget unless its environment ends it (after a tool call, e.g. at
+`max_turns`) or an observation would not fit.
 """
 
 from __future__ import annotations
@@ -35,27 +40,41 @@ from rlvr.types import EpisodeRecord
 
 
 def with_environment(engine, environment: Environment, tokenizer):
-    """`engine` itself for a single-turn environment (its own path, unchanged), else an `EpisodeEngine`."""
+    """`engine` itself for a single-turn environment (its own path, unchanged), else an `EpisodeEngine` over
+    a torch engine or a `VLLMEpisodeEngine` over vLLM (in the trainer's process, or on each Ray rollout
+    worker)."""
     if not environment.multi_turn:
         return engine
+    from rlvr.rollout.vllm_engine import VLLMEngine
+
+    if isinstance(engine, VLLMEngine):  # a request per turn, the history's KV from vLLM's prefix cache
+        from rlvr.rollout.vllm_episodes import VLLMEpisodeEngine
+
+        return VLLMEpisodeEngine(engine, environment, tokenizer)
     if not isinstance(engine, TorchEngine):
-        raise ValueError("task.tools: multi-turn episodes run on rollout.engine: torch (pause and resume in "
-                         f"vLLM or on Ray rollout workers is not built yet), got {type(engine).__name__}")
+        raise ValueError("task.tools: multi-turn episodes run on rollout.engine: torch or vllm, got "
+                         f"{type(engine).__name__}")
     return EpisodeEngine(engine, environment, tokenizer)
+
+
+def runs_episodes(engine) -> bool:
+    """Whether `engine` opens an episode for every sample, and so takes the problems: an `EpisodeEngine`, a
+    `VLLMEpisodeEngine`, or a Ray `RolloutPool` whose workers run one (each has the `environment` it runs)."""
+    return getattr(engine, "environment", None) is not None
 
 
 def generate_for(engine, problems, prompts: list[list[int]], sampling: SamplingParams,
                  generator: torch.Generator | None = None, seeds: list[int] | None = None) -> list[list[Completion]]:
     """`engine.generate`, opening each episode with its problem when `engine` runs episodes (any other engine
     takes prompts only)."""
-    if isinstance(engine, EpisodeEngine):
+    if runs_episodes(engine):
         return engine.generate(prompts, sampling, generator, seeds, problems=problems)
     return engine.generate(prompts, sampling, generator, **({} if seeds is None else {"seeds": seeds}))
 
 
 def prompt_tools(engine) -> list[dict] | None:
     """The tool schemas prompts show the model when `engine` runs episodes of an environment that has them."""
-    return engine.environment.prompt_tools if isinstance(engine, EpisodeEngine) else None
+    return engine.environment.prompt_tools if runs_episodes(engine) else None
 
 
 def compact_columns(cache, mask: torch.Tensor) -> torch.Tensor:
@@ -105,6 +124,24 @@ class _Row:
                           for role, a, b in rec.segments]
         return Completion(self.tokens, self.logps, self.reason, list(self.mask), rec)
 
+    def resume(self, obs: str | None, budget: int, stop: set[int], tokenizer) -> list[int] | None:
+        """After a turn: end the episode (`obs` None) or append the observation (mask 0, log-prob 0);
+        returns what the row feeds next (the token that ended its turn, then the observation), None when
+        its episode ended (also when the observation would leave no room within `budget`)."""
+        last = self.tokens[-1]
+        if obs is None:
+            self.reason = "stop" if last in stop else "length"
+            return None
+        obs_ids = tokenizer(obs, add_special_tokens=False)["input_ids"]
+        if len(self.tokens) + len(obs_ids) >= budget:  # no room left for the model to read it and answer
+            self.reason, self.episode.record.ended = "length", "length"
+            return None
+        self.tokens += obs_ids
+        self.logps += [0.0] * len(obs_ids)
+        self.mask += [0] * len(obs_ids)
+        self.turn_start = len(self.tokens)
+        return [last] + obs_ids
+
 
 class EpisodeEngine:
     """The engine protocol over episodes of `environment`, sampling with a `TorchEngine`'s model."""
@@ -124,6 +161,16 @@ class EpisodeEngine:
     @property
     def version(self) -> int:
         return self.engine.version
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The module episodes are sampled from: the torch engine's (the learner's own when it shares it, so
+        `rlvr.rollout.behaviour_differs` sees through the episodes to the weights)."""
+        return self.engine.model
+
+    @property
+    def weights(self) -> str:
+        return self.engine.weights
 
     def load_weights(self, state, version: int) -> None:
         self.engine.load_weights(state, version)
@@ -179,7 +226,7 @@ class EpisodeEngine:
             logits, mask = logits[expand], mask[expand]
         rows = [_Row(env.open(problems[j // n]), len(prompts[j // n])) for j in range(U * n)]
         live = list(range(U * n))
-        stop = set(sampling.stop_token_ids)
+        stop = set() if sampling.ignore_eos else set(sampling.stop_token_ids)  # ignore_eos: only pauses end turns
         noise = None
         if seeds is not None and sampling.temperature > 0:
             gens = [torch.Generator(device=dev).manual_seed(int(s)) for s in seeds]
@@ -210,7 +257,7 @@ class EpisodeEngine:
                         row.pending = [t]
                 turns = [tok.decode(rows[j].tokens[rows[j].turn_start:], skip_special_tokens=False) for j in paused]
                 for j, obs in zip(paused, pool.map(lambda a: rows[a[0]].episode.respond(a[1]), zip(paused, turns))):
-                    rows[j].pending = self._resume(rows[j], obs, budget, stop) or []
+                    rows[j].pending = rows[j].resume(obs, budget, stop, tok) or []
                 keep = [k for k, j in enumerate(live) if rows[j].pending]
                 if not keep:
                     break
@@ -225,23 +272,6 @@ class EpisodeEngine:
             for row in rows:
                 row.episode.close()
         return rows
-
-    def _resume(self, row: _Row, obs: str | None, budget: int, stop: set[int]) -> list[int] | None:
-        """After a turn: end the episode (`obs` None) or append the observation; returns what the row feeds
-        next (the token that ended its turn, then the observation), None when its episode ended."""
-        last = row.tokens[-1]
-        if obs is None:
-            row.reason = "stop" if last in stop else "length"
-            return None
-        obs_ids = self.tokenizer(obs, add_special_tokens=False)["input_ids"]
-        if len(row.tokens) + len(obs_ids) >= budget:  # no room left for the model to read it and answer
-            row.reason, row.episode.record.ended = "length", "length"
-            return None
-        row.tokens += obs_ids
-        row.logps += [0.0] * len(obs_ids)
-        row.mask += [0] * len(obs_ids)
-        row.turn_start = len(row.tokens)
-        return [last] + obs_ids
 
     def _step(self, cache, mask: torch.Tensor, rows: list[_Row], pad: int):
         """One forward call: each row feeds the next `feed_chunk` of its pending tokens, right-aligned in a call

@@ -128,15 +128,21 @@ def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
             and a.dtype == b.dtype and a.device == b.device)
 
 
-def inference_copy(model: torch.nn.Module, dtype: torch.dtype | None) -> torch.nn.Module:
-    """`model` itself when its weights already sit in `dtype` (LoRA: its frozen base; a small adapter kept
-    in fp32 is cast on the fly by PEFT), else a frozen copy of it in `dtype`: the rollout form of fp32
-    master weights (half their memory; bf16 products run several times faster than fp32)."""
+def holds_dtype(model: torch.nn.Module, dtype: torch.dtype | None) -> bool:
+    """Whether `model`'s weights already sit in `dtype` (None: any), LoRA's frozen base for a LoRA model (a
+    small adapter kept in fp32 is cast on the fly by PEFT)."""
     if dtype is None:
-        return model
+        return True
     frozen = [p for p in model.parameters() if not p.requires_grad and p.is_floating_point()]
     weights = frozen or [p for p in model.parameters() if p.is_floating_point()]
-    if all(p.dtype == dtype for p in weights):
+    return all(p.dtype == dtype for p in weights)
+
+
+def inference_copy(model: torch.nn.Module, dtype: torch.dtype | None) -> torch.nn.Module:
+    """`model` itself when its weights already sit in `dtype` (`holds_dtype`), else a frozen copy of it in
+    `dtype`: the rollout form of fp32 master weights (half their memory; bf16 products run several times
+    faster than fp32)."""
+    if holds_dtype(model, dtype):
         return model
     return copy.deepcopy(model).to(dtype).eval().requires_grad_(False)
 

@@ -4,6 +4,7 @@ staleness."""
 
 from __future__ import annotations
 
+import copy
 import time
 
 import pytest
@@ -85,10 +86,10 @@ def _local_and_total_elements(learner):
     return local, sum(p.numel() for p in params)
 
 
-def _assert_same(state, ref_state, rows, ref_rows):
+def _assert_same(state, ref_state, rows, ref_rows, steps=STEPS):
     for k, v in ref_state.items():
         torch.testing.assert_close(state[k], v, rtol=1e-4, atol=1e-5, msg=k)
-    assert [r["step"] for r in rows] == [r["step"] for r in ref_rows] == list(range(1, STEPS + 1))
+    assert [r["step"] for r in rows] == [r["step"] for r in ref_rows] == list(range(1, steps + 1))
     for r, q in zip(rows, ref_rows):
         assert {k: r[k] for k in COMPARED} == {k: q[k] for k in COMPARED}
         for k in CLOSE:
@@ -119,7 +120,60 @@ def test_synchronous_ray_run_matches_the_single_process_run(cluster, tiny_recipe
     rows = read_jsonl(tmp_path / "ray" / "metrics.jsonl")
     _assert_same(trainer.model.state_dict(), ref_state, rows, ref_rows)
     assert all(r["async/staleness_max"] == 0 for r in rows)
+    # the workers hold exactly the learners' values: nothing to correct, as in one process
+    assert "off-policy correction off" in trainer.header()
+    assert all(r["offpolicy/active"] == 0.0 == q["offpolicy/active"] for r, q in zip(rows, ref_rows))
     assert rows[-1]["verify/scored"] == STEPS * B * G
+    trainer.close()
+
+
+# The calculator as a user tool that runs in the sandbox only (it raises anywhere else): on Ray, the
+# workers' episodes send their calls to the worker node's sandbox pool.
+SANDBOXED_CALCULATOR = {"name": "calculator", "function": "tests.environments.userlib:sandboxed_product",
+                        "parameters": {"type": "object", "properties": {"expression": {"type": "string"}},
+                                       "required": ["expression"]}}
+
+
+@pytest.mark.parametrize("verifiers", [0, 1])
+def test_multi_turn_episodes_on_rollout_workers_match_the_single_process_run(cluster, tool_model, tmp_path,
+                                                                             verifiers):
+    """Tool episodes of a tiny model that learned to call the calculator, on two rollout workers (each
+    scoring its own episodes, or a verifier actor scoring them), against the single-process run: the same
+    samples, episodes, tool calls and rewards, and the same weights within float tolerance."""
+    from rlvr.rollout.episodes import EpisodeEngine
+    from tests.conftest import TINY_RUN, tool_run
+
+    steps = 2
+    data = {**copy.deepcopy(TINY_RUN), **tool_run(tool_model, [SANDBOXED_CALCULATOR])}
+    data["train"].update({"steps": steps, "prompts_per_step": B, "checkpoint_every": 0})
+    data["distributed"] = {**RAY, "verifiers": verifiers, "verifier_cpus": 0.25}
+    cfg = load_config(base=data)
+    ref_state, ref_rows = _reference(cfg, tmp_path)
+    trainer = RayTrainer(cfg, tmp_path / "ray")
+    kinds = ray.get([w.__ray_call__.remote(lambda worker: type(worker.engine).__name__)
+                     for w in trainer.engine.workers])
+    assert kinds == [EpisodeEngine.__name__] * 2  # the episodes run on the workers
+    trainer.run(progress=False)
+    trainer.logger.close()
+    fed = ray.get([w.__ray_call__.remote(lambda worker: worker.engine.stats["fed_tokens"])
+                   for w in trainer.engine.workers])
+    assert min(fed) > 0  # each worker decoded its share
+    rows = read_jsonl(tmp_path / "ray" / "metrics.jsonl")
+    _assert_same(trainer.model.state_dict(), ref_state, rows, ref_rows, steps)
+    # the workers hold exactly the learners' values, as the one-process episode engine samples the learner's
+    # own module: neither corrects
+    assert [r["offpolicy/active"] for r in rows] == [q["offpolicy/active"] for q in ref_rows] == [0.0] * steps
+    for r, q in zip(rows, ref_rows):  # turns, calls by tool, errors by kind, tokens by role
+        episodes = {k: v for k, v in q.items() if k.startswith("episode/")}
+        assert "episode/tool_calls" in episodes
+        assert {k: v for k, v in r.items() if k.startswith("episode/")} == episodes
+    # Calls that answered ran in the sandbox (the tool raises anywhere else), on the workers' node.
+    answered = [r["episode/tool_calls"] * B * G - sum(v for k, v in r.items() if k.startswith("episode/tool_errors/"))
+                for r in rows]
+    assert sum(answered) > 0 and sum(r["episode/observation_tokens"] for r in rows) > 0
+    samples = read_jsonl(tmp_path / "ray" / "samples.jsonl")
+    assert any(p["role"] == "observation" for s in samples for p in s["transcript"])
+    assert rows[-1]["verify/scored"] == steps * B * G
     trainer.close()
 
 
@@ -192,6 +246,8 @@ def test_async_never_trains_past_max_staleness_and_resumes_exactly(cluster, tiny
     cfg = _config(tiny_recipe, async_rollouts=True, max_staleness=1, prefetch_steps=2)
     cfg.train.checkpoint_every = 3
     trainer = RayTrainer(cfg, tmp_path / "ray")
+    # stale groups: the learners run the decoupled objective against the workers' behaviour log-probs
+    assert trainer.learner.correct_offpolicy and "off-policy correction on" in trainer.header()
     trained = []
     collect = trainer.collect
 
@@ -209,6 +265,9 @@ def test_async_never_trains_past_max_staleness_and_resumes_exactly(cluster, tiny
     assert max(staleness) <= 1 and 1 in staleness  # it did overlap, and never past the bound
     assert rows[-1]["async/stale_dropped"] == B  # all of step 3's prefetched groups
     assert all(r["async/staleness_max"] <= 1 for r in rows)
+    assert all(r["offpolicy/active"] == 1.0 for r in rows)
+    stale = [r for r in rows if r["async/staleness_max"] == 1]
+    assert stale and all(r["offpolicy/kl"] > 0 for r in stale)  # what it corrected: a version's gap
     assert rows[-1]["verify/scored"] == STEPS * B * G  # a dropped group is sampled again before scoring
     state = trainer.model.state_dict()
     trainer.close()

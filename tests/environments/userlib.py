@@ -19,3 +19,14 @@ def explode(word: str) -> str:
 def slow(word: str) -> str:
     time.sleep(3)
     return word
+
+
+def sandboxed_product(expression: str) -> str:
+    """`a*b` of two integers, as the calculator answers it; it runs only where the environment was scrubbed,
+    as in the sandbox (the tests' processes, Ray's included, have PYTHONPATH set): elsewhere it raises."""
+    import os
+
+    if "PYTHONPATH" in os.environ:
+        raise RuntimeError("called outside the sandbox")
+    left, _, right = expression.partition("*")
+    return str(int(left) * int(right))

@@ -135,3 +135,49 @@ def test_episodes_open_with_their_problem(make_tiny_model, char_tokenizer):
     problems = [Problem(f"p{i}", "", 0, "t") for i in range(3)]
     generate_for(engine, problems, _prompts(char_tokenizer), SamplingParams(2, 4, 1.0, 1.0, ()), seeds=[1, 2, 3])
     assert opened == ["p0", "p0", "p1", "p1", "p2", "p2"]
+
+
+def test_ignore_eos_runs_episodes_to_their_budget(make_tiny_model, char_tokenizer):
+    """Fixed-length generation (`rollout.ignore_eos`) on the episode engine: a stop token neither ends a turn
+    nor the episode, so without pauses an episode is exactly the single-turn engine's fixed-length sample,
+    and with pauses every turn ends at a pause string."""
+    tok = char_tokenizer
+    model = make_tiny_model(sharp=True)
+    stop = (tok.eos_token_id, tok.convert_tokens_to_ids("3"))  # "3": a token the model writes often
+    engine = EpisodeEngine(TorchEngine(model, tok.pad_token_id), NeverPauses(), tok)
+    stopping = engine.generate(_prompts(tok), SamplingParams(4, 30, 1.0, 1.0, stop), seeds=[11, 12, 13])
+    assert any(c.finish_reason == "stop" and len(c.token_ids) < 30 for g in stopping for c in g)
+    fixed = SamplingParams(4, 30, 1.0, 1.0, stop, ignore_eos=True)
+    episodes = engine.generate(_prompts(tok), fixed, seeds=[11, 12, 13])
+    plain = TorchEngine(model, tok.pad_token_id).generate(_prompts(tok), fixed, seeds=[11, 12, 13])
+    for ge, gp, gs in zip(episodes, plain, stopping):
+        for e, p, s in zip(ge, gp, gs):
+            assert len(e.token_ids) == 30 and e.finish_reason == "length"
+            assert e.token_ids == p.token_ids and e.token_ids[: len(s.token_ids)] == s.token_ids
+            assert torch.allclose(torch.tensor(e.logprobs), torch.tensor(p.logprobs), atol=1e-5)
+    assert any(t in stop for g in episodes for c in g for t in c.token_ids)  # stop tokens written, not obeyed
+
+    engine = EpisodeEngine(TorchEngine(model, tok.pad_token_id), EchoEnv(), tok, feed_chunk=4)
+    echoed = engine.generate(_prompts(tok), fixed, seeds=[11, 12, 13])
+    for c in (c for g in echoed for c in g):
+        for role, a, _ in c.episode.segments:
+            if role == "observation":  # the turn before it ended at a pause string, never at a stop token
+                assert tok.decode(c.token_ids[a - 1]) in PAUSE
+        # to the budget, unless the environment ended the episode (Echo: after its third turn) or the next
+        # observation ("<result>1:e</result>", 20 tokens) would not have fitted
+        assert c.finish_reason == "length"
+        assert len(c.token_ids) == 30 or c.episode.turns == 3 or len(c.token_ids) + 20 >= 30
+
+
+def test_episodes_over_the_learners_own_module_sample_the_learners_policy(make_tiny_model, char_tokenizer):
+    """What `algorithm.offpolicy_correction: auto` asks of an engine: the episode engine sees through to the
+    torch engine's module, so sharing the learner's model means no correction, and a copy means one."""
+    from rlvr.rollout import behaviour_differs
+
+    model = make_tiny_model()
+    shared = with_environment(TorchEngine(model, char_tokenizer.pad_token_id), EchoEnv(), char_tokenizer)
+    assert isinstance(shared, EpisodeEngine) and shared.model is model and shared.weights == "same"
+    assert not behaviour_differs(shared, model)
+    assert behaviour_differs(shared, model, top_p=0.9)
+    copied = with_environment(TorchEngine(make_tiny_model(), char_tokenizer.pad_token_id), EchoEnv(), char_tokenizer)
+    assert behaviour_differs(copied, model)

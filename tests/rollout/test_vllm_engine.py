@@ -197,3 +197,98 @@ def test_ignore_eos_asks_vllm_to_run_to_the_length_limit(fake_vllm):
     engine.generate([[40]], sampling, seeds=[2])
     (_, _, params), = [c for c in engine.llm.calls if c[0] == "generate"]
     assert params[0].ignore_eos is True and params[0].stop_token_ids == []
+
+
+# --- multi-turn episodes: a request per turn, the history from vLLM's prefix cache ------------------------------
+@dataclass
+class ScriptedLLM(FakeLLM):
+    """A stand-in vLLM whose "model" calls the calculator until the history holds a result, then answers;
+    it ends a sample as vLLM does: at a stop token (kept), at the token that completes a `stop` string (kept,
+    whatever `include_stop_str_in_output` says of the text), or at `max_tokens`."""
+
+    tokenizer: object = None
+
+    def generate(self, prompts, params, use_tqdm=True):
+        self.calls.append(("generate", prompts, params))
+        tok, outs = self.tokenizer, []
+        for prompt, p in zip(prompts, params):
+            history = tok.decode(prompt["prompt_token_ids"], skip_special_tokens=False)
+            samples = []
+            for j in range(p.n):
+                script = (f"<answer>{42 + j}</answer>" if "<result>" in history
+                          else f"<call>calculator 6*{7 + j}</call> and more")
+                ids = tok(script, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+                text, end, reason = "", len(ids), "length"
+                for k, t in enumerate(ids):
+                    text += tok.decode([t], skip_special_tokens=False)
+                    if t in p.stop_token_ids or any(s in text for s in p.stop):
+                        end, reason = k + 1, "stop"
+                        break
+                ids = ids[: min(end, p.max_tokens)]
+                reason = reason if end <= p.max_tokens else "length"
+                samples.append(Output(ids, [{t: Logprob(-0.5)} for t in ids], reason))
+            outs.append(types.SimpleNamespace(outputs=samples))
+        return outs
+
+
+def _calculator_env(**limits):
+    from rlvr.environments.parsing import Format
+    from rlvr.environments.tool_env import ToolEnvironment
+    from rlvr.environments.tools import calculator_tool
+
+    return ToolEnvironment([calculator_tool()], Format(), **{"max_turns": 3, "max_tool_calls": 2, **limits})
+
+
+def test_vllm_episodes_pause_at_a_tool_call_and_resume_with_the_history_as_a_cached_prefix(fake_vllm,
+                                                                                          char_tokenizer):
+    from rlvr.rollout.episodes import generate_for, prompt_tools, with_environment
+    from rlvr.rollout.vllm_episodes import VLLMEpisodeEngine, turn_seed
+
+    tok = char_tokenizer
+    fake_vllm.LLM = lambda **kw: ScriptedLLM(kw, tokenizer=tok)
+    engine = with_environment(VLLMEngine("/m"), _calculator_env(), tok)
+    assert isinstance(engine, VLLMEpisodeEngine) and prompt_tools(engine) is None  # the tag form: taught
+    assert engine.engine.llm.kwargs["enable_prefix_caching"]
+    prompt = tok("6*7=", add_special_tokens=False)["input_ids"]
+    sampling = SamplingParams(n=2, max_new_tokens=60, temperature=1.0, stop_token_ids=(tok.eos_token_id,))
+    (group,) = generate_for(engine, [None], [prompt], sampling, seeds=[5])
+    rounds = [c for c in engine.engine.llm.calls if c[0] == "generate"]
+    assert len(rounds) == 2 and engine.stats["rounds"] == 2
+    (_, first, (p,)), (_, second, params) = rounds
+    # round 1 is the single-turn request of the group, which stops at the end of a call as well
+    assert [r["prompt_token_ids"] for r in first] == [prompt]
+    assert (p.n, p.seed, p.max_tokens, p.logprobs, p.stop_token_ids) == (2, 5, 60, 0, [tok.eos_token_id])
+    assert p.stop == ["</tool_call>", "</call>"] and p.include_stop_str_in_output
+    for j, (c, request, q) in enumerate(zip(group, second, params)):
+        text = tok.decode(c.token_ids, skip_special_tokens=False)
+        call, result = f"<call>calculator 6*{7 + j}</call>", f"<result>{6 * (7 + j)}</result>"
+        assert text == f"{call}{result}<answer>42</answer><eos>"  # the call's tail was never sampled
+        n_call, n_obs = len(tok(call)["input_ids"]), len(tok(result)["input_ids"])
+        assert c.mask == [1] * n_call + [0] * n_obs + [1] * (len(c.token_ids) - n_call - n_obs)
+        assert c.logprobs == [-0.5] * n_call + [0.0] * n_obs + [-0.5] * (len(c.token_ids) - n_call - n_obs)
+        assert c.finish_reason == "stop" and c.episode.turns == 2
+        assert [(x.tool, x.error) for x in c.episode.calls] == [("calculator", None)]
+        # round 2: the whole history as the prompt (vLLM's prefix cache holds its KV), one sample, its own seed
+        assert request["prompt_token_ids"] == prompt + c.token_ids[: n_call + n_obs]
+        assert (q.n, q.seed, q.max_tokens) == (1, turn_seed(5, j, 1), 60 - n_call - n_obs)
+    assert len({q.seed for q in params}) == 2
+    assert engine.stats["history_tokens"] == sum(len(r["prompt_token_ids"]) for r in second)
+
+
+def test_a_vllm_episode_without_a_tool_call_is_the_single_turn_sample(fake_vllm, char_tokenizer):
+    from rlvr.rollout.episodes import with_environment
+
+    sampling = SamplingParams(n=3, max_new_tokens=6, temperature=0.7, stop_token_ids=(45,))
+    plain = VLLMEngine("/m").generate([[1, 2, 40], [7]], sampling, seeds=[2, 5])
+    engine = with_environment(VLLMEngine("/m"), _calculator_env(), char_tokenizer)
+    episodes = engine.generate([[1, 2, 40], [7]], sampling, seeds=[2, 5])
+    assert engine.stats["rounds"] == 1  # nobody called a tool: nothing went back to vLLM
+    for gp, ge in zip(plain, episodes):
+        for p, e in zip(gp, ge):
+            assert (e.token_ids, e.logprobs, e.finish_reason) == (p.token_ids, p.logprobs, p.finish_reason)
+            assert e.mask == [1] * len(e.token_ids) and e.episode.turns == 1
+    assert {e.finish_reason for g in episodes for e in g} == {"stop", "length"}
+    fixed = SamplingParams(n=1, max_new_tokens=5, stop_token_ids=(45,), ignore_eos=True)
+    engine.generate([[40]], fixed, seeds=[2])
+    last = [c for c in engine.engine.llm.calls if c[0] == "generate"][-1][2][0]
+    assert last.ignore_eos is True and last.stop_token_ids == []
