@@ -68,6 +68,18 @@ def test_the_loop_trains_on_episodes_and_logs_what_the_tools_did(tmp_path, tool_
     assert all(p["text"].startswith("<result>") for p in s["transcript"] if p["role"] == "observation")
 
 
+def test_held_out_evaluation_reports_the_share_of_episodes_that_called_a_tool(tmp_path, tool_model):
+    from rlvr.environments.parsing import parse_call
+
+    trainer = Trainer(_config(tool_model, **{"eval.num_problems": 8}), tmp_path)
+    result = trainer.run_eval("initial")
+    trainer.logger.close()
+    called = [parse_call(e["completion"]) is not None for e in result["examples"]]
+    assert len(called) == 8 and sum(called) > 0  # the imitated model calls the tool
+    assert result["tool_rate"] == pytest.approx(sum(called) / 8)
+    assert read_jsonl(tmp_path / "eval.jsonl")[0]["tool_rate"] == pytest.approx(result["tool_rate"])
+
+
 class Killed(Exception):
     pass
 
