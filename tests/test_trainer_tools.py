@@ -4,6 +4,7 @@ on episodes, logs the episode metrics and transcripts, and a killed and resumed 
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -78,6 +79,19 @@ def test_held_out_evaluation_reports_the_share_of_episodes_that_called_a_tool(tm
     assert len(called) == 8 and sum(called) > 0  # the imitated model calls the tool
     assert result["tool_rate"] == pytest.approx(sum(called) / 8)
     assert read_jsonl(tmp_path / "eval.jsonl")[0]["tool_rate"] == pytest.approx(result["tool_rate"])
+
+
+def test_rlvr_check_samples_episodes_and_reports_how_often_a_tool_was_called(tmp_path, tool_model):
+    import yaml
+
+    from rlvr.cli import main
+
+    recipe, out = tmp_path / "recipe.yaml", tmp_path / "check.json"
+    recipe.write_text(yaml.safe_dump(_config(tool_model).to_dict()))
+    assert main(["check", "--config", str(recipe), "--problems", "4", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    # the imitated model calls the calculator, and the calls were answered (episodes, as in `rlvr train`)
+    assert report["at_temperature"]["tool_rate"] > 0 and report["greedy"]["tool_rate"] > 0
 
 
 class Killed(Exception):
