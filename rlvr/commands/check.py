@@ -59,7 +59,8 @@ def handle(args) -> int:
     device = next(model.parameters()).device
     engine = build_engine(cfg, model, tokenizer, device, compute_dtype(cfg.model, model))
     # a task with tools: samples are episodes, as in `rlvr train`
-    engine = with_environment(engine, build_environment(cfg.task, tokenizer, cfg.rollout.max_new_tokens), tokenizer)
+    environment = build_environment(cfg.task, tokenizer, cfg.rollout.max_new_tokens, cfg.model.response_prefix)
+    engine = with_environment(engine, environment, tokenizer)
     task = build_task(cfg.task, eval_size=cfg.eval.num_problems)
     report = measure(cfg, engine, tokenizer, task, cfg.check.problems, args.budget, cfg.train.seed)
     print_check(report)
