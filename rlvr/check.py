@@ -23,6 +23,7 @@ from math import comb
 from rlvr.evaluate import pass_at_k
 from rlvr.models.loading import decode_completion, encode_prompt, stop_token_ids
 from rlvr.rollout.base import SamplingParams, sample_seed
+from rlvr.rollout.episodes import generate_for, prompt_tools
 from rlvr.tasks.base import Task, derive_seed
 from rlvr.types import Problem
 from rlvr.verifiers import score_or_none, score_sample
@@ -144,6 +145,7 @@ class Sampled:
     tokens: int = 0
     samples: int = 0
     seconds: float = 0.0
+    tool_calls: int | None = None  # samples whose episode called a tool (None: no episodes ran)
 
     def summary(self, group_size: int) -> dict:
         m = len(self.counts)
@@ -155,6 +157,8 @@ class Sampled:
                "mean_length": self.tokens / self.samples if self.samples else None,
                "tokens_per_s": self.tokens / self.seconds if self.seconds > 0 else None,
                "seconds_per_sample": self.seconds / self.samples if self.samples else None}
+        if self.tool_calls is not None:  # multi-turn episodes: the share of samples that called a tool
+            out["tool_rate"] = self.tool_calls / self.samples if self.samples else None
         if self.n >= group_size:
             out[f"pass@{group_size}"] = sum(pass_at_k(self.n, c, group_size) for c in self.counts) / m if m else None
             out["informative_share"] = informative_share_from_counts(self.n, self.counts, group_size) if m else None
@@ -173,13 +177,14 @@ class Sampler:
     def run(self, problems: list[Problem], offset: int, out: Sampled) -> None:
         """Add `problems` (at positions `offset`, `offset + 1`, ... of the check's sample) to `out`."""
         r = self.cfg.rollout
-        prompts = [encode_prompt(p, self.tokenizer, self.cfg.model.system_prompt, self.prefix) for p in problems]
+        prompts = [encode_prompt(p, self.tokenizer, self.cfg.model.system_prompt, self.prefix, prompt_tools(self.engine))
+                   for p in problems]
         seeds = [sample_seed(derive_seed("rlvr-check", self.seed, out.temperature), offset + i)
                  for i in range(len(problems))]
         sampling = SamplingParams(out.n, r.max_new_tokens, out.temperature, r.top_p if out.temperature else 1.0,
                                   self.stop_ids)
         t0 = time.time()
-        groups = self.engine.generate(prompts, sampling, seeds=seeds)
+        groups = generate_for(self.engine, problems, prompts, sampling, seeds=seeds)  # episodes with task.tools
         out.seconds += time.time() - t0
         for p, group in zip(problems, groups):
             correct = 0
@@ -191,6 +196,8 @@ class Sampler:
                 out.truncated += c.finish_reason == "length"
                 out.tokens += len(c.token_ids)
                 out.samples += 1
+                if c.episode is not None:
+                    out.tool_calls = (out.tool_calls or 0) + bool(c.episode.calls)
             out.counts.append(correct)
 
 

@@ -99,6 +99,10 @@ def table_rows(report: dict) -> list[tuple[str, str]]:
         rows.append((f"T={s['temperature']}: pass@1 / pass@{G}",
                      f"{_pct(s['pass@1'])} / {_pct(s.get(f'pass@{G}'))}"))
         rows.append((f"T={s['temperature']}: informative share", _pct(s.get("informative_share"))))
+    if "tool_rate" in at_t:
+        rows.append((f"T={at_t['temperature']}: samples that called a tool", _pct(at_t["tool_rate"])))
+        if report["greedy"] is not None:
+            rows.append(("greedy: answers that called a tool", _pct(report["greedy"].get("tool_rate"))))
     rows += [("greedy accuracy", _pct(report["greedy_accuracy"])),
              (f"informative groups per step (of {report['prompts_per_step']})",
               "-" if report["informative_groups_per_step"] is None else f"{report['informative_groups_per_step']:.2f}")]

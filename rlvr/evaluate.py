@@ -44,6 +44,7 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
     `prefix` (the response prefix the prompt ended with) + the completion.
     A problem the sandbox could not score (`InfraError`), or whose environment gave no reward, is left out and
     counted in "infra_skipped".
+    With an engine that runs episodes (task.tools), "tool_rate" is the share of greedy episodes that called a tool.
     Returns {"accuracy", "format_rate", "pass@k"..., "by_task": {task: {...}}, "n", "examples": [...]}."""
     per_task: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     examples = []
@@ -68,6 +69,8 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
             rec = per_task[p.task]
             rec["correct"].append(score.correct)
             rec["formatted"].append(score.formatted)
+            if greedy[i][0].episode is not None:  # a multi-turn episode: did it call a tool?
+                rec["tool_called"].append(bool(greedy[i][0].episode.calls))
             if len(examples) < keep:
                 examples.append({"task": p.task, "prompt": p.prompt if isinstance(p.prompt, str) else str(p.prompt),
                                  "completion": text, "correct": score.correct, "reward": score.reward})
@@ -100,6 +103,8 @@ def _summarise(per_task, samples: int, pass_k, examples) -> dict:
     def stats(rec) -> dict:
         n = len(rec["correct"])
         out = {"accuracy": sum(rec["correct"]) / max(n, 1), "format_rate": sum(rec["formatted"]) / max(n, 1), "n": n}
+        if rec.get("tool_called"):
+            out["tool_rate"] = sum(rec["tool_called"]) / len(rec["tool_called"])
         if samples:
             for k in pass_k:
                 out[f"pass@{k}"] = sum(pass_at_k(samples, c, k) for c in rec["n_correct"]) / max(n, 1)

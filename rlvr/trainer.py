@@ -105,7 +105,8 @@ class Trainer:
         self.dtype = compute_dtype(cfg.model, self.model)
         # a task with tools: every sample is an episode (the engine pauses at tool calls); else the engine itself
         if self.environment is None:
-            self.environment = build_environment(cfg.task, self.tokenizer, cfg.rollout.max_new_tokens)
+            self.environment = build_environment(cfg.task, self.tokenizer, cfg.rollout.max_new_tokens,
+                                                 cfg.model.response_prefix)
         self.engine = with_environment(build_engine(cfg, self.model, self.tokenizer, self.device, self.dtype),
                                        self.environment, self.tokenizer)
         self.learner = Learner(self.model, cfg.train, cfg.algorithm, cfg.rollout.temperature,

@@ -5,6 +5,7 @@ uninterrupted one, bit for bit."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -48,6 +49,31 @@ def test_the_loop_trains_on_episodes_and_logs_what_the_tools_did(tmp_path, tool_
     s = with_tool[0]
     assert "".join(p["text"] for p in s["transcript"]).replace("<eos>", "").replace("<pad>", "") == s["completion"]
     assert all(p["text"].startswith("<result>") for p in s["transcript"] if p["role"] == "observation")
+
+
+def test_held_out_evaluation_reports_the_share_of_episodes_that_called_a_tool(tmp_path, tool_model):
+    from rlvr.environments.parsing import parse_call
+
+    trainer = Trainer(_config(tool_model, **{"eval.num_problems": 8}), tmp_path)
+    result = trainer.run_eval("initial")
+    trainer.logger.close()
+    called = [parse_call(e["completion"]) is not None for e in result["examples"]]
+    assert len(called) == 8 and sum(called) > 0  # the imitated model calls the tool
+    assert result["tool_rate"] == pytest.approx(sum(called) / 8)
+    assert read_jsonl(tmp_path / "eval.jsonl")[0]["tool_rate"] == pytest.approx(result["tool_rate"])
+
+
+def test_rlvr_check_samples_episodes_and_reports_how_often_a_tool_was_called(tmp_path, tool_model):
+    import yaml
+
+    from rlvr.cli import main
+
+    recipe, out = tmp_path / "recipe.yaml", tmp_path / "check.json"
+    recipe.write_text(yaml.safe_dump(_config(tool_model).to_dict()))
+    assert main(["check", "--config", str(recipe), "--problems", "4", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    # the imitated model calls the calculator, and the calls were answered (episodes, as in `rlvr train`)
+    assert report["at_temperature"]["tool_rate"] > 0 and report["greedy"]["tool_rate"] > 0
 
 
 def test_a_killed_multi_turn_run_resumes_to_the_uninterrupted_one_bit_for_bit(tmp_path, tool_model):

@@ -45,9 +45,11 @@ def handle(args) -> int:
     from rlvr.check import measure
     from rlvr.check_advice import print_check
     from rlvr.config import load_config
+    from rlvr.environments import build_environment
     from rlvr.models.loading import compute_dtype, load_policy
     from rlvr.rng import seed_everything
     from rlvr.rollout import build_engine
+    from rlvr.rollout.episodes import with_environment
     from rlvr.tasks.registry import build_task
 
     overrides = list(args.set) + ([f"check.problems={args.problems}"] if args.problems else [])
@@ -59,6 +61,9 @@ def handle(args) -> int:
     model, tokenizer = load_policy(cfg.model, seed=cfg.train.seed, training=False)
     device = next(model.parameters()).device
     engine = build_engine(cfg, model, tokenizer, device, compute_dtype(cfg.model, model))
+    # a task with tools: samples are episodes, as in `rlvr train`
+    environment = build_environment(cfg.task, tokenizer, cfg.rollout.max_new_tokens, cfg.model.response_prefix)
+    engine = with_environment(engine, environment, tokenizer)
     task = build_task(cfg.task, eval_size=cfg.eval.num_problems)
     report = measure(cfg, engine, tokenizer, task, cfg.check.problems, args.budget, cfg.train.seed)
     print_check(report)

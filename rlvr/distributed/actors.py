@@ -47,7 +47,8 @@ class RolloutWorker:
         self.rank, self.task, self.prefix = rank, task, cfg.model.response_prefix
         # The same architecture (and LoRA adapter) as the learner's, so its state loads strictly.
         model, self.tokenizer = load_policy(cfg.model, seed=cfg.train.seed, training=False)  # compute dtype
-        environment = build_environment(cfg.task, self.tokenizer, cfg.rollout.max_new_tokens)
+        environment = build_environment(cfg.task, self.tokenizer, cfg.rollout.max_new_tokens,
+                                        cfg.model.response_prefix)
         self.engine = with_environment(build_engine(cfg, model, self.tokenizer), environment, self.tokenizer)
         if weights is not None:
             self.engine.load_weights(weights, version)

@@ -85,7 +85,8 @@ class RayTrainer(Trainer):
             self._event("task_scored_on_driver", reason=f"{type(e).__name__}: {e}")
             task_ref = None
         # a task with tools: the workers run its episodes; the driver's copy gives the prompts their tools
-        self.environment = build_environment(cfg.task, self.tokenizer, cfg.rollout.max_new_tokens)
+        self.environment = build_environment(cfg.task, self.tokenizer, cfg.rollout.max_new_tokens,
+                                             cfg.model.response_prefix)
         self.engine = RolloutPool(cfg, self._weights, 0, self._event, task_ref, self.environment)
         self._parts_ready = True
 

@@ -74,9 +74,11 @@ class SingleTurn(Environment):
         return _OneTurn()
 
 
-def build_environment(task_cfg, tokenizer, max_new_tokens: int) -> Environment:
+def build_environment(task_cfg, tokenizer, max_new_tokens: int, response_prefix: str | None = None) -> Environment:
     """The environment of a `TaskConfig`: a library's environment (`task.environment`, see
-    rlvr.environments.adapters), else `SingleTurn` without `tools`, else a `ToolEnvironment`."""
+    rlvr.environments.adapters), else `SingleTurn` without `tools`, else a `ToolEnvironment`.
+    `response_prefix` (model.response_prefix) is the start of the model's first turn, written in the prompt:
+    a reply primed with `<call>calculator ` opens a call there."""
     if getattr(task_cfg, "environment", None):
         from rlvr.environments.adapters import build_adapter
 
@@ -91,4 +93,4 @@ def build_environment(task_cfg, tokenizer, max_new_tokens: int) -> Environment:
     return ToolEnvironment([build_tool(t) for t in task_cfg.tools], build_format(e.tool_format, tokenizer),
                            max_turns=e.max_turns, max_tool_calls=e.max_tool_calls, timeout_s=e.tool_timeout_s,
                            max_tokens=min(e.max_tokens or max_new_tokens, max_new_tokens),
-                           max_observation_chars=e.max_observation_chars)
+                           max_observation_chars=e.max_observation_chars, response_prefix=response_prefix)

@@ -36,6 +36,8 @@ class ToolEpisode(Episode):
 
     def respond(self, turn: str) -> str | None:
         env, rec = self.env, self.record
+        if rec.turns == 0:  # the first turn starts in the prompt with the response prefix
+            turn = env.response_prefix + turn
         rec.turns += 1
         call = parse_call(turn) if turn.rstrip().endswith(CALL_ENDS) else None
         if call is None:
@@ -84,12 +86,14 @@ class ToolEnvironment(Environment):
     pause_strings = CALL_ENDS
 
     def __init__(self, tools: list[Tool], format: Format, max_turns: int = 4, max_tool_calls: int = 3,
-                 timeout_s: float = 5.0, max_tokens: int | None = None, max_observation_chars: int = 400):
+                 timeout_s: float = 5.0, max_tokens: int | None = None, max_observation_chars: int = 400,
+                 response_prefix: str | None = None):
         self.tools = {t.name: t for t in tools}
         self.format = format
         self.max_turns, self.max_tool_calls = max_turns, max_tool_calls
         self.timeout_s, self.max_tokens = timeout_s, max_tokens
         self.max_observation_chars = max_observation_chars
+        self.response_prefix = response_prefix or ""  # the first turn's start, in the prompt
         # the json form is the chat template's own: its prompt lists the tools (the tag form is taught)
         self.prompt_tools = self.schemas() if format.name == "json" else None
 

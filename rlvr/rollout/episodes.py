@@ -92,6 +92,14 @@ def compact_columns(cache, mask: torch.Tensor) -> torch.Tensor:
     return mask.gather(1, idx)
 
 
+def pause_end(text: str, new_chars: int, pauses) -> int | None:
+    """Where in `text` a pause string ends, if it ends within the last `new_chars` characters (those of the
+    token just sampled), else None. A token may run past the pause: SmolLM2's tokenizer writes
+    `</call><result>` as `</`, `call`, `><`, ..., so a turn ends inside the token `><`."""
+    ends = [i + len(p) for p in pauses if (i := text.rfind(p, max(0, len(text) - new_chars - len(p) + 1))) >= 0]
+    return max(ends, default=None)
+
+
 def segments(mask: list[int]) -> list[tuple[str, int, int]]:
     """Runs of model (1) and observation (0) tokens: [(role, start, end), ...]."""
     out: list[tuple[str, int, int]] = []
@@ -116,6 +124,7 @@ class _Row:
         self.pos = pos  # real tokens in the cache (positions count only these)
         self.reason = ""
         self.pending: list[int] = []  # tokens to feed: the last sampled one, then an observation's
+        self.overrun = 0  # characters the turn's last token wrote past the pause string (left out of the turn)
 
     def completion(self, tokenizer) -> Completion:
         rec: EpisodeRecord = self.episode.record
@@ -202,13 +211,26 @@ class EpisodeEngine:
         return out.logits[:, -1]
 
     def _turn_ended(self, row: _Row, stopped: bool) -> bool:
+        """Whether the row's last token ends its turn: a stop token, or a pause string ending in that token
+        (then `row.overrun` counts the token's characters past it)."""
+        row.overrun = 0
         if stopped:
             return True
         tail = self.tokenizer.decode(row.tokens[-self._tail_tokens:], skip_special_tokens=False)
-        return tail.endswith(self.environment.pause_strings)
+        before = self.tokenizer.decode(row.tokens[-self._tail_tokens:-1], skip_special_tokens=False)
+        end = pause_end(tail, max(len(tail) - len(before), 1), self.environment.pause_strings)
+        if end is None:
+            return False
+        row.overrun = len(tail) - end
+        return True
+
+    def _turn_text(self, row: _Row) -> str:
+        """What the environment reads of the row's current turn: up to the end of its pause string."""
+        text = self.tokenizer.decode(row.tokens[row.turn_start:], skip_special_tokens=False)
+        return text[: len(text) - row.overrun]
 
     def _decode(self, prompts, sampling: SamplingParams, generator, seeds, problems) -> list[_Row]:
-        eng, env, tok = self.engine, self.environment, self.tokenizer
+        eng, env = self.engine, self.environment
         dev, n, pad = eng.device, sampling.n, eng.pad_token_id
         U, P = len(prompts), max(len(p) for p in prompts)
         budget = min(env.max_tokens or sampling.max_new_tokens, sampling.max_new_tokens)
@@ -252,12 +274,12 @@ class EpisodeEngine:
                         paused.append(j)
                     elif len(row.tokens) >= budget:  # a turn cut by the budget: counted, never answered
                         row.reason, row.episode.record.ended = "length", "length"
-                        row.episode.cut(tok.decode(row.tokens[row.turn_start:], skip_special_tokens=False))
+                        row.episode.cut(self._turn_text(row))
                     else:
                         row.pending = [t]
-                turns = [tok.decode(rows[j].tokens[rows[j].turn_start:], skip_special_tokens=False) for j in paused]
+                turns = [self._turn_text(rows[j]) for j in paused]
                 for j, obs in zip(paused, pool.map(lambda a: rows[a[0]].episode.respond(a[1]), zip(paused, turns))):
-                    rows[j].pending = rows[j].resume(obs, budget, stop, tok) or []
+                    rows[j].pending = rows[j].resume(obs, budget, stop, self.tokenizer) or []
                 keep = [k for k, j in enumerate(live) if rows[j].pending]
                 if not keep:
                     break

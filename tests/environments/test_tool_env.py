@@ -85,6 +85,15 @@ def test_config_builds_the_environment():
     assert isinstance(build_environment(load_config().task, None, 64), SingleTurn)
 
 
+def test_a_reply_primed_with_a_call_opens_it_in_the_first_turn():
+    """model.response_prefix is written in the prompt: the first turn the model writes continues it."""
+    cfg = _cfg([{"name": "calculator"}])
+    episode = build_environment(cfg.task, None, 64, response_prefix="<call>calculator ").open(None)
+    assert episode.respond("60*52</call>") == "<result>3120</result>"
+    assert episode.respond("<answer>3120</answer>") is None  # later turns are not prefixed
+    assert len(episode.record.calls) == 1 and episode.record.calls[0].error is None
+
+
 @pytest.mark.parametrize("tools,episode,key", [
     ([{"name": "abacus"}], {}, "task.tools[0].name"),
     ([{"name": "calculator"}, {"name": "calculator"}], {}, "task.tools[1].name"),

@@ -74,9 +74,10 @@ def test_observations_are_appended_masked_and_model_logprobs_match_a_full_forwar
             obs = [(a, b) for role, a, b in c.episode.segments if role == "observation"]
             observed += len(obs)
             for k, (a, b) in enumerate(obs):  # the environment's text, right after the turn that ended in a pause
-                last = tok.decode(c.token_ids[a - 1])
-                assert tok.decode(c.token_ids[a:b]) == f"<result>{k + 1}:{last[-1]}</result>"
-                assert last in PAUSE or c.token_ids[a - 1] == tok.eos_token_id
+                last = tok.decode(c.token_ids[a - 1])  # a pause character, or a tag token holding one
+                seen = tok.decode(c.token_ids[a:b])  # the turn the environment read ends at the pause
+                assert seen.startswith(f"<result>{k + 1}:") and seen.endswith("</result>")
+                assert seen[-10] in PAUSE and seen[-10] in last or c.token_ids[a - 1] == tok.eos_token_id
                 assert all(m == 0 for m in c.mask[a:b]) and all(lp == 0.0 for lp in c.logprobs[a:b])
             ids = torch.tensor([prompt + c.token_ids])
             with torch.no_grad():
@@ -181,3 +182,40 @@ def test_episodes_over_the_learners_own_module_sample_the_learners_policy(make_t
     assert behaviour_differs(shared, model, top_p=0.9)
     copied = with_environment(TorchEngine(make_tiny_model(), char_tokenizer.pad_token_id), EchoEnv(), char_tokenizer)
     assert behaviour_differs(copied, model)
+
+
+def test_a_pause_string_that_ends_inside_a_token_ends_the_turn(make_tiny_model, char_tokenizer):
+    """BPE tokenizers fuse a pause with what follows (SmolLM2 writes `</call><result>` as ..., `call`, `><`):
+    the turn still ends there, and the environment reads it cut at the pause. Here the pause "nk" ends inside
+    one-token tags such as `</think>`, one character before the token's end."""
+    tok = char_tokenizer
+    closing = tok.convert_tokens_to_ids("</think>")
+    turns = []
+
+    class Recorder(Echo):
+        def respond(self, turn: str) -> str | None:
+            turns.append(turn)
+            return super().respond(turn)
+
+    class InsideToken(EchoEnv):
+        pause_strings = ("nk",)
+
+        def open(self, problem):
+            return Recorder()
+
+    model = make_tiny_model(sharp=True)
+    with torch.no_grad():  # make the model write `</think>` often
+        model.lm_head.weight[closing] = model.lm_head.weight.mean(0) + 3 * model.lm_head.weight.std(0)
+    engine = EpisodeEngine(TorchEngine(model, tok.pad_token_id), InsideToken(), tok, feed_chunk=4)
+    episodes = engine.generate(_prompts(tok), SamplingParams(4, 40, 1.0, 1.0, (tok.eos_token_id,)), seeds=[1, 2, 3])
+    paused_inside = 0
+    for c in (c for g in episodes for c in g):
+        for role, a, _ in c.episode.segments:
+            if role == "observation":
+                last = tok.decode(c.token_ids[a - 1])
+                inside = len(last) > 2 and "nk" in last  # `<think>`, `</think>`, `<unk>`
+                assert inside or tok.decode(c.token_ids[a - 2 : a]) == "nk" or c.token_ids[a - 1] == tok.eos_token_id
+                paused_inside += inside
+    assert paused_inside >= 3  # rows paused inside the token, and were answered
+    assert all(t.endswith("nk") or t.endswith(tok.eos_token) or not t for t in turns)
+    assert any(t.endswith("</thi" + "nk") for t in turns)  # cut at the pause: the token's ">" left out
