@@ -11,9 +11,9 @@ and an invocation skips the (arm, seed) pairs already there: rerun the same comm
 200 distinct problems, half held out, so the held-out set is all 100 of them. Accuracy is greedy, through
 the run's own engine (what `rlvr train` reports). Each form is compared with its same-precision reference
 (`int8` with `same`, `bf16-fp32` and `bf16-fp32-off` with `fp32`; `bf16-fp32-off` also with `bf16-fp32`):
-learning counts as intact when the difference of the mean end accuracies over the seeds both ran is within the seed spread (the larger
-max - min over those seeds of the two).
-The printed lines also go to the `.log` beside `--json`.
+learning counts as intact when the difference of the mean end accuracies over the seeds both ran is within
+the seed spread (the larger max - min over those seeds of the two). `--summary-only` recomputes the summary
+in `--json` and runs nothing. The printed lines also go to the `.log` beside `--json`.
 """
 
 from __future__ import annotations
