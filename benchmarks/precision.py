@@ -66,8 +66,6 @@ def train_and_evaluate(arm: str, overrides: list[str], seed: int, steps: int, mo
     evals = read_jsonl(run_dir / "eval.jsonl")
     metrics = read_jsonl(run_dir / "metrics.jsonl")
     changed = [m["update/changed_frac"] for m in metrics if "update/changed_frac" in m]
-    offpolicy = {f"{k}_mean": statistics.mean(m[k] for m in metrics) for k in OFFPOLICY_KEYS
-                 if all(k in m for m in metrics)}
     return {
         "arm": arm, "seed": seed, "steps": steps, "overrides": overrides, "header": trainer.header(),
         "compute_dtype": str(trainer.dtype).removeprefix("torch."),
@@ -77,11 +75,22 @@ def train_and_evaluate(arm: str, overrides: list[str], seed: int, steps: int, mo
         "sampled_accuracy_last10": statistics.mean(m["accuracy"] for m in metrics[-10:]),
         "s_per_step_median": statistics.median(m["time/step"] for m in metrics),
         "rollout_tok_s": metrics[-1]["sampled_tokens"] / sum(m["time/generate"] for m in metrics),
-        **offpolicy,
+        **step_diagnostics(metrics),
         "update_changed_frac_mean": statistics.mean(changed) if changed else None,
         "wall_seconds": round(wall, 1),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),  # whole process
     }
+
+
+def step_diagnostics(metrics: list[dict]) -> dict:
+    """Means (and maxima) over a run's steps of the off-policy metrics and of PPO's clip fraction: with one
+    epoch the ratio is 1 on policy, so any clipping is the engine/learner gap."""
+    out = {}
+    for k in (*OFFPOLICY_KEYS, "clip_frac", "ratio_max"):
+        if all(k in m for m in metrics):
+            out[f"{k}_mean"] = statistics.mean(m[k] for m in metrics)
+            out[f"{k}_max"] = max(m[k] for m in metrics)
+    return out
 
 
 def machine_info(threads: int, jobs: int) -> dict:

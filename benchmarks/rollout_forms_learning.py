@@ -13,7 +13,7 @@ the run's own engine (what `rlvr train` reports). Each form is compared with its
 (`int8` with `same`, `bf16-fp32` and `bf16-fp32-off` with `fp32`; `bf16-fp32-off` also with `bf16-fp32`):
 learning counts as intact when the difference of the mean end accuracies over the seeds both ran is within
 the seed spread (the larger max - min over those seeds of the two). `--summary-only` recomputes the summary
-in `--json` and runs nothing. The printed lines also go to the `.log` beside `--json`.
+in `--json` (and each run's step diagnostics from its `--out` directory) and runs nothing. The printed lines also go to the `.log` beside `--json`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ import statistics
 from pathlib import Path
 
 import torch
-from precision import machine_info, train_and_evaluate
+from precision import machine_info, step_diagnostics, train_and_evaluate
 from rollout_forms import ARMS
+
+from rlvr.logging.metrics import read_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 # (form, its reference): the same-precision run, and for the correction-off arm also the correction-on one
@@ -115,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
             write(path, runs, machine_info(args.threads, 1))
     if not runs:
         return 0
-    if args.summary_only:
+    if args.summary_only:  # also refreshes each run's step diagnostics from its metrics.jsonl, where kept
+        for r in runs:
+            metrics = Path(args.out) / f"{r['arm']}-seed{r['seed']}" / "metrics.jsonl"
+            if metrics.exists() and len(read_jsonl(metrics)) == r["steps"]:
+                r.update(step_diagnostics(read_jsonl(metrics)))
         write(path, runs, json.loads(path.read_text())["machine"])
     say(table(runs))
     summary = summarise(runs)
