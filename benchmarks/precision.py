@@ -41,14 +41,23 @@ ARMS = {
     "fp32": ["model.dtype=float32"],
     "pure-bf16": ["model.dtype=bfloat16", "train.master_weights=false"],
 }
+OFFPOLICY_KEYS = ("offpolicy/kl", "offpolicy/truncated_frac", "offpolicy/masked_frac", "offpolicy/active")
 
 
 def run_arm(arm: str, seed: int, steps: int, model: str, out: Path, threads: int) -> dict:
+    return train_and_evaluate(arm, ARMS[arm], seed, steps, model, out, threads)
+
+
+def train_and_evaluate(arm: str, overrides: list[str], seed: int, steps: int, model: str, out: Path,
+                       threads: int) -> dict:
+    """One `configs/smollm2-arithmetic.yaml` run of `steps` steps with `overrides`, held-out greedy accuracy at
+    step 0 and at the end (`eval.num_problems` problems, through the run's own engine), and its per-step
+    diagnostics summarised: median s/step, rollout tok/s over the run, means of the off-policy metrics."""
     torch.set_num_threads(threads)
     run_dir = out / f"{arm}-seed{seed}"
     cfg = load_config(ROOT / "configs" / "smollm2-arithmetic.yaml", [
         f"model.path={model}", f"train.seed={seed}", f"train.steps={steps}", f"eval.every={steps}",
-        "train.checkpoint_every=0", "logging.progress=false", *ARMS[arm]])
+        "train.checkpoint_every=0", "logging.progress=false", *overrides])
     t0 = time.time()
     trainer = Trainer(cfg, run_dir)
     trainer.run(progress=False)
@@ -58,16 +67,39 @@ def run_arm(arm: str, seed: int, steps: int, model: str, out: Path, threads: int
     metrics = read_jsonl(run_dir / "metrics.jsonl")
     changed = [m["update/changed_frac"] for m in metrics if "update/changed_frac" in m]
     return {
-        "arm": arm, "seed": seed, "steps": steps, "compute_dtype": str(trainer.dtype).removeprefix("torch."),
+        "arm": arm, "seed": seed, "steps": steps, "overrides": overrides, "header": trainer.header(),
+        "compute_dtype": str(trainer.dtype).removeprefix("torch."),
         "master_dtype": str(next(trainer.model.parameters()).dtype).removeprefix("torch."),
         "accuracy_start": evals[0]["accuracy"], "accuracy_end": evals[-1]["accuracy"],
         "eval_problems": evals[-1]["n"],
         "sampled_accuracy_last10": statistics.mean(m["accuracy"] for m in metrics[-10:]),
         "s_per_step_median": statistics.median(m["time/step"] for m in metrics),
+        "rollout_tok_s": metrics[-1]["sampled_tokens"] / sum(m["time/generate"] for m in metrics),
+        **step_diagnostics(metrics),
         "update_changed_frac_mean": statistics.mean(changed) if changed else None,
         "wall_seconds": round(wall, 1),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),  # whole process
     }
+
+
+def step_diagnostics(metrics: list[dict]) -> dict:
+    """Means (and maxima) over a run's steps of the off-policy metrics and of PPO's clip fraction: with one
+    epoch the ratio is 1 on policy, so any clipping is the engine/learner gap."""
+    out = {}
+    for k in (*OFFPOLICY_KEYS, "clip_frac", "ratio_max"):
+        if all(k in m for m in metrics):
+            out[f"{k}_mean"] = statistics.mean(m[k] for m in metrics)
+            out[f"{k}_max"] = max(m[k] for m in metrics)
+    return out
+
+
+def machine_info(threads: int, jobs: int) -> dict:
+    """The CPU's dtype flags and load, so a reader knows which dtype `auto` picked and how busy the machine was."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return {"cpu_native_bf16": cpu_has_native_bf16(), "cuda": torch.cuda.is_available(),
+            "threads_per_run": threads, "runs_at_once": jobs, "cores": os.cpu_count(),
+            "load_average_at_end": os.getloadavg(), "processor": platform.processor(),
+            "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}
 
 
 def main() -> None:
@@ -98,13 +130,8 @@ def main() -> None:
         changed = "" if r["update_changed_frac_mean"] is None else f"{r['update_changed_frac_mean']:.3f}"
         print(f"{r['arm']:<10} {r['seed']:>4} {r['compute_dtype']:>9} {r['master_dtype']:>8} "
               f"{r['accuracy_start']:>6.2f} {r['accuracy_end']:>7.2f} {r['s_per_step_median']:>7.2f} {changed:>8}")
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    machine = {"cpu_native_bf16": cpu_has_native_bf16(), "cuda": torch.cuda.is_available(),
-               "threads_per_run": args.threads, "runs_at_once": args.jobs, "cores": os.cpu_count(),
-               "load_average_at_end": os.getloadavg(), "processor": platform.processor(),
-               "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"machine": machine, "runs": rows}, indent=2))
+    Path(args.json).write_text(json.dumps({"machine": machine_info(args.threads, args.jobs), "runs": rows}, indent=2))
     print(f"wrote {args.json}")
 
 

@@ -10,11 +10,11 @@ Arms (all with `algorithm.offpolicy_correction: auto`):
                the fp32 masters: today's default;
 - `int8`:      the same learner, the engine on torchao int8 weight-only linear layers (`rollout.weights: int8`);
 - `bf16-fp32`: an fp32 learner (`model.dtype: float32`) beside a bf16 engine (`rollout.weights: bf16`);
-- `fp32`:      fp32 learner and engine sharing one module (the on-policy control: the KL must be ~0).
+- `fp32`:      fp32 learner and engine sharing one module (the on-policy control: the KL must be ~0);
+- `bf16-fp32-off`: `bf16-fp32` with `algorithm.offpolicy_correction: off` (what the correction prevents).
 All arms are built first, then their steps alternate (arm A step 1, arm B step 1, ...) so they see the same
 machine state; the first `--warmup` steps of each are left out of the medians. Held-out accuracy after 40
-steps over two seeds does not fit a shared 2-core CPU budget; `benchmarks/precision.py`-style runs of
-`rlvr train --config configs/smollm2-arithmetic.yaml --set rollout.weights=FORM --set train.seed=S` do it.
+steps, two seeds per arm: `benchmarks/rollout_forms_learning.py`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ ARMS = {
     "int8": ["model.dtype=auto", "rollout.weights=int8"],
     "bf16-fp32": ["model.dtype=float32", "rollout.weights=bf16"],
     "fp32": ["model.dtype=float32", "rollout.weights=same"],
+    "bf16-fp32-off": ["model.dtype=float32", "rollout.weights=bf16", "algorithm.offpolicy_correction=off"],
 }
 KEYS = ("offpolicy/kl", "offpolicy/truncated_frac", "offpolicy/masked_frac", "logprob_gap", "offpolicy/active")
 

@@ -159,6 +159,16 @@ def test_choice_lists_allowed_values():
         load_config(None, ["train.scheduler=step"])
 
 
+def test_bare_on_off_choice_survives_yaml(tmp_path):
+    # YAML 1.1 reads a bare `off` as false; a field whose choices are on/off takes it back as the word
+    assert load_config(None, ["algorithm.offpolicy_correction=off"]).algorithm.offpolicy_correction == "off"
+    assert load_config(None, ["algorithm.offpolicy_correction=on"]).algorithm.offpolicy_correction == "on"
+    cfg = load_config(_yaml(tmp_path, "algorithm:\n  offpolicy_correction: off\n"), [])
+    assert cfg.algorithm.offpolicy_correction == "off"
+    with pytest.raises(ConfigError, match="rollout.weights: expected a string"):  # no on/off among its choices
+        load_config(None, ["rollout.weights=off"])
+
+
 def test_preset_fills_fields_and_explicit_values_win():
     cfg = load_config(None, ["algorithm.name=dapo"])
     assert cfg.algorithm.clip_high == pytest.approx(0.28) and cfg.algorithm.dynamic_sampling

@@ -93,8 +93,10 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
         if dataclasses.is_dataclass(tp):
             kwargs[name] = _build(tp, value, key)
             continue
-        value = _coerce(key, value, tp)
         choices = fields[name].metadata.get("choices")
+        if isinstance(value, bool) and tp is str and {"on", "off"} <= set(choices or ()):
+            value = "on" if value else "off"  # YAML 1.1 (PyYAML, --set) reads a bare on / off as a boolean
+        value = _coerce(key, value, tp)
         if choices and value not in choices:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
         kwargs[name] = value
