@@ -288,18 +288,19 @@ class Trainer:
         groups = sum(not scored_group(rollouts[g : g + G]) for g in range(0, len(rollouts), G))
         info["verify/infra_dropped_groups"] = info.get("verify/infra_dropped_groups", 0) + groups
         self.logger.log_event(self.step_count + 1, "verify_infra_errors", samples=missing, groups_dropped=groups)
-        if missing / len(rollouts) > self.cfg.train.max_infra_error_rate and env_report:
+        rate = self.cfg.train.max_infra_error_rate
+        if missing / len(rollouts) <= rate:
+            return
+        if env_report:
             raise InfraErrorRate(f"step {self.step_count + 1}: {missing} of {len(rollouts)} samples have no reward "
-                                 f"(more than train.max_infra_error_rate={self.cfg.train.max_infra_error_rate}): "
-                                 f"{env_report}")
-        if missing / len(rollouts) > self.cfg.train.max_infra_error_rate:
-            from rlvr.verifiers.sandbox import describe
+                                 f"(more than train.max_infra_error_rate={rate}): {env_report}")
+        from rlvr.verifiers.sandbox import describe
 
-            raise InfraErrorRate(
-                f"step {self.step_count + 1}: the sandbox could not run {missing} of {len(rollouts)} samples "
-                f"(more than train.max_infra_error_rate={self.cfg.train.max_infra_error_rate}); these are host "
-                f"faults, not the model's: check that the host allows what the sandbox needs (processes, "
-                f"memory, namespaces) and that nothing else exhausts it. {describe()}")
+        raise InfraErrorRate(
+            f"step {self.step_count + 1}: the sandbox could not run {missing} of {len(rollouts)} samples "
+            f"(more than train.max_infra_error_rate={rate}); these are host faults, not the model's: check that "
+            f"the host allows what the sandbox needs (processes, memory, namespaces) and that nothing else "
+            f"exhausts it. {describe()}")
 
     def assemble(self, rollouts: list[Rollout]) -> tuple[Batch, torch.Tensor]:
         """The learner's batch from the kept groups, and their (N,) rewards: the verifier's reward plus DAPO's
