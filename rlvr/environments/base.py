@@ -57,11 +57,6 @@ class Environment(ABC):
 class _OneTurn(Episode):
     def respond(self, turn: str) -> str | None:
         self.record.turns += 1
-
-    def close(self) -> None:
-        """Release what the episode holds (default: nothing). The engine calls it for every episode of a
-        batch once decoding ends, however each ended."""
-        return None
         return None
 
 
