@@ -1,18 +1,23 @@
 """Learning where the signal is thin: SmolLM2-135M-Instruct on a task it rarely solves, three ways, each for the
-same wall-clock budget of training steps.
+same budget of training-step time.
 
-    python benchmarks/thin_signal.py [--model DIR] [--minutes 20] [--arms grpo dapo screened] [--out DIR]
+    python benchmarks/thin_signal.py [--model DIR] [--minutes 20] [--clock cpu|wall] [--seed S]
+                                     [--arms grpo dapo screened] [--out DIR] [--json FILE]
+    python benchmarks/thin_signal.py --table RESULT.json [RESULT.json ...]
 
 The arms share `configs/smollm2-thin-signal.yaml` (the new way: prompt screening with `rlvr check`'s advice
 applied, see the recipe's comments) and differ by overrides:
 - grpo: the GRPO defaults the check was run on (screening off, T=1.0, G=8, 16 new tokens);
 - dapo: the same with `algorithm.name=dapo` (dynamic sampling, clip-higher, overlong shaping);
 - screened: the recipe itself.
-Each arm trains until its steps have used `--minutes` of wall time (the held-out evaluations are not counted),
-then held-out greedy accuracy (eval.num_problems problems) is measured. The table gives accuracy at the start
+Each arm trains until its steps have used `--minutes` of time (the held-out evaluations are not counted), then
+held-out greedy accuracy (eval.num_problems problems) is measured. `--clock cpu` (the default) counts the process's
+CPU time, so arms run side by side on a shared machine (one torch thread each) get the same compute whatever else
+runs; `--clock wall` counts wall time, fair only on an otherwise idle machine. The table gives accuracy at the start
 (the same model and greedy decoding for every arm: measured once) and at the end, steps, sampled tokens, the
 informative share of sampled groups (mean of the first 10 steps and of all), and the check's prediction.
-Results go to `OUT/thin_signal.json` (and `--json`); `--table FILE` prints the table of a finished run.
+Results go to `OUT/thin_signal.json` (and `--json`); `--table FILE...` prints one table from finished runs' JSON
+(arms run in separate processes are joined there).
 """
 
 from __future__ import annotations
@@ -47,8 +52,13 @@ def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def run_arm(name: str, model: str, minutes: float, out: Path, initial: dict | None, extra: list[str]) -> dict:
-    """Train one arm for `minutes` of step time; held-out accuracy before (unless given) and after."""
+CLOCKS = {"cpu": time.process_time, "wall": time.time}
+
+
+def run_arm(name: str, model: str, minutes: float, out: Path, initial: dict | None, extra: list[str],
+            clock: str = "cpu") -> tuple[dict, dict]:
+    """Train one arm for `minutes` of step time on `clock`; held-out accuracy before (unless given) and after."""
+    now = CLOCKS[clock]
     cfg = load_config(RECIPE, [f"model.path={model}", "train.steps=100000", "train.checkpoint_every=0",
                                "logging.progress=false", *ARMS[name], *extra])
     run_dir = out / name
@@ -57,10 +67,12 @@ def run_arm(name: str, model: str, minutes: float, out: Path, initial: dict | No
         t0 = time.time()
         initial = {"accuracy": trainer.run_eval("initial")["accuracy"], "seconds": time.time() - t0}
     rows, shares, spent, cursor = [], [], 0.0, 0
+    wall = 0.0
     while spent < minutes * 60:
-        t0 = time.time()
+        t0, w0 = now(), time.time()
         m = trainer.step()
-        spent += time.time() - t0
+        spent += now() - t0
+        wall += time.time() - w0
         shares.append(sampled_share(m, m["cursor"] - cursor, cfg.algorithm.dynamic_sampling))
         cursor = m["cursor"]
         rows.append(m)
@@ -72,6 +84,7 @@ def run_arm(name: str, model: str, minutes: float, out: Path, initial: dict | No
     trainer.logger.close()
     return {"arm": name, "overrides": ARMS[name], "initial_accuracy": initial["accuracy"],
             "final_accuracy": final, "eval_seconds": eval_s, "steps": trainer.step_count, "train_seconds": spent,
+            "clock": clock, "train_wall_seconds": wall, "seed": cfg.train.seed,
             "sampled_tokens": trainer.sampled_tokens, "prompts_drawn": trainer.cursor,
             "informative_share_first10": _mean(shares[:10]), "informative_share_all": _mean(shares),
             "informative_share_by_step": shares,
@@ -85,14 +98,16 @@ def print_table(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"thin signal: {result['task']}, {result['minutes']} min of training steps per arm")
-    cols = ["arm", "held-out start", "held-out end", "gain (pts)", "steps", "sampled tokens",
+    clock = result.get("clock", "wall")
+    table = Table(title=f"thin signal: {result['task']}, {result['minutes']} min ({clock} time) of training steps "
+                        "per arm")
+    cols = ["arm", "seed", "held-out start", "held-out end", "gain (pts)", "steps", "sampled tokens",
             "informative sampled, first 10 steps", "informative sampled, all steps", "informative trained"]
     for c in cols:
         table.add_column(c, justify="right")
     for a in result["arms"]:
         pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
-        table.add_row(a["arm"], pct(a["initial_accuracy"]), pct(a["final_accuracy"]),
+        table.add_row(a["arm"], str(a.get("seed", 0)), pct(a["initial_accuracy"]), pct(a["final_accuracy"]),
                       f"{100 * (a['final_accuracy'] - a['initial_accuracy']):+.1f}", str(a["steps"]),
                       f"{a['sampled_tokens']:,}", pct(a["informative_share_first10"]),
                       pct(a["informative_share_all"]), pct(a["trained_informative_frac"]))
@@ -105,26 +120,30 @@ def print_table(result: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(ROOT / "models" / "smollm2-135m-instruct"))
-    ap.add_argument("--minutes", type=float, default=20.0, help="wall time of training steps per arm")
+    ap.add_argument("--minutes", type=float, default=20.0, help="time of training steps per arm")
+    ap.add_argument("--clock", choices=list(CLOCKS), default="cpu", help="what --minutes counts (see above)")
+    ap.add_argument("--seed", type=int, default=0, help="train.seed of every arm (sampling and updates; the problems stay)")
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--check", type=Path, help="the check's JSON for the GRPO defaults (its predicted share)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-thin-signal")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every arm")
-    ap.add_argument("--table", type=Path, help="only print the table of a finished run's JSON")
+    ap.add_argument("--table", type=Path, nargs="+", help="only print one table of finished runs' JSON")
     args = ap.parse_args()
     if args.table:
-        print_table(json.loads(args.table.read_text()))
+        results = [json.loads(p.read_text()) for p in args.table]
+        print_table({**results[0], "arms": [a for r in results for a in r["arms"]]})
         return
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(RECIPE)
-    result = {"task": cfg.task.name, "params": cfg.task.params, "minutes": args.minutes, "overrides": args.set,
-              "arms": []}
+    extra = [f"train.seed={args.seed}", *args.set]
+    result = {"task": cfg.task.name, "params": cfg.task.params, "minutes": args.minutes, "clock": args.clock,
+              "seed": args.seed, "overrides": args.set, "arms": []}
     if args.check:
         result["predicted_informative_share"] = json.loads(args.check.read_text())["informative_share"]
     initial = None
     for name in args.arms:
-        arm, initial = run_arm(name, args.model, args.minutes, args.out, initial, args.set)
+        arm, initial = run_arm(name, args.model, args.minutes, args.out, initial, extra, args.clock)
         result["arms"].append(arm)
         for path in [args.out / "thin_signal.json", *([args.json] if args.json else [])]:
             path.write_text(json.dumps(result, indent=2))
