@@ -181,7 +181,12 @@ class Trainer:
     def rollout(self, problems: list[Problem], start: int) -> list[Rollout]:
         """Sample the groups of `problems`, which sit at cursor positions `start`, `start + 1`, ..."""
         prompts, seeds = self.requests(problems, start)
-        groups = generate_for(self.engine, problems, prompts, self.sampling(), seeds=seeds)
+        return self.generate(problems, prompts, self.sampling(), seeds)
+
+    def generate(self, problems: list[Problem], prompts: list[list[int]], sampling: SamplingParams,
+                 seeds: list[int]) -> list[Rollout]:
+        """`sampling.n` rollouts of each prompt from the engine, one seed per prompt."""
+        groups = generate_for(self.engine, problems, prompts, sampling, seeds=seeds)
         return self.to_rollouts(problems, prompts, groups, [self.engine.version] * len(problems))
 
     def to_rollouts(self, problems, prompts, groups, versions: list[int]) -> list[Rollout]:
@@ -252,8 +257,7 @@ class Trainer:
         seeds = [salted_seed(self.cfg.train.seed, i, salt) for i in positions]
         sampling = self.sampling()
         sampling.n = n
-        groups = generate_for(self.engine, problems, prompts, sampling, seeds=seeds)
-        rollouts = self.to_rollouts(problems, prompts, groups, [self.engine.version] * len(problems))
+        rollouts = self.generate(problems, prompts, sampling, seeds)
         t1 = time.time()
         self.score(rollouts)
         self.check_infra(rollouts, info)

@@ -169,3 +169,6 @@ def test_screening_fields_are_validated_by_name(tiny_recipe):
         _config(tiny_recipe, **{"algorithm.dynamic_sampling": "true"})
     with pytest.raises(ConfigError, match="algorithm.screen_rounds"):
         _config(tiny_recipe, **{"algorithm.screen_rounds": 0})
+    with pytest.raises(ConfigError, match="algorithm.screening.*distributed.async_rollouts"):
+        _config(tiny_recipe, **{"distributed.backend": "ray", "distributed.async_rollouts": "true"})
+    assert _config(tiny_recipe, **{"distributed.backend": "ray"}).algorithm.screening  # synchronous Ray screens

@@ -238,8 +238,9 @@ def validate(cfg: Config) -> Config:
                  cfg.algorithm.screen_oversample)
         _require(not cfg.algorithm.dynamic_sampling, "algorithm.screening", "cannot be combined with "
                  "algorithm.dynamic_sampling (screening already trains only on mixed groups)", True)
-        _require(cfg.distributed.backend == "none", "algorithm.screening", "runs in the single-process loop "
-                 "only (distributed.backend: none) for now", True)
+        _require(not cfg.distributed.async_rollouts, "algorithm.screening", "cannot be combined with "
+                 "distributed.async_rollouts (which prompts get a full group is decided from the screen's results, "
+                 "so nothing can be prefetched)", True)
     if cfg.model.kind != "tiny":
         _require(bool(cfg.model.path), "model.path", f"is required when model.kind is {cfg.model.kind!r}",
                  cfg.model.path)

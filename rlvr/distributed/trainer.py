@@ -109,18 +109,24 @@ class RayTrainer(Trainer):
 
     # --- sampling and scoring --------------------------------------------------------------------
     def rollout(self, problems: list[Problem], start: int) -> list[Rollout]:
-        d = self.cfg.distributed
-        pending = self._take_prefetched(start, problems) if d.async_rollouts else None
+        pending = self._take_prefetched(start, problems) if self.cfg.distributed.async_rollouts else None
         if pending is None:
             prompts, seeds = self.requests(problems, start)
-            pending = self.engine.submit(prompts, self.sampling(), seeds, problems)
+            return self.generate(problems, prompts, self.sampling(), seeds)
+        return self._gather(pending, problems)
+
+    def generate(self, problems: list[Problem], prompts: list[list[int]], sampling, seeds: list[int]):
+        """The rollout workers sample (and score) the prompts: the step's groups, and screening's samples."""
+        return self._gather(self.engine.submit(prompts, sampling, seeds, problems), problems)
+
+    def _gather(self, pending, problems: list[Problem]) -> list[Rollout]:
         prompts, seeds = pending.prompts, pending.seeds
         groups, versions, scores = self.engine.gather(pending)
         # The batch trains the policy of version step_count: older groups beyond the bound are sampled again.
-        stale = [i for i, v in enumerate(versions) if self.step_count - v > d.max_staleness]
+        stale = [i for i, v in enumerate(versions) if self.step_count - v > self.cfg.distributed.max_staleness]
         if stale:
             self.stale_dropped += len(stale)
-            again = self.engine.submit([prompts[i] for i in stale], self.sampling(), [seeds[i] for i in stale],
+            again = self.engine.submit([prompts[i] for i in stale], pending.sampling, [seeds[i] for i in stale],
                                        [problems[i] for i in stale])
             new_groups, new_versions, new_scores = self.engine.gather(again)
             for j, i in enumerate(stale):

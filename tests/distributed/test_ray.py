@@ -127,6 +127,32 @@ def test_synchronous_ray_run_matches_the_single_process_run(cluster, tiny_recipe
     trainer.close()
 
 
+def test_screening_on_rollout_workers_matches_the_single_process_run(cluster, tiny_recipe, tmp_path, monkeypatch):
+    """Prompt screening on Ray: the workers sample and score each round's screens and the top-ups (the driver
+    scores nothing), and the run equals the single-process one (same candidates, screens, kept groups and
+    weights)."""
+    from tests.test_screening import _ParityArithmetic
+
+    cfg = _config(tiny_recipe, sharding="ddp")
+    cfg.algorithm.screening, cfg.algorithm.screen_samples, cfg.algorithm.screen_rounds = True, 2, 3
+    trainer = Trainer(cfg, tmp_path / "single", task=_ParityArithmetic())
+    trainer.run(progress=False)
+    trainer.logger.close()
+    ref_state, ref_rows = trainer.model.state_dict(), read_jsonl(tmp_path / "single" / "metrics.jsonl")
+    assert all(r["screen/candidates"] > r["screen/passed"] > 0 for r in ref_rows)  # screens failed and passed
+    on_driver, score = [], Trainer.score
+    monkeypatch.setattr(Trainer, "score", lambda self, rollouts: (on_driver.extend(rollouts), score(self, rollouts)))
+    trainer = RayTrainer(cfg, tmp_path / "ray", task=_ParityArithmetic())
+    trainer.run(progress=False)
+    trainer.logger.close()
+    assert on_driver == []
+    rows = read_jsonl(tmp_path / "ray" / "metrics.jsonl")
+    _assert_same(trainer.model.state_dict(), ref_state, rows, ref_rows)
+    screen = [k for k in ref_rows[0] if k.startswith("screen/")]
+    assert [{k: r[k] for k in screen} for r in rows] == [{k: q[k] for k in screen} for q in ref_rows]
+    trainer.close()
+
+
 # The calculator as a user tool that runs in the sandbox only (it raises anywhere else): on Ray, the
 # workers' episodes send their calls to the worker node's sandbox pool.
 SANDBOXED_CALCULATOR = {"name": "calculator", "function": "tests.environments.userlib:sandboxed_product",
