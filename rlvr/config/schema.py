@@ -203,7 +203,8 @@ class TrainConfig:
     # weights in model.dtype itself, where small updates round away (logged as update/changed_frac)
     master_weights: bool = True
     # samples the sandbox could not score (its fault, not the candidate's) are left out of the batch and
-    # counted; a step where more than this share of its samples could not be scored stops the run
+    # counted; a step where more than this share of its samples could not be scored stops the run (with 1.0 a
+    # step where none could be scored goes on without an update, logged as update/skipped)
     max_infra_error_rate: float = 0.1
     seed: int = 0
     checkpoint_every: int = 20
