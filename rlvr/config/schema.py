@@ -69,7 +69,8 @@ class ToolConfig:
 class EpisodeConfig:
     """Limits of a multi-turn episode (a task with `tools`). `max_tokens`: completion tokens per episode, model
     and observation together (0: rollout.max_new_tokens); `tool_format`: how calls are written (`auto`: the
-    chat template's `<tool_call>` JSON where it has a tools branch, else the `<call>` tag form);
+    chat template's own form, `<tool_call>` JSON or Llama 3's bare JSON turn, where it has a tools branch,
+    else the `<call>` tag form);
     `env_timeout_s`: how long an adapted environment (`task.environment`) may take to open or to answer one
     step before its episode is left out as an environment error."""
 
@@ -79,7 +80,7 @@ class EpisodeConfig:
     tool_timeout_s: float = 5.0
     env_timeout_s: float = 60.0
     max_observation_chars: int = 400
-    tool_format: str = _choice("auto", "auto", "tags", "json")
+    tool_format: str = _choice("auto", "auto", "tags", "json", "llama")
 
 
 @dataclass

@@ -24,13 +24,13 @@ from abc import abstractmethod
 from dataclasses import dataclass
 
 from rlvr.environments.base import Environment, Episode
+from rlvr.environments.parsing import after_assistant_turn
 from rlvr.timeouts import CallTimeout, call_with_timeout
 from rlvr.types import Problem, Score
 
 logger = logging.getLogger(__name__)
 
 UNFINISHED = "unfinished: the episode ended before the environment gave a reward"
-MARK = "\x00RLVR-TURN\x00"
 
 
 @dataclass
@@ -73,10 +73,8 @@ class MessageRenderer:
             return ""
         if not self.template:
             return "\n" + "\n".join(str(m["content"]) for m in messages) + "\n"
-        msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": MARK}]
-        msgs += [{"role": m.get("role", "user"), "content": str(m["content"])} for m in messages]
-        text = self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        text = text[text.index(MARK) + len(MARK):]
+        text = after_assistant_turn(self.tokenizer, [{"role": m.get("role", "user"), "content": str(m["content"])}
+                                                     for m in messages])
         for s in self.special:  # the model's own end-of-turn marker is already in the transcript
             if turn.rstrip().endswith(s) and text.startswith(s):
                 return text[len(s):]
