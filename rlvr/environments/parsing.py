@@ -181,13 +181,13 @@ def template_form(tokenizer) -> str:
     return "json"
 
 
-FORMATS = {"tags": Format, "json": ChatFormat, "llama": LlamaFormat}
+TEMPLATE_FORMATS = {"json": ChatFormat, "llama": LlamaFormat}  # the forms a chat template writes back
 
 
 def build_format(kind: str, tokenizer) -> Format:
     """`tags`, `json`, `llama`, or `auto`: the form the chat template defines (`template_form`)."""
     kind = template_form(tokenizer) if kind == "auto" else kind
-    return Format() if kind == "tags" else FORMATS[kind](tokenizer)
+    return TEMPLATE_FORMATS[kind](tokenizer) if kind in TEMPLATE_FORMATS else Format()
 
 
 OBSERVATION_RE = re.compile(r"<result>.*?</result>", re.DOTALL)
