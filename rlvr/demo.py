@@ -29,7 +29,9 @@ def run_pretrain(cfg: Config, out: Path, logger: MetricsLogger, task=None, progr
     def encode(p):
         return encode_prompt(p, tokenizer, cfg.model.system_prompt)
 
-    seqs, starts, data_accuracy, _ = build_corpus(task, tokenizer, encode, cfg.pretrain.num_examples, cfg.train.seed)
+    # a task with tools: its transcripts' observations are not imitated (masked, as the RL learner masks them)
+    seqs, starts, data_accuracy, _, masks = build_corpus(task, tokenizer, encode, cfg.pretrain.num_examples,
+                                                         cfg.train.seed, observations=bool(cfg.task.tools))
     with Progress(cfg.pretrain.steps, "pretrain (imitation)", enabled=progress) as bar:
 
         def on_step(step, metrics):
@@ -37,7 +39,7 @@ def run_pretrain(cfg: Config, out: Path, logger: MetricsLogger, task=None, progr
                 logger.log(step, {"phase": "pretrain", **metrics})
                 bar.update(step, {"loss": metrics["pretrain/loss"]})
 
-        stats = pretrain(model, tokenizer, (seqs, starts), cfg.pretrain, seed=cfg.train.seed, on_step=on_step,
+        stats = pretrain(model, tokenizer, (seqs, starts, masks), cfg.pretrain, seed=cfg.train.seed, on_step=on_step,
                          compute_dtype=dtype)
     save_policy(model, tokenizer, out / "pretrained")
     engine = TorchEngine(inference_copy(model, dtype), tokenizer.pad_token_id)

@@ -15,20 +15,29 @@ from rlvr.batching import pad_sequences
 from rlvr.optim import autocast, build_optimizer, build_scheduler, clip_and_step, loss_scaler
 
 
-def build_corpus(task, tokenizer, encode, num_examples: int, seed: int) -> tuple[list[list[int]], list[int], float, list]:
-    """Tokenised worked solutions: (sequences, index where each solution starts, share correct, problems)."""
+def build_corpus(task, tokenizer, encode, num_examples: int, seed: int, observations: bool = False
+                 ) -> tuple[list[list[int]], list[int], float, list, list[list[int]] | None]:
+    """Tokenised worked solutions: (sequences, index where each solution starts, share correct, problems,
+    loss masks). With `observations` (a task with tools) each solution is a transcript whose `<result>`
+    observations are the environment's, not the model's: it is tokenized as the engine assembles it and its
+    mask (one entry per token from the start on, the EOS included) is 0 on them, as the RL learner masks
+    observations; without, the masks are None (every solution token is imitated)."""
+    from rlvr.environments.parsing import transcript_ids
+
     rng = random.Random(seed)
-    seqs, starts, correct, problems = [], [], 0, []
+    seqs, starts, correct, problems, masks = [], [], 0, [], []
     for i in range(num_examples):
         problem = task.train_problem(i)
         text, ok = task.worked_solution(problem, rng)
         prompt = encode(problem)
-        completion = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        seqs.append(prompt + completion)
+        ids, mask = transcript_ids(tokenizer, text) if observations else (
+            tokenizer(text, add_special_tokens=False)["input_ids"], None)
+        seqs.append(prompt + ids + [tokenizer.eos_token_id])
         starts.append(len(prompt))
+        masks.append(None if mask is None else mask + [1])
         correct += ok
         problems.append(problem)
-    return seqs, starts, correct / max(num_examples, 1), problems
+    return seqs, starts, correct / max(num_examples, 1), problems, masks if observations else None
 
 
 def pretrain(model: torch.nn.Module, tokenizer, corpus: tuple[list[list[int]], list[int]], cfg, seed: int = 0,

@@ -87,6 +87,7 @@ class Trainer:
         self.stop_ids = stop_token_ids(self.tokenizer)
         self.step_count, self.cursor, self.sampled_tokens = 0, 0, 0
         self.infra_errors = 0  # samples the sandbox could not score, over the run
+        self.skipped_steps = 0  # steps with no update: every group was dropped
         self.screener = Screener(cfg.algorithm, cfg.rollout.num_generations, cfg.train.prompts_per_step) \
             if cfg.algorithm.screening else None
         if checkpoint is not None:
@@ -136,12 +137,16 @@ class Trainer:
     # --- one step ----------------------------------------------------------------------------------
     def step(self) -> dict[str, float]:
         """One step of the loop: sample and score groups, assemble the batch, update the policy, give the
-        engine the new weights, write the step's metrics and samples. Returns the metrics."""
+        engine the new weights, write the step's metrics and samples. Returns the metrics. A step in which
+        no group could be scored (possible with `train.max_infra_error_rate: 1.0`) makes no update: it is
+        logged with `update/skipped` 1 and the run goes on (the engine's version still moves)."""
         t_start = time.time()
         collected = self.collect()
-        batch, rewards = self.assemble(collected.kept)
+        skipped = not collected.kept  # every group was dropped (no reward in any): a step with no update
+        self.skipped_steps += skipped
+        batch, rewards = (None, None) if skipped else self.assemble(collected.kept)
         t_update = time.time()
-        stats = self.learner.update(batch)
+        stats = {} if skipped else self.learner.update(batch)
         self.step_count += 1
         t_sync = time.time()
         self.sync_weights()
@@ -330,14 +335,29 @@ class Trainer:
             batch.completion_mask[truncated] = 0.0
         return batch, rewards
 
-    def metrics(self, rollouts: list[Rollout], rewards: torch.Tensor, stats: dict, info: dict) -> dict[str, float]:
-        """The step's diagnostics: reward, accuracy, format, lengths and spread of the trained groups, the
-        learner's stats, the sampling info and the task's counters (by task when there are several)."""
+    def metrics(self, rollouts: list[Rollout], rewards: torch.Tensor | None, stats: dict, info: dict
+                ) -> dict[str, float]:
+        """The step's diagnostics: reward, accuracy, format, lengths and spread of the trained groups (none
+        when no group was kept), the learner's stats, the sampling info and the task's counters (by task
+        when there are several)."""
+        m = {"phase": "rl", **(self.batch_metrics(rollouts, rewards) if rollouts else {}),
+             "update/skipped": int(not rollouts), "update/skipped_total": self.skipped_steps,
+             "sampled_tokens": self.sampled_tokens, "cursor": self.cursor,
+             "verify/infra_errors_total": self.infra_errors, **stats, **info, **self.task.stats(),
+             **episode_metrics(rollouts)}
+        tasks = sorted({r.problem.task for r in rollouts})
+        if len(tasks) > 1:
+            for t in tasks:
+                sel = [r.score.correct for r in rollouts if r.problem.task == t]
+                m[f"accuracy/{t}"] = sum(sel) / len(sel)
+        return m
+
+    def batch_metrics(self, rollouts: list[Rollout], rewards: torch.Tensor) -> dict[str, float]:
+        """Reward, accuracy, format, lengths and group spread of the (non-empty) trained groups."""
         G = self.cfg.rollout.num_generations
         lengths = torch.tensor([len(r.completion_ids) for r in rollouts], dtype=torch.float32)
         correct = torch.tensor([r.score.correct for r in rollouts], dtype=torch.float32)
-        m = {
-            "phase": "rl",
+        return {
             "reward/mean": float(rewards.mean()),
             "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
             "accuracy": float(correct.mean()),
@@ -347,20 +367,7 @@ class Trainer:
             "truncated_frac": sum(r.finish_reason == "length" for r in rollouts) / len(rollouts),
             "groups/all_equal_frac": float((~nonconstant_groups(rewards, G)).float().mean()),
             "groups/informative_frac": float(nonconstant_groups(rewards, G).float().mean()),
-            "sampled_tokens": self.sampled_tokens,
-            "cursor": self.cursor,
-            "verify/infra_errors_total": self.infra_errors,
-            **stats,
-            **info,
-            **self.task.stats(),
-            **episode_metrics(rollouts),
         }
-        tasks = sorted({r.problem.task for r in rollouts})
-        if len(tasks) > 1:
-            for t in tasks:
-                sel = [r.score.correct for r in rollouts if r.problem.task == t]
-                m[f"accuracy/{t}"] = sum(sel) / len(sel)
-        return m
 
     # --- the loop -----------------------------------------------------------------------------------
     def run_eval(self, phase: str) -> dict:
@@ -404,11 +411,12 @@ class Trainer:
     # --- checkpoints --------------------------------------------------------------------------------
     def counters(self) -> dict[str, int]:
         """Run-long counts that the metrics report cumulatively, saved so a resume goes on."""
-        return {"infra_errors": self.infra_errors}
+        return {"infra_errors": self.infra_errors, "skipped_steps": self.skipped_steps}
 
     def load_counters(self, counters: dict[str, int]) -> None:
         """Restore what `counters` saved."""
         self.infra_errors = counters.get("infra_errors", 0)
+        self.skipped_steps = counters.get("skipped_steps", 0)
 
     def save_checkpoint(self) -> Path:
         state = {

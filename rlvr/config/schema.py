@@ -69,14 +69,18 @@ class ToolConfig:
 class EpisodeConfig:
     """Limits of a multi-turn episode (a task with `tools`). `max_tokens`: completion tokens per episode, model
     and observation together (0: rollout.max_new_tokens); `tool_format`: how calls are written (`auto`: the
-    chat template's `<tool_call>` JSON where it has a tools branch, else the `<call>` tag form)."""
+    chat template's own form, `<tool_call>` JSON or Llama 3's bare JSON turn, where it has a tools branch,
+    else the `<call>` tag form);
+    `env_timeout_s`: how long an adapted environment (`task.environment`) may take to open or to answer one
+    step before its episode is left out as an environment error."""
 
     max_turns: int = 4
     max_tool_calls: int = 3
     max_tokens: int = 0
     tool_timeout_s: float = 5.0
+    env_timeout_s: float = 60.0
     max_observation_chars: int = 400
-    tool_format: str = _choice("auto", "auto", "tags", "json")
+    tool_format: str = _choice("auto", "auto", "tags", "json", "llama")
 
 
 @dataclass
@@ -203,7 +207,8 @@ class TrainConfig:
     # weights in model.dtype itself, where small updates round away (logged as update/changed_frac)
     master_weights: bool = True
     # samples the sandbox could not score (its fault, not the candidate's) are left out of the batch and
-    # counted; a step where more than this share of its samples could not be scored stops the run
+    # counted; a step where more than this share of its samples could not be scored stops the run (with 1.0 a
+    # step where none could be scored goes on without an update, logged as update/skipped)
     max_infra_error_rate: float = 0.1
     seed: int = 0
     checkpoint_every: int = 20

@@ -209,7 +209,7 @@ class RayTrainer(Trainer):
             self.close()
             raise
 
-    _COUNTS = ("stale_dropped", "prefetch_discarded", "scored", "infra_errors")  # the trainer's
+    _COUNTS = ("stale_dropped", "prefetch_discarded", "scored", "infra_errors", "skipped_steps")  # the trainer's
     _POOL_COUNTS = ("restarts", "resent_prompts", "verifier_restarts", "rescored_prompts")  # the pool's
 
     def counters(self) -> dict[str, int]:

@@ -4,7 +4,8 @@
   and `SingleTurn`, the one-turn case every plain task is;
 - `tool_env`: `ToolEnvironment`, which answers tool calls (limits and error observations);
 - `tools`: `calculator`, `python` (sandbox, state by replay) and user tools (`module:function`);
-- `parsing`: the one tool-call parser, for the chat template's `<tool_call>` JSON and the `<call>` tag form;
+- `parsing`: the one tool-call parser, for the chat template's `<tool_call>` JSON, Llama 3's bare JSON turn
+  and the `<call>` tag form;
 - `metrics`: turns, tool calls by tool, error rate, tokens by role, for the trainer's log.
 The engine side (pause at a call, resume from the KV cache) is `rlvr.rollout.episodes`.
 """

@@ -12,8 +12,9 @@ def check_episode_config(task_cfg, max_new_tokens: int) -> None:
                             ("max_tokens", e.max_tokens, 0), ("max_observation_chars", e.max_observation_chars, 1)):
         if value < low:
             raise ValueError(f"task.episode.{key}: must be >= {low}, got {value!r}")
-    if not e.tool_timeout_s > 0:
-        raise ValueError(f"task.episode.tool_timeout_s: must be > 0 seconds, got {e.tool_timeout_s!r}")
+    for key in ("tool_timeout_s", "env_timeout_s"):
+        if not getattr(e, key) > 0:
+            raise ValueError(f"task.episode.{key}: must be > 0 seconds, got {getattr(e, key)!r}")
     if e.max_tokens > max_new_tokens:
         raise ValueError(f"task.episode.max_tokens: must be <= rollout.max_new_tokens ({max_new_tokens}), "
                          f"got {e.max_tokens!r}")

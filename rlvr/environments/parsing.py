@@ -1,14 +1,21 @@
-"""How the model calls a tool and how the answer comes back: one parser for two written forms.
+"""How the model calls a tool and how the answer comes back: one parser for three written forms.
 
 - **json** (the chat template's own form, Qwen2.5 and its kin):
   `<tool_call>{"name": "calculator", "arguments": {"expression": "347*26"}}</tool_call>`; the observation is
   rendered by the tokenizer's chat template as a `tool` message followed by the next assistant header.
+- **llama** (Llama 3.1/3.2/3.3 templates with `tools=`): the whole assistant turn is the call, a bare JSON
+  object `{"name": "calculator", "parameters": {"expression": "347*26"}}` (`"arguments"` is read too),
+  optionally after `<|python_tag|>`, ended by `<|eom_id|>` or `<|eot_id|>`; the observation is the
+  template's `ipython` message (`tool` where the template knows no `ipython` role) and the next assistant
+  header. A bare JSON turn is a call only in this form: on any other template it is an answer.
 - **tags** (templates without a tools branch: SmolLM2's converted template, the tiny models):
   `<call>NAME ARGS</call>`, where ARGS is a JSON object of arguments or plain text that fills the tool's main
   parameter (`<call>calculator 347*26</call>`); the observation is `<result>OUTPUT</result>`.
 
-`parse_call` reads the last complete call of a model turn in either form; a call that cannot be read is
-returned with `error` set (a malformed call gets an error observation; it never raises).
+`parse_call` reads the last complete call of a model turn (with `bare_json`, the turn itself as Llama 3's
+call); a call that cannot be read is returned with `error` set (a malformed call gets an error observation;
+it never raises). A `Format` says where a turn ends (`ends`, the engine's pause strings), reads the call that
+ends it (`read`) and writes the observation back.
 """
 
 from __future__ import annotations
@@ -22,6 +29,10 @@ CALL_RE = re.compile(r"<tool_call>(.*?)</tool_call>|<call>(.*?)</call>", re.DOTA
 TAG_NAME_RE = re.compile(r"\s*([A-Za-z_][\w.-]*)\s*(.*)", re.DOTALL)
 # Stop strings: a model turn pauses where one of them ends a call.
 CALL_ENDS = ("</tool_call>", "</call>")
+# Llama 3: the end of a turn (eom: "end of message", the model waits for a tool; eot: end of turn) and the tag
+# that may open a call
+LLAMA_ENDS = ("<|eom_id|>", "<|eot_id|>")
+PYTHON_TAG = "<|python_tag|>"
 
 
 @dataclass
@@ -34,8 +45,21 @@ class ToolCall:
     error: str | None = None
 
 
-def parse_call(text: str) -> ToolCall | None:
-    """The last complete tool call in `text` (either form), or None when the turn holds no call."""
+def parse_call(text: str, bare_json: bool = False) -> ToolCall | None:
+    """The last complete tool call in `text` (`<tool_call>` or `<call>` form), or None when the turn holds no
+    call. With `bare_json` (Llama 3's form, for templates that use it) the turn itself is the call when, its
+    end-of-turn marker and spaces dropped, it opens with `<|python_tag|>` or `{`: the rest is read as one
+    JSON object."""
+    if bare_json:
+        body = text.strip()
+        for end in LLAMA_ENDS:
+            body = body.removesuffix(end)
+        body = body.strip()
+        if body.startswith(PYTHON_TAG):
+            body = body[len(PYTHON_TAG):].strip()
+        elif not body.startswith("{"):
+            return None
+        return _parse_json(body, "parameters")
     found = list(CALL_RE.finditer(text))
     if not found:
         return None
@@ -43,21 +67,23 @@ def parse_call(text: str) -> ToolCall | None:
     return _parse_json(json_body) if json_body is not None else _parse_tag(tag_body)
 
 
-def _parse_json(body: str) -> ToolCall:
+def _parse_json(body: str, key: str = "arguments") -> ToolCall:
+    """`{"name": ..., "arguments": {...}}` (or `"parameters"`, Llama 3's key); `key` names the one the form
+    writes, in the error messages."""
     try:
         obj = json.loads(body)
     except json.JSONDecodeError as e:
         return ToolCall(None, None, f"the tool call is not valid JSON ({e.msg} at character {e.pos})")
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
-        return ToolCall(None, None, 'the tool call must be a JSON object {"name": ..., "arguments": {...}}')
-    args = obj.get("arguments", {})
+        return ToolCall(None, None, f'the tool call must be a JSON object {{"name": ..., "{key}": {{...}}}}')
+    args = obj.get("arguments", obj.get("parameters", {}))
     if isinstance(args, str):  # some templates serialise the arguments as a JSON string
         try:
             args = json.loads(args)
         except json.JSONDecodeError:
-            return ToolCall(obj["name"], None, "the tool call's arguments are not a JSON object")
+            return ToolCall(obj["name"], None, f"the tool call's {key} are not a JSON object")
     if not isinstance(args, dict):
-        return ToolCall(obj["name"], None, "the tool call's arguments are not a JSON object")
+        return ToolCall(obj["name"], None, f"the tool call's {key} are not a JSON object")
     return ToolCall(obj["name"], args)
 
 
@@ -76,10 +102,30 @@ def _parse_tag(body: str) -> ToolCall:
     return ToolCall(name, rest)
 
 
+MARK = "\x00RLVR-SPLIT\x00"
+
+
+def after_assistant_turn(tokenizer, messages: list[dict]) -> str:
+    """What the chat template writes after an assistant turn: its end-of-turn marker, `messages`, then the
+    next assistant header (the generation prompt)."""
+    msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": MARK}, *messages]
+    text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    return text[text.index(MARK) + len(MARK):]
+
+
 class Format:
-    """How observations are written back for one of the two forms (see the module docstring)."""
+    """The tag form (see the module docstring): where a turn that calls a tool ends (`ends`), how the call is
+    read (`read`), and how the observation is written back (`observation`); `shows_tools`: whether prompts
+    pass the tools' schemas to the chat template (a template's own form; the tag form is taught)."""
 
     name = "tags"
+    ends: tuple[str, ...] = CALL_ENDS
+    bare_json = False
+    shows_tools = False
+
+    def read(self, turn: str) -> ToolCall | None:
+        """The call that ends model turn `turn`, or None: the turn is an answer."""
+        return parse_call(turn, self.bare_json) if turn.rstrip().endswith(self.ends) else None
 
     def observation(self, output: str) -> str:
         return f"<result>{output}</result>"
@@ -90,30 +136,58 @@ class ChatFormat(Format):
     assistant turn, up to the next assistant header (the assistant's end-of-turn marker included)."""
 
     name = "json"
-    MARK = "\x00RLVR-SPLIT\x00"
+    shows_tools = True
 
     def __init__(self, tokenizer):
-        msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": self.MARK}]
-        text = tokenizer.apply_chat_template(msgs + [{"role": "tool", "content": self.MARK}], tokenize=False,
-                                             add_generation_prompt=True)
-        first, second = text.index(self.MARK), text.rindex(self.MARK)
-        self.before = text[first + len(self.MARK) : second]
-        self.after = text[second + len(self.MARK) :]
+        text = after_assistant_turn(tokenizer, [{"role": "tool", "content": MARK}])
+        self.before, self.after = text.split(MARK)
 
     def observation(self, output: str) -> str:
         return f"{self.before}{output}{self.after}"
 
 
-def has_tools_branch(tokenizer) -> bool:
-    """Whether the tokenizer's chat template writes `<tool_call>` calls (Qwen2.5-style)."""
-    return "tool_call" in (getattr(tokenizer, "chat_template", None) or "")
+class LlamaFormat(Format):
+    """Llama 3's form: a turn that is a bare JSON call, ended by `<|eom_id|>` or `<|eot_id|>`, which the model
+    writes itself (so the template's end-of-turn marker is not written again). The observation is the
+    template's message of role `ipython` (`tool` where the template has no `ipython`), rendered for each
+    output, since Llama 3.1's template writes a tool message's content through `tojson`."""
+
+    name = "llama"
+    ends = LLAMA_ENDS
+    bare_json = True
+    shows_tools = True
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.role = "ipython" if "ipython" in (getattr(tokenizer, "chat_template", None) or "") else "tool"
+
+    def observation(self, output: str) -> str:
+        text = after_assistant_turn(self.tokenizer, [{"role": self.role, "content": output}])
+        for end in LLAMA_ENDS:
+            if text.startswith(end):
+                return text[len(end):]
+        return text
+
+
+def template_form(tokenizer) -> str:
+    """The tool-call form the tokenizer's chat template defines: `llama` (Llama 3's header tokens and a
+    tools branch without `<tool_call>` tags), `json` (a tools branch: `<tool_call>`, Qwen2.5-style), else
+    `tags` (no tools branch, or no template)."""
+    template = getattr(tokenizer, "chat_template", None) or ""
+    if "tool_call" not in template:
+        return "tags"
+    if "<|start_header_id|>" in template and "<tool_call>" not in template:
+        return "llama"
+    return "json"
+
+
+TEMPLATE_FORMATS = {"json": ChatFormat, "llama": LlamaFormat}  # the forms a chat template writes back
 
 
 def build_format(kind: str, tokenizer) -> Format:
-    """`tags`, `json`, or `auto`: json where the chat template has a tools branch."""
-    if kind == "json" or (kind == "auto" and has_tools_branch(tokenizer)):
-        return ChatFormat(tokenizer)
-    return Format()
+    """`tags`, `json`, `llama`, or `auto`: the form the chat template defines (`template_form`)."""
+    kind = template_form(tokenizer) if kind == "auto" else kind
+    return TEMPLATE_FORMATS[kind](tokenizer) if kind in TEMPLATE_FORMATS else Format()
 
 
 OBSERVATION_RE = re.compile(r"<result>.*?</result>", re.DOTALL)

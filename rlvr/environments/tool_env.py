@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 
 from rlvr.environments.base import Environment, Episode
-from rlvr.environments.parsing import CALL_ENDS, Format, parse_call
+from rlvr.environments.parsing import Format
 from rlvr.environments.tools import Tool, ToolError, check_arguments
 from rlvr.types import Problem, ToolCallRecord
 
@@ -39,7 +39,7 @@ class ToolEpisode(Episode):
         if rec.turns == 0:  # the first turn starts in the prompt with the response prefix
             turn = env.response_prefix + turn
         rec.turns += 1
-        call = parse_call(turn) if turn.rstrip().endswith(CALL_ENDS) else None
+        call = env.format.read(turn)
         if call is None:
             rec.ended = "answer"
             return None
@@ -83,19 +83,18 @@ class ToolEpisode(Episode):
 class ToolEnvironment(Environment):
     """Episodes in which the model may call `tools` (see the module docstring for limits and errors)."""
 
-    pause_strings = CALL_ENDS
-
     def __init__(self, tools: list[Tool], format: Format, max_turns: int = 4, max_tool_calls: int = 3,
                  timeout_s: float = 5.0, max_tokens: int | None = None, max_observation_chars: int = 400,
                  response_prefix: str | None = None):
         self.tools = {t.name: t for t in tools}
         self.format = format
+        self.pause_strings = format.ends  # where a turn that calls a tool ends
         self.max_turns, self.max_tool_calls = max_turns, max_tool_calls
         self.timeout_s, self.max_tokens = timeout_s, max_tokens
         self.max_observation_chars = max_observation_chars
         self.response_prefix = response_prefix or ""  # the first turn's start, in the prompt
-        # the json form is the chat template's own: its prompt lists the tools (the tag form is taught)
-        self.prompt_tools = self.schemas() if format.name == "json" else None
+        # a chat template's own form (json, llama): its prompt lists the tools (the tag form is taught)
+        self.prompt_tools = self.schemas() if format.shows_tools else None
 
     def open(self, problem: Problem | None) -> Episode:
         return ToolEpisode(self)

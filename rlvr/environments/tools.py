@@ -24,11 +24,11 @@ import json
 import math
 import operator
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rlvr.timeouts import CallTimeout, call_with_timeout
 
 
 class ToolError(Exception):
@@ -236,15 +236,13 @@ print(_r if isinstance(_r, str) else _j.dumps(_r, default=str), end="")
 class UserTool:
     function: str
     trusted: bool
-    _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(4, "rlvr-tool"))
 
     def __call__(self, args: dict, state: dict, timeout_s: float) -> str:
         fn = resolve(self.function)
         if self.trusted:
-            future = self._pool.submit(fn, **args)
             try:
-                return to_text(future.result(timeout=timeout_s))
-            except FutureTimeout:
+                return to_text(call_with_timeout(fn, timeout_s, **args))
+            except CallTimeout:
                 raise ToolError("timeout", f"the call ran past {timeout_s:g} s") from None
             except Exception as e:  # noqa: BLE001 - whatever the user's function raises is the model's error
                 raise ToolError("raised", f"{type(e).__name__}: {e}") from None

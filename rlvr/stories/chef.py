@@ -31,7 +31,7 @@ def run(s: StoryRun) -> None:
     cfg = s.cfg
     task = build_task(cfg.task, eval_size=cfg.eval.num_problems)
     _, tokenizer = load_policy(cfg.model, seed=cfg.train.seed)
-    seqs, starts, data_accuracy, _ = build_corpus(
+    seqs, starts, data_accuracy, _, _ = build_corpus(
         task, tokenizer, lambda p: encode_prompt(p, tokenizer, cfg.model.system_prompt), cfg.pretrain.num_examples,
         cfg.train.seed)
     s.log("data", data_accuracy=data_accuracy)  # the share of imitated solutions the verifier accepts

@@ -95,9 +95,10 @@ class StoryRun:
         dtype = compute_dtype(cfg.model, model)
         data_accuracy = None
         if corpus is None:
-            seqs, starts, data_accuracy, _ = build_corpus(task, tokenizer, self.encoder(tokenizer),
-                                                          cfg.pretrain.num_examples, cfg.train.seed)
-            corpus = (seqs, starts)
+            seqs, starts, data_accuracy, _, masks = build_corpus(task, tokenizer, self.encoder(tokenizer),
+                                                                 cfg.pretrain.num_examples, cfg.train.seed,
+                                                                 observations=bool(cfg.task.tools))
+            corpus = (seqs, starts, masks)
         steps = cfg.pretrain.steps if steps is None else steps
         pcfg = dataclasses.replace(cfg.pretrain, steps=steps, warmup_steps=min(cfg.pretrain.warmup_steps, steps // 10))
         logger = MetricsLogger(d, config=cfg.to_dict())

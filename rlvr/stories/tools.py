@@ -11,14 +11,14 @@ a tool.
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from rlvr.environments.parsing import parse_call, transcript_ids
+from rlvr.environments.parsing import parse_call
 from rlvr.logging.metrics import read_jsonl
 from rlvr.models.loading import load_policy
+from rlvr.pretrain import build_corpus
 from rlvr.stories.harness import StoryRun, arm_evals, arm_event, clearly_above, finish_panels, r4, two_panels
 from rlvr.tasks.registry import build_task
 
@@ -32,17 +32,8 @@ CLAIM = ("after imitation that calls a calculator in a minority of solutions, RL
 def tool_corpus(task, tokenizer, encode, n: int, seed: int) -> tuple[tuple, float]:
     """The teacher's transcripts as an imitation corpus (seqs, starts, masks) with the observations masked,
     and the share of them that call the tool."""
-    rng = random.Random(seed)
-    seqs, starts, masks, calls = [], [], [], 0
-    for i in range(n):
-        problem = task.train_problem(i)
-        text, _ = task.worked_solution(problem, rng)
-        ids, mask = transcript_ids(tokenizer, text)
-        prompt = encode(problem)
-        seqs.append(prompt + ids + [tokenizer.eos_token_id])
-        starts.append(len(prompt))
-        masks.append(mask + [1])
-        calls += parse_call(text) is not None
+    seqs, starts, _, _, masks = build_corpus(task, tokenizer, encode, n, seed, observations=True)
+    calls = sum(0 in m for m in masks)  # a transcript that calls the tool holds the call's observation
     return (seqs, starts, masks), calls / max(n, 1)
 
 

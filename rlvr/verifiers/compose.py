@@ -16,13 +16,13 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlvr.timeouts import CallTimeout, call_with_timeout
 from rlvr.types import Problem, Score
-from rlvr.verifiers import VERIFIERS, InfraError, check_options, safe_score
+from rlvr.verifiers import VERIFIERS, check_options, safe_score
 
 logger = logging.getLogger(__name__)
 
@@ -100,24 +100,11 @@ def _call(term: RewardTerm, problem: Problem, text: str) -> Score:
 
     if term.timeout_s is None:
         return safe_score(fn, problem, text, **term.options)
-    box: list[Score | InfraError] = []
-
-    def work() -> None:
-        try:
-            box.append(safe_score(fn, problem, text, **term.options))
-        except InfraError as e:  # re-raised in the caller: no reward, not a zero
-            box.append(e)
-
-    # A daemon thread: a hung user function cannot be killed, but it no longer holds up training.
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
-    worker.join(term.timeout_s)
-    if box and isinstance(box[0], InfraError):
-        raise box[0]
-    if not box:
+    try:  # InfraError propagates: no reward, not a zero
+        return call_with_timeout(safe_score, term.timeout_s, fn, problem, text, **term.options)
+    except CallTimeout:  # a hung user function cannot be killed, but it no longer holds up training
         logger.warning("reward %s timed out after %.1fs on problem %s", term.name, term.timeout_s, problem.id)
         return Score(0.0, False, False, {"error": f"{term.name} timed out after {term.timeout_s:g}s"})
-    return box[0]
 
 
 def build_reward(spec: list[dict]) -> Callable[[Problem, str], Score]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import random
 import re
+import threading
 
 import pytest
 
@@ -270,3 +271,67 @@ def test_the_engine_closes_every_environment_once_however_its_episode_ended(make
     assert {"length", "max_turns"} <= set(ended), ended  # cut by the budget, and by rlvr's turn limit
     for c in (c for g in groups for c in g):  # each step's reward counts, cut or not
         assert c.episode.env_score.reward == pytest.approx(0.25 * c.episode.turns)
+
+
+RELEASE = threading.Event()  # set at the end of the test: the hung calls return and their threads end
+
+
+class Hanging(skyrl_gym.Env):
+    """Hangs (until RELEASE, at most 10 s) when opened with extras `hang_at_open`, or at a step for problems
+    whose answer is 11; otherwise the first step is a right answer."""
+
+    def __init__(self, env_config=None, extras=None):
+        self.extras = extras or {}
+        if self.extras.get("hang_at_open"):
+            RELEASE.wait(10)
+
+    def init(self, prompt):
+        return prompt, {}
+
+    def step(self, action):
+        if self.extras["reward_spec"]["ground_truth"] == "11":
+            RELEASE.wait(10)
+        return {"observations": [], "reward": 1.0, "done": True, "metadata": {}}
+
+
+if "rlvr_test_hanging" not in skyrl_gym.registry:
+    skyrl_gym.register(id="rlvr_test_hanging", entry_point=Hanging)
+
+
+def test_a_hung_environment_is_an_environment_error_and_the_batch_goes_on(make_tiny_model, char_tokenizer):
+    from rlvr.environments.metrics import unscored_episodes
+    from rlvr.rollout.base import SamplingParams
+    from rlvr.rollout.episodes import EpisodeEngine
+    from rlvr.rollout.torch_engine import TorchEngine
+    from rlvr.types import Rollout
+
+    tok = char_tokenizer
+    cfg = TaskConfig(environment="skyrl_gym:rlvr_test_hanging")
+    cfg.episode.env_timeout_s = 0.2
+    try:
+        env = build_environment(cfg, tok, 40)
+        assert env.timeout_s == 0.2
+        engine = EpisodeEngine(TorchEngine(make_tiny_model(), tok.pad_token_id), env, tok)
+        prompts = [tok(p, add_special_tokens=False)["input_ids"] for p in ("12+34=", "5+6=")]
+        problems = [_arith(46), _arith(11)]
+        groups = engine.generate(prompts, SamplingParams(2, 40, 1.0, 1.0, (tok.eos_token_id,)), seeds=[1, 2],
+                                 problems=problems)
+        for c in groups[0]:  # answered at once
+            assert c.episode.env_error is None and c.episode.env_score.reward == 1.0
+        for c in groups[1]:  # its step hung: no reward, never a 0
+            rec = c.episode
+            assert rec.env_score is None and rec.ended == "env_error"
+            assert "did not answer at a step within task.episode.env_timeout_s=0.2 s" in rec.env_error
+            assert score_sample(lambda p, t: pytest.fail("not the verifier"), problems[1], "", rec) is None
+        rollouts = [Rollout(problems[g], prompts[g], c.token_ids, c.logprobs, "", c.finish_reason, g,
+                            score=score_sample(None, problems[g], "", c.episode), episode=c.episode)
+                    for g in range(2) for c in groups[g]]
+        counts, say = unscored_episodes(rollouts)
+        assert counts == {"episode/env_errors": 2, "episode/env_unfinished": 0} and "env_timeout_s" in say
+
+        cfg.environment_options = {"extras": {"hang_at_open": True}}
+        ep = build_environment(cfg, tok, 40).open(_arith())  # opening hangs: the same, at opening
+        assert ep.respond("a" + EOS) is None and ep.record.env_score is None
+        assert "did not answer at opening within task.episode.env_timeout_s=0.2 s" in ep.record.env_error
+    finally:
+        RELEASE.set()

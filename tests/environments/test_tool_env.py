@@ -105,6 +105,7 @@ def test_a_reply_primed_with_a_call_opens_it_in_the_first_turn():
        "parameters": {"type": "object", "properties": {}, "required": ["word"]}}], {}, "task.tools[0].parameters.required"),
     ([{"name": "calculator"}], {"max_turns": 0}, "task.episode.max_turns"),
     ([{"name": "calculator"}], {"tool_timeout_s": 0}, "task.episode.tool_timeout_s"),
+    ([{"name": "calculator"}], {"env_timeout_s": -1.0}, "task.episode.env_timeout_s"),
     ([{"name": "calculator"}], {"max_tokens": 65}, "task.episode.max_tokens"),
     ([{"name": "calculator"}], {"tool_format": "xml"}, "task.episode.tool_format"),
     ([{"name": "calculator", "colour": "red"}], {}, "task.tools[0].colour"),

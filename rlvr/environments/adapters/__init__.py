@@ -53,8 +53,8 @@ def build_adapter(task_cfg, tokenizer, max_new_tokens: int):
     """The `Environment` that `task.environment` names."""
     library, env_id = parse_environment(task_cfg.environment)
     e = task_cfg.episode
-    args = (env_id, task_cfg.environment_options, tokenizer, e.max_turns, min(e.max_tokens or max_new_tokens,
-                                                                             max_new_tokens))
+    args = (env_id, task_cfg.environment_options, tokenizer, e.max_turns,
+            min(e.max_tokens or max_new_tokens, max_new_tokens), e.env_timeout_s)
     if library == "skyrl_gym":
         from rlvr.environments.adapters.skyrl_gym import SkyRLGymEnvironment
 

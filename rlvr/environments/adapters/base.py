@@ -10,6 +10,11 @@ The reward rule (rlvr's: a reward is true or not given, never a silent 0):
   budget while the game still ran) gives none either: left out and counted, as "unfinished".
 A turn cut by the token budget is still handed to the environment (`Episode.cut`): the environment judges
 what the model wrote, as it would have judged a finished turn.
+
+Environments run in this process, in threads. Each call into one (opening it, a step) may take at most
+`task.episode.env_timeout_s`; past that the episode ends as an environment error (no reward, counted) and the
+batch goes on. The hung call cannot be stopped (Python cannot kill a thread): it runs on in a daemon thread,
+and its environment is never released, since that thread may still be inside it.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ from abc import abstractmethod
 from dataclasses import dataclass
 
 from rlvr.environments.base import Environment, Episode
+from rlvr.environments.parsing import after_assistant_turn
+from rlvr.timeouts import CallTimeout, call_with_timeout
 from rlvr.types import Problem, Score
 
 logger = logging.getLogger(__name__)
 
 UNFINISHED = "unfinished: the episode ended before the environment gave a reward"
-MARK = "\x00RLVR-TURN\x00"
 
 
 @dataclass
@@ -67,10 +73,8 @@ class MessageRenderer:
             return ""
         if not self.template:
             return "\n" + "\n".join(str(m["content"]) for m in messages) + "\n"
-        msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": MARK}]
-        msgs += [{"role": m.get("role", "user"), "content": str(m["content"])} for m in messages]
-        text = self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        text = text[text.index(MARK) + len(MARK):]
+        text = after_assistant_turn(self.tokenizer, [{"role": m.get("role", "user"), "content": str(m["content"])}
+                                                     for m in messages])
         for s in self.special:  # the model's own end-of-turn marker is already in the transcript
             if turn.rstrip().endswith(s) and text.startswith(s):
                 return text[len(s):]
@@ -90,7 +94,7 @@ class AdapterEpisode(Episode):
         rec = self.record
         rec.env_scored, rec.env_error = True, UNFINISHED
         try:
-            self.start(problem)
+            call_with_timeout(self.start, env.timeout_s, problem)
         except Exception as e:  # noqa: BLE001 - the environment's fault: no reward, counted
             self.closed = True  # nothing was made to release
             self._fail("opening", e)
@@ -131,7 +135,7 @@ class AdapterEpisode(Episode):
         if rec.env_error is not None and rec.env_error != UNFINISHED:
             return None  # it failed before: nothing to step
         try:
-            step = self.step(self.env.renderer.action(turn))
+            step = call_with_timeout(self.step, self.env.timeout_s, self.env.renderer.action(turn))
         except Exception as e:  # noqa: BLE001 - the environment's fault, never the model's: no reward
             self._fail("a step", e)
             return None
@@ -150,6 +154,10 @@ class AdapterEpisode(Episode):
     def _fail(self, where: str, e: Exception) -> None:
         rec = self.record
         rec.env_score, rec.env_error = None, f"the environment raised {type(e).__name__} at {where}: {e}"
+        if isinstance(e, CallTimeout):  # its thread still runs inside the environment: it is not released
+            self.closed = True
+            rec.env_error = (f"the environment did not answer at {where} within task.episode.env_timeout_s="
+                             f"{self.env.timeout_s:g} s (its thread cannot be stopped and runs on)")
         rec.ended = "env_error"
         logger.warning("no reward (%s): %s", self.env.spec, rec.env_error)
         self.close()
@@ -171,8 +179,10 @@ class AdapterEnvironment(Environment):
 
     episode_class: type[AdapterEpisode]
 
-    def __init__(self, spec: str, tokenizer, max_turns: int, max_tokens: int | None, success_reward: float = 1.0):
+    def __init__(self, spec: str, tokenizer, max_turns: int, max_tokens: int | None, timeout_s: float = 60.0,
+                 success_reward: float = 1.0):
         self.spec = spec
+        self.timeout_s = timeout_s  # per call into the library (opening, a step): task.episode.env_timeout_s
         self.renderer = MessageRenderer(tokenizer)
         self.max_turns, self.max_tokens = max_turns, max_tokens
         self.success_reward = success_reward

@@ -64,8 +64,9 @@ class SkyRLGymEpisode(AdapterEpisode):
 class SkyRLGymEnvironment(AdapterEnvironment):
     episode_class = SkyRLGymEpisode
 
-    def __init__(self, env_id: str, options: dict[str, Any], tokenizer, max_turns: int, max_tokens: int | None):
-        super().__init__(f"skyrl_gym:{env_id}", tokenizer, max_turns, max_tokens)
+    def __init__(self, env_id: str, options: dict[str, Any], tokenizer, max_turns: int, max_tokens: int | None,
+                 timeout_s: float = 60.0):
+        super().__init__(f"skyrl_gym:{env_id}", tokenizer, max_turns, max_tokens, timeout_s)
         check(env_id, options)
         self.env_id = env_id
         self.env_config = dict(options.get("env_config") or {})

@@ -42,7 +42,8 @@ class TextArenaEpisode(AdapterEpisode):
 class TextArenaEnvironment(AdapterEnvironment):
     episode_class = TextArenaEpisode
 
-    def __init__(self, env_id: str, options: dict[str, Any], tokenizer, max_turns: int, max_tokens: int | None):
-        super().__init__(f"textarena:{env_id}", tokenizer, max_turns, max_tokens)
+    def __init__(self, env_id: str, options: dict[str, Any], tokenizer, max_turns: int, max_tokens: int | None,
+                 timeout_s: float = 60.0):
+        super().__init__(f"textarena:{env_id}", tokenizer, max_turns, max_tokens, timeout_s)
         make_game(env_id, options)  # an unknown game or option fails here, named
         self.env_id, self.options = env_id, dict(options)
