@@ -19,10 +19,8 @@ from pathlib import Path
 
 import torch
 
-from rlvr.algorithms.advantages import compute_advantages
-from rlvr.algorithms.dapo import nonconstant_groups, overlong_penalty
-from rlvr.algorithms.kl import kl_penalized_rewards
-from rlvr.batching import make_batch
+from rlvr.algorithms.dapo import nonconstant_groups
+from rlvr.batching import assemble_batch, batch_metrics
 from rlvr.checkpoint import latest_checkpoint, restore_metric_files, save_checkpoint
 from rlvr.config import Config, save_config
 from rlvr.environments import build_environment
@@ -312,62 +310,22 @@ class Trainer:
             f"exhausts it. {describe()}")
 
     def assemble(self, rollouts: list[Rollout]) -> tuple[Batch, torch.Tensor]:
-        """The learner's batch from the kept groups, and their (N,) rewards: the verifier's reward plus DAPO's
-        overlong shaping, minus the KL penalty with `kl_in_reward`; advantages within each group; with
-        `mask_truncated`, no loss on completions cut at the length limit."""
-        a, G = self.cfg.algorithm, self.cfg.rollout.num_generations
-        for i, r in enumerate(rollouts):  # groups renumbered in batch order
-            r.group = i // G
-        rewards = torch.tensor([r.score.reward for r in rollouts], dtype=torch.float32)  # (N,)
-        if a.overlong_buffer > 0:
-            lengths = torch.tensor([len(r.completion_ids) for r in rollouts])
-            rewards = rewards + overlong_penalty(lengths, self.cfg.rollout.max_new_tokens, a.overlong_buffer,
-                                                 a.overlong_penalty)
-        batch = make_batch(rollouts, torch.zeros(len(rollouts)), self.tokenizer.pad_token_id)
-        if a.kl_coef > 0:
-            batch.ref_logprobs = self.learner.reference_logprobs(batch)
-            if a.kl_in_reward:
-                rewards = kl_penalized_rewards(rewards, batch.old_logprobs, batch.ref_logprobs,
-                                               batch.completion_mask, a.kl_coef, a.kl_estimator)
-        batch.advantages = compute_advantages(rewards, G, a.advantage, a.scale_rewards)
-        if a.mask_truncated:
-            truncated = torch.tensor([r.finish_reason == "length" for r in rollouts])
-            batch.completion_mask[truncated] = 0.0
-        return batch, rewards
+        """The learner's batch from the kept groups, and their (N,) rewards (`assemble_batch`)."""
+        return assemble_batch(rollouts, self.cfg.algorithm, self.cfg.rollout, self.tokenizer.pad_token_id,
+                              self.learner.reference_logprobs)
 
     def metrics(self, rollouts: list[Rollout], rewards: torch.Tensor | None, stats: dict, info: dict
                 ) -> dict[str, float]:
         """The step's diagnostics: reward, accuracy, format, lengths and spread of the trained groups (none
         when no group was kept), the learner's stats, the sampling info and the task's counters (by task
         when there are several)."""
-        m = {"phase": "rl", **(self.batch_metrics(rollouts, rewards) if rollouts else {}),
+        G = self.cfg.rollout.num_generations
+        m = {"phase": "rl", **(batch_metrics(rollouts, rewards, G) if rollouts else {}),
              "update/skipped": int(not rollouts), "update/skipped_total": self.skipped_steps,
              "sampled_tokens": self.sampled_tokens, "cursor": self.cursor,
              "verify/infra_errors_total": self.infra_errors, **stats, **info, **self.task.stats(),
              **episode_metrics(rollouts)}
-        tasks = sorted({r.problem.task for r in rollouts})
-        if len(tasks) > 1:
-            for t in tasks:
-                sel = [r.score.correct for r in rollouts if r.problem.task == t]
-                m[f"accuracy/{t}"] = sum(sel) / len(sel)
         return m
-
-    def batch_metrics(self, rollouts: list[Rollout], rewards: torch.Tensor) -> dict[str, float]:
-        """Reward, accuracy, format, lengths and group spread of the (non-empty) trained groups."""
-        G = self.cfg.rollout.num_generations
-        lengths = torch.tensor([len(r.completion_ids) for r in rollouts], dtype=torch.float32)
-        correct = torch.tensor([r.score.correct for r in rollouts], dtype=torch.float32)
-        return {
-            "reward/mean": float(rewards.mean()),
-            "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
-            "accuracy": float(correct.mean()),
-            "format_rate": sum(r.score.formatted for r in rollouts) / len(rollouts),
-            "response_length/mean": float(lengths.mean()),
-            "response_length/max": float(lengths.max()),
-            "truncated_frac": sum(r.finish_reason == "length" for r in rollouts) / len(rollouts),
-            "groups/all_equal_frac": float((~nonconstant_groups(rewards, G)).float().mean()),
-            "groups/informative_frac": float(nonconstant_groups(rewards, G).float().mean()),
-        }
 
     # --- the loop -----------------------------------------------------------------------------------
     def run_eval(self, phase: str) -> dict:
