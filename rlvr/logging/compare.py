@@ -17,9 +17,10 @@ from pathlib import Path
 
 import yaml
 
+from rlvr.logging.html import CSS
 from rlvr.logging.metrics import EVAL_FILE, METRICS_FILE, read_jsonl, write_text_atomic
 from rlvr.logging.plots import Series, plot_panel
-from rlvr.logging.report import CSS, _phase, series
+from rlvr.logging.report import _phase, series
 
 # (title, file, key): every run's response length and format rate among them.
 PANELS = [

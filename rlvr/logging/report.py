@@ -17,6 +17,7 @@ from typing import Any
 
 from rlvr.atomic import write_text_atomic
 from rlvr.logging.check_section import END_CHECK_FILE, check_html, read_check
+from rlvr.logging.html import CSS, as_text, fmt, html_table, img, text_block
 from rlvr.logging.metrics import (
     EVAL_FILE,
     METRICS_FILE,
@@ -50,8 +51,6 @@ RL_PANELS = [
 NOT_METRICS = {"step", "phase"}
 MAX_SAMPLES = 40
 MAX_GRID = 48
-PREVIEW_CHARS = 200
-MAX_TEXT_CHARS = 6000
 
 
 @dataclass
@@ -148,76 +147,12 @@ def _accuracy(value: Any) -> float | None:
     return None if number is None or not math.isfinite(number) else number
 
 
-# --- HTML pieces ---------------------------------------------------------------------------------------------
-
-
-def _fmt_float(value: float, key: str = "") -> str:
-    if not math.isfinite(value):
-        return "–"
-    if key.endswith("seconds") and value >= 60:
-        minutes, seconds = divmod(int(round(value)), 60)
-        hours = f"{minutes // 60}h " if minutes >= 60 else ""
-        return f"{value:.1f} s ({hours}{minutes % 60}m {seconds:02d}s)"
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    if abs(value) >= 100:
-        return f"{value:.1f}"
-    return f"{value:.3f}" if abs(value) >= 0.01 else f"{value:.3g}"
-
-
-def _fmt(value: Any, key: str = "") -> str:
-    """A value for a table cell, escaped; `key` picks the format (durations for *seconds)."""
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (int, float)):
-        return escape(_fmt_float(float(value), key))
-    if isinstance(value, (dict, list)):
-        text = json.dumps(value, default=str)
-        return escape(text if len(text) <= 300 else text[:300] + " …")
-    return escape(str(value))
-
-
-def _text_block(text: str) -> str:
-    """Escaped preformatted text; long text is collapsed behind a one-line preview."""
-    if len(text) > MAX_TEXT_CHARS:
-        text = text[:MAX_TEXT_CHARS] + f"\n… ({len(text) - MAX_TEXT_CHARS} more characters)"
-    if len(text) <= PREVIEW_CHARS and text.count("\n") < 6:
-        return f"<pre>{escape(text)}</pre>"
-    preview = " ".join(text[:PREVIEW_CHARS].split())
-    return f"<details><summary>{escape(preview)} …</summary><pre>{escape(text)}</pre></details>"
-
-
-def _as_text(value: Any) -> str:
-    """A prompt or completion as plain text; chat messages become `role: content` lines."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and all(isinstance(m, dict) for m in value):
-        return "\n".join(f"{m.get('role', '?')}: {m.get('content', '')}" for m in value)
-    return json.dumps(value, default=str) if isinstance(value, (list, dict)) else str(value)
-
-
-def _table(headers: list[str] | None, rows: list[list[str]], cls: str = "") -> str:
-    """An HTML table; `headers` are escaped here, cells must be escaped HTML already."""
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers or [])
-    head = f"<thead><tr>{head}</tr></thead>" if head else ""
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="{cls}">{head}<tbody>{body}</tbody></table>'
-
-
-def _img(uri: str, alt: str, cls: str = "plot") -> str:
-    return f'<img class="{cls}" src="{uri}" alt="{escape(alt)}">'
-
-
 def _summary_section(run: RunFiles, phases: dict[str, list[dict]]) -> str:
     others = sorted(k for k in run.summary if k not in SUMMARY_KEYS)
     keys = [k for k in SUMMARY_KEYS if k in run.summary] + others
     parts = []
     if keys:
-        parts.append(_table(None, [[escape(str(k)), _fmt(run.summary[k], str(k))] for k in keys], "summary"))
+        parts.append(html_table(None, [[escape(str(k)), fmt(run.summary[k], str(k))] for k in keys], "summary"))
     else:
         parts.append("<p class='muted'>No summary.json (the run may still be going).</p>")
     counts = [f"{len(rows)} {escape(phase)} metric rows" for phase, rows in phases.items()]
@@ -241,16 +176,16 @@ def _rl_section(rows: list[dict], evals: list[dict]) -> str:
                     hlines.append((f"eval after pretraining ({acc:.3f})", acc))
         curves = [c for c in curves if c.finite_count() > 0]
         if curves:
-            plots.append(_img(plot_panel(title, curves, hlines=hlines, smooth=smooth), title))
+            plots.append(img(plot_panel(title, curves, hlines=hlines, smooth=smooth), title))
     eval_keys = sorted(
         {k for r in rl_evals for k, v in r.items() if k not in NOT_METRICS and _number(v) is not None}
     )
     eval_curves = [c for c in (series(rl_evals, k, points=True) for k in eval_keys) if c.finite_count() > 0]
     if eval_curves:
-        plots.append(_img(plot_panel("Eval", eval_curves), "Eval"))
+        plots.append(img(plot_panel("Eval", eval_curves), "Eval"))
     by_task = _by_task_series(rl_evals)
     if by_task:
-        plots.append(_img(plot_panel("Eval accuracy by task", by_task), "Eval accuracy by task"))
+        plots.append(img(plot_panel("Eval accuracy by task", by_task), "Eval accuracy by task"))
     html = [f"<div class='plots'>{''.join(plots)}</div>"] if plots else []
     used = {k for _, keys, _ in RL_PANELS for k in keys}
     html.append(_grid_html(_grid_series(rows, used), "Other metrics"))
@@ -279,7 +214,7 @@ def _grid_html(curves: list[Series], title: str, xlabel: str = "step") -> str:
     if len(curves) > MAX_GRID:
         extra = f"<p class='muted'>{len(curves) - MAX_GRID} more metrics not shown.</p>"
         curves = curves[:MAX_GRID]
-    return f"<h3>{escape(title)}</h3>{_img(plot_grid(curves, xlabel=xlabel), title, 'grid')}{extra}"
+    return f"<h3>{escape(title)}</h3>{img(plot_grid(curves, xlabel=xlabel), title, 'grid')}{extra}"
 
 
 def _pretrain_section(rows: list[dict]) -> str:
@@ -287,7 +222,7 @@ def _pretrain_section(rows: list[dict]) -> str:
     html = []
     if loss.finite_count() > 0:
         html.append(
-            _img(
+            img(
                 plot_panel("Pretraining loss", [loss], xlabel="pretraining step", smooth=True),
                 "Pretraining loss",
             )
@@ -306,14 +241,14 @@ def _eval_table(evals: list[dict]) -> str:
     for row in evals[-30:]:
         by_task = row.get("by_task")
         tasks = (
-            ", ".join(f"{escape(str(t))}: {_fmt(_accuracy(v))}" for t, v in by_task.items())
+            ", ".join(f"{escape(str(t))}: {fmt(_accuracy(v))}" for t, v in by_task.items())
             if isinstance(by_task, dict)
-            else _fmt(by_task)
+            else fmt(by_task)
         )
         rows.append(
-            [_fmt(row.get("step")), _fmt(row.get("phase"))] + [_fmt(row.get(k), k) for k in keys] + [tasks]
+            [fmt(row.get("step")), fmt(row.get("phase"))] + [fmt(row.get(k), k) for k in keys] + [tasks]
         )
-    return _table(["step", "phase", *keys, "by task"], rows, "data")
+    return html_table(["step", "phase", *keys, "by task"], rows, "data")
 
 
 def _transcript(parts: list[dict]) -> str:
@@ -337,42 +272,24 @@ def _samples_table(samples: list[dict]) -> str:
     for s in latest:
         correct = s.get("correct")
         mark = {True: "<span class='ok'>✓</span>", False: "<span class='bad'>✗</span>"}.get(
-            correct if isinstance(correct, bool) else None, _fmt(correct)
+            correct if isinstance(correct, bool) else None, fmt(correct)
         )
         details = s.get("details")
         details_text = json.dumps(details, indent=1, default=str) if details else ""
         rows.append(
             [
-                _fmt(s.get("step")),
-                _fmt(s.get("task")),
-                _fmt(s.get("reward")),
+                fmt(s.get("step")),
+                fmt(s.get("task")),
+                fmt(s.get("reward")),
                 mark,
-                _fmt(s.get("formatted")),
-                _text_block(_as_text(s.get("prompt"))),
-                _transcript(s["transcript"]) if s.get("transcript") else _text_block(_as_text(s.get("completion"))),
-                _text_block(details_text) if details_text else "",
+                fmt(s.get("formatted")),
+                text_block(as_text(s.get("prompt"))),
+                _transcript(s["transcript"]) if s.get("transcript") else text_block(as_text(s.get("completion"))),
+                text_block(details_text) if details_text else "",
             ]
         )
     headers = ["step", "task", "reward", "correct", "formatted", "prompt", "completion", "details"]
-    return _table(headers, rows, "data samples")
-
-
-CSS = """
-body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 1.5rem auto;
-       max-width: 1280px; padding: 0 1rem; color: #222; }
-h1 { font-size: 1.5rem; margin-bottom: .3rem; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
-.muted { color: #777; } .ok { color: #1a7f37; font-weight: bold; } .bad { color: #cf222e; font-weight: bold; }
-.plots { display: flex; flex-wrap: wrap; gap: .5rem; } .plot { width: 400px; max-width: 100%; }
-.grid { max-width: 100%; }
-table { border-collapse: collapse; font-size: .85rem; margin: .5rem 0; }
-th, td { border: 1px solid #ddd; padding: .25rem .5rem; text-align: left; vertical-align: top; }
-th { background: #f4f4f4; } table.summary td:first-child { font-weight: 600; }
-table.samples td { max-width: 420px; }
-pre { white-space: pre-wrap; word-break: break-word; margin: 0; font-size: .8rem; }
-summary { cursor: pointer; word-break: break-word; }
-pre.tool { background: #eef4fb; border-left: 3px solid #4a7fb5; padding: .1rem .4rem; margin: .15rem 0; }
-.notes { background: #fff8e1; padding: .5rem 1rem; border-radius: 4px; }
-"""
+    return html_table(headers, rows, "data samples")
 
 
 def render(run: RunFiles) -> str:

@@ -7,9 +7,9 @@ import json
 from html import escape
 from pathlib import Path
 
+from rlvr.logging.html import CSS, fmt, html_table
 from rlvr.logging.metrics import write_text_atomic
 from rlvr.logging.plots import to_data_uri
-from rlvr.logging.report import CSS, _fmt, _table
 from rlvr.stories.harness import arm_answers, story_events
 
 SHOWN = 6  # answers shown per arm, before and after
@@ -17,9 +17,9 @@ SHOWN = 6  # answers shown per arm, before and after
 
 def _answers_table(rows: list[dict]) -> str:
     cells = [[escape(str(r.get("prompt", ""))), f"<pre>{escape(str(r.get('completion', '')))}</pre>",
-              "yes" if r.get("correct") else "<span class='bad'>no</span>", _fmt(r.get("reward")),
-              _fmt(r.get("length"))] for r in rows[:SHOWN]]
-    return _table(["prompt", "answer", "correct", "reward", "tokens"], cells, "samples")
+              "yes" if r.get("correct") else "<span class='bad'>no</span>", fmt(r.get("reward")),
+              fmt(r.get("length"))] for r in rows[:SHOWN]]
+    return html_table(["prompt", "answer", "correct", "reward", "tokens"], cells, "samples")
 
 
 def _arm_section(out: Path, arm: str, kind: str) -> str:
@@ -47,7 +47,7 @@ def render_story(out: str | Path) -> str:
         f"<p><b>Reading:</b> {escape(module.reading(summary))}</p>",
         f"<img class='grid' src='{to_data_uri(fig)}' alt='story figure'>",
         "<h2>Summary</h2>",
-        _table(None, [[escape(k), _fmt(v, k)] for k, v in summary.items()], "summary"),
+        html_table(None, [[escape(k), fmt(v, k)] for k, v in summary.items()], "summary"),
         "<h2>Answers before and after (held-out, greedy)</h2>",
     ]
     for e in story_events(out):
