@@ -43,6 +43,22 @@ def parse_call(text: str) -> ToolCall | None:
     return _parse_json(json_body) if json_body is not None else _parse_tag(tag_body)
 
 
+def json_calls(text: str) -> tuple[str, list[ToolCall]]:
+    """The json-form calls in `text` that can be read, and the text without them (calls that cannot be read
+    stay in the text, where the reader sees what the model wrote)."""
+    calls, kept, at = [], [], 0
+    for m in CALL_RE.finditer(text):
+        if m.group(1) is None:
+            continue
+        call = _parse_json(m.group(1))
+        if call.error is None:
+            calls.append(call)
+            kept.append(text[at:m.start()])
+            at = m.end()
+    kept.append(text[at:])
+    return "".join(kept).strip(), calls
+
+
 def _parse_json(body: str) -> ToolCall:
     try:
         obj = json.loads(body)
