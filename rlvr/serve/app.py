@@ -6,6 +6,9 @@ the prompt's (`prompt_token_ids`: top level for chat, per choice for completions
 log-prob of each sampled token under the distribution it was drawn from (the engine's behaviour log-probs:
 temperature-scaled, nucleus-renormalised with top_p < 1; at temperature 0 the model's own). Chat requests
 with `tools` on a template with a tools branch get the `<tool_call>` blocks the model wrote as `tool_calls`.
+With `stream: true` the reply is sent as server-sent events once it is complete: one chunk per choice (its
+whole text as one delta, token ids and log-probs included), a usage chunk with `stream_options.include_usage`,
+then `[DONE]` (agent programs that always stream, such as verifiers' chat loop, work unchanged).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 import uuid
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from rlvr.environments.adapters.base import MessageRenderer
 from rlvr.environments.parsing import json_calls
@@ -142,6 +145,25 @@ class EngineServer:
                           "total_tokens": len(prompt) + completion_tokens}, **extra}
 
 
+def sse_events(response: dict, include_usage: bool) -> list[bytes]:
+    """A complete response as the events of a stream: a chunk per choice, the usage chunk, `[DONE]`."""
+    head = {k: v for k, v in response.items() if k not in ("choices", "usage")}
+    if head["object"] == "chat.completion":
+        head["object"] = "chat.completion.chunk"
+    events = []
+    for choice in response["choices"]:
+        choice = dict(choice)
+        if "message" in choice:
+            delta = dict(choice.pop("message"))
+            if delta.get("tool_calls"):
+                delta["tool_calls"] = [{**c, "index": k} for k, c in enumerate(delta["tool_calls"])]
+            choice["delta"] = delta
+        events.append({**head, "choices": [choice]})
+    if include_usage:
+        events.append({**head, "choices": [], "usage": response["usage"]})
+    return [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+
+
 def create_app(server: EngineServer):
     """The FastAPI application over `server`."""
     app = FastAPI(title="rlvr", docs_url=None, redoc_url=None)
@@ -158,7 +180,11 @@ def create_app(server: EngineServer):
         if not isinstance(body, dict):
             return error(400, "body: must be a JSON object", "invalid_request_error", "body")
         try:
-            return JSONResponse(await handler(body, *args))
+            response = await handler(body, *args)
+            if body.get("stream"):
+                usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                return StreamingResponse(iter(sse_events(response, usage)), media_type="text/event-stream")
+            return JSONResponse(response)
         except RequestError as e:
             return error(e.status, str(e), "invalid_request_error" if e.status == 400 else "not_found_error", e.param)
         except Exception as e:  # noqa: BLE001 - the engine failed: the client is told, the server goes on

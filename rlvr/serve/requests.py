@@ -68,8 +68,8 @@ def _number(body: dict, key: str, low: float, high: float, default: float, open_
 
 def _refuse_unsupported(body: dict) -> None:
     """Fields that would change what is sampled, or how it is returned, in ways the engine cannot do."""
-    if body.get("stream"):
-        raise RequestError("stream", "streaming responses are not supported; send stream: false")
+    if body.get("stream") not in (None, True, False):
+        raise RequestError("stream", f"must be true or false, got {body.get('stream')!r}")
     for key in ("presence_penalty", "frequency_penalty", "repetition_penalty"):
         if body.get(key) not in (None, 0, 0.0, 1.0 if key == "repetition_penalty" else 0):
             raise RequestError(key, "penalties are not supported: they would change the behaviour policy")

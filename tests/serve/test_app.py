@@ -80,6 +80,19 @@ def test_stop_strings_cut_the_text_and_end_the_sample(served):
     assert cut.logprobs.token_logprobs == pytest.approx(full.logprobs.token_logprobs[:at + len(stop)], abs=1e-5)
 
 
+def test_a_streamed_reply_is_the_same_sample_in_one_chunk(served):
+    client, *_ = served()
+    messages = [{"role": "user", "content": "8+1="}]
+    plain = client.chat.completions.create(model="tiny", messages=messages, max_tokens=6, seed=8)
+    chunks = list(client.chat.completions.create(model="tiny", messages=messages, max_tokens=6, seed=8, stream=True,
+                                                 stream_options={"include_usage": True}))
+    assert len(chunks) == 2 and chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+    choice = chunks[0].choices[0]
+    assert choice.delta.content == plain.choices[0].message.content
+    assert choice.finish_reason == plain.choices[0].finish_reason
+    assert choice.model_extra["token_ids"] == plain.choices[0].token_ids
+
+
 def test_top_logprobs_are_the_sampling_distributions(served):
     client, *_ = served()
     out = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "2+2="}], max_tokens=5,
@@ -113,7 +126,7 @@ def test_concurrent_requests_run_as_one_batch_with_their_own_samples(served):
 
 @pytest.mark.parametrize("field,value,status", [
     ("temperature", 5, 400), ("top_p", 0, 400), ("n", 0, 400), ("max_tokens", 100, 400), ("seed", -1, 400),
-    ("stop", [""], 400), ("stream", True, 400), ("logit_bias", {"5": 1}, 400), ("top_logprobs", 3, 400),
+    ("stop", [""], 400), ("stream", "yes", 400), ("logit_bias", {"5": 1}, 400), ("top_logprobs", 3, 400),
     ("model", "gpt-4", 404), ("messages", [], 400), ("tool_choice", "required", 400),
 ])
 def test_bad_fields_are_refused_with_their_name(served, field, value, status):
