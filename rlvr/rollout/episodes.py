@@ -42,9 +42,12 @@ from rlvr.types import EpisodeRecord
 def with_environment(engine, environment: Environment, tokenizer):
     """`engine` itself for a single-turn environment (its own path, unchanged), else an `EpisodeEngine` over
     a torch engine or a `VLLMEpisodeEngine` over vLLM (in the trainer's process, or on each Ray rollout
-    worker)."""
+    worker); an environment that drives the model itself (`drives_model`: verifiers) wraps the engine its
+    own way."""
     if not environment.multi_turn:
         return engine
+    if getattr(environment, "drives_model", False):  # its own program asks for the turns (verifiers)
+        return environment.engine(engine, tokenizer)
     from rlvr.rollout.vllm_engine import VLLMEngine
 
     if isinstance(engine, VLLMEngine):  # a request per turn, the history's KV from vLLM's prefix cache
@@ -112,6 +115,12 @@ def segments(mask: list[int]) -> list[tuple[str, int, int]]:
     return out
 
 
+def record_transcript(rec: EpisodeRecord, tokens: list[int], mask: list[int], tokenizer) -> None:
+    """An episode's `segments` and `transcript` (the text of each run of model or observation tokens)."""
+    rec.segments = segments(mask)
+    rec.transcript = [(role, tokenizer.decode(tokens[a:b], skip_special_tokens=False)) for role, a, b in rec.segments]
+
+
 class _Row:
     """One episode in the batch: what it has written and been told, and where its current turn began."""
 
@@ -128,9 +137,7 @@ class _Row:
 
     def completion(self, tokenizer) -> Completion:
         rec: EpisodeRecord = self.episode.record
-        rec.segments = segments(self.mask)
-        rec.transcript = [(role, tokenizer.decode(self.tokens[a:b], skip_special_tokens=False))
-                          for role, a, b in rec.segments]
+        record_transcript(rec, self.tokens, self.mask, tokenizer)
         return Completion(self.tokens, self.logps, self.reason, list(self.mask), rec)
 
     def resume(self, obs: str | None, budget: int, stop: set[int], tokenizer) -> list[int] | None:

@@ -47,6 +47,7 @@ class Session:
     budget: int | None = None
     turns: list[Turn] = field(default_factory=list)
     broken: str | None = None
+    spent: bool = False  # a turn was refused: the budget was spent before the episode ended
 
     @property
     def stream(self) -> list[int]:
@@ -80,6 +81,7 @@ class Session:
         else:
             left = self.budget - (len(prompt) - len(self.turns[0].prompt_ids))
         if left <= 0:
+            self.spent = True
             raise RequestError("max_tokens", f"the session's token budget ({self.budget}) is spent")
         return min(asked, left)
 
