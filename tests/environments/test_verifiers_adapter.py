@@ -8,25 +8,30 @@ tests run where `pip install 'rlvr[verifiers]'` was done (docs/environments.md) 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("verifiers.v1", reason="verifiers is not installed (pip install 'rlvr[verifiers]', in an "
                                            "environment of its own: it downgrades openai)")
 
-from rlvr.config import TaskConfig  # noqa: E402
+from rlvr.config import TaskConfig, load_config  # noqa: E402
 from rlvr.environments import build_environment  # noqa: E402
 from rlvr.environments.adapters.base import UNFINISHED  # noqa: E402
+from rlvr.logging.metrics import read_jsonl  # noqa: E402
 from rlvr.models.loading import encode_prompt, stop_token_ids  # noqa: E402
 from rlvr.models.tiny import build_tiny_llama  # noqa: E402
 from rlvr.rollout.base import SamplingParams, sample_seed  # noqa: E402
 from rlvr.rollout.episodes import generate_for, segments, with_environment  # noqa: E402
 from rlvr.rollout.torch_engine import TorchEngine  # noqa: E402
 from rlvr.tasks.registry import build_task  # noqa: E402
+from rlvr.trainer import Trainer  # noqa: E402
 from rlvr.verifiers import score_sample  # noqa: E402
+from tests.conftest import TINY_RUN  # noqa: E402
 
 ENVS = Path(__file__).parent / "verifiers_envs"
 
@@ -116,3 +121,29 @@ def test_bad_options_are_refused_with_their_name(monkeypatch, char_tokenizer):
                               char_tokenizer, 32)
     with pytest.raises(ValueError, match="task.environment: verifiers has no taskset 'rlvr_vf_nothing'"):
         build_environment(TaskConfig(environment="verifiers:rlvr_vf_nothing"), char_tokenizer, 32)
+
+
+def test_a_verifiers_environment_trains_in_the_loop(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(ENVS))
+    data = copy.deepcopy(TINY_RUN)
+    data["model"]["max_position_embeddings"] = 256
+    data["task"] = {"name": "verifiers", "environment": "verifiers:rlvr_vf_digit"}
+    data["rollout"]["max_new_tokens"] = 24
+    data["train"].update(steps=2, checkpoint_every=0)
+    data["eval"] = {"num_problems": 2}
+    trainer = Trainer(load_config(base=data), tmp_path)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    collected = trainer.collect()
+    assert len(collected.kept) == 4
+    for r in collected.kept:
+        assert r.prompt_ids == trainer.encode(r.problem)  # the program's first prompt is rlvr's rendering
+        assert r.completion_mask == [1] * len(r.completion_ids) and len(r.logprobs) == len(r.completion_ids)
+        answer = re.search(r"Say (\d)", r.problem.prompt[-1]["content"]).group(1)
+        assert r.score.reward == float(answer in r.text) and r.score.details["rewards"].keys() == {"says_digit"}
+    trainer.run(progress=False)
+    result = trainer.run_eval("final")  # held-out tasks (every fifth), greedy episodes scored by the rubric
+    trainer.logger.close()
+    assert 0.0 <= result["accuracy"] <= 1.0 and read_jsonl(tmp_path / "eval.jsonl")[-1]["phase"] == "final"
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2] and all(r["episode/env_errors"] == 0 for r in rows)
+    assert any(not torch.equal(v, before[k]) for k, v in trainer.model.state_dict().items())  # the policy moved
