@@ -9,12 +9,12 @@ import json
 
 
 def handle(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from rlvr.config import load_config
+    from rlvr.extras import import_extra
     from rlvr.serve import build_server
     from rlvr.serve.app import create_app
 
+    uvicorn = import_extra("uvicorn", "rlvr serve", "serve")
     cfg = load_config(args.config, args.set)
     server = build_server(cfg, model_name=args.model_name, max_batch=args.max_batch)
     print(json.dumps({"model": server.model_name, "url": f"http://{args.host}:{args.port}/v1"}), flush=True)

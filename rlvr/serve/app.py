@@ -19,14 +19,17 @@ import threading
 import time
 import uuid
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
-
 from rlvr.environments.adapters.base import MessageRenderer
 from rlvr.environments.parsing import json_calls
+from rlvr.extras import import_extra
 from rlvr.serve.batcher import Batcher, Sample
 from rlvr.serve.requests import GenRequest, RequestError, read_chat, read_completion
 from rlvr.serve.sessions import Session, Sessions, Turn
+
+fastapi = import_extra("fastapi", "the endpoint (rlvr serve, task.environment: verifiers:...)", "serve")
+FastAPI, Request = fastapi.FastAPI, fastapi.Request
+responses = import_extra("fastapi.responses", "the endpoint (rlvr serve)", "serve")
+JSONResponse, StreamingResponse = responses.JSONResponse, responses.StreamingResponse
 
 
 class EngineServer:
@@ -215,7 +218,7 @@ class ServerThread:
     base URL for an OpenAI client (`.../v1`); `stop()` shuts it down."""
 
     def __init__(self, server: EngineServer, host: str = "127.0.0.1", port: int = 0):
-        import uvicorn
+        uvicorn = import_extra("uvicorn", "the endpoint (rlvr serve)", "serve")
 
         self.server = server
         config = uvicorn.Config(create_app(server), host=host, port=port, log_level="warning", lifespan="off")
