@@ -159,20 +159,11 @@ class _Row:
         return [last] + obs_ids
 
 
-class EpisodeEngine:
-    """The engine protocol over episodes of `environment`, sampling with a `TorchEngine`'s model."""
+class OverEngine:
+    """An engine that runs episodes over another (`self.engine`): the policy version, the weights and their
+    form are that engine's."""
 
-    def __init__(self, engine: TorchEngine, environment: Environment, tokenizer, workers: int = 8,
-                 feed_chunk: int | None = None):
-        self.engine, self.environment, self.tokenizer = engine, environment, tokenizer
-        self.workers = workers
-        # observation tokens a row feeds per forward call: on a CPU compute grows with the call's width, so one
-        # (an observation is read at decoding pace, beside the other rows); on a GPU a wide call costs about as
-        # much as a narrow one, so whole observations (benchmarks/episodes_throughput.py measures both)
-        self.feed_chunk = feed_chunk or (1 if engine.device.type == "cpu" else 256)
-        self.stats = {"fed_tokens": 0, "forward_calls": 0, "compactions": 0}
-        tail = max((len(s) for s in environment.pause_strings), default=0)
-        self._tail_tokens = tail + 4  # tokens decoded to find a pause string (each token is >= 1 character)
+    engine = None
 
     @property
     def version(self) -> int:
@@ -190,6 +181,22 @@ class EpisodeEngine:
 
     def load_weights(self, state, version: int) -> None:
         self.engine.load_weights(state, version)
+
+
+class EpisodeEngine(OverEngine):
+    """The engine protocol over episodes of `environment`, sampling with a `TorchEngine`'s model."""
+
+    def __init__(self, engine: TorchEngine, environment: Environment, tokenizer, workers: int = 8,
+                 feed_chunk: int | None = None):
+        self.engine, self.environment, self.tokenizer = engine, environment, tokenizer
+        self.workers = workers
+        # observation tokens a row feeds per forward call: on a CPU compute grows with the call's width, so one
+        # (an observation is read at decoding pace, beside the other rows); on a GPU a wide call costs about as
+        # much as a narrow one, so whole observations (benchmarks/episodes_throughput.py measures both)
+        self.feed_chunk = feed_chunk or (1 if engine.device.type == "cpu" else 256)
+        self.stats = {"fed_tokens": 0, "forward_calls": 0, "compactions": 0}
+        tail = max((len(s) for s in environment.pause_strings), default=0)
+        self._tail_tokens = tail + 4  # tokens decoded to find a pause string (each token is >= 1 character)
 
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], sampling: SamplingParams, generator: torch.Generator | None = None,

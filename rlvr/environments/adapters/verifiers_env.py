@@ -36,7 +36,7 @@ from rlvr.environments.adapters.base import UNFINISHED
 from rlvr.environments.base import Environment, Episode
 from rlvr.models.loading import stop_token_ids
 from rlvr.rollout.base import Completion, SamplingParams, sample_seed
-from rlvr.rollout.episodes import record_transcript
+from rlvr.rollout.episodes import OverEngine, record_transcript
 from rlvr.tasks.verifiers_tasks import check_options, load_tasks, taskset_config
 from rlvr.types import EpisodeRecord, Problem, Score
 
@@ -102,7 +102,7 @@ class VerifiersEnvironment(Environment):
         return VerifiersEngine(engine, self, tokenizer)
 
 
-class VerifiersEngine:
+class VerifiersEngine(OverEngine):
     """The engine protocol over a verifiers environment's episodes, sampling with `engine` behind rlvr's
     endpoint; `problems` (VerifiersTask's) name the tasks."""
 
@@ -116,20 +116,8 @@ class VerifiersEngine:
         self.http = None  # the endpoint's thread, started at the first episode
         self._env = None
 
-    @property
-    def version(self) -> int:
-        return self.engine.version
-
-    @property
-    def model(self) -> torch.nn.Module:
-        return self.engine.model
-
-    @property
-    def weights(self) -> str:
-        return self.engine.weights
-
     def load_weights(self, state, version: int) -> None:
-        self.server.load_weights(state, version)
+        self.server.load_weights(state, version)  # between two of the endpoint's batches
 
     def close(self) -> None:
         if self.http is not None:
