@@ -194,6 +194,7 @@ def create_app(server: EngineServer):
             return error(500, f"the engine failed: {type(e).__name__}: {e}", "server_error")
 
     @app.get("/v1/models")
+    @app.get("/sessions/{sid}/v1/models")
     async def models():
         return {"object": "list", "data": [{"id": server.model_name, "object": "model", "created": 0,
                                             "owned_by": "rlvr"}]}

@@ -50,6 +50,7 @@ def test_a_rewritten_history_marks_the_session_and_the_budget_holds(served):
     with pytest.raises(openai.BadRequestError, match="max_tokens: the session's token budget \\(8\\) is spent"):
         _turn(session_client, rewritten)  # a fresh rendering: the stream is not extended, and nothing is left
     assert session.broken is not None and "rewritten" in session.broken
+    assert [m.id for m in session_client.models.list().data] == ["tiny"]
     with pytest.raises(openai.NotFoundError, match="session"):
         openai.OpenAI(base_url=session_client.base_url.copy_with(path="/sessions/nope/v1/"), api_key="u",
                       max_retries=0).chat.completions.create(model="tiny", messages=first)
