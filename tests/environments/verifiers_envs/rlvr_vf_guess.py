@@ -24,13 +24,15 @@ class GuessEnv(vf.Env[GuessEnvConfig]):
         target, won = task.data.target, 0.0
         async with agents.player.interaction(task) as interaction:
             segment = await interaction.turn()
-            for _ in range(3):
+            for attempt in range(3):
                 if segment.terminated:
                     break
                 found = re.findall(r"\d", segment.last_reply or "")
                 guess = int(found[0]) if found else -1
                 if guess == target:
                     won = 1.0
+                    break
+                if attempt == 2:  # no guess left
                     break
                 segment = await interaction.turn("higher" if guess < target else "lower")
         interaction.trace.record_reward("found", won)
