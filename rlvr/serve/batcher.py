@@ -80,6 +80,8 @@ class Batcher:
         self._thread.start()
 
     def submit(self, req: GenRequest) -> Future:
+        if not self._thread.is_alive():
+            raise RuntimeError("the endpoint's engine thread is closed")
         seeds = ([req.seed + i for i in range(len(req.prompts))] if req.seed is not None
                  else [self._rng.getrandbits(63) for _ in req.prompts])
         future: Future = Future()
