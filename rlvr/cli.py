@@ -7,6 +7,7 @@
     rlvr report RUN_DIR [RUN_DIR ...]         write RUN_DIR/report.html, or overlay runs (seeds as a band)
     rlvr tasks [show NAME]                    list tasks, or sample a few problems of one
     rlvr check --config FILE [--json OUT]     is there a learning signal? (pass rates, informative groups)
+    rlvr serve --config FILE [--port P]       the policy behind an OpenAI-compatible endpoint (token ids, log-probs)
 """
 
 from __future__ import annotations

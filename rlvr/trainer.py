@@ -198,8 +198,8 @@ class Trainer:
         for g, (problem, prompt, completions, version) in enumerate(zip(problems, prompts, groups, versions)):
             for c in completions:
                 text = decode_completion(self.tokenizer, c.token_ids, self.cfg.model.response_prefix)
-                rollouts.append(Rollout(problem, prompt, c.token_ids, c.logprobs, text, c.finish_reason, g,
-                                        policy_version=version, completion_mask=c.mask, episode=c.episode))
+                rollouts.append(Rollout(problem, c.prompt_ids or prompt, c.token_ids, c.logprobs, text, c.finish_reason,
+                                        g, policy_version=version, completion_mask=c.mask, episode=c.episode))
         return rollouts
 
     def score(self, rollouts: list[Rollout]) -> None:

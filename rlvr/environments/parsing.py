@@ -67,6 +67,26 @@ def parse_call(text: str, bare_json: bool = False) -> ToolCall | None:
     return _parse_json(json_body) if json_body is not None else _parse_tag(tag_body)
 
 
+def json_calls(text: str, bare_json: bool = False) -> tuple[str, list[ToolCall]]:
+    """The json-form calls in `text` that can be read, and the text without them (calls that cannot be read
+    stay in the text, where the reader sees what the model wrote). With `bare_json` (Llama 3's form) the whole
+    reply is one call or none."""
+    if bare_json:
+        call = parse_call(text, bare_json=True)
+        return ("", [call]) if call is not None and call.error is None else (text, [])
+    calls, kept, at = [], [], 0
+    for m in CALL_RE.finditer(text):
+        if m.group(1) is None:
+            continue
+        call = _parse_json(m.group(1))
+        if call.error is None:
+            calls.append(call)
+            kept.append(text[at:m.start()])
+            at = m.end()
+    kept.append(text[at:])
+    return "".join(kept).strip(), calls
+
+
 def _parse_json(body: str, key: str = "arguments") -> ToolCall:
     """`{"name": ..., "arguments": {...}}` (or `"parameters"`, Llama 3's key); `key` names the one the form
     writes, in the error messages."""

@@ -36,6 +36,9 @@ class Completion:
     # multi-turn episodes only (rlvr.rollout.episodes): 1 = model-written token, 0 = observation token
     mask: list[int] | None = None
     episode: EpisodeRecord | None = None
+    # the prompt this sample continues, where the episode's own program rendered it (verifiers); None: the
+    # prompt the engine was asked for
+    prompt_ids: list[int] | None = None
 
 
 class Engine(Protocol):

@@ -42,9 +42,12 @@ from rlvr.types import EpisodeRecord
 def with_environment(engine, environment: Environment, tokenizer):
     """`engine` itself for a single-turn environment (its own path, unchanged), else an `EpisodeEngine` over
     a torch engine or a `VLLMEpisodeEngine` over vLLM (in the trainer's process, or on each Ray rollout
-    worker)."""
+    worker); an environment that drives the model itself (`drives_model`: verifiers) wraps the engine its
+    own way."""
     if not environment.multi_turn:
         return engine
+    if getattr(environment, "drives_model", False):  # its own program asks for the turns (verifiers)
+        return environment.engine(engine, tokenizer)
     from rlvr.rollout.vllm_engine import VLLMEngine
 
     if isinstance(engine, VLLMEngine):  # a request per turn, the history's KV from vLLM's prefix cache
@@ -112,6 +115,12 @@ def segments(mask: list[int]) -> list[tuple[str, int, int]]:
     return out
 
 
+def record_transcript(rec: EpisodeRecord, tokens: list[int], mask: list[int], tokenizer) -> None:
+    """An episode's `segments` and `transcript` (the text of each run of model or observation tokens)."""
+    rec.segments = segments(mask)
+    rec.transcript = [(role, tokenizer.decode(tokens[a:b], skip_special_tokens=False)) for role, a, b in rec.segments]
+
+
 class _Row:
     """One episode in the batch: what it has written and been told, and where its current turn began."""
 
@@ -128,9 +137,7 @@ class _Row:
 
     def completion(self, tokenizer) -> Completion:
         rec: EpisodeRecord = self.episode.record
-        rec.segments = segments(self.mask)
-        rec.transcript = [(role, tokenizer.decode(self.tokens[a:b], skip_special_tokens=False))
-                          for role, a, b in rec.segments]
+        record_transcript(rec, self.tokens, self.mask, tokenizer)
         return Completion(self.tokens, self.logps, self.reason, list(self.mask), rec)
 
     def resume(self, obs: str | None, budget: int, stop: set[int], tokenizer) -> list[int] | None:
@@ -152,20 +159,11 @@ class _Row:
         return [last] + obs_ids
 
 
-class EpisodeEngine:
-    """The engine protocol over episodes of `environment`, sampling with a `TorchEngine`'s model."""
+class OverEngine:
+    """An engine that runs episodes over another (`self.engine`): the policy version, the weights and their
+    form are that engine's."""
 
-    def __init__(self, engine: TorchEngine, environment: Environment, tokenizer, workers: int = 8,
-                 feed_chunk: int | None = None):
-        self.engine, self.environment, self.tokenizer = engine, environment, tokenizer
-        self.workers = workers
-        # observation tokens a row feeds per forward call: on a CPU compute grows with the call's width, so one
-        # (an observation is read at decoding pace, beside the other rows); on a GPU a wide call costs about as
-        # much as a narrow one, so whole observations (benchmarks/episodes_throughput.py measures both)
-        self.feed_chunk = feed_chunk or (1 if engine.device.type == "cpu" else 256)
-        self.stats = {"fed_tokens": 0, "forward_calls": 0, "compactions": 0}
-        tail = max((len(s) for s in environment.pause_strings), default=0)
-        self._tail_tokens = tail + 4  # tokens decoded to find a pause string (each token is >= 1 character)
+    engine = None
 
     @property
     def version(self) -> int:
@@ -183,6 +181,22 @@ class EpisodeEngine:
 
     def load_weights(self, state, version: int) -> None:
         self.engine.load_weights(state, version)
+
+
+class EpisodeEngine(OverEngine):
+    """The engine protocol over episodes of `environment`, sampling with a `TorchEngine`'s model."""
+
+    def __init__(self, engine: TorchEngine, environment: Environment, tokenizer, workers: int = 8,
+                 feed_chunk: int | None = None):
+        self.engine, self.environment, self.tokenizer = engine, environment, tokenizer
+        self.workers = workers
+        # observation tokens a row feeds per forward call: on a CPU compute grows with the call's width, so one
+        # (an observation is read at decoding pace, beside the other rows); on a GPU a wide call costs about as
+        # much as a narrow one, so whole observations (benchmarks/episodes_throughput.py measures both)
+        self.feed_chunk = feed_chunk or (1 if engine.device.type == "cpu" else 256)
+        self.stats = {"fed_tokens": 0, "forward_calls": 0, "compactions": 0}
+        tail = max((len(s) for s in environment.pause_strings), default=0)
+        self._tail_tokens = tail + 4  # tokens decoded to find a pause string (each token is >= 1 character)
 
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], sampling: SamplingParams, generator: torch.Generator | None = None,

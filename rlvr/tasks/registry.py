@@ -153,6 +153,10 @@ def _one(cfg, eval_size: int) -> Task:
         from rlvr.tasks.textarena import TextArenaTask
 
         return TextArenaTask(cfg.environment.partition(":")[2], cfg.environment_options, cfg.seed, eval_size)
+    if (getattr(cfg, "environment", None) or "").startswith("verifiers:"):  # the taskset is the source of problems
+        from rlvr.tasks.verifiers_tasks import VerifiersTask
+
+        return VerifiersTask(cfg.environment.partition(":")[2], cfg.environment_options, cfg.seed, eval_size)
     if cfg.mixture or cfg.name == "mixture":
         return _mixture(cfg, eval_size)
     if cfg.name.startswith(PREFIX):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rlvr.config.schema import ToolConfig
-from rlvr.environments.parsing import ChatFormat, Format, build_format, parse_call
+from rlvr.environments.parsing import ChatFormat, Format, build_format, json_calls, parse_call
 from rlvr.environments.tools import ToolError, build_tool, calculate, calculator_tool, python_tool
 
 
@@ -35,6 +35,20 @@ def test_malformed_calls_are_reported_not_raised(text):
 def test_no_call_and_unclosed_call_are_none():
     assert parse_call("<think>1+1=2</think><answer>2</answer>") is None
     assert parse_call("<call>calculator 2*") is None
+
+
+def test_json_calls_takes_every_readable_call_out_of_the_text():
+    text = ('I will add. <tool_call>{"name": "add", "arguments": {"a": 1}}</tool_call> then '
+            '<tool_call>{"name": "mul", "arguments": "{\\"b\\": 2}"}</tool_call><tool_call>{oops}</tool_call>')
+    content, calls = json_calls(text)
+    assert [(c.name, c.arguments) for c in calls] == [("add", {"a": 1}), ("mul", {"b": 2})]
+    assert content == "I will add.  then <tool_call>{oops}</tool_call>"  # a call that cannot be read stays text
+    assert json_calls("<call>calculator 1+1</call> plain") == ("<call>calculator 1+1</call> plain", [])
+    # Llama 3's form (`rlvr serve` on a Llama template): the whole reply is the call, or there is none
+    content, calls = json_calls('{"name": "add", "parameters": {"a": 1}}', bare_json=True)
+    assert content == "" and [(c.name, c.arguments) for c in calls] == [("add", {"a": 1})]
+    assert json_calls('{"name": "add", "parameters": {"a": 1}}') == ('{"name": "add", "parameters": {"a": 1}}', [])
+    assert json_calls("The answer is 4.", bare_json=True) == ("The answer is 4.", [])
 
 
 def test_observation_forms():

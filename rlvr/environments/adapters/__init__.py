@@ -2,7 +2,9 @@
 (options in `task.environment_options`; the `envs` extra installs the libraries).
 
 - `skyrl_gym:<env id>`: SkyRL's Gymnasium-style text environments; problems come from the task as usual;
-- `textarena:<game id>`: textarena's single-player games; problems are seeded games.
+- `textarena:<game id>`: textarena's single-player games; problems are seeded games;
+- `verifiers:<taskset id>`: verifiers environments, which drive the model through an OpenAI-compatible
+  endpoint (rlvr.serve) themselves; problems are the taskset's tasks (`verifiers_env`).
 Each model turn (up to its stop token) is the environment's action; what the environment says back is the
 observation (masked from the loss); the environment's own reward scores the episode (`adapters.base`).
 """
@@ -11,7 +13,8 @@ from __future__ import annotations
 
 import importlib.util
 
-LIBRARIES = {"skyrl_gym": "skyrl_gym", "textarena": "textarena"}  # prefix -> the module it needs
+LIBRARIES = {"skyrl_gym": "skyrl_gym", "textarena": "textarena", "verifiers": "verifiers"}  # prefix -> module
+EXTRA = {"verifiers": "verifiers"}  # the pip extra that installs a library (default: envs)
 
 
 def parse_environment(spec: str) -> tuple[str, str]:
@@ -24,7 +27,7 @@ def parse_environment(spec: str) -> tuple[str, str]:
         raise ValueError(f"task.environment: unknown library {library!r} in {spec!r}; adapters: {', '.join(LIBRARIES)}")
     if importlib.util.find_spec(LIBRARIES[library]) is None:
         raise ValueError(f"task.environment: {spec!r} needs the {library} package, which is not installed: "
-                         "pip install 'rlvr[envs]'")
+                         f"pip install 'rlvr[{EXTRA.get(library, 'envs')}]'")
     return library, env_id
 
 
@@ -40,6 +43,15 @@ def check_environment_config(task_cfg) -> None:
         from rlvr.environments.adapters.skyrl_gym import check
 
         check(env_id, task_cfg.environment_options)
+    elif library == "verifiers":
+        from rlvr.environments.adapters.verifiers_env import env_config
+        from rlvr.tasks.verifiers_tasks import check_options
+
+        if task_cfg.path or task_cfg.mixture:
+            raise ValueError("task.environment: a verifiers taskset is its own source of problems; "
+                             "task.path and task.mixture cannot be set with it")
+        check_options(task_cfg.environment_options)
+        env_config(env_id, task_cfg.environment_options, task_cfg.episode.max_turns)
     else:
         from rlvr.tasks.textarena import make_game
 
@@ -59,6 +71,10 @@ def build_adapter(task_cfg, tokenizer, max_new_tokens: int):
         from rlvr.environments.adapters.skyrl_gym import SkyRLGymEnvironment
 
         return SkyRLGymEnvironment(*args)
+    if library == "verifiers":
+        from rlvr.environments.adapters.verifiers_env import VerifiersEnvironment
+
+        return VerifiersEnvironment(*args)
     from rlvr.environments.adapters.textarena import TextArenaEnvironment
 
     return TextArenaEnvironment(*args)
