@@ -74,7 +74,7 @@ def build_adapter(task_cfg, tokenizer, max_new_tokens: int):
     if library == "verifiers":
         from rlvr.environments.adapters.verifiers_env import VerifiersEnvironment
 
-        return VerifiersEnvironment(*args)
+        return VerifiersEnvironment(*args[:5])  # its episodes run in verifiers' runtime: no per-step timeout
     from rlvr.environments.adapters.textarena import TextArenaEnvironment
 
     return TextArenaEnvironment(*args)
