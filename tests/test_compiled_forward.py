@@ -69,8 +69,11 @@ def test_bucket_ladder():
     assert all(n <= bucket(n) <= 1.5 * n for n in range(1, 2000))
 
 
-@pytest.mark.parametrize("variant", ["plain", "entropy", "gradient_checkpointing", "lora"])
-def test_compiled_update_equals_eager(make_tiny_model, counting, variant):
+@pytest.mark.parametrize("variant", ["plain", "entropy", "gradient_checkpointing", "lora", "whole_model"])
+def test_compiled_update_equals_eager(make_tiny_model, counting, monkeypatch, variant):
+    if variant == "whole_model":  # a head that cannot be split off: the whole model is compiled, logits out
+        monkeypatch.setattr(rlvr.learner, "PLAIN_HEAD_MODELS", set())
+
     def model():
         m = make_tiny_model(sharp=True)
         if variant == "gradient_checkpointing":
