@@ -1,7 +1,7 @@
 """rlvr vs TRL's GRPOTrainer on identical GRPO work, with the machine's own floor measured in the same run.
 
     python benchmarks/vs_trl.py --model models/smollm2-135m-instruct [--dtype auto] [--json PATH] [--quick]
-                                [--mode both|fixed|natural] [--large]
+                                [--mode both|fixed|natural] [--large] [--compile] [--compile-learner]
 
 The work, the same for both: one model (SmolLM2-135M-Instruct by default, the same weights and dtype; with
 bf16 both learners keep fp32 master weights and compute under bf16 autocast),
@@ -75,6 +75,7 @@ def rlvr_trainer(args, dtype_name: str, run_dir: Path, fixed: bool):
         "train.grad_clip=1.0", "eval.every=0", "eval.num_problems=8", "logging.progress=false",
         "logging.samples_per_step=0", f"rollout.compile={str(args.compile).lower()}",
         f"rollout.ignore_eos={str(fixed).lower()}", f"rollout.weights={args.rollout_weights}",
+        f"train.compile={str(args.compile_learner).lower()}",
     ])
     return Trainer(cfg, run_dir)
 
@@ -320,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-6)
     ap.add_argument("--gen-repeats", type=int, default=3)
     ap.add_argument("--compile", action="store_true", help="rlvr's engine with compiled decode steps (CUDA graphs on a GPU), in the race and in the steps")
+    ap.add_argument("--compile-learner", action="store_true",
+                    help="rlvr's learner forward and backward through torch.compile (train.compile); its compiles "
+                         "fall in the warm-up steps only if every bucket was met there")
     ap.add_argument("--micro-batch-tokens", type=int, default=None,
                     help="rlvr's length buckets (padded tokens per micro-batch); default 512 on CPU, off on GPU")
     ap.add_argument("--gen-only", action="store_true", help="only the generation race (engine vs model.generate)")

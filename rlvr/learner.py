@@ -15,6 +15,7 @@ from rlvr.algorithms.entropy import entropy_from_logits, token_logprobs
 from rlvr.algorithms.kl import kl_estimate
 from rlvr.algorithms.losses import aggregate, policy_loss
 from rlvr.algorithms.offpolicy import decoupled_policy_loss, offpolicy_weights
+from rlvr.compiled_forward import CompiledDecoder
 from rlvr.models.lora import reference_off
 from rlvr.optim import (
     autocast,
@@ -77,6 +78,7 @@ class Learner:
         # another form or distribution than this model's (the caller knows which engine it built).
         mode = algo_cfg.offpolicy_correction
         self.correct_offpolicy = mode == "on" or (mode == "auto" and behaviour_differs)
+        self._compiled: CompiledDecoder | None = None  # train.compile: built at the first training forward
 
     # --- log-probs ----------------------------------------------------------------------------------
     def _micro_batches(self, batch: Batch, rows: torch.Tensor | None = None):
@@ -122,13 +124,16 @@ class Learner:
         targets = ids[:, 1:][sel]  # (K,)
         sharded = self.data_parallel is not None and self.data_parallel.full_forward and model is self.model
         parts = None if sharded else _split_lm(model)  # a sharded model gathers its weights in its own forward
+        compiled = None if sharded else self._compiled_forward(model, parts)
         with autocast(self.device, self.compute_dtype):
             if parts is not None:
                 decoder, head = parts
-                hidden = decoder(input_ids=ids, attention_mask=attn).last_hidden_state[:, :-1]  # (N, T-1, H)
-                logits = head(hidden[sel])  # (K, V)
+                hidden = compiled(ids, attn) if compiled is not None else \
+                    decoder(input_ids=ids, attention_mask=attn).last_hidden_state
+                logits = head(hidden[:, :-1][sel])  # (K, V) from (N, T-1, H)
             else:
-                logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1][sel]
+                out = compiled(ids, attn) if compiled is not None else model(input_ids=ids, attention_mask=attn).logits
+                logits = out[:, :-1][sel]
         logits = logits / self.temperature
         logp = torch.zeros(sel.shape, dtype=torch.float32, device=self.device)
         logp = logp.masked_scatter(sel, token_logprobs(logits, targets).float())
@@ -139,6 +144,17 @@ class Learner:
                     logits.new_zeros(0, dtype=torch.float32)
             entropy = torch.zeros(sel.shape, dtype=ent.dtype, device=self.device).masked_scatter(sel, ent)
         return logp, entropy
+
+    def _compiled_forward(self, model: torch.nn.Module, parts) -> CompiledDecoder | None:
+        """With `train.compile`, the compiled decoder (the whole model when its head cannot be split off) for
+        the policy's training forwards; None otherwise (reference and no-grad forwards stay eager)."""
+        if not getattr(self.cfg, "compile", False) or model is not self.model or not torch.is_grad_enabled():
+            return None
+        if self._compiled is None:
+            hf = model.get_base_model() if hasattr(model, "get_base_model") else model
+            max_length = getattr(getattr(hf, "config", None), "max_position_embeddings", None)
+            self._compiled = CompiledDecoder(parts[0] if parts is not None else model, max_length)
+        return self._compiled
 
     @torch.no_grad()
     def reference_logprobs(self, batch: Batch, rows: torch.Tensor | None = None) -> torch.Tensor:

@@ -202,6 +202,9 @@ def validate(cfg: Config) -> Config:
     if cfg.distributed.sharding == "fsdp":
         _require(cfg.model.lora_r == 0, "model.lora_r", "must be 0 with distributed.sharding: fsdp (a LoRA "
                  "adapter is small: use ddp)", cfg.model.lora_r)
+    if cfg.train.compile:  # a sharded model gathers its weights inside its own forward: nothing to compile
+        _require(cfg.distributed.sharding != "fsdp" or cfg.distributed.backend == "none", "train.compile",
+                 "cannot be combined with distributed.sharding: fsdp (use ddp, or train.compile: false)", True)
     if cfg.distributed.async_rollouts:
         _require(cfg.distributed.prefetch_steps >= 1, "distributed.prefetch_steps",
                  "must be >= 1 with distributed.async_rollouts (how many steps are generated ahead)",

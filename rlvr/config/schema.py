@@ -203,6 +203,9 @@ class TrainConfig:
     scheduler: str = _choice("constant", "constant", "cosine", "linear")
     micro_batch_size: int = 128
     micro_batch_tokens: int = 0  # also cap a micro-batch at this many padded tokens (0: rows only)
+    # the learner's policy forward (and so its backward) through torch.compile, its input padded to a ladder
+    # of (rows, length) buckets so that it compiles once per bucket (rlvr.compiled_forward)
+    compile: bool = False
     # fp32 master weights and optimiser state with compute in model.dtype (mixed precision); false trains the
     # weights in model.dtype itself, where small updates round away (logged as update/changed_frac)
     master_weights: bool = True
