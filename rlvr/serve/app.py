@@ -43,6 +43,7 @@ class EngineServer:
         self.batcher = Batcher(engine, tokenizer, stop_token_ids, seed, max_batch, window_s)
         self.sessions = Sessions()
         self.renderer = MessageRenderer(tokenizer)
+        self.bare_json = template_form(tokenizer) == "llama"  # tool calls are Llama 3's bare JSON replies
 
     def open_session(self, seed: int, temperature: float = 1.0, top_p: float = 1.0, budget: int | None = None) -> str:
         return self.sessions.open(seed, temperature, top_p, budget)
@@ -73,7 +74,7 @@ class EngineServer:
             message = {"role": "assistant", "content": s.text}
             finish = s.finish_reason
             if req.tools:
-                content, calls = json_calls(s.text, template_form(self.tokenizer) == "llama")
+                content, calls = json_calls(s.text, self.bare_json)
                 if calls:
                     message["content"] = content or None
                     message["tool_calls"] = [{"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
@@ -113,7 +114,7 @@ class EngineServer:
         req.temperature, req.top_p, req.seed = session.temperature, session.top_p, session.next_seed()
         samples = (await self._generate(req))[0]
         s = samples[0]
-        reply = json_calls(s.text, template_form(self.tokenizer) == "llama")[0] if req.tools else s.text
+        reply = json_calls(s.text, self.bare_json)[0] if req.tools else s.text
         session.turns.append(Turn(prompt, s.token_ids, s.logprobs, s.finish_reason, req.messages, reply))
         return samples
 
