@@ -150,17 +150,22 @@ def generation_race(trainer, model, tokenizer, args, device, repeats: int, fixed
                     rates.setdefault("rlvr_compiled", []).append(sum(len(c.token_ids) for g in groups for c in g) / dt)
         except Exception as e:  # noqa: BLE001 - report it and go on with the eager engine
             print(f"compiled engine failed: {type(e).__name__}: {str(e)[:300]}")
+    # the same engine on the model's own kernels (rollout.cpu_kernels=false): what the packed weights gain
+    engines = {"rlvr": eager}
+    if getattr(eager, "packed", None) is not None:
+        engines["rlvr_plain_kernels"] = TorchEngine(eager.model, tokenizer.pad_token_id, device, cpu_kernels=False)
     for r in range(repeats + 1):  # the first round warms up
-        sync(device)
-        t = time.perf_counter()
-        groups = eager.generate(prompts, sampling, gen)
-        sync(device)
-        dt = time.perf_counter() - t
-        n_tokens = sum(len(c.token_ids) for g in groups for c in g)
-        if r:
-            rates["rlvr"].append(n_tokens / dt)
-        else:
-            warm["rlvr"] = dt
+        for name, engine in engines.items():
+            sync(device)
+            t = time.perf_counter()
+            groups = engine.generate(prompts, sampling, gen)
+            sync(device)
+            dt = time.perf_counter() - t
+            n_tokens = sum(len(c.token_ids) for g in groups for c in g)
+            if r:
+                rates.setdefault(name, []).append(n_tokens / dt)
+            else:
+                warm[name] = dt
         sync(device)
         t = time.perf_counter()
         with torch.no_grad():
@@ -275,6 +280,7 @@ def run_mode(args, mode: str, device: torch.device, dtype: torch.dtype, floor: d
         "rlvr_gen_tok_s": gen_rates["rlvr"], "hf_generate_tok_s": gen_rates["hf_generate"],
         "gen_speedup": gen_rates["rlvr"] / gen_rates["hf_generate"],
         "rlvr_compiled_gen_tok_s": gen_rates.get("rlvr_compiled"),
+        "rlvr_plain_kernels_gen_tok_s": gen_rates.get("rlvr_plain_kernels"),
         "rlvr_peak_mb": max(mem_rlvr.peaks[w:]), "trl_peak_mb": max(mem_trl.peaks[w:]),
         "dtype": args.dtype, "floor_s_per_step": fl["total"], "rlvr_over_floor": rlvr_s / fl["total"],
         "warmup_s": {"rlvr_steps": sum(results["rlvr"][:w]), "trl_steps": sum(results["trl"][:w]),

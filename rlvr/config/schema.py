@@ -131,6 +131,8 @@ class RolloutConfig:
     vllm_max_model_len: int | None = None
     kv_cache: str = _choice("static", "static", "dynamic")  # static: preallocated, no copy per token
     compile: bool = False  # decode steps through torch.compile (CUDA graphs on a GPU); finished rows stay
+    # CPU decode runs its linear layers on oneDNN-packed copies of the weights (rlvr.rollout.cpu_kernels)
+    cpu_kernels: bool = True
     num_generations: int = 8
     max_new_tokens: int = 48
     temperature: float = 1.0

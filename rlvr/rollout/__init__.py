@@ -28,7 +28,8 @@ def build_engine(cfg, model: torch.nn.Module, tokenizer, device=None, dtype: tor
     from rlvr.rollout.torch_engine import TorchEngine
 
     return TorchEngine(rollout_model(model, form, dtype), tokenizer.pad_token_id, device,
-                       cache=cfg.rollout.kv_cache, compile=cfg.rollout.compile, weights=form)
+                       cache=cfg.rollout.kv_cache, compile=cfg.rollout.compile, weights=form,
+                       cpu_kernels=cfg.rollout.cpu_kernels)
 
 
 def rollout_form_differs(cfg, model: torch.nn.Module, dtype: torch.dtype | None, device=None) -> bool:

@@ -211,7 +211,8 @@ class EpisodeEngine(OverEngine):
         was_training = model.training
         model.eval()
         try:
-            rows = self._decode(prompts, sampling, generator, seeds, problems or [None] * len(prompts))
+            with self.engine.decoding(len(prompts) * sampling.n):
+                rows = self._decode(prompts, sampling, generator, seeds, problems or [None] * len(prompts))
         finally:
             model.train(was_training)
         n = sampling.n

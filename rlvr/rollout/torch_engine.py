@@ -7,6 +7,7 @@ soon as every row has hit a stop token or the length limit.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 
@@ -14,6 +15,7 @@ import torch
 from transformers import DynamicCache, StaticCache
 
 from rlvr.rollout.base import Completion, SamplingParams
+from rlvr.rollout.cpu_kernels import PackedLinears, can_pack
 from rlvr.rollout.weights import QUANTIZED, load_quantized
 
 
@@ -152,7 +154,8 @@ class TorchEngine:
     and then `load_weights` of the learner's state copies nothing."""
 
     def __init__(self, model: torch.nn.Module, pad_token_id: int, device: torch.device | str | None = None,
-                 cache: str = "static", compact: float = 0.25, compile: bool = False, weights: str = "same"):
+                 cache: str = "static", compact: float = 0.25, compile: bool = False, weights: str = "same",
+                 cpu_kernels: bool = True):
         self.model = model
         fold_head_input(model)
         self.weights = weights  # the form `model` holds (rlvr.rollout.weights); int8/fp8 re-quantise at a sync
@@ -169,6 +172,15 @@ class TorchEngine:
         self._compiled = None
         if compile:
             self.cache, self.compact = "static", float("inf")
+        # cpu_kernels (rlvr.rollout.cpu_kernels): on a CPU, decode runs its linear layers on oneDNN-packed
+        # copies of the weights; not with compiled steps
+        self.packed = PackedLinears(model) if cpu_kernels and not compile and can_pack(self.device) else None
+
+    @contextlib.contextmanager
+    def decoding(self, rows: int):
+        """The fast CPU kernels, in force while a batch of `rows` decodes (the model's own outside)."""
+        with self.packed.active(rows) if self.packed is not None else contextlib.nullcontext():
+            yield
 
     def load_weights(self, state: dict[str, torch.Tensor] | None, version: int) -> None:
         """Sample from `state` (policy `version`) from now on. Tensors the model already holds are skipped,
@@ -198,7 +210,8 @@ class TorchEngine:
         was_training = self.model.training
         self.model.eval()
         try:
-            tokens, logps, lengths, stopped = self._decode(prompts, sampling, generator, seeds)
+            with self.decoding(len(prompts) * sampling.n):
+                tokens, logps, lengths, stopped = self._decode(prompts, sampling, generator, seeds)
         finally:
             self.model.train(was_training)
         out: list[list[Completion]] = []

@@ -1,0 +1,80 @@
+"""CPU decode on oneDNN-packed weights (rlvr.rollout.cpu_kernels): the same samples as the model's own kernels,
+repacked whenever a weight changes, and never in force outside the engine's decode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rlvr.rollout.base import SamplingParams
+from rlvr.rollout.cpu_kernels import can_pack
+from rlvr.rollout.torch_engine import TorchEngine, inference_copy
+
+pytestmark = pytest.mark.skipif(not can_pack(torch.device("cpu")), reason="this torch has no oneDNN packed linears")
+
+SAMPLING = SamplingParams(n=4, max_new_tokens=12, temperature=1.0)
+
+
+def _prompts(tok) -> list[list[int]]:
+    return [tok.encode(p) for p in ("123+456=", "7+8=", "9")]
+
+
+def _sample(engine, tok, sampling=SAMPLING):
+    return engine.generate(_prompts(tok), sampling, seeds=[11, 12, 13])
+
+
+def _linears(model) -> list[torch.nn.Linear]:
+    return [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+
+
+def _assert_same(a, b, tol: float) -> None:
+    for ga, gb in zip(a, b, strict=True):
+        for ca, cb in zip(ga, gb, strict=True):
+            assert ca.token_ids == cb.token_ids
+            assert ca.logprobs == pytest.approx(cb.logprobs, abs=tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_packed_decode_samples_what_the_model_s_own_kernels_sample(make_tiny_model, char_tokenizer, dtype):
+    model = inference_copy(make_tiny_model(sharp=True), dtype)
+    packed = TorchEngine(model, char_tokenizer.pad_token_id)
+    plain = TorchEngine(model, char_tokenizer.pad_token_id, cpu_kernels=False)
+    assert packed.packed is not None and plain.packed is None
+    a = _sample(packed, char_tokenizer)
+    assert packed.packed.repacks == len(_linears(model))  # every linear layer ran on a packed weight
+    _assert_same(a, _sample(plain, char_tokenizer), tol=1e-4 if dtype == torch.float32 else 0.0)
+    _sample(packed, char_tokenizer)
+    assert packed.packed.repacks == len(_linears(model))  # unchanged weights are not packed again
+
+
+def test_a_weight_changed_in_place_is_packed_again(make_tiny_model, char_tokenizer):
+    """The engine shares the learner's model: an optimiser step (or a load) changes its weights in place,
+    with or without a call to `load_weights`. Decoding must sample from the new weights."""
+    model, other = make_tiny_model(seed=0, sharp=True), make_tiny_model(seed=1, sharp=True)
+    engine = TorchEngine(model, char_tokenizer.pad_token_id)
+    before = _sample(engine, char_tokenizer)
+    model.load_state_dict(other.state_dict())  # in place, no load_weights
+    after = _sample(engine, char_tokenizer)
+    _assert_same(after, _sample(TorchEngine(other, char_tokenizer.pad_token_id, cpu_kernels=False), char_tokenizer),
+                 tol=1e-4)
+    assert [c.token_ids for g in after for c in g] != [c.token_ids for g in before for c in g]
+    assert engine.packed.repacks == 2 * len(_linears(model))
+
+
+def test_outside_decoding_the_model_trains_through_its_own_linears(make_tiny_model, char_tokenizer, monkeypatch):
+    model = make_tiny_model(sharp=True)
+    engine = TorchEngine(model, char_tokenizer.pad_token_id)
+    _sample(engine, char_tokenizer)
+    assert all("forward" not in m.__dict__ for m in _linears(model))
+    model.train()
+    ids = torch.tensor([_prompts(char_tokenizer)[0]])
+    model(input_ids=ids).logits.sum().backward()
+    assert all(m.weight.grad is not None and m.weight.grad.abs().sum() > 0 for m in _linears(model))
+
+    def crash(*a, **kw):
+        raise RuntimeError("decode failed")
+
+    monkeypatch.setattr(engine, "_decode", crash)
+    with pytest.raises(RuntimeError, match="decode failed"):
+        _sample(engine, char_tokenizer)
+    assert all("forward" not in m.__dict__ for m in _linears(model))  # restored on the way out
