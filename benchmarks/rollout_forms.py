@@ -11,7 +11,10 @@ Arms (all with `algorithm.offpolicy_correction: auto`):
 - `int8`:      the same learner, the engine on torchao int8 weight-only linear layers (`rollout.weights: int8`);
 - `bf16-fp32`: an fp32 learner (`model.dtype: float32`) beside a bf16 engine (`rollout.weights: bf16`);
 - `fp32`:      fp32 learner and engine sharing one module (the on-policy control: the KL must be ~0);
-- `bf16-fp32-off`: `bf16-fp32` with `algorithm.offpolicy_correction: off` (what the correction prevents).
+- `bf16-fp32-off`: `bf16-fp32` with `algorithm.offpolicy_correction: off` (what the correction prevents);
+- `same-plain`, `fp32-plain`: `same` and `fp32` with `rollout.cpu_kernels: false` (decode on the model's own
+               linear kernels instead of oneDNN-packed weights, which are repacked at every sync: the
+               repack is inside the rollout time these arms are compared on).
 All arms are built first, then their steps alternate (arm A step 1, arm B step 1, ...) so they see the same
 machine state; the first `--warmup` steps of each are left out of the medians. Held-out accuracy after 40
 steps, two seeds per arm: `benchmarks/rollout_forms_learning.py`.
@@ -38,6 +41,8 @@ ARMS = {
     "bf16-fp32": ["model.dtype=float32", "rollout.weights=bf16"],
     "fp32": ["model.dtype=float32", "rollout.weights=same"],
     "bf16-fp32-off": ["model.dtype=float32", "rollout.weights=bf16", "algorithm.offpolicy_correction=off"],
+    "same-plain": ["model.dtype=auto", "rollout.weights=same", "rollout.cpu_kernels=false"],
+    "fp32-plain": ["model.dtype=float32", "rollout.weights=same", "rollout.cpu_kernels=false"],
 }
 KEYS = ("offpolicy/kl", "offpolicy/truncated_frac", "offpolicy/masked_frac", "logprob_gap", "offpolicy/active")
 

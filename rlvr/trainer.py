@@ -122,10 +122,12 @@ class Trainer:
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         master = str(trainable[0].dtype).removeprefix("torch.") if trainable else "none"
         correction = "on" if self.learner.correct_offpolicy else "off"  # (a Ray learner group: its learners')
+        sampler = getattr(self.engine, "engine", self.engine)  # the torch engine under an episode engine
+        packed = " (CPU decode on packed weights)" if getattr(sampler, "packed", None) is not None else ""
         line = (f"rlvr: {num_params(self.model) / 1e6:.1f}M parameters ({sum(p.numel() for p in trainable) / 1e6:.1f}M "
                 f"trainable) on {self.device.type}; compute {str(self.dtype).removeprefix('torch.')}, "
                 f"trainable weights and optimiser state {master}; engine {type(self.engine).__name__}, rollout "
-                f"weights {getattr(self.engine, 'weights', 'same')}, off-policy correction {correction} "
+                f"weights {getattr(self.engine, 'weights', 'same')}{packed}, off-policy correction {correction} "
                 f"({self.cfg.algorithm.offpolicy_correction})")
         if self.learner.watch_updates:
             line += ("\nrlvr: WARNING pure low-precision training (train.master_weights: false): updates below "

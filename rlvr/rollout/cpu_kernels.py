@@ -9,10 +9,12 @@ fp32 rounding in fp32. Measured on SmolLM2-135M's layers, 16 rows, one thread: a
 (`benchmarks/cpu_decode.py`).
 
 The packed copies are used only while the engine decodes (`TorchEngine.decoding`), so a learner sharing the
-engine's model trains through its own kernels, and they are redone when a weight changes (a weight sync, or
-the optimiser stepping a shared model): each tensor's in-place version counter says when, so a sync cannot
-leave stale weights behind. They cost the weights' memory once more, and a repack per changed weight
-(~0.2 s for SmolLM2-135M in bf16).
+engine's model trains through its own kernels. They are redone at every new policy version (each weight sync,
+`load_weights`) and whenever a tensor's in-place version counter moved (a `load_state_dict` or an optimiser
+step outside the sync). The counter alone is not enough: the fused AdamW kernel (rlvr's optimiser) and
+`.data` writes change a weight without moving it, so a learner that shares the engine's model would leave the
+engine sampling from the weights of the step before. They cost the weights' memory once more, and a repack
+per sync (~0.2 s for SmolLM2-135M in bf16).
 """
 
 from __future__ import annotations
@@ -43,15 +45,20 @@ class PackedLinears:
         self.model = model
         self.modules: list[torch.nn.Module] = []
         self._packed: dict[int, tuple[tuple, torch.Tensor]] = {}  # id(module) -> (weight's identity, packed)
+        self._policy: int | None = None  # the engine's policy version the packed copies were made at
         self.repacks = 0  # weights packed since construction (each sync that changed them repacks them)
 
     @staticmethod
     def _key(w: torch.Tensor) -> tuple:
         return (w.data_ptr(), w._version, w.dtype, tuple(w.shape))
 
-    def refresh(self, batch_hint: int) -> None:
-        """Pack every weight that changed since it was last packed (or never was). The layers are listed
-        anew each time: a weight sync may have quantised some (those run their own kernels)."""
+    def refresh(self, batch_hint: int, policy: int) -> None:
+        """Pack every weight that changed since it was last packed (or never was), all of them at a new
+        `policy` version. The layers are listed anew each time: a weight sync may have quantised some (those
+        run their own kernels)."""
+        if policy != self._policy:
+            self._packed.clear()
+            self._policy = policy
         self.modules = [m for m in self.model.modules() if _packable(m)]
         for m in self.modules:
             key = self._key(m.weight)
@@ -61,9 +68,10 @@ class PackedLinears:
                 self.repacks += 1
 
     @contextlib.contextmanager
-    def active(self, batch_hint: int):
-        """Within: each packable linear runs on its packed weight (no autograd: decode runs under no_grad)."""
-        self.refresh(batch_hint)
+    def active(self, batch_hint: int, policy: int):
+        """Within: each packable linear runs on its packed weight of policy version `policy` (no autograd:
+        decode runs under no_grad)."""
+        self.refresh(batch_hint, policy)
         for m in self.modules:
             m.forward = _packed_forward(self._packed[id(m)][1], m.bias)
         try:

@@ -179,7 +179,7 @@ class TorchEngine:
     @contextlib.contextmanager
     def decoding(self, rows: int):
         """The fast CPU kernels, in force while a batch of `rows` decodes (the model's own outside)."""
-        with self.packed.active(rows) if self.packed is not None else contextlib.nullcontext():
+        with self.packed.active(rows, self.version) if self.packed is not None else contextlib.nullcontext():
             yield
 
     def load_weights(self, state: dict[str, torch.Tensor] | None, version: int) -> None:

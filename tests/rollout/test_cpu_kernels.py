@@ -78,3 +78,20 @@ def test_outside_decoding_the_model_trains_through_its_own_linears(make_tiny_mod
     with pytest.raises(RuntimeError, match="decode failed"):
         _sample(engine, char_tokenizer)
     assert all("forward" not in m.__dict__ for m in _linears(model))  # restored on the way out
+
+
+def test_a_fused_optimiser_step_is_seen_at_the_next_weight_sync(make_tiny_model, char_tokenizer):
+    """rlvr's fused AdamW changes a shared model's weights without moving their version counters; the
+    trainer's weight sync (`load_weights`, a new policy version) must still bring the new weights in."""
+    model = make_tiny_model(seed=0, sharp=True).train()
+    engine = TorchEngine(model, char_tokenizer.pad_token_id)
+    _sample(engine, char_tokenizer)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.5, fused=True)
+    versions = [p._version for p in model.parameters()]
+    model(input_ids=torch.tensor([_prompts(char_tokenizer)[0]])).logits.sum().backward()
+    opt.step()
+    assert [p._version for p in model.parameters()] == versions  # what makes the counter alone not enough
+    engine.load_weights(model.state_dict(), version=1)  # the learner's own tensors: copies nothing
+    model.eval()
+    _assert_same(_sample(engine, char_tokenizer),
+                 _sample(TorchEngine(model, char_tokenizer.pad_token_id, cpu_kernels=False), char_tokenizer), tol=1e-4)
