@@ -26,7 +26,7 @@ from rlvr.rollout.base import SamplingParams, sample_seed
 from rlvr.rollout.episodes import generate_for, prompt_tools
 from rlvr.tasks.base import Task, derive_seed
 from rlvr.types import Problem
-from rlvr.verifiers import score_or_none, score_sample
+from rlvr.verifiers import VerifierError, score_or_none, score_sample
 
 CHECK_OFFSET = 10**7  # training streams of a real run stay far below this index
 CHUNK = 4  # problems per generate call: the time cap is checked between chunks
@@ -103,10 +103,13 @@ def wrong_answer(answer, others: list) -> str:
 def verifier_sanity(task: Task, problems: list[Problem]) -> dict:
     """Score what must be right (the reference answer as a completion) and what must be wrong (an empty
     reply, a wrong number, the prompt echoed back, with and without answer tags). Returns the share of each
-    scored correct, the cases that broke the rule, and `ok`."""
+    scored correct, the cases that broke the rule, and `ok`. A verifier that raises (or returns garbage) on any
+    of them fails the check: `verifier_errors` counts those completions and each is a failure of case
+    "verifier raised" with its message (in training such a sample has no reward and is counted)."""
     verify = task.verify
     cases: dict[str, list[bool]] = {"reference": [], "empty": [], "wrong": [], "echo": []}
     failures: list[dict] = []
+    raised: list[str] = []  # the verifier's own faults, by message
     answers = [p.answer for p in problems]
     for p in problems:
         ref = reference_completion(p.answer)
@@ -118,7 +121,14 @@ def verifier_sanity(task: Task, problems: list[Problem]) -> dict:
                  "echo": [question, f"<think>{question}</think><answer>{question}</answer>"]}
         for case, variants in texts.items():
             for text in variants:
-                score = score_or_none(verify, p, text)
+                try:
+                    score = score_or_none(verify, p, text)
+                except VerifierError as e:  # the verifier's own fault: no verdict, and the check fails
+                    raised.append(str(e))
+                    if len(failures) < 8:
+                        failures.append({"case": "verifier raised", "problem": p.id, "answer": str(p.answer),
+                                         "text": text[:200], "error": str(e)})
+                    continue
                 if score is None:  # the sandbox could not run it: no verdict either way
                     continue
                 cases[case].append(score.correct)
@@ -127,9 +137,10 @@ def verifier_sanity(task: Task, problems: list[Problem]) -> dict:
                                      "scored_correct": score.correct})
     rates = {f"{case}_correct_rate": (sum(v) / len(v) if v else None) for case, v in cases.items()}
     checked = len(cases["reference"])
-    ok = checked > 0 and rates["reference_correct_rate"] == 1.0 and not any(
+    ok = checked > 0 and not raised and rates["reference_correct_rate"] == 1.0 and not any(
         rates[f"{c}_correct_rate"] for c in ("empty", "wrong", "echo"))
-    return {"problems": checked, **rates, "ok": ok if checked else None, "failures": failures}
+    return {"problems": checked, **rates, "ok": ok if checked or raised else None, "verifier_errors": len(raised),
+            "verifier_error": raised[0] if raised else None, "failures": failures}
 
 
 # --- sampling ---------------------------------------------------------------------------------------
@@ -146,6 +157,7 @@ class Sampled:
     samples: int = 0
     seconds: float = 0.0
     tool_calls: int | None = None  # samples whose episode called a tool (None: no episodes ran)
+    verifier_errors: int = 0  # samples the verifier itself failed on (no verdict: counted as not correct)
 
     def summary(self, group_size: int) -> dict:
         m = len(self.counts)
@@ -159,6 +171,8 @@ class Sampled:
                "seconds_per_sample": self.seconds / self.samples if self.samples else None}
         if self.tool_calls is not None:  # multi-turn episodes: the share of samples that called a tool
             out["tool_rate"] = self.tool_calls / self.samples if self.samples else None
+        if self.verifier_errors:
+            out["verifier_errors"] = self.verifier_errors
         if self.n >= group_size:
             out[f"pass@{group_size}"] = sum(pass_at_k(self.n, c, group_size) for c in self.counts) / m if m else None
             out["informative_share"] = informative_share_from_counts(self.n, self.counts, group_size) if m else None
@@ -189,8 +203,11 @@ class Sampler:
         for p, group in zip(problems, groups):
             correct = 0
             for c in group:
-                score = score_sample(self.task.verify, p, decode_completion(self.tokenizer, c.token_ids, self.prefix),
-                                     c.episode)
+                try:
+                    score = score_sample(self.task.verify, p,
+                                         decode_completion(self.tokenizer, c.token_ids, self.prefix), c.episode)
+                except VerifierError:  # no verdict (the sanity check above says which verifier and why)
+                    score, out.verifier_errors = None, out.verifier_errors + 1
                 correct += bool(score is not None and score.correct)
                 out.formatted += bool(score is not None and score.formatted)
                 out.truncated += c.finish_reason == "length"

@@ -20,6 +20,10 @@ def _verifier_warnings(v: dict) -> list[str]:
     if v.get("ok") is None:
         return []
     out = []
+    if v.get("verifier_errors"):
+        out.append(f"verifier raised on {v['verifier_errors']} sanity completions (first: {v['verifier_error']}): "
+                   "such samples get no reward and count against train.max_verifier_error_rate; fix the verifier "
+                   "or its reference answers")
     if v["reference_correct_rate"] is not None and v["reference_correct_rate"] < 1.0:
         out.append(f"verifier: only {_pct(v['reference_correct_rate'])} of reference answers written as a "
                    "completion score correct: the verifier (or its answer extraction) marks right answers wrong, "
@@ -121,7 +125,8 @@ def table_rows(report: dict) -> list[tuple[str, str]]:
     else:
         rows.append(("verifier sanity", ("ok" if v["ok"] else "FAILED") + f" on {v['problems']} problems: reference "
                      f"{_pct(v['reference_correct_rate'])} correct; empty {_pct(v['empty_correct_rate'])}, wrong "
-                     f"{_pct(v['wrong_correct_rate'])}, echo {_pct(v['echo_correct_rate'])}"))
+                     f"{_pct(v['wrong_correct_rate'])}, echo {_pct(v['echo_correct_rate'])}"
+                     + (f"; verifier raised on {v['verifier_errors']}" if v.get("verifier_errors") else "")))
     return rows
 
 

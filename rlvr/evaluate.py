@@ -12,7 +12,7 @@ from rlvr.models.loading import decode_completion, encode_prompt, stop_token_ids
 from rlvr.rollout.base import SamplingParams
 from rlvr.rollout.episodes import generate_for, prompt_tools
 from rlvr.types import Problem
-from rlvr.verifiers import score_sample
+from rlvr.verifiers import VerifierError, score_sample
 
 if TYPE_CHECKING:
     from rlvr.config import Config
@@ -43,12 +43,15 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
     from that many temperature-1 samples per problem. `encode(problem) -> ids`; `task.verify` scores
     `prefix` (the response prefix the prompt ended with) + the completion.
     A problem the sandbox could not score (`InfraError`), or whose environment gave no reward, is left out and
-    counted in "infra_skipped".
+    counted in "infra_skipped"; one the verifier itself failed on (`VerifierError`, in its greedy or any drawn
+    sample) is left out too, counted in "verifier_skipped" with the first message in "verifier_error": neither
+    is counted as wrong.
     With an engine that runs episodes (task.tools), "tool_rate" is the share of greedy episodes that called a tool.
     Returns {"accuracy", "format_rate", "pass@k"..., "by_task": {task: {...}}, "n", "examples": [...]}."""
     per_task: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     examples = []
     infra_skipped = 0  # problems the sandbox could not score (never counted as wrong)
+    faults: list[VerifierError] = []  # one per problem the verifier failed on (never counted as wrong)
     for start in range(0, len(problems), batch_size):
         chunk = problems[start : start + batch_size]
         prompts = [encode(p) for p in chunk]
@@ -59,10 +62,14 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
                                    generator)
         for i, p in enumerate(chunk):
             text = decode_completion(tokenizer, greedy[i][0].token_ids, prefix)
-            score = score_sample(task.verify, p, text, greedy[i][0].episode)
-            drawn = [] if sampled is None else \
-                [score_sample(task.verify, p, decode_completion(tokenizer, c.token_ids, prefix), c.episode)
-                 for c in sampled[i]]
+            try:
+                score = score_sample(task.verify, p, text, greedy[i][0].episode)
+                drawn = [] if sampled is None else \
+                    [score_sample(task.verify, p, decode_completion(tokenizer, c.token_ids, prefix), c.episode)
+                     for c in sampled[i]]
+            except VerifierError as e:  # the verifier's fault: no verdict on this problem, left out, counted
+                faults.append(e)
+                continue
             if score is None or any(s is None for s in drawn):  # no reward (sandbox or environment): left out, counted
                 infra_skipped += 1
                 continue
@@ -81,6 +88,9 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
     result = _summarise(per_task, samples, pass_k, examples)
     if infra_skipped:
         result["infra_skipped"] = infra_skipped
+    if faults:
+        result["verifier_skipped"] = len(faults)
+        result["verifier_error"] = str(faults[0])
     return result
 
 

@@ -45,16 +45,21 @@ from rlvr.rollout.episodes import generate_for, with_environment
 from rlvr.screening import Screener, salted_seed
 from rlvr.tasks.registry import build_task
 from rlvr.types import Batch, Problem, Rollout
-from rlvr.verifiers import score_sample
+from rlvr.verifiers import VerifierError, score_sample
 
 
 def scored_group(group: list[Rollout]) -> bool:
-    """Every sample of the group has a score (none was left unscored by a sandbox fault)."""
+    """Every sample of the group has a score (none was left unscored by a sandbox, environment or verifier
+    fault)."""
     return all(r.score is not None for r in group)
 
 
 class InfraErrorRate(RuntimeError):
     """Too many samples of a step could not be scored because the sandbox failed: the run stops."""
+
+
+class VerifierErrorRate(RuntimeError):
+    """Too many samples of a step could not be scored because the verifier itself failed: the run stops."""
 
 
 @dataclass
@@ -84,7 +89,8 @@ class Trainer:
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.train.seed)
         self.stop_ids = stop_token_ids(self.tokenizer)
         self.step_count, self.cursor, self.sampled_tokens = 0, 0, 0
-        self.infra_errors = 0  # samples the sandbox could not score, over the run
+        self.infra_errors = 0  # samples the sandbox (or the environment) could not score, over the run
+        self.verifier_errors = 0  # samples the verifier itself failed on, over the run
         self.skipped_steps = 0  # steps with no update: every group was dropped
         self.screener = Screener(cfg.algorithm, cfg.rollout.num_generations, cfg.train.prompts_per_step) \
             if cfg.algorithm.screening else None
@@ -138,8 +144,9 @@ class Trainer:
     def step(self) -> dict[str, float]:
         """One step of the loop: sample and score groups, assemble the batch, update the policy, give the
         engine the new weights, write the step's metrics and samples. Returns the metrics. A step in which
-        no group could be scored (possible with `train.max_infra_error_rate: 1.0`) makes no update: it is
-        logged with `update/skipped` 1 and the run goes on (the engine's version still moves)."""
+        no group could be scored (possible with `train.max_infra_error_rate: 1.0` or
+        `train.max_verifier_error_rate: 1.0`) makes no update: it is logged with `update/skipped` 1 and the run
+        goes on (the engine's version still moves)."""
         t_start = time.time()
         collected = self.collect()
         skipped = not collected.kept  # every group was dropped (no reward in any): a step with no update
@@ -206,11 +213,16 @@ class Trainer:
 
     def score(self, rollouts: list[Rollout]) -> None:
         """Each rollout's `score` from the task's verifier, or from its environment where that gives the reward
-        (`score_sample`; a verifier that raises scores 0, with the reason; where the sandbox could not run the
-        candidate, or the environment gave no reward, the score stays None: no reward, never a 0)."""
+        (`score_sample`). Where the sandbox could not run the candidate, the environment gave no reward, or the
+        verifier itself failed (its `VerifierError` kept in `verifier_error`), the score stays None: no reward,
+        never a 0."""
         for r in rollouts:
             if r.score is None:
-                r.score = score_sample(self.task.verify, r.problem, r.text, r.episode)
+                try:
+                    r.score = score_sample(self.task.verify, r.problem, r.text, r.episode)
+                    r.verifier_error = None
+                except VerifierError as e:
+                    r.verifier_error = e
 
     # --- the batch: the one place where samples are kept, dropped or screened ------------------------
     def collect(self) -> Collected:
@@ -282,21 +294,43 @@ class Trainer:
         return scored & nonconstant_groups(rewards, G)
 
     def check_infra(self, rollouts: list[Rollout], info: dict) -> None:
-        """Count the samples the sandbox could not score, or whose environment gave no reward (their groups are
-        left out of the batch), write an event, and stop the run when a step's share of them passes
-        `train.max_infra_error_rate`."""
-        missing = sum(r.score is None for r in rollouts)
+        """Count the samples with no reward, by cause, and leave their groups out of the batch: the sandbox could
+        not run them or their environment gave none (`verify/infra_errors`, limit `train.max_infra_error_rate`),
+        or the verifier itself failed on them (`verify/verifier_errors`, limit `train.max_verifier_error_rate`:
+        a bug in reward code is not a host fault, so it has a limit of its own). Each cause writes an event (the
+        verifier's names the verifier, the first problem and its message); a step where a cause's share of the
+        samples passes its limit stops the run (`VerifierErrorRate`, `InfraErrorRate`), so a verifier that
+        fails on every sample stops it at the first step instead of training on nothing."""
+        G = self.cfg.rollout.num_generations
+        groups = [rollouts[g : g + G] for g in range(0, len(rollouts), G)]
+        faults = [r.verifier_error for r in rollouts if r.score is None and r.verifier_error is not None]
+        missing = sum(r.score is None and r.verifier_error is None for r in rollouts)
         info["verify/infra_errors"] = info.get("verify/infra_errors", 0) + missing
+        info["verify/verifier_errors"] = info.get("verify/verifier_errors", 0) + len(faults)
         env_counts, env_report = unscored_episodes(rollouts)
         for key, n in env_counts.items():
             info[key] = info.get(key, 0) + n
+        if faults:
+            self.verifier_errors += len(faults)
+            dropped = sum(any(r.score is None and r.verifier_error is not None for r in g) for g in groups)
+            info["verify/verifier_dropped_groups"] = info.get("verify/verifier_dropped_groups", 0) + dropped
+            first = faults[0]
+            verifiers = sorted({e.verifier for e in faults})
+            self.logger.log_event(self.step_count + 1, "verify_verifier_errors", samples=len(faults),
+                                  groups_dropped=dropped, verifiers=verifiers, verifier=first.verifier,
+                                  problem=first.problem_id, error=first.message)
+            rate = self.cfg.train.max_verifier_error_rate
+            if len(faults) / len(rollouts) > rate:
+                raise VerifierErrorRate(
+                    f"step {self.step_count + 1}: the verifier itself failed on {len(faults)} of {len(rollouts)} "
+                    f"samples (more than train.max_verifier_error_rate={rate}); this is a bug in the reward code "
+                    f"or its reference answers, not the model's doing: fix {', '.join(verifiers)}. First: {first}")
         if not missing:
             return
         self.infra_errors += missing
-        G = self.cfg.rollout.num_generations
-        groups = sum(not scored_group(rollouts[g : g + G]) for g in range(0, len(rollouts), G))
-        info["verify/infra_dropped_groups"] = info.get("verify/infra_dropped_groups", 0) + groups
-        self.logger.log_event(self.step_count + 1, "verify_infra_errors", samples=missing, groups_dropped=groups)
+        dropped = sum(any(r.score is None and r.verifier_error is None for r in g) for g in groups)
+        info["verify/infra_dropped_groups"] = info.get("verify/infra_dropped_groups", 0) + dropped
+        self.logger.log_event(self.step_count + 1, "verify_infra_errors", samples=missing, groups_dropped=dropped)
         rate = self.cfg.train.max_infra_error_rate
         if missing / len(rollouts) <= rate:
             return
@@ -325,7 +359,8 @@ class Trainer:
         m = {"phase": "rl", **(batch_metrics(rollouts, rewards, G) if rollouts else {}),
              "update/skipped": int(not rollouts), "update/skipped_total": self.skipped_steps,
              "sampled_tokens": self.sampled_tokens, "cursor": self.cursor,
-             "verify/infra_errors_total": self.infra_errors, **stats, **info, **self.task.stats(),
+             "verify/infra_errors_total": self.infra_errors, "verify/verifier_errors_total": self.verifier_errors,
+             **stats, **info, **self.task.stats(),
              **episode_metrics(rollouts)}
         return m
 
@@ -371,11 +406,13 @@ class Trainer:
     # --- checkpoints --------------------------------------------------------------------------------
     def counters(self) -> dict[str, int]:
         """Run-long counts that the metrics report cumulatively, saved so a resume goes on."""
-        return {"infra_errors": self.infra_errors, "skipped_steps": self.skipped_steps}
+        return {"infra_errors": self.infra_errors, "verifier_errors": self.verifier_errors,
+                "skipped_steps": self.skipped_steps}
 
     def load_counters(self, counters: dict[str, int]) -> None:
         """Restore what `counters` saved."""
         self.infra_errors = counters.get("infra_errors", 0)
+        self.verifier_errors = counters.get("verifier_errors", 0)
         self.skipped_steps = counters.get("skipped_steps", 0)
 
     def save_checkpoint(self) -> Path:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # annotations only: the data model (and so a config or a task) loads without torch
     import torch
 
+    from rlvr.verifiers import VerifierError
+
 
 @dataclass
 class Problem:
@@ -55,6 +57,9 @@ class Rollout:
     # and gradient) and 0 for observation tokens (their `logprobs` entry is 0). None: every token is the model's.
     completion_mask: list[int] | None = None
     episode: EpisodeRecord | None = None
+    # Why `score` is None where the verifier itself failed on this sample (no reward, counted apart from the
+    # sandbox's and the environment's faults in `verify/verifier_errors`); None otherwise.
+    verifier_error: VerifierError | None = None
 
 
 @dataclass

@@ -92,6 +92,19 @@ def test_verifier_sanity_passes_the_real_verifier_and_catches_broken_ones():
     assert any("marks right answers wrong" in w for w in warnings)
 
 
+def test_verifier_sanity_reports_a_verifier_that_raises_as_a_failure_with_its_message():
+    def broken(problem, text):
+        raise KeyError("answer")
+
+    problems = check_problems(_Rigged(), 3, seed=0)
+    raised = verifier_sanity(_Rigged(rule=broken), problems)
+    assert raised["ok"] is False and raised["verifier_errors"] == 3 * 6  # six completions per problem, no verdict
+    assert "raised KeyError: 'answer'" in raised["verifier_error"] and "_Rigged.verify" in raised["verifier_error"]
+    assert raised["failures"][0]["case"] == "verifier raised" and "KeyError" in raised["failures"][0]["error"]
+    warnings = advise(_report(share=0.5, p1=0.5, verifier=raised), _config_like())[1]
+    assert any(w.startswith("verifier raised on 18 sanity completions") and "KeyError" in w for w in warnings)
+
+
 def test_check_problems_are_training_problems_apart_from_the_stream_and_held_out():
     task = SolvedFilter(_Rigged(), "both")
     before = task.state_dict()

@@ -122,6 +122,8 @@ def test_section_given_as_scalar():
         (["rollout.num_generations=0"], "rollout.num_generations"),
         (["task.flaw_rate=0.6", "task.blind_spot=0.5"], "task.flaw_rate"),
         (["task.blind_spot=0"], "task.blind_spot"),
+        (["train.max_verifier_error_rate=1.5"], "train.max_verifier_error_rate"),
+        (["train.max_infra_error_rate=-0.1"], "train.max_infra_error_rate"),
         (["task.format_reward=1.0"], "task.format_reward"),
         (["train.lr=0"], "train.lr"),
         (["algorithm.clip_low=1.0"], "algorithm.clip_low"),

@@ -172,3 +172,25 @@ def test_a_problem_the_sandbox_cannot_score_is_left_out_and_counted_not_wrong(ch
                       lambda q: [1] + char_tokenizer(q.prompt, add_special_tokens=False)["input_ids"], 16, (2,))
     assert result["infra_skipped"] == 1
     assert result["n"] == 1 and result["accuracy"] == 1.0  # p2 counted neither right nor wrong
+
+
+@pytest.mark.parametrize("samples", [0, 3])
+def test_a_problem_the_verifier_fails_on_is_left_out_and_counted_not_wrong(char_tokenizer, samples):
+    task = ArithmeticTask(difficulty=2, eval_size=2)
+    p1, p2 = task.eval_problems(2)
+    verify = task.verify
+
+    def broken_on_p2(problem, text):
+        if problem.id == p2.id:
+            raise KeyError("answer")
+        return verify(problem, text)
+
+    task.verify = broken_on_p2
+    engine = ScriptedEngine(char_tokenizer, {p.prompt: _answer(p.answer) for p in (p1, p2)},
+                            {p.prompt: [_answer(p.answer)] * samples for p in (p1, p2)})
+    result = evaluate(engine, char_tokenizer, task, [p1, p2],
+                      lambda q: [1] + char_tokenizer(q.prompt, add_special_tokens=False)["input_ids"], 16, (2,),
+                      samples=samples)
+    assert result["verifier_skipped"] == 1 and "infra_skipped" not in result
+    assert "broken_on_p2" in result["verifier_error"] and "KeyError" in result["verifier_error"]
+    assert result["n"] == 1 and result["accuracy"] == 1.0  # p2 counted neither right nor wrong

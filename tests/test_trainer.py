@@ -12,9 +12,9 @@ from rlvr.logging.metrics import read_jsonl
 from rlvr.models.loading import load_policy
 from rlvr.tasks.base import Task
 from rlvr.tasks.filtering import SolvedFilter
-from rlvr.trainer import InfraErrorRate, Trainer
+from rlvr.trainer import InfraErrorRate, Trainer, VerifierErrorRate
 from rlvr.types import Problem, Score
-from rlvr.verifiers import InfraError, safe_score
+from rlvr.verifiers import InfraError, build_reward
 
 REQUIRED = [
     "reward/mean",
@@ -82,16 +82,6 @@ def test_eval_writes_a_row(three_step_run):
     assert result["n"] == 4 and 0 <= result["accuracy"] <= 1
     (row,) = read_jsonl(trainer.run_dir / "eval.jsonl")
     assert row["step"] == 3 and row["phase"] == "final" and row["n"] == 4
-
-
-def test_a_raising_verifier_gives_zero_reward_with_the_reason():
-    class Broken:
-        def verify(self, problem, text):
-            raise KeyError("answer")
-
-    score = safe_score(Broken().verify, Problem("p", "1+1=", 2, "t"), "2")
-    assert score.reward == 0.0 and not score.correct
-    assert "KeyError" in score.details["reason"]
 
 
 class _Cycle(Task):
@@ -184,3 +174,82 @@ def test_a_run_stops_when_the_sandbox_fails_too_often(tmp_path, tiny_recipe):
     trainer = Trainer(cfg, tmp_path / "run", task=_FlakySandbox(None))
     with pytest.raises(InfraErrorRate, match="max_infra_error_rate"):
         trainer.step()
+
+
+# --- the verifier's own fault: no reward, counted apart from the sandbox's -------------------------------
+HANG = """
+import time
+from rlvr.types import Score
+
+def slow_on_p1(problem, text):
+    if problem.id == "p1":
+        time.sleep(2.0)
+    return Score(float(problem.id == "p0"), problem.id == "p0", True)
+"""
+
+
+class _FaultyVerifier(_Cycle):
+    """The verifier itself fails on every sample of problem p1 (raises, or returns garbage); the rest score."""
+
+    def __init__(self, fault, on=("p1",)):
+        super().__init__(None)
+        self.fault, self.on = fault, on
+
+    def verify(self, problem, text):
+        if problem.id in self.on:
+            if self.fault == "raise":
+                raise KeyError("answer")
+            return "yes"  # garbage: not a Score
+        return Score(float(problem.id == "p0"), problem.id == "p0", True)
+
+
+class _ComposedTask(_Cycle):
+    """The reward is composed (`build_reward`); its user term runs past timeout_s on problem p1."""
+
+    def __init__(self, verify):
+        super().__init__(None)
+        self.verify = verify
+
+
+def _faulty(fault, tmp_path, monkeypatch):
+    if fault != "timeout":
+        return _FaultyVerifier(fault), "_FaultyVerifier.verify"
+    (tmp_path / "slow_rewards.py").write_text(HANG)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    term = "slow_rewards:slow_on_p1"
+    return _ComposedTask(build_reward([{"name": term, "timeout_s": 0.2}, {"name": "format", "weight": 0.1}])), term
+
+
+@pytest.mark.parametrize("fault,message", [("raise", "raised KeyError"), ("garbage", "returned str, not Score"),
+                                           ("timeout", "timed out after 0.2s")])
+def test_verifier_faults_leave_their_groups_out_and_are_counted_never_scored_zero(tmp_path, tiny_recipe, monkeypatch,
+                                                                                 fault, message):
+    cfg = load_config(tiny_recipe(**{"train.prompts_per_step": 3, "train.max_verifier_error_rate": 0.5}))
+    task, verifier = _faulty(fault, tmp_path, monkeypatch)
+    trainer = Trainer(cfg, tmp_path / "run", task=task)
+    seen = []
+    update = trainer.learner.update
+    trainer.learner.update = lambda batch: (seen.append(batch), update(batch))[1]
+    m = trainer.step()
+    G = cfg.rollout.num_generations
+    assert m["verify/verifier_errors"] == G and m["verify/verifier_dropped_groups"] == 1
+    assert m["verify/verifier_errors_total"] == G and m["verify/infra_errors"] == 0  # told apart from the sandbox
+    assert len(seen[0].advantages) == 2 * G  # p1's group is not in the batch: no reward of 0 reached the learner
+    event = read_jsonl(tmp_path / "run/events.jsonl")[-1]
+    assert event["event"] == "verify_verifier_errors" and event["samples"] == G
+    assert event["verifier"] == verifier and event["problem"] == "p1" and message in event["error"]
+    assert trainer.counters()["verifier_errors"] == G  # kept in checkpoints
+    trainer.logger.close()
+    trainer.load_counters({"verifier_errors": 5})
+    assert trainer.verifier_errors == 5
+
+
+def test_a_verifier_that_fails_on_every_sample_stops_the_run_naming_it(tmp_path, tiny_recipe):
+    # a limit of its own: even a run that tolerates any sandbox fault stops on a broken verifier
+    cfg = load_config(tiny_recipe(**{"train.max_infra_error_rate": 1.0}))
+    trainer = Trainer(cfg, tmp_path / "run", task=_FaultyVerifier("raise", on=("p0", "p1", "p2")))
+    trainer.learner.update = lambda batch: pytest.fail("trained on zeros")
+    with pytest.raises(VerifierErrorRate, match=r"max_verifier_error_rate=0\.1.*_FaultyVerifier\.verify.*"
+                                                r"failed on problem p0: raised KeyError: 'answer'"):
+        trainer.step()
+    trainer.logger.close()

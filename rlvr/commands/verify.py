@@ -1,7 +1,9 @@
 """`rlvr verify VERIFIER --answer ANSWER [--tests FILE] [COMPLETION_FILE|-]`: score one completion.
 
 Prints the Score as JSON `{"reward", "correct", "formatted", "details"}` and exits 0 whatever the verdict
-(2 for a usage error, 3 when the sandbox itself could not run the code: no verdict, not a 0). The completion is read from the file, or from stdin when it is `-` or absent.
+(2 for a usage error, 3 when the sandbox itself could not run the code, 4 when the verifier itself failed, e.g.
+on an unusable reference: no verdict, not a 0). The completion is read from the file, or from stdin when it is
+`-` or absent.
 `--answer` is parsed as JSON when it starts with `{` or `[` (countdown's `{"target", "numbers"}`), else
 kept as text. For `code`, `--tests FILE` holds either JSON (`{"tests", "entry_point"}` or `{"io": [...]}`)
 or Python assert source, with `--answer` (or `--entry-point`) naming the function under test.
@@ -41,8 +43,9 @@ def _answer(args: argparse.Namespace) -> Any:
 
 
 def handle(args: argparse.Namespace) -> int:
-    """Run the verifier and print the Score; 0 on any verdict, 2 on a usage error, 3 on an infra error."""
-    from rlvr.verifiers import VERIFIERS, InfraError, check_options, verify_text
+    """Run the verifier and print the Score; 0 on any verdict, 2 on a usage error, 3 on an infra error, 4 when
+    the verifier itself failed (it raised or returned garbage: no verdict, as in training)."""
+    from rlvr.verifiers import VERIFIERS, InfraError, VerifierError, check_options, verify_text
 
     if args.verifier not in VERIFIERS:
         print(
@@ -78,6 +81,9 @@ def handle(args: argparse.Namespace) -> int:
     except InfraError as e:
         print(f"rlvr verify: no verdict, the sandbox failed (not the candidate): {e}", file=sys.stderr)
         return 3
+    except VerifierError as e:
+        print(f"rlvr verify: no verdict, the {e} (not the candidate's doing)", file=sys.stderr)
+        return 4
     print(json.dumps(score.to_dict(), default=str))
     return 0
 

@@ -168,6 +168,9 @@ def validate(cfg: Config) -> Config:
     _require(cfg.model.hidden_size % cfg.model.num_heads == 0, "model.hidden_size",
              f"must be divisible by model.num_heads ({cfg.model.num_heads})", cfg.model.hidden_size)
     _require(0.0 <= cfg.model.lora_dropout < 1.0, "model.lora_dropout", "must be in [0, 1)", cfg.model.lora_dropout)
+    for key in ("max_infra_error_rate", "max_verifier_error_rate"):
+        rate = getattr(cfg.train, key)
+        _require(0.0 <= rate <= 1.0, f"train.{key}", "must be in [0, 1] (a share of a step's samples)", rate)
     _require(0.0 < cfg.task.blind_spot <= 1.0, "task.blind_spot", "must be in (0, 1]", cfg.task.blind_spot)
     _require(0.0 <= cfg.task.flaw_rate <= cfg.task.blind_spot, "task.flaw_rate",
              f"must be in [0, task.blind_spot={cfg.task.blind_spot}] (the teacher errs only in its blind spot)",

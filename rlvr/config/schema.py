@@ -215,6 +215,10 @@ class TrainConfig:
     # counted; a step where more than this share of its samples could not be scored stops the run (with 1.0 a
     # step where none could be scored goes on without an update, logged as update/skipped)
     max_infra_error_rate: float = 0.1
+    # samples the verifier itself could not score (it raised, returned garbage, a composed term timed out:
+    # rlvr.verifiers.VerifierError) are left out and counted apart (verify/verifier_errors), under a limit of
+    # their own: a bug in reward code is not a host fault, and a high limit for a flaky host must not hide it
+    max_verifier_error_rate: float = 0.1
     seed: int = 0
     checkpoint_every: int = 20
     out_dir: str = "runs/latest"

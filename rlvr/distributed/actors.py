@@ -25,7 +25,7 @@ from rlvr.rollout import build_engine, rollout_form_differs
 from rlvr.rollout.base import Completion, SamplingParams
 from rlvr.rollout.episodes import generate_for, with_environment
 from rlvr.types import Batch, Problem, Score
-from rlvr.verifiers import score_or_none
+from rlvr.verifiers import VerifierError, score_or_none
 
 
 def use_threads(cpus: float) -> None:
@@ -83,16 +83,25 @@ class RolloutWorker:
         return os.getpid()
 
 
-def score_groups(task, problems: list[Problem], texts: list[list[str]], threads: int = 1) -> list[list[Score]]:
+def score_groups(task, problems: list[Problem], texts: list[list[str]], threads: int = 1
+                 ) -> list[list[Score | None]]:
     """Each group's texts scored against its problem, `threads` completions at once (sandbox runs are
-    subprocesses), in order; a verifier that raises gives 0 with the reason; a completion the sandbox could
-    not run gets None, and the driver scores it again (a retry) before leaving it out."""
+    subprocesses), in order. A completion the sandbox could not run, or the verifier itself failed on
+    (`VerifierError`), gets None, and the driver scores it again (a retry) before leaving it out: there the
+    trainer counts it by cause, a verifier fault with its message, as in one process."""
+
+    def one(problem: Problem, text: str) -> Score | None:
+        try:
+            return score_or_none(task.verify, problem, text)
+        except VerifierError:
+            return None
+
     pairs = [(p, t) for p, group in zip(problems, texts) for t in group]
     if threads > 1 and len(pairs) > 1:
         with ThreadPoolExecutor(min(threads, len(pairs)), thread_name_prefix="rlvr-verify") as pool:
-            flat = list(pool.map(lambda pt: score_or_none(task.verify, *pt), pairs))
+            flat = list(pool.map(lambda pt: one(*pt), pairs))
     else:
-        flat = [score_or_none(task.verify, p, t) for p, t in pairs]
+        flat = [one(p, t) for p, t in pairs]
     it = iter(flat)
     return [[next(it) for _ in group] for group in texts[: len(problems)]]
 

@@ -194,7 +194,8 @@ class RayTrainer(Trainer):
         return collected
 
     def score(self, rollouts: list[Rollout]) -> None:
-        """The workers scored their completions already; whatever they could not score is scored here."""
+        """The workers scored their completions already; whatever they could not score (a sandbox or verifier
+        fault) is scored again here, and what still has no reward is counted by cause (`Trainer.check_infra`)."""
         todo = [r for r in rollouts if r.score is None]
         if todo:
             super().score(todo)
@@ -209,7 +210,8 @@ class RayTrainer(Trainer):
             self.close()
             raise
 
-    _COUNTS = ("stale_dropped", "prefetch_discarded", "scored", "infra_errors", "skipped_steps")  # the trainer's
+    _COUNTS = ("stale_dropped", "prefetch_discarded", "scored", "infra_errors", "verifier_errors",
+               "skipped_steps")  # the trainer's
     _POOL_COUNTS = ("restarts", "resent_prompts", "verifier_restarts", "rescored_prompts")  # the pool's
 
     def counters(self) -> dict[str, int]:

@@ -13,7 +13,7 @@ import string
 from typing import Any
 
 from rlvr.types import Problem
-from rlvr.verifiers import VERIFIERS, get_verifier
+from rlvr.verifiers import VERIFIERS, VerifierError, get_verifier
 
 SCALAR_TYPES: dict[str, tuple[type, ...]] = {
     "integer": (int, str),
@@ -72,7 +72,7 @@ def check_answer(verifier: str, answer: Any, options: dict[str, Any] | None = No
     """None when `answer` is a reference that `verifier` (with `options`) can check, else why not.
 
     Wrong types come first ("expected a string or a number, got list"), then the self-check: the reference
-    written as a perfect completion must score correct."""
+    written as a perfect completion must score correct (a verifier that raises on it cannot use it either)."""
     if answer is None or (isinstance(answer, str | list | dict) and not answer):
         return "missing or empty"
     if isinstance(answer, bool):
@@ -90,9 +90,10 @@ def check_answer(verifier: str, answer: Any, options: dict[str, Any] | None = No
     if text is None:
         return f"cannot be written as an answer for verifier {verifier!r}"
     options = {k: v for k, v in (options or {}).items() if k != "extract"}
-    score = get_verifier(verifier, **options)(
-        Problem("check", "", answer, "check"), f"<answer>{text}</answer>"
-    )
+    try:
+        score = get_verifier(verifier, **options)(Problem("check", "", answer, "check"), f"<answer>{text}</answer>")
+    except VerifierError as e:  # the verifier cannot use this reference at all
+        return f"verifier {verifier!r} raised on {text!r:.80}: {e.message}"
     if score.correct:
         return None
     reason = score.details.get("reason") or score.details.get("error") or "does not verify against itself"

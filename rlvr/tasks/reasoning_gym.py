@@ -7,21 +7,20 @@ dataset seeded `base + 2^31`: the two seed ranges never meet before 2^30 trainin
 entries whose question equals a held-out one are redrawn, as for the built-in generators.
 The verifier is the generator's own `score_answer` on the final answer (found by `extract`, default the
 `<answer>` tag): correct when it scores 1.0; `partial_credit: true` (in `task.verifier_options`) passes
-its fractional score on as the reward. Needs `pip install reasoning-gym` (`rlvr[data]`).
+its fractional score on as the reward; where `score_answer` raises, the sample has no reward (a
+`VerifierError`, counted), never a 0. Needs `pip install reasoning-gym` (`rlvr[data]`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Any
 
 from rlvr.tasks.base import Task, derive_seed
 from rlvr.types import Problem, Score
+from rlvr.verifiers import verifier_fault
 from rlvr.verifiers.extract import EXTRACTORS
 from rlvr.verifiers.reply import read_reply
-
-logger = logging.getLogger(__name__)
 
 PREFIX = "reasoning_gym/"
 CHUNK = 1000
@@ -173,9 +172,9 @@ class ReasoningGymTask(Task):
             return reply.missing()
         try:
             value = float(self.eval_ds.score_answer(answer=reply.answer, entry=problem.meta["entry"]))
-        except Exception as e:  # noqa: BLE001 - a scorer bug is a zero reward, never a crash
-            logger.warning("reasoning-gym %s scorer failed on %s: %s", self.generator, problem.id, e)
-            return reply.zero({"parsed": reply.answer, "error": f"scorer raised {e!r}"})
+        except Exception as e:  # noqa: BLE001 - a scorer bug is no reward (counted), never a 0 nor a crash
+            raise verifier_fault(f"reasoning-gym {self.generator} scorer", problem,
+                                 f"raised {type(e).__name__}: {e}") from e
         correct = value >= 1.0
         details = {"parsed": reply.answer, "score": value}
         if not correct:

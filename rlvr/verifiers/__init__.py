@@ -7,16 +7,21 @@ equivalence), numeric (tolerance, units), exact (normalised string), choice (one
 "boxed" | "final_answer_line"` and `format_reward` (default 0.1). `rlvr verify` and the test suites go
 through `verify_text`; the trainer through `get_verifier` or `compose.build_reward`.
 
-Every failure of a verifier is a reward of 0 with the reason, except `InfraError`: the sandbox (not the
-candidate) could not run the code, so the sample has no reward at all. It passes through every wrapper
-here; the trainer leaves such a sample out of the batch and counts it.
+A reward is either true or not given, never a silent 0. What the candidate got wrong is a reward of 0 with
+the reason; a fault that is not the candidate's gives no reward at all, and passes through every wrapper here
+as an exception: `InfraError` (the sandbox could not run the code) and `VerifierError` (the verifier itself
+raised, returned something that is not a `Score` with a finite reward, or ran past its time). The trainer
+leaves such a sample out of the batch and counts it (`verify/infra_errors`, `verify/verifier_errors`);
+evaluation leaves it out too, neither right nor wrong.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import numbers
 from collections.abc import Callable
+from math import isfinite  # (`math` here is rlvr.verifiers.math, the submodule)
 from typing import Any
 
 from rlvr.types import Problem, Score
@@ -47,6 +52,25 @@ VERIFIERS: dict[str, Callable[..., Score]] = {
 }
 
 
+class VerifierError(RuntimeError):
+    """The verifier itself failed on a sample: it raised, returned something that is not a `Score` with a
+    finite reward, or (a composed term) ran past its `timeout_s`. Not the candidate's doing, so the sample has
+    no reward (a 0 would teach the policy the verifier's bug). `verifier` names it, `problem_id` says where,
+    `message` what happened."""
+
+    def __init__(self, verifier: str, problem_id: str, message: str):
+        super().__init__(verifier, problem_id, message)  # the args pickle it (Ray actors, threads)
+        self.verifier, self.problem_id, self.message = verifier, problem_id, message
+
+    def __str__(self) -> str:
+        return f"verifier {self.verifier} failed on problem {self.problem_id}: {self.message}"
+
+
+def verifier_name(fn: Callable[..., Any]) -> str:
+    """How logs and errors name a reward function: its qualified name."""
+    return getattr(fn, "__qualname__", getattr(fn, "__name__", repr(fn)))
+
+
 def check_options(name: str, fn: Callable[..., Any], options: dict[str, Any]) -> None:
     """Raise ValueError naming the verifier when `options` do not fit `fn` (a typo in a config)."""
     params = [p for p in inspect.signature(fn).parameters if p not in ("problem", "text")]
@@ -63,8 +87,8 @@ def check_options(name: str, fn: Callable[..., Any], options: dict[str, Any]) ->
 
 def get_verifier(name: str, **options) -> Verifier:
     """The verifier registered as `name`, with `options` (e.g. `format_reward=0.1`) bound and checked
-    now. The returned function raises only `InfraError`: any other failure is reward 0 with the reason
-    (see `safe_score`)."""
+    now. The returned function raises `InfraError` (the sandbox's fault) or `VerifierError` (the verifier's
+    own, see `safe_score`), never anything else: both mean no reward."""
     if name not in VERIFIERS:
         raise KeyError(f"unknown verifier {name!r}; known: {', '.join(sorted(VERIFIERS))}")
     fn = VERIFIERS[name]
@@ -84,7 +108,9 @@ def get_verifier(name: str, **options) -> Verifier:
 
 def score_or_none(fn: Callable[..., Score], problem: Problem, text: str, **options) -> Score | None:
     """`safe_score`, but None where the sandbox could not run the candidate (`InfraError`): a reward is
-    either true or not given, never a 0 for the host's fault. Callers leave such samples out and count them."""
+    either true or not given, never a 0 for the host's fault. Callers leave such samples out and count them.
+    `VerifierError` (the verifier's own fault: no reward either) propagates, so that callers can count it
+    apart and say which verifier failed."""
     try:
         return safe_score(fn, problem, text, **options)
     except InfraError as e:
@@ -96,38 +122,47 @@ def score_sample(fn: Callable[..., Score], problem: Problem, text: str, episode=
     """The one scoring path of a sample: where its episode's environment gives the reward itself
     (`episode.env_scored`, the adapters of rlvr.environments.adapters), that reward, or None where the
     environment gave none (it failed, or the episode was cut before it finished: left out and counted, never
-    a 0); else `score_or_none(fn, problem, text)`, the task's verifier on the transcript."""
+    a 0); else `score_or_none(fn, problem, text)`, the task's verifier on the transcript, which raises
+    `VerifierError` where the verifier itself failed (no reward either; the caller counts it)."""
     if episode is not None and episode.env_scored:
         return episode.env_score
     return score_or_none(fn, problem, text)
 
 
 def safe_score(fn: Callable[..., Score], problem: Problem, text: str, **options) -> Score:
-    """`fn(problem, text, **options)` (a verifier, or a task's `verify`), guarded: an exception or a result
-    that is not a `Score` becomes reward 0 and a log line. The one guard every scoring path goes through
-    (the trainer, rollout workers, verifier actors, `get_verifier`, `verify_text`, composed rewards), so a
-    reward bug never stops training. The message goes in `details["reason"]`, the key every zero explains
-    itself with, and in `details["error"]`, which marks the verifier's own fault (not the candidate's).
-    `InfraError` alone passes through: the sandbox could not run the candidate, and a 0 for it would teach
-    the policy noise."""
+    """`fn(problem, text, **options)` (a verifier, or a task's `verify`), guarded: the one guard every scoring
+    path goes through (the trainer, rollout workers, verifier actors, `get_verifier`, `verify_text`, composed
+    rewards). Returns `fn`'s `Score` when its reward is a finite number. Anything else is the verifier's own
+    fault, not the candidate's: an exception, or a result that is not such a `Score`, raises `VerifierError`
+    naming `fn`, the problem and the message (and logs a warning). The sample then has no reward: a 0 for a
+    reward bug would teach the policy noise, and so would a 0 for `InfraError` (the sandbox could not run the
+    candidate), which passes through as it is, like a `VerifierError` raised by a verifier `fn` wraps.
+    A verifier that scores a bad completion 0 returns that Score; it must not raise for it."""
     try:
         score = fn(problem, text, **options)
-        if not isinstance(score, Score):
-            raise TypeError(f"returned {type(score).__name__}, not Score")
-        return score
-    except InfraError:
+    except (InfraError, VerifierError):
         raise
-    except Exception as e:  # noqa: BLE001 - any failure of a reward is a zero reward, never a crash
-        name = getattr(fn, "__qualname__", getattr(fn, "__name__", repr(fn)))
-        logger.warning("reward %s failed on problem %s: %s: %s", name, problem.id, type(e).__name__, e)
-        message = f"{name} raised {type(e).__name__}: {e}"
-        return Score(0.0, False, False, {"reason": message, "error": message})
+    except Exception as e:  # noqa: BLE001 - any failure of a reward is no reward, counted by the caller
+        raise verifier_fault(verifier_name(fn), problem, f"raised {type(e).__name__}: {e}") from e
+    if not isinstance(score, Score):
+        raise verifier_fault(verifier_name(fn), problem, f"returned {type(score).__name__}, not Score")
+    if not isinstance(score.reward, numbers.Real) or not isfinite(score.reward):
+        raise verifier_fault(verifier_name(fn), problem, f"returned a reward of {score.reward!r}, not a finite number")
+    return score
+
+
+def verifier_fault(verifier: str, problem: Problem, message: str) -> VerifierError:
+    """The `VerifierError` of `verifier` on `problem`, logged once here (the one warning of each fault)."""
+    error = VerifierError(verifier, problem.id, message)
+    logger.warning("no reward (the verifier's fault, not the candidate's): %s", error)
+    return error
 
 
 def verify_text(name: str, answer: Any, text: str, **options) -> Score:
     """Score `text` against the reference `answer` with the verifier `name` (one code path for
     `rlvr verify`, the hacking suite and the attack suite). Never raises for a bad completion; raises
-    `InfraError` when the sandbox could not run it."""
+    `InfraError` when the sandbox could not run it and `VerifierError` when the verifier itself failed (e.g.
+    on an unusable reference `answer`): no verdict either way."""
     if name not in VERIFIERS:
         raise KeyError(f"unknown verifier {name!r}; known: {', '.join(sorted(VERIFIERS))}")
     problem = Problem(id=f"{name}-cli", prompt="", answer=answer, task=name)
@@ -140,6 +175,7 @@ __all__ = [
     "InfraError",
     "VERIFIERS",
     "Verifier",
+    "VerifierError",
     "build_reward",
     "check_options",
     "get_verifier",

@@ -18,8 +18,10 @@ must be plain built-in data (numbers, strings, bytes, None and lists/tuples/dict
 types). This stops `__eq__`-always-true results and keeps the tests' own objects out of the candidate's
 reach. Tasks whose tests exchange functions or class instances with the candidate set it off.
 
-A run that the sandbox itself could not carry out (after its retries) raises `InfraError`: such a
-sample has no reward, not a reward of 0 (see `sandbox.RunResult.fault`).
+A run that the sandbox itself could not carry out (after its retries) raises `InfraError`, and tests
+that are unusable (they do not parse, hold no test, or `problem.answer` has the wrong shape) raise
+`BadTestsError`: neither is the candidate's doing, so such a sample has no reward, not a reward of 0 (see
+`sandbox.RunResult.fault` and `rlvr.verifiers.safe_score`).
 """
 
 from __future__ import annotations
@@ -150,8 +152,9 @@ def verify_code(
     max_code_chars: int = 100_000,
 ) -> Score:
     """Reward 1 if the candidate's code passes every test of `problem.answer` in the sandbox (or the
-    fraction passed with `partial_credit`), plus `format_reward` for the format. Raises only
-    `InfraError` (the sandbox's fault: the sample has no reward), never for the candidate's doing."""
+    fraction passed with `partial_credit`), plus `format_reward` for the format. Raises `InfraError` (the
+    sandbox's fault) and `BadTestsError` (the problem's tests are unusable: through `safe_score` a
+    `VerifierError`), never for the candidate's doing; either way the sample has no reward, not a 0."""
     ext = extract_code(text, extract, max_code_chars)
     formatted = (
         is_well_formatted(text) and extract_code(text, "answer_tag", max_code_chars).answer is not None
@@ -159,17 +162,14 @@ def verify_code(
     bonus = format_reward if formatted else 0.0
     if ext.answer is None:
         return Score(bonus, False, formatted, {"reason": ext.reason})
-    try:
-        passed, total, reason, extra = run_tests(
-            ext.answer,
-            problem.answer,
-            timeout_s=timeout_s,
-            memory_mb=memory_mb,
-            plain_returns=plain_returns,
-            exact_output=exact_output,
-        )
-    except BadTestsError as e:
-        return Score(bonus, False, formatted, {"reason": f"bad tests for problem {problem.id!r}: {e}"})
+    passed, total, reason, extra = run_tests(
+        ext.answer,
+        problem.answer,
+        timeout_s=timeout_s,
+        memory_mb=memory_mb,
+        plain_returns=plain_returns,
+        exact_output=exact_output,
+    )
     correct = total > 0 and passed == total
     value = 1.0 if correct else (passed / total if partial_credit and total else 0.0)
     details = {"passed": passed, "total": total, **extra}

@@ -6,25 +6,27 @@ function `f(problem, text, **options) -> Score | float`. Other keys of an entry,
 are passed to the function; `timeout_s` bounds a user function's time.
 
 reward = sum_i weight_i * reward_i. `correct` is the first entry's (the primary reward); `formatted` is
-true when any entry says so. A function that raises, returns garbage or runs past `timeout_s` gives 0
-for that completion with the reason in `details["components"][name]` (and a log line), never an
-exception, except `InfraError` (the sandbox could not run the code: no reward at all). Built-in verifiers get `format_reward=0` unless the entry sets it: the format is its own entry.
+true when any entry says so; `details["components"][name]` holds each entry's reward, weight and details.
+Built-in verifiers get `format_reward=0` unless the entry sets it: the format is its own entry.
+
+The reward is all of its terms or none: a weighted sum with a term missing is not the reward configured.
+A function that raises, returns garbage (not a `Score` or number, or a reward that is not finite) or runs
+past `timeout_s` raises `VerifierError` naming the entry, the problem and what happened, and the whole
+completion has no reward (the trainer leaves it out and counts it in `verify/verifier_errors`);
+`InfraError` (the sandbox could not run the code) propagates as it is: no reward either.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from rlvr.timeouts import CallTimeout, call_with_timeout
 from rlvr.types import Problem, Score
-from rlvr.verifiers import VERIFIERS, check_options, safe_score
-
-logger = logging.getLogger(__name__)
+from rlvr.verifiers import VERIFIERS, check_options, safe_score, verifier_fault
 
 ENTRY_KEYS = {"name", "weight", "options", "timeout_s"}
 DEFAULT_USER_TIMEOUT_S = 30.0
@@ -93,25 +95,27 @@ def _as_score(value: Any) -> Score:
 
 
 def _call(term: RewardTerm, problem: Problem, text: str) -> Score:
-    """One term's score; a failure or timeout is a zero with the reason; `InfraError` propagates."""
+    """One term's score. Its failure, garbage or timeout raises `VerifierError` naming the term; `InfraError`
+    propagates."""
 
     def fn(p: Problem, t: str, **o) -> Score:
         return _as_score(term.fn(p, t, **o))
 
+    fn.__qualname__ = term.name  # what a VerifierError names: the entry as the config wrote it
     if term.timeout_s is None:
         return safe_score(fn, problem, text, **term.options)
-    try:  # InfraError propagates: no reward, not a zero
+    try:
         return call_with_timeout(safe_score, term.timeout_s, fn, problem, text, **term.options)
     except CallTimeout:  # a hung user function cannot be killed, but it no longer holds up training
-        logger.warning("reward %s timed out after %.1fs on problem %s", term.name, term.timeout_s, problem.id)
-        return Score(0.0, False, False, {"error": f"{term.name} timed out after {term.timeout_s:g}s"})
+        raise verifier_fault(term.name, problem, f"timed out after {term.timeout_s:g}s (timeout_s)") from None
 
 
 def build_reward(spec: list[dict]) -> Callable[[Problem, str], Score]:
     """A reward function `(problem, text) -> Score` from a weighted list of named reward functions.
 
     Raises ValueError at build time for a bad spec (unknown name, bad import path, bad weight); the
-    built function raises only `InfraError`."""
+    built function raises `InfraError` or `VerifierError` when any term could not give its reward (then the
+    completion has no reward at all), never for a bad completion."""
     if not isinstance(spec, list) or not spec:
         raise ValueError(f"a reward spec is a non-empty list of {{name, weight, ...}} entries, got {spec!r}")
     terms = [_term(i, entry) for i, entry in enumerate(spec)]
@@ -119,8 +123,8 @@ def build_reward(spec: list[dict]) -> Callable[[Problem, str], Score]:
     def reward(problem: Problem, text: str) -> Score:
         total, components, formatted = 0.0, {}, False
         scores = [_call(t, problem, text) for t in terms]
-        for t, s in zip(terms, scores):
-            value = s.reward if isinstance(s.reward, int | float) and s.reward == s.reward else 0.0
+        for t, s in zip(terms, scores):  # every reward is a finite number (safe_score checked it)
+            value = float(s.reward)
             total += t.weight * value
             formatted |= bool(s.formatted)
             key = t.name if t.name not in components else f"{t.name}#{len(components)}"

@@ -188,6 +188,17 @@ def test_unparsable_answer(tmp_path):
         )
 
 
+def test_a_verifier_that_raises_on_the_reference_says_so(monkeypatch):
+    from rlvr.tasks.answers import check_answer
+    from rlvr.verifiers import VERIFIERS
+
+    def broken(problem, text, format_reward=0.1):
+        raise KeyError("units")
+
+    monkeypatch.setitem(VERIFIERS, "exact", broken)
+    assert check_answer("exact", "Paris") == "verifier 'exact' raised on 'Paris': raised KeyError: 'units'"
+
+
 def test_one_gigabyte_line_is_refused_without_reading_it(tmp_path):
     path = tmp_path / "big.jsonl"
     with path.open("wb") as f:  # a sparse file: 1 GB long, next to nothing on disk

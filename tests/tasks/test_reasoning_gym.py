@@ -9,6 +9,7 @@ pytest.importorskip("reasoning_gym")
 from rlvr.config import load_config  # noqa: E402
 from rlvr.tasks.reasoning_gym import ReasoningGymTask  # noqa: E402
 from rlvr.tasks.registry import build_task, list_tasks, sample_task  # noqa: E402
+from rlvr.verifiers import VerifierError  # noqa: E402
 
 CONFIG = {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2}
 
@@ -22,6 +23,18 @@ def test_by_name_from_config_with_its_scorer():
     wrong = task.verify(p, f"<think>add</think><answer>{int(p.answer) + 1}</answer>")
     assert not wrong.correct and wrong.reward == pytest.approx(0.1)
     assert not task.verify(p, "no answer tag").correct
+
+
+def test_a_scorer_that_raises_gives_no_reward_never_a_zero(monkeypatch):
+    task = ReasoningGymTask("chain_sum", CONFIG, seed=0, eval_size=2)
+    p = task.train_problem(0)
+
+    def broken(answer, entry):
+        raise KeyError("metadata")
+
+    monkeypatch.setattr(task.eval_ds, "score_answer", broken)
+    with pytest.raises(VerifierError, match="reasoning-gym chain_sum scorer failed on problem .*raised KeyError"):
+        task.verify(p, f"<answer>{p.answer}</answer>")
 
 
 def test_train_and_eval_streams_are_apart_and_deterministic():

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from rlvr.types import Problem
-from rlvr.verifiers import build_reward
+from rlvr.verifiers import VerifierError, build_reward
 
 from .helpers import wrap
 
@@ -33,6 +33,9 @@ def user_module(tmp_path, monkeypatch):
 
             def garbage(problem, text):
                 return "yes"
+
+            def nan(problem, text):
+                return float("nan")
 
             class Rewards:
                 @staticmethod
@@ -62,22 +65,19 @@ def test_user_functions_by_import_path_with_options(user_module):
     assert nested(P, "42").correct
 
 
-def test_failing_rewards_give_zero_with_the_reason(user_module, caplog):
-    reward = build_reward(
-        [
-            {"name": "math"},
-            {"name": f"{user_module}:boom"},
-            {"name": f"{user_module}:hang", "timeout_s": 0.2},
-            {"name": f"{user_module}:garbage"},
-        ]
-    )
-    score = reward(P, wrap("42"))
-    parts = score.details["components"]
-    assert score.reward == 1.0 and score.correct
-    assert "RuntimeError: broken reward" in parts[f"{user_module}:boom"]["error"]
-    assert "timed out" in parts[f"{user_module}:hang"]["error"]
-    assert "expected Score or a number" in parts[f"{user_module}:garbage"]["error"]
-    assert "broken reward" in caplog.text
+@pytest.mark.parametrize("term,message", [
+    ({"name": "boom"}, "raised RuntimeError: broken reward"),
+    ({"name": "hang", "timeout_s": 0.2}, "timed out after 0.2s"),
+    ({"name": "garbage"}, "expected Score or a number"),
+    ({"name": "nan"}, "reward of nan, not a finite number"),
+])
+def test_a_failing_term_leaves_the_whole_sample_without_a_reward(user_module, caplog, term, message):
+    term = {**term, "name": f"{user_module}:{term['name']}"}
+    reward = build_reward([{"name": "math"}, term, {"name": "format", "weight": 0.1}])
+    with pytest.raises(VerifierError, match=message) as caught:
+        reward(P, wrap("42"))  # math alone would give 1.0: a sum with a term missing is not the reward configured
+    assert caught.value.verifier == term["name"] and caught.value.problem_id == P.id
+    assert term["name"] in caplog.text and message.split(":")[0] in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -98,3 +98,11 @@ def test_a_sandbox_that_cannot_run_the_code_is_no_verdict(tmp_path, monkeypatch,
         sandbox.set_spawn_fault(None)
     assert code == 3 and score is None
     assert "not the candidate" in capsys.readouterr().err
+
+
+def test_a_verifier_that_raises_is_no_verdict(monkeypatch, capsys):
+    """The verifier's own fault (here: a countdown answer without a target) is exit status 4 and no Score."""
+    code, score = cli(["countdown", "--answer", '{"numbers": [1, 2]}', "-"], wrap("1+2"), monkeypatch)
+    assert code == 4 and score is None
+    err = capsys.readouterr().err
+    assert "verifier verify_countdown failed on problem countdown-cli: raised KeyError: 'target'" in err
