@@ -24,8 +24,9 @@ from rlvr.batching import assemble_batch, batch_metrics
 from rlvr.checkpoint import latest_checkpoint, restore_metric_files, save_checkpoint
 from rlvr.config import Config, save_config
 from rlvr.environments import build_environment
-from rlvr.environments.metrics import episode_metrics, unscored_episodes
+from rlvr.environments.metrics import episode_metrics
 from rlvr.evaluate import evaluate_held_out
+from rlvr.faults import InfraErrorRate, VerifierErrorRate, count_unscored  # noqa: F401 - the run's errors
 from rlvr.learner import Learner
 from rlvr.logging.metrics import MetricsLogger, sample_rows
 from rlvr.logging.progress import Progress
@@ -52,14 +53,6 @@ def scored_group(group: list[Rollout]) -> bool:
     """Every sample of the group has a score (none was left unscored by a sandbox, environment or verifier
     fault)."""
     return all(r.score is not None for r in group)
-
-
-class InfraErrorRate(RuntimeError):
-    """Too many samples of a step could not be scored because the sandbox failed: the run stops."""
-
-
-class VerifierErrorRate(RuntimeError):
-    """Too many samples of a step could not be scored because the verifier itself failed: the run stops."""
 
 
 @dataclass
@@ -294,56 +287,10 @@ class Trainer:
         return scored & nonconstant_groups(rewards, G)
 
     def check_infra(self, rollouts: list[Rollout], info: dict) -> None:
-        """Count the samples with no reward, by cause, and leave their groups out of the batch: the sandbox could
-        not run them or their environment gave none (`verify/infra_errors`, limit `train.max_infra_error_rate`),
-        or the verifier itself failed on them (`verify/verifier_errors`, limit `train.max_verifier_error_rate`:
-        a bug in reward code is not a host fault, so it has a limit of its own). Each cause writes an event (the
-        verifier's names the verifier, the first problem and its message); a step where a cause's share of the
-        samples passes its limit stops the run (`VerifierErrorRate`, `InfraErrorRate`), so a verifier that
-        fails on every sample stops it at the first step instead of training on nothing."""
-        G = self.cfg.rollout.num_generations
-        groups = [rollouts[g : g + G] for g in range(0, len(rollouts), G)]
-        faults = [r.verifier_error for r in rollouts if r.score is None and r.verifier_error is not None]
-        missing = sum(r.score is None and r.verifier_error is None for r in rollouts)
-        info["verify/infra_errors"] = info.get("verify/infra_errors", 0) + missing
-        info["verify/verifier_errors"] = info.get("verify/verifier_errors", 0) + len(faults)
-        env_counts, env_report = unscored_episodes(rollouts)
-        for key, n in env_counts.items():
-            info[key] = info.get(key, 0) + n
-        if faults:
-            self.verifier_errors += len(faults)
-            dropped = sum(any(r.score is None and r.verifier_error is not None for r in g) for g in groups)
-            info["verify/verifier_dropped_groups"] = info.get("verify/verifier_dropped_groups", 0) + dropped
-            first = faults[0]
-            verifiers = sorted({e.verifier for e in faults})
-            self.logger.log_event(self.step_count + 1, "verify_verifier_errors", samples=len(faults),
-                                  groups_dropped=dropped, verifiers=verifiers, verifier=first.verifier,
-                                  problem=first.problem_id, error=first.message)
-            rate = self.cfg.train.max_verifier_error_rate
-            if len(faults) / len(rollouts) > rate:
-                raise VerifierErrorRate(
-                    f"step {self.step_count + 1}: the verifier itself failed on {len(faults)} of {len(rollouts)} "
-                    f"samples (more than train.max_verifier_error_rate={rate}); this is a bug in the reward code "
-                    f"or its reference answers, not the model's doing: fix {', '.join(verifiers)}. First: {first}")
-        if not missing:
-            return
-        self.infra_errors += missing
-        dropped = sum(any(r.score is None and r.verifier_error is None for r in g) for g in groups)
-        info["verify/infra_dropped_groups"] = info.get("verify/infra_dropped_groups", 0) + dropped
-        self.logger.log_event(self.step_count + 1, "verify_infra_errors", samples=missing, groups_dropped=dropped)
-        rate = self.cfg.train.max_infra_error_rate
-        if missing / len(rollouts) <= rate:
-            return
-        if env_report:
-            raise InfraErrorRate(f"step {self.step_count + 1}: {missing} of {len(rollouts)} samples have no reward "
-                                 f"(more than train.max_infra_error_rate={rate}): {env_report}")
-        from rlvr.verifiers.sandbox import describe
-
-        raise InfraErrorRate(
-            f"step {self.step_count + 1}: the sandbox could not run {missing} of {len(rollouts)} samples "
-            f"(more than train.max_infra_error_rate={rate}); these are host faults, not the model's: check that "
-            f"the host allows what the sandbox needs (processes, memory, namespaces) and that nothing else "
-            f"exhausts it. {describe()}")
+        """Count the samples with no reward, by cause (`rlvr.faults.count_unscored`: the sandbox's or the
+        environment's fault, or the verifier's own), leave their groups out, and stop the run past a limit."""
+        count_unscored(rollouts, self.cfg.rollout.num_generations, self.cfg.train, info, self.step_count + 1,
+                       self.logger.log_event, totals=self)
 
     def assemble(self, rollouts: list[Rollout]) -> tuple[Batch, torch.Tensor]:
         """The learner's batch from the kept groups, and their (N,) rewards (`assemble_batch`)."""

@@ -1,0 +1,77 @@
+"""Samples with no reward, by cause, and the limits that stop a run.
+
+A reward is either true or not given. A sample is left without one when the sandbox could not run the
+candidate or its environment gave none (`verify/infra_errors`, limit `train.max_infra_error_rate`), or when the
+verifier itself failed on it (`rlvr.verifiers.VerifierError`, kept on the rollout: `verify/verifier_errors`,
+limit `train.max_verifier_error_rate`; a bug in reward code is not a host fault, so it has a limit of its own).
+Their groups are left out of the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rlvr.environments.metrics import unscored_episodes
+from rlvr.types import Rollout
+
+
+class InfraErrorRate(RuntimeError):
+    """Too many samples of a step could not be scored because the sandbox failed: the run stops."""
+
+
+class VerifierErrorRate(RuntimeError):
+    """Too many samples of a step could not be scored because the verifier itself failed: the run stops."""
+
+
+def _dropped(groups: list[list[Rollout]], unscored: Callable[[Rollout], bool]) -> int:
+    return sum(any(unscored(r) for r in g) for g in groups)
+
+
+def count_unscored(rollouts: list[Rollout], G: int, limits, info: dict, step: int, log_event: Callable[..., None],
+                   totals) -> None:
+    """Count step `step`'s samples with no reward into `info` and into the run's `totals` (attributes
+    `infra_errors`, `verifier_errors`), by cause, and write an event per cause (the verifier's names the
+    verifier, the first problem and its message). Raises `VerifierErrorRate` or `InfraErrorRate` when a cause's
+    share of the samples passes its limit in `limits` (`cfg.train`), so a verifier that fails on every sample
+    stops the run at its first step instead of training on nothing."""
+    groups = [rollouts[g : g + G] for g in range(0, len(rollouts), G)]
+    faults = [r.verifier_error for r in rollouts if r.score is None and r.verifier_error is not None]
+    missing = sum(r.score is None and r.verifier_error is None for r in rollouts)
+    info["verify/infra_errors"] = info.get("verify/infra_errors", 0) + missing
+    info["verify/verifier_errors"] = info.get("verify/verifier_errors", 0) + len(faults)
+    env_counts, env_report = unscored_episodes(rollouts)
+    for key, n in env_counts.items():
+        info[key] = info.get(key, 0) + n
+    if faults:
+        totals.verifier_errors += len(faults)
+        dropped = _dropped(groups, lambda r: r.score is None and r.verifier_error is not None)
+        info["verify/verifier_dropped_groups"] = info.get("verify/verifier_dropped_groups", 0) + dropped
+        first = faults[0]
+        verifiers = sorted({e.verifier for e in faults})
+        log_event(step, "verify_verifier_errors", samples=len(faults), groups_dropped=dropped, verifiers=verifiers,
+                  verifier=first.verifier, problem=first.problem_id, error=first.message)
+        rate = limits.max_verifier_error_rate
+        if len(faults) / len(rollouts) > rate:
+            raise VerifierErrorRate(
+                f"step {step}: the verifier itself failed on {len(faults)} of {len(rollouts)} samples (more than "
+                f"train.max_verifier_error_rate={rate}); this is a bug in the reward code or its reference answers, "
+                f"not the model's doing: fix {', '.join(verifiers)}. First: {first}")
+    if not missing:
+        return
+    totals.infra_errors += missing
+    dropped = _dropped(groups, lambda r: r.score is None and r.verifier_error is None)
+    info["verify/infra_dropped_groups"] = info.get("verify/infra_dropped_groups", 0) + dropped
+    log_event(step, "verify_infra_errors", samples=missing, groups_dropped=dropped)
+    rate = limits.max_infra_error_rate
+    if missing / len(rollouts) <= rate:
+        return
+    if env_report:
+        raise InfraErrorRate(f"step {step}: {missing} of {len(rollouts)} samples have no reward "
+                             f"(more than train.max_infra_error_rate={rate}): {env_report}")
+    from rlvr.verifiers.sandbox import describe
+
+    raise InfraErrorRate(
+        f"step {step}: the sandbox could not run {missing} of {len(rollouts)} samples "
+        f"(more than train.max_infra_error_rate={rate}); these are host faults, not the model's: check that "
+        f"the host allows what the sandbox needs (processes, memory, namespaces) and that nothing else "
+        f"exhausts it. {describe()}")
