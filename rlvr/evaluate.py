@@ -79,7 +79,8 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
             if greedy[i][0].episode is not None:  # a multi-turn episode: did it call a tool?
                 rec["tool_called"].append(bool(greedy[i][0].episode.calls))
             if len(examples) < keep:
-                examples.append({"task": p.task, "prompt": p.prompt if isinstance(p.prompt, str) else str(p.prompt),
+                examples.append({"id": p.id, "task": p.task,
+                                 "prompt": p.prompt if isinstance(p.prompt, str) else str(p.prompt),
                                  "completion": text, "correct": score.correct, "reward": score.reward})
             if sampled is not None:
                 verdicts = [(s.correct, s.details.get("parsed")) for s in drawn]

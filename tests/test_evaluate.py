@@ -106,6 +106,7 @@ def test_evaluate_on_scripted_samples(char_tokenizer, batch_size):
     assert result["by_task"]["arithmetic"]["accuracy"] == 0.5
     assert result["examples"] == [
         {
+            "id": p1.id,
             "task": "arithmetic",
             "prompt": p1.prompt,
             "completion": _answer(a1),
@@ -194,3 +195,33 @@ def test_a_problem_the_verifier_fails_on_is_left_out_and_counted_not_wrong(char_
     assert result["verifier_skipped"] == 1 and "infra_skipped" not in result
     assert "broken_on_p2" in result["verifier_error"] and "KeyError" in result["verifier_error"]
     assert result["n"] == 1 and result["accuracy"] == 1.0  # p2 counted neither right nor wrong
+
+
+def test_a_story_s_measure_reads_each_answer_with_its_own_problem_when_one_is_left_out(char_tokenizer):
+    """`evaluate_story` hands the story's measure the answers of the problems that were scored; a problem
+    the sandbox could not score has no answer, so the measure must not pair the rest with the wrong problems."""
+    from rlvr.stories.measures import evaluate_story
+    from rlvr.verifiers import InfraError
+
+    task = ArithmeticTask(difficulty=2, eval_size=3)
+    problems = task.eval_problems(3)
+    verify = task.verify
+
+    def flaky(problem, text):
+        if problem.id == problems[0].id:
+            raise InfraError("injected: the run never started")
+        return verify(problem, text)
+
+    task.verify = flaky
+    engine = ScriptedEngine(char_tokenizer, {p.prompt: _answer(p.answer) for p in problems}, {})
+    seen = []
+
+    def measure(ps, texts):
+        seen.extend(zip(ps, texts))
+        return {"right_pairs": sum(str(p.answer) in t for p, t in zip(ps, texts))}
+
+    row, answers = evaluate_story(engine, char_tokenizer, task, problems,
+                                  lambda q: [1] + char_tokenizer(q.prompt, add_special_tokens=False)["input_ids"],
+                                  16, (2,), None, measure)
+    assert row["infra_skipped"] == 1 and len(seen) == 2
+    assert [p.id for p, _ in seen] == [p.id for p in problems[1:]] and row["right_pairs"] == 2

@@ -35,8 +35,9 @@ def evaluate_story(engine, tokenizer, task, problems, encode, max_new_tokens: in
         "valid_steps": valid,
         "reasoning_items": items,
     }
-    if measure is not None:
-        row.update(measure(problems, texts))
+    if measure is not None:  # the answers' own problems: a problem left unscored has no answer here
+        by_id = {p.id: p for p in problems}
+        row.update(measure([by_id[a["id"]] for a in answers], texts))
     for a, n in zip(answers, lengths):
         a["length"] = n
     return row, answers
