@@ -92,6 +92,10 @@ def load_policy(cfg, seed: int = 0, adapter: str | Path | None = None, training:
     lora = getattr(cfg, "lora_r", 0) > 0
     masters = training and master_weights and not lora
     model.to(device=device, dtype=torch.float32 if masters else dtype)
+    if device.type == "cpu":  # short sequences: attention as two products, not SDPA's slow flash kernel
+        from rlvr.models.attention import use_short_attention
+
+        use_short_attention(model)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if lora:

@@ -1,0 +1,86 @@
+"""Short-sequence attention on a CPU (rlvr.models.attention): the same outputs and gradients as SDPA."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from rlvr.models.attention import NAME, SHORT, use_short_attention
+
+
+def _batch(tok):
+    texts = ["12+34=46", "7*8=", "9-3=6 and more"]
+    ids = [[tok.bos_token_id] + tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    P = max(map(len, ids))
+    input_ids = torch.full((len(ids), P), tok.pad_token_id)
+    mask = torch.zeros((len(ids), P), dtype=torch.long)
+    for i, r in enumerate(ids):  # left padding, as the learner and the engine build batches
+        input_ids[i, P - len(r):] = torch.tensor(r)
+        mask[i, P - len(r):] = 1
+    return input_ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def _run(model, ids, mask, pos):
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits.float()
+    (logits * mask[..., None]).sum().backward()  # padding positions carry no loss, as in training
+    return logits, {n: p.grad.float() for n, p in model.named_parameters()}
+
+
+def test_short_attention_gives_sdpa_s_outputs_and_gradients(make_tiny_model, char_tokenizer):
+    sdpa = make_tiny_model(sharp=True).train()
+    assert sdpa.config._attn_implementation == "sdpa"
+    short = copy.deepcopy(sdpa)
+    assert use_short_attention(short) and short.config._attn_implementation == NAME
+    batch = _batch(char_tokenizer)
+    (a, ga), (b, gb) = _run(sdpa, *batch), _run(short, *batch)
+    keep = batch[1].bool()
+    assert torch.allclose(a[keep], b[keep], atol=1e-4, rtol=1e-4)
+    for n in ga:
+        assert torch.isfinite(gb[n]).all(), n  # a padding query that sees no key gives finite values
+        assert (ga[n] - gb[n]).abs().max() <= 1e-3 * ga[n].abs().max().clamp(min=1e-6), n
+
+
+def test_in_bf16_short_attention_is_as_close_to_fp32_as_sdpa_is(make_tiny_model, char_tokenizer):
+    fp32 = make_tiny_model(sharp=True).train()
+    sdpa = copy.deepcopy(fp32).to(torch.bfloat16)
+    short = copy.deepcopy(sdpa)
+    use_short_attention(short)
+    batch = _batch(char_tokenizer)
+    keep = batch[1].bool()
+    ref, gref = _run(fp32, *batch)
+    (a, ga), (b, gb) = _run(sdpa, *batch), _run(short, *batch)
+    err_sdpa, err_short = (a - ref)[keep].abs().max(), (b - ref)[keep].abs().max()
+    assert err_short <= 1.5 * err_sdpa, (err_short, err_sdpa)
+    for n in ga:
+        assert torch.isfinite(gb[n]).all(), n
+        e_sdpa, e_short = (ga[n] - gref[n]).abs().max(), (gb[n] - gref[n]).abs().max()
+        assert e_short <= 2 * e_sdpa + 1e-3 * gref[n].abs().max(), (n, e_short, e_sdpa)  # bf16 noise, both ways
+
+
+def test_without_a_mask_the_products_are_causal(make_tiny_model, char_tokenizer):
+    """No padding: transformers hands SDPA no mask and relies on its causal flag; the products must mask the
+    future themselves (a later token must not change an earlier position's logits)."""
+    model = make_tiny_model(sharp=True)
+    use_short_attention(model)
+    ids = torch.tensor([[char_tokenizer.bos_token_id] + char_tokenizer("12+34=46", add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        full = model(input_ids=ids).logits
+        prefix = model(input_ids=ids[:, :5]).logits
+    assert torch.allclose(full[:, :5], prefix, atol=1e-5)
+
+
+def test_long_sequences_and_decode_steps_stay_on_sdpa(monkeypatch):
+    import transformers.integrations.sdpa_attention as sdpa_module
+
+    from rlvr.models.attention import short_sequence_attention
+
+    calls = []
+    monkeypatch.setattr(sdpa_module, "sdpa_attention_forward", lambda *a, **k: calls.append(a[1].shape) or ("sdpa", None))
+    module = torch.nn.Module()
+    for q, L in [(1, 50), (SHORT + 1, SHORT + 1)]:
+        out, _ = short_sequence_attention(module, torch.randn(1, 2, q, 8), torch.randn(1, 2, L, 8),
+                                          torch.randn(1, 2, L, 8), None)
+        assert out == "sdpa"
+    out, _ = short_sequence_attention(module, torch.randn(1, 2, 4, 8), torch.randn(1, 2, 4, 8), torch.randn(1, 2, 4, 8), None)
+    assert out.shape == (1, 4, 2, 8) and len(calls) == 2
