@@ -3,6 +3,7 @@ memory bandwidth, and the step time they allow), peak memory, and counting gener
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import threading
@@ -145,3 +146,12 @@ def generated_lengths(out: torch.Tensor, prompt_len: int, eos: set[int]) -> list
         n = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
         lengths.append(n)
     return lengths
+
+
+def write_result(path: str | Path, out: dict) -> None:
+    """Write a benchmark's results as JSON at `path` (its folder made), with the load average at the end of the
+    run (what else the machine was doing), and say so."""
+    out = {**out, "loadavg_end": Path("/proc/loadavg").read_text().split()[:3]}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(out, indent=2))
+    print(f"wrote {path}")

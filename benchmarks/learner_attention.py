@@ -13,7 +13,6 @@ warms up and is left out). Printed: median forward, backward and update seconds 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -24,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import vs_trl  # noqa: E402 - the step this measures is vs_trl's
+from bench_machine import write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,12 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     for arm, m in med.items():
         print(f"{arm:8}{m['forward']:12.2f}{m['backward']:12.2f}{m['update']:12.2f}")
     print(f"short-sequence attention: the learner's forward + backward {ratio:.2f}x faster than with SDPA")
-    out = {"median_s": med, "speedup": ratio, "rounds": times, "threads": torch.get_num_threads(),
-           "batch_shape": list(batch.input_ids.shape),
-           "loadavg_end": Path("/proc/loadavg").read_text().split()[:3]}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2))
-    print(f"wrote {args.json}")
+    write_result(args.json, {"median_s": med, "speedup": ratio, "rounds": times, "threads": torch.get_num_threads(),
+                             "batch_shape": list(batch.input_ids.shape)})
     return 0
 
 

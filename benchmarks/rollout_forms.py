@@ -23,13 +23,13 @@ steps, two seeds per arm: `benchmarks/rollout_forms_learning.py`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
 from pathlib import Path
 
 import torch
+from bench_machine import write_result
 
 from rlvr.config import load_config
 from rlvr.trainer import Trainer
@@ -93,11 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{arm:12}{s['rollout_tok_s']:8.0f}{s['step_s_median']:8.2f}{s['sync_s_median']:8.2f}"
               f"{s['offpolicy/kl_mean']:10.2e}{s['offpolicy/truncated_frac_mean']:8.3f}"
               f"{s['offpolicy/masked_frac_mean']:8.3f}{s['offpolicy/active_mean']:6.0f}")
-    out = {"arms": summary, "steps": args.steps, "warmup": args.warmup, "seed": args.seed,
-           "threads": torch.get_num_threads(), "loadavg_end": Path("/proc/loadavg").read_text().split()[:3]}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2))
-    print(f"wrote {args.json}")
+    write_result(args.json, {"arms": summary, "steps": args.steps, "warmup": args.warmup, "seed": args.seed,
+                             "threads": torch.get_num_threads()})
     return 0
 
 
