@@ -95,12 +95,15 @@ def test_screened_groups_are_mixed_counted_and_never_held_out(tmp_path, tiny_rec
 
 
 def test_screening_samples_join_their_group_from_the_same_policy(tmp_path, tiny_recipe):
-    cfg = _config(tiny_recipe)
+    # one round: `sampled` then holds every screening sample first, then the groups' top-ups (with more
+    # rounds, each round's screens and top-ups follow each other)
+    cfg = _config(tiny_recipe, **{"algorithm.screen_rounds": 1})
     trainer = Trainer(cfg, tmp_path / "run", task=_ParityArithmetic())
     collected = _recording(trainer)
     trainer.step()
     trainer.logger.close()
     kept = collected[0].kept
+    assert kept  # some screen came out mixed, so the check below sees groups
     screened = {id(r) for r in collected[0].sampled[: collected[0].info["screen/candidates"] * K]}
     for g in range(0, len(kept), G):
         assert [id(r) in screened for r in kept[g : g + G]] == [True] * K + [False] * (G - K)
