@@ -131,7 +131,8 @@ class RolloutConfig:
     vllm_max_model_len: int | None = None
     kv_cache: str = _choice("static", "static", "dynamic")  # static: preallocated, no copy per token
     compile: bool = False  # decode steps through torch.compile (CUDA graphs on a GPU); finished rows stay
-    # CPU decode runs its linear layers on oneDNN-packed copies of the weights (rlvr.rollout.cpu_kernels)
+    # CPU decode runs its linear layers on oneDNN-packed copies of the weights (rlvr.rollout.cpu_kernels): faster
+    # decode for the weights' memory once more and a repack per weight sync; false where memory is short
     cpu_kernels: bool = True
     num_generations: int = 8
     max_new_tokens: int = 48
