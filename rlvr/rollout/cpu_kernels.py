@@ -43,7 +43,6 @@ class PackedLinears:
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
-        self.modules: list[torch.nn.Module] = []
         self._packed: dict[int, tuple[tuple, torch.Tensor]] = {}  # id(module) -> (weight's identity, packed)
         self._policy: int | None = None  # the engine's policy version the packed copies were made at
         self.repacks = 0  # weights packed since construction (each sync that changed them repacks them)
@@ -52,32 +51,33 @@ class PackedLinears:
     def _key(w: torch.Tensor) -> tuple:
         return (w.data_ptr(), w._version, w.dtype, tuple(w.shape))
 
-    def refresh(self, batch_hint: int, policy: int) -> None:
+    def refresh(self, batch_hint: int, policy: int) -> list[torch.nn.Module]:
         """Pack every weight that changed since it was last packed (or never was), all of them at a new
-        `policy` version. The layers are listed anew each time: a weight sync may have quantised some (those
-        run their own kernels)."""
+        `policy` version; returns the packable layers. They are listed anew each time: a weight sync may have
+        quantised some (those run their own kernels)."""
         if policy != self._policy:
             self._packed.clear()
             self._policy = policy
-        self.modules = [m for m in self.model.modules() if _packable(m)]
-        for m in self.modules:
+        modules = [m for m in self.model.modules() if _packable(m)]
+        for m in modules:
             key = self._key(m.weight)
             held = self._packed.get(id(m))
             if held is None or held[0] != key:
                 self._packed[id(m)] = (key, torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), batch_hint))
                 self.repacks += 1
+        return modules
 
     @contextlib.contextmanager
     def active(self, batch_hint: int, policy: int):
         """Within: each packable linear runs on its packed weight of policy version `policy` (no autograd:
         decode runs under no_grad)."""
-        self.refresh(batch_hint, policy)
-        for m in self.modules:
+        modules = self.refresh(batch_hint, policy)
+        for m in modules:
             m.forward = _packed_forward(self._packed[id(m)][1], m.bias)
         try:
             yield
         finally:
-            for m in self.modules:
+            for m in modules:
                 m.__dict__.pop("forward", None)
 
 
