@@ -153,12 +153,18 @@ class _FlakySandbox(_Cycle):
         return Score(float(problem.id == "p0"), problem.id == "p0", True)
 
 
-def test_infra_faults_leave_their_groups_out_and_are_counted_never_scored_zero(tmp_path, tiny_recipe):
-    cfg = load_config(tiny_recipe(**{"train.prompts_per_step": 3, "train.max_infra_error_rate": 0.5}))
-    trainer = Trainer(cfg, tmp_path / "run", task=_FlakySandbox(None))
+def _recording_updates(trainer) -> list:
+    """The batches `trainer`'s learner will be given, recorded as they go in."""
     seen = []
     update = trainer.learner.update
     trainer.learner.update = lambda batch: (seen.append(batch), update(batch))[1]
+    return seen
+
+
+def test_infra_faults_leave_their_groups_out_and_are_counted_never_scored_zero(tmp_path, tiny_recipe):
+    cfg = load_config(tiny_recipe(**{"train.prompts_per_step": 3, "train.max_infra_error_rate": 0.5}))
+    trainer = Trainer(cfg, tmp_path / "run", task=_FlakySandbox(None))
+    seen = _recording_updates(trainer)
     m = trainer.step()
     G = cfg.rollout.num_generations
     assert m["verify/infra_errors"] == G and m["verify/infra_dropped_groups"] == 1
@@ -227,9 +233,7 @@ def test_verifier_faults_leave_their_groups_out_and_are_counted_never_scored_zer
     cfg = load_config(tiny_recipe(**{"train.prompts_per_step": 3, "train.max_verifier_error_rate": 0.5}))
     task, verifier = _faulty(fault, tmp_path, monkeypatch)
     trainer = Trainer(cfg, tmp_path / "run", task=task)
-    seen = []
-    update = trainer.learner.update
-    trainer.learner.update = lambda batch: (seen.append(batch), update(batch))[1]
+    seen = _recording_updates(trainer)
     m = trainer.step()
     G = cfg.rollout.num_generations
     assert m["verify/verifier_errors"] == G and m["verify/verifier_dropped_groups"] == 1
