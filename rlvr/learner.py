@@ -184,7 +184,6 @@ class Learner:
         a = self.algo
         self.model.train()
         sums: dict[str, float] = {}
-        n_tokens = float(batch.completion_mask.sum())
 
         def add(key: str, value: float, weight: float) -> None:
             sums[key] = sums.get(key, 0.0) + value * weight
@@ -193,10 +192,18 @@ class Learner:
         loss_scale = dp.loss_scale if dp is not None else 1.0  # fsdp averages gradients: undo the mean
         grad_norms, changed = [], []
         proximal: dict = {}  # micro-batch rows -> the learner's log-probs at the first pass (pi_prox, detached)
-        n_seqs = float((batch.completion_mask.sum(-1) > 0).sum())
+        live = self._rows_with_gradient(batch)
+        if live is not None:
+            sums["update/skipped_rows"] = float(len(batch) - int(live.sum()))
+            rows = live.nonzero().flatten() if rows is None else rows[live[rows]]
+        run_mask = batch.completion_mask if live is None else batch.completion_mask[live]
+        n_tokens = float(run_mask.sum())  # token diagnostics are means over the rows that run
+        n_seqs = float((run_mask.sum(-1) > 0).sum())
         off_kw = dict(tis_cap=a.tis_cap, seq_mask_cap=a.seq_mask_cap, seq_reduce=a.seq_mask_reduce)
         for epoch in range(a.ppo_epochs):
             micro = list(self._micro_batches(batch, rows))
+            if not micro:  # nothing to run (every row skipped): one pass weighted 0 gives zero gradients, so
+                micro = [(None, self._filler(batch))]  # the optimiser steps exactly as over the whole batch
             # Sharded learners meet inside every forward and backward, so each runs as many passes as the
             # busiest: the extra ones are a real row weighted 0.
             micro += [(None, self._filler(batch))] * (dp.padding(len(micro)) if dp is not None else 0)
@@ -257,6 +264,8 @@ class Learner:
             if before is not None:
                 changed.append(changed_fraction(before, self._trainable()))
             add("time/optimizer", self._clock() - t0, 1.0)
+        if live is not None:  # the skipped rows' loss is exactly 0
+            sums.setdefault("loss", 0.0)
         if dp is not None:
             sums = dp.reduce_stats(sums)
         sums["grad_norm"] = sum(grad_norms) / len(grad_norms)
@@ -265,6 +274,20 @@ class Learner:
         sums["lr"] = self.scheduler.get_last_lr()[0]
         sums["offpolicy/active"] = float(self.correct_offpolicy)
         return sums
+
+    def _rows_with_gradient(self, batch: Batch) -> torch.Tensor | None:
+        """(N,) bool: the rows whose loss has a gradient, with `train.skip_zero_advantage`; None: all rows run.
+
+        Without a KL or entropy term in the loss, a completion whose advantage is 0 adds exactly 0 to the
+        loss and its gradient (clipped or not, corrected or not: every term is a multiple of A), so it is not
+        run at all. Its tokens still count in the loss normaliser (`_weight` divides by the whole batch's), so
+        the update is the one over the whole batch. In thin-signal GRPO most groups are constant: this is most
+        of the learner's time."""
+        a = self.algo
+        if not getattr(self.cfg, "skip_zero_advantage", True) or a.entropy_coef > 0 or \
+                (a.kl_coef > 0 and not a.kl_in_reward):
+            return None
+        return batch.advantages != 0
 
     def _trainable(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]

@@ -257,3 +257,56 @@ def test_decoupled_objective_clips_later_passes_against_the_first_pass(make_tiny
     stats = learner.update(batch)
     assert len(forwards) == 2  # one forward per pass (one micro-batch), none for pi_prox
     assert stats["ratio_max"] > 1.2 and stats["clip_frac"] > 0.0
+
+
+def _rows_run(model) -> list[int]:
+    """Rows of every training forward through the policy's decoder, recorded as they run."""
+    seen: list[int] = []
+    model.get_decoder().register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(int(kwargs["input_ids"].shape[0])), with_kwargs=True)
+    return seen
+
+
+@pytest.mark.parametrize("loss_agg", LOSS_AGGS)
+def test_zero_advantage_rows_are_not_run_and_the_update_is_the_whole_batchs(make_tiny_model, char_tokenizer,
+                                                                              loss_agg):
+    def mixed(model):  # uneven lengths: token and sequence shares differ
+        batch = _sampled_batch(model, char_tokenizer, [1.0, -1.0, 0.0, 0.0, 0.5, -0.5], n=2)
+        for i in range(len(batch)):
+            batch.completion_mask[i, batch.completion_mask[i].nonzero()[i + 1:]] = 0.0
+        return batch
+
+    results = {}
+    for skip in (True, False):
+        model = make_tiny_model(sharp=True)
+        batches = [mixed(model), _sampled_batch(model, char_tokenizer, [0.0] * 6, n=2, seed=1)]  # then constant
+        learner = _learner(model, lr=1e-2, weight_decay=0.1, skip_zero_advantage=skip,
+                           algo=AlgorithmConfig(loss_agg=loss_agg))
+        seen = _rows_run(model)
+        stats = [learner.update(b) for b in batches]  # AdamW's momentum moves the weights at the second step
+        results[skip] = ([p.detach().clone() for p in model.parameters()], stats, seen)
+    (skipped, s_stats, s_seen), (whole, w_stats, w_seen) = results[True], results[False]
+    for a, b in zip(skipped, whole):
+        assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
+    assert s_stats[0]["grad_norm"] == pytest.approx(w_stats[0]["grad_norm"], rel=1e-5)
+    assert s_stats[0]["loss"] == pytest.approx(w_stats[0]["loss"], rel=1e-4, abs=1e-7)
+    assert [s["update/skipped_rows"] for s in s_stats] == [2.0, 6.0] and "update/skipped_rows" not in w_stats[0]
+    assert sum(s_seen) == 4 + 1 and sum(w_seen) == 12  # the constant step runs one row weighted 0
+    assert s_stats[1]["loss"] == 0.0 and "entropy" not in s_stats[1]
+    # token diagnostics are means over the rows that ran: as an update of those rows alone
+    model = make_tiny_model(sharp=True)
+    alone = _learner(model, algo=AlgorithmConfig(loss_agg=loss_agg)).update(mixed(model).select(torch.tensor([0, 1, 4, 5])))
+    assert s_stats[0]["entropy"] == pytest.approx(alone["entropy"], rel=1e-5)
+
+
+@pytest.mark.parametrize("algo", [AlgorithmConfig(loss_agg="token_mean", entropy_coef=0.01),
+                                  AlgorithmConfig(loss_agg="token_mean", kl_coef=0.1)])
+def test_zero_advantage_rows_run_when_the_loss_has_another_term(make_tiny_model, char_tokenizer, algo):
+    model = make_tiny_model(sharp=True)
+    batch = _sampled_batch(model, char_tokenizer, [1.0, 0.0, 0.0])
+    ref = copy.deepcopy(model).requires_grad_(False)
+    learner = _learner(model, algo=algo, ref_model=ref)
+    batch.ref_logprobs = learner.reference_logprobs(batch)
+    seen = _rows_run(model)
+    stats = learner.update(batch)
+    assert sum(seen) == 3 and "update/skipped_rows" not in stats

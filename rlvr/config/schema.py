@@ -220,6 +220,10 @@ class TrainConfig:
     # rlvr.verifiers.VerifierError) are left out and counted apart (verify/verifier_errors), under a limit of
     # their own: a bug in reward code is not a host fault, and a high limit for a flaky host must not hide it
     max_verifier_error_rate: float = 0.1
+    # completions with zero advantage (every one of a constant GRPO group) are not run through the learner
+    # when the loss has no KL or entropy term: their gradient is exactly 0 and the normaliser still counts
+    # them, so the update is unchanged; token diagnostics (entropy, clip_frac, logprob_gap) cover the rows run
+    skip_zero_advantage: bool = True
     seed: int = 0
     checkpoint_every: int = 20
     out_dir: str = "runs/latest"
