@@ -9,7 +9,9 @@ The arms share `configs/smollm2-thin-signal.yaml` (the new way: prompt screening
 applied, see the recipe's comments) and differ by overrides:
 - grpo: the GRPO defaults the check was run on (screening off, T=1.0, G=8, 16 new tokens);
 - dapo: the same with `algorithm.name=dapo` (dynamic sampling, clip-higher, overlong shaping);
-- screened: the recipe itself.
+- screened: the recipe itself;
+- curriculum: the recipe with difficulty by measured pass rate (`task.adaptive_difficulty`), starting at
+  reasoning-gym's level 0 (2 one-digit terms), held out at level 1 like the others (the same 200 problems).
 Each arm trains until its steps have used `--minutes` of time (the held-out evaluations are not counted), then
 held-out greedy accuracy (eval.num_problems problems) is measured. `--clock cpu` (the default) counts the process's
 CPU time, so arms run side by side on a shared machine (one torch thread each) get the same compute whatever else
@@ -34,7 +36,10 @@ from rlvr.trainer import Trainer
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "configs" / "smollm2-thin-signal.yaml"
 GRPO_DEFAULTS = ["algorithm.screening=false", "rollout.max_new_tokens=16"]
-ARMS = {"grpo": GRPO_DEFAULTS, "dapo": [*GRPO_DEFAULTS, "algorithm.name=dapo"], "screened": []}
+# the recipe's task is reasoning-gym's curriculum level 1: the curriculum sets the level's fields itself
+CURRICULUM = ["task.params={}", "task.adaptive_difficulty=true", "task.difficulty=1", "task.curriculum_start=0"]
+ARMS = {"grpo": GRPO_DEFAULTS, "dapo": [*GRPO_DEFAULTS, "algorithm.name=dapo"], "screened": [],
+        "curriculum": CURRICULUM}
 
 
 def sampled_share(row: dict, drawn: int, dynamic: bool) -> float:

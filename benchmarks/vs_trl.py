@@ -2,6 +2,7 @@
 
     python benchmarks/vs_trl.py --model models/smollm2-135m-instruct [--dtype auto] [--json PATH] [--quick]
                                 [--mode both|fixed|natural] [--large] [--compile] [--compile-learner]
+                                [--skip-zero-advantage]
 
 The work, the same for both: one model (SmolLM2-135M-Instruct by default, the same weights and dtype; with
 bf16 both learners keep fp32 master weights and compute under bf16 autocast),
@@ -76,6 +77,9 @@ def rlvr_trainer(args, dtype_name: str, run_dir: Path, fixed: bool):
         "logging.samples_per_step=0", f"rollout.compile={str(args.compile).lower()}",
         f"rollout.ignore_eos={str(fixed).lower()}", f"rollout.weights={args.rollout_weights}",
         f"train.compile={str(args.compile_learner).lower()}",
+        # TRL runs every completion through its learner; rlvr's default leaves the zero-advantage ones out
+        # (the same update, less work): off unless asked, so both sides train on the same tokens
+        f"train.skip_zero_advantage={str(args.skip_zero_advantage).lower()}",
     ])
     return Trainer(cfg, run_dir)
 
@@ -327,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-6)
     ap.add_argument("--gen-repeats", type=int, default=3)
     ap.add_argument("--compile", action="store_true", help="rlvr's engine with compiled decode steps (CUDA graphs on a GPU), in the race and in the steps")
+    ap.add_argument("--skip-zero-advantage", action="store_true",
+                    help="rlvr's learner leaves zero-advantage completions out (its default in training; off here so "
+                         "that both sides train on the same tokens)")
     ap.add_argument("--compile-learner", action="store_true",
                     help="rlvr's learner forward and backward through torch.compile (train.compile); its compiles "
                          "fall in the warm-up steps only if every bucket was met there")

@@ -93,6 +93,7 @@ def main() -> None:
     step = {arm: [s + u for s, u in zip(sampling, per_step[arm])] for arm in per_step}
     out = {
         "config": str(args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config),
+        "task": cfg.task.name, "task_params": cfg.task.params, "dtype": cfg.model.dtype,
         "overrides": overrides, "steps": args.steps, "repeats": args.repeats, "threads": args.threads,
         "cpu": cpu_name(), "cpu_flags": cpu_flags(), "rows_per_step": [len(b) for b in batches],
         "skipped_row_share": skipped, "mean_skipped_row_share": statistics.mean(skipped),
