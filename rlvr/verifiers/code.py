@@ -170,9 +170,14 @@ def verify_code(
         plain_returns=plain_returns,
         exact_output=exact_output,
     )
-    correct = total > 0 and passed == total
-    value = 1.0 if correct else (passed / total if partial_credit and total else 0.0)
+    # A program that passed its tests but then hung, crashed or was killed (a forked child that reported the
+    # passes while the parent ran into the wall limit, say) did not pass: the io path asks the same of each case.
+    ended = extra.get("status", "ok") == "ok"
+    correct = total > 0 and passed == total and ended
+    credited = passed if ended else min(passed, total - 1)  # partial credit is never full for such a run
+    value = 1.0 if correct else (credited / total if partial_credit and total else 0.0)
     details = {"passed": passed, "total": total, **extra}
     if not correct:
-        details["reason"] = reason or f"{total - passed} of {total} tests failed"
+        details["reason"] = reason or (f"{total - passed} of {total} tests failed" if passed < total
+                                       else f"the program did not end cleanly ({extra.get('status')})")
     return Score(value + bonus, correct, formatted, details)

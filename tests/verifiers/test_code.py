@@ -38,6 +38,21 @@ def test_assert_style_and_partial_credit():
     assert score.reward == pytest.approx(2 / 3) and score.details["passed"] == 2 and not score.correct
 
 
+def test_passing_every_test_and_then_not_ending_is_not_a_pass(monkeypatch):
+    # What a fork bomb on the OS layers alone did once under load: a child ran the tests and reported them
+    # passed while the run went on into the wall limit.
+    import rlvr.verifiers.code as code
+
+    p = Problem("mbpp", "", MBPP, "code")
+    monkeypatch.setattr(code, "run_tests", lambda *a, **k: (3, 3, "wall-clock limit of 2s exceeded",
+                                                             {"status": "timeout", "stderr": ""}))
+    score = verify_code(p, code_answer("def sq(x):\n    return x * x"), partial_credit=True, **FAST)
+    assert not score.correct and score.reward == pytest.approx(2 / 3) and "wall-clock" in score.details["reason"]
+    assert verify_code(p, code_answer("def sq(x):\n    return x * x"), **FAST).reward == 0.0
+    monkeypatch.setattr(code, "run_tests", lambda *a, **k: (3, 3, "", {"status": "ok", "stderr": ""}))
+    assert verify_code(p, code_answer("def sq(x):\n    return x * x"), **FAST).correct
+
+
 def test_stdin_stdout():
     p = Problem(
         "io", "", {"io": [{"input": "2 3\n", "output": "5\n"}, {"input": "10 -4", "output": "6"}]}, "code"

@@ -53,8 +53,9 @@ def attack(body: str, guard: bool, answer: dict = ONE_TEST, **options) -> str:
         reason = score.details.get("reason")
     else:
         opts = {k: v for k, v in {**FAST, **options}.items() if k != "format_reward"}
-        passed, total, reason, _ = run_tests(code, answer, guard=False, **opts)
-        assert passed < total, (passed, total, reason)
+        passed, total, reason, extra = run_tests(code, answer, guard=False, **opts)
+        # not a pass: a test failed, or the run did not end cleanly (verify_code scores that 0 too)
+        assert passed < total or extra.get("status", "ok") != "ok", (passed, total, reason)
     assert reason
     assert_healthy()
     return reason
