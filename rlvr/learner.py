@@ -202,8 +202,12 @@ class Learner:
         off_kw = dict(tis_cap=a.tis_cap, seq_mask_cap=a.seq_mask_cap, seq_reduce=a.seq_mask_reduce)
         for epoch in range(a.ppo_epochs):
             micro = list(self._micro_batches(batch, rows))
-            if not micro:  # nothing to run (every row skipped): one pass weighted 0 gives zero gradients, so
-                micro = [(None, self._filler(batch))]  # the optimiser steps exactly as over the whole batch
+            if not micro:  # nothing to run (every row skipped): zero gradients, so the optimiser steps (momentum,
+                if dp is None:  # weight decay) exactly as over the whole batch; a group runs one pass weighted 0
+                    for p in self._trainable():
+                        p.grad = torch.zeros_like(p) if p.grad is None else p.grad
+                else:
+                    micro = [(None, self._filler(batch))]
             # Sharded learners meet inside every forward and backward, so each runs as many passes as the
             # busiest: the extra ones are a real row weighted 0.
             micro += [(None, self._filler(batch))] * (dp.padding(len(micro)) if dp is not None else 0)
