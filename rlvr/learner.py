@@ -288,7 +288,7 @@ class Learner:
         the update is the one over the whole batch. In thin-signal GRPO most groups are constant: this is most
         of the learner's time."""
         a = self.algo
-        if not getattr(self.cfg, "skip_zero_advantage", True) or a.entropy_coef > 0 or \
+        if not self.cfg.skip_zero_advantage or a.entropy_coef > 0 or \
                 (a.kl_coef > 0 and not a.kl_in_reward):
             return None
         return batch.advantages != 0

@@ -92,7 +92,9 @@ def _assert_same(state, ref_state, rows, ref_rows, steps=STEPS):
     assert [r["step"] for r in rows] == [r["step"] for r in ref_rows] == list(range(1, steps + 1))
     for r, q in zip(rows, ref_rows):
         assert {k: r[k] for k in COMPARED} == {k: q[k] for k in COMPARED}
-        for k in (k for k in CLOSE if k in q):
+        logged = [k for k in CLOSE if k in q]  # kl only with a KL term
+        assert logged == [k for k in CLOSE if k in r], r["step"]
+        for k in logged:
             assert r[k] == pytest.approx(q[k], rel=1e-4, abs=1e-6), (r["step"], k)
 
 
