@@ -70,6 +70,24 @@ def test_without_a_mask_the_products_are_causal(make_tiny_model, char_tokenizer)
     assert torch.allclose(full[:, :5], prefix, atol=1e-5)
 
 
+def test_without_a_mask_fewer_queries_than_keys_align_as_sdpa_s_causal_flag():
+    """A static cache's prefill: transformers drops the mask when the only masked keys are the cache's empty
+    slots after the prompt, and relies on SDPA's causal flag, aligned top-left (query i sees keys <= i).
+    Aligned bottom-right instead, every prompt token would attend to the empty slots."""
+    from rlvr.models.attention import short_sequence_attention
+
+    gen = torch.Generator().manual_seed(0)
+    q, L = 5, 9
+    query, key, value = (torch.randn(2, 2, n, 8, generator=gen) for n in (q, L, L))
+    key[:, :, q:] = 0.0  # the empty slots, as a static cache holds them
+    value[:, :, q:] = 0.0
+    out, _ = short_sequence_attention(torch.nn.Module(), query, key, value, None, is_causal=True)
+    expected = torch.nn.functional.scaled_dot_product_attention(query, key, value, is_causal=True)
+    assert torch.allclose(out, expected.transpose(1, 2), atol=1e-5)
+    plain = torch.nn.functional.scaled_dot_product_attention(query, key[:, :, :q], value[:, :, :q], is_causal=True)
+    assert torch.allclose(out, plain.transpose(1, 2), atol=1e-5)  # the empty slots take no weight
+
+
 def test_long_sequences_and_decode_steps_stay_on_sdpa(monkeypatch):
     import transformers.integrations.sdpa_attention as sdpa_module
 

@@ -40,7 +40,10 @@ def short_sequence_attention(module, query, key, value, attention_mask, dropout:
         m = attention_mask[:, :, :, :L]
         scores = scores.masked_fill(~m, low) if m.dtype == torch.bool else scores + m.float()
     elif (is_causal if is_causal is not None else getattr(module, "is_causal", True)):
-        seen = torch.ones(q, L, dtype=torch.bool, device=query.device).tril(L - q)  # query i sees keys <= L-q+i
+        # SDPA's causal flag, aligned top-left: query i sees keys <= i. transformers relies on that alignment
+        # when it drops the mask of a static cache's prefill (q prompt tokens against q + T slots, the last T
+        # still empty): aligned bottom-right, the prompt would attend to the empty slots.
+        seen = torch.ones(q, L, dtype=torch.bool, device=query.device).tril()
         scores = scores.masked_fill(~seen, low)
     probs = torch.softmax(scores, dim=-1)  # fp32, and p v in fp32 too: as close to SDPA's kernel as it gets
     out = torch.matmul(probs, value.float()).to(value.dtype)  # (B, H, q, D)

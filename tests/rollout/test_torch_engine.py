@@ -66,6 +66,31 @@ def test_logprobs_equal_a_full_forward_for_left_padded_rows(make_tiny_model, cha
             assert torch.allclose(torch.tensor(c.logprobs), expected.squeeze(-1), atol=1e-4), prompt
 
 
+@pytest.mark.parametrize("cache", ["static", "dynamic"])
+@pytest.mark.parametrize("prompts", [["123+456="], ["12+3=", "45-6="]], ids=["one_prompt", "equal_lengths"])
+def test_logprobs_equal_a_full_forward_without_padding_on_every_attention(make_tiny_model, char_tokenizer,
+                                                                         cache, prompts):
+    """No row padded (one prompt, or prompts of one length): transformers then drops the prefill's mask of a
+    static cache and relies on the attention's causal flag. The CPU's short-sequence attention (what models
+    loaded by rlvr run) must read that flag as SDPA does, or every sample is drawn from a corrupted prompt."""
+    from rlvr.models.attention import use_short_attention
+
+    ids = [[char_tokenizer.bos_token_id] + char_tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    assert len({len(r) for r in ids}) == 1
+    sdpa = make_tiny_model(sharp=True)
+    short = make_tiny_model(sharp=True)
+    assert use_short_attention(short)
+    sampling = SamplingParams(n=3, max_new_tokens=8, temperature=1.0)
+    for model in (sdpa, short):
+        groups = TorchEngine(model, char_tokenizer.pad_token_id, cache=cache).generate(
+            ids, sampling, torch.Generator().manual_seed(1))
+        for prompt, group in zip(ids, groups):
+            for c in group:
+                logits = _full_logits(sdpa, prompt + c.token_ids)[len(prompt) - 1 : -1]
+                expected = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(c.token_ids)[:, None])
+                assert torch.allclose(torch.tensor(c.logprobs), expected.squeeze(-1), atol=1e-4), (prompt, model)
+
+
 def test_stops_at_a_stop_token_and_includes_it(make_tiny_model, char_tokenizer):
     model = make_tiny_model(sharp=True)
     prompts = _prompts(char_tokenizer)
