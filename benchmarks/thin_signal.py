@@ -57,6 +57,10 @@ def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def _median(xs: list[float]) -> float | None:
+    return sorted(xs)[len(xs) // 2] if xs else None
+
+
 CLOCKS = {"cpu": time.process_time, "wall": time.time}
 
 
@@ -95,6 +99,10 @@ def run_arm(name: str, model: str, minutes: float, out: Path, initial: dict | No
             "informative_share_by_step": shares,
             "trained_informative_frac": _mean([r["groups/informative_frac"] for r in rows]),
             "sampled_accuracy": _mean([r["accuracy"] for r in rows]),
+            # the engine's log-probs against the learner's on the same tokens: ~0 when both hold the same
+            # weights; anything else means the samples did not come from the policy being trained
+            "engine_learner_kl_median": _median([r["offpolicy/kl"] for r in rows if "offpolicy/kl" in r]),
+            "engine_learner_kl_max": max([r["offpolicy/kl"] for r in rows if "offpolicy/kl" in r], default=None),
             "num_generations": cfg.rollout.num_generations, "temperature": cfg.rollout.temperature,
             "max_new_tokens": cfg.rollout.max_new_tokens, "eval_problems": cfg.eval.num_problems}, initial
 
