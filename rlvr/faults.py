@@ -1,4 +1,4 @@
-"""Samples with no reward, by cause, and the limits that stop a run.
+"""Samples with no reward, by cause, and the limits that stop a run; samples that did not come from the policy.
 
 A reward is either true or not given. A sample is left without one when the sandbox could not run the
 candidate or its environment gave none (`verify/infra_errors`, limit `train.max_infra_error_rate`), or when the
@@ -75,3 +75,29 @@ def count_unscored(rollouts: list[Rollout], G: int, limits, info: dict, step: in
         f"(more than train.max_infra_error_rate={rate}); these are host faults, not the model's: check that "
         f"the host allows what the sandbox needs (processes, memory, namespaces) and that nothing else "
         f"exhausts it. {describe()}")
+
+
+# Engine/learner KL (nats per token) above which samples are not what the policy would have drawn. The same
+# policy in two numeric forms measures far below it (bf16 beside bf16 about 1e-3, int8 rollouts about 5e-3 on
+# SmolLM2-135M: benchmarks/results/rollout_forms_cpu.json); a corrupted prefill measured 0.5 to 1.8.
+ENGINE_GAP_LIMIT = 0.1
+
+
+def check_engine_gap(metrics: dict, step: int, log_event: Callable[..., None]) -> bool:
+    """Write an `engine_learner_mismatch` event when the step's engine/learner KL (`offpolicy/kl`, measured on
+    the trained tokens before the update) passes `ENGINE_GAP_LIMIT`: the engine's log-probs are not the
+    learner's on the same tokens, so the samples were drawn from something else than the policy being trained
+    (a broken engine, weights that did not sync, a tokenizer or template mismatch). Returns whether it did."""
+    kl = metrics.get("offpolicy/kl")
+    if kl is None or not kl > ENGINE_GAP_LIMIT:
+        return False
+    active = bool(metrics.get("offpolicy/active"))
+    log_event(step, "engine_learner_mismatch", kl=round(float(kl), 4),
+              logprob_gap=round(float(metrics.get("logprob_gap", float("nan"))), 4),
+              masked_frac=round(float(metrics.get("offpolicy/masked_frac", float("nan"))), 4),
+              correction="on" if active else "off",
+              hint=f"engine and learner disagree by more than {ENGINE_GAP_LIMIT} nats/token on the same tokens: "
+                   "the samples did not come from the policy being trained"
+                   + ("; the off-policy correction masks and truncates them" if active else
+                      " and nothing corrects for it"))
+    return True

@@ -26,7 +26,12 @@ from rlvr.config import Config, save_config
 from rlvr.environments import build_environment
 from rlvr.environments.metrics import episode_metrics
 from rlvr.evaluate import evaluate_held_out
-from rlvr.faults import InfraErrorRate, VerifierErrorRate, count_unscored  # noqa: F401 - the run's errors
+from rlvr.faults import (  # noqa: F401 - the run's errors
+    InfraErrorRate,
+    VerifierErrorRate,
+    check_engine_gap,
+    count_unscored,
+)
 from rlvr.learner import Learner
 from rlvr.logging.metrics import MetricsLogger, sample_rows
 from rlvr.logging.progress import Progress
@@ -155,6 +160,7 @@ class Trainer:
         metrics = self.metrics(collected.kept, rewards, stats, collected.info)
         metrics["time/update"] = time.time() - t_update
         metrics["time/step"] = time.time() - t_start
+        check_engine_gap(metrics, self.step_count, self.logger.log_event)
         self.logger.log(self.step_count, metrics)
         self.logger.log_samples(self.step_count, sample_rows(collected.sampled, self.cfg.logging.samples_per_step))
         return metrics

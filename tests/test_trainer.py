@@ -257,3 +257,33 @@ def test_a_verifier_that_fails_on_every_sample_stops_the_run_naming_it(tmp_path,
                                                 r"failed on problem p0: raised KeyError: 'answer'"):
         trainer.step()
     trainer.logger.close()
+
+
+def test_samples_that_did_not_come_from_the_policy_are_reported(tmp_path, tiny_recipe):
+    """An engine whose log-probs are not the learner's on the same tokens (here shifted by 1 nat, as a corrupted
+    prefill or a weight sync that did not happen would give) writes an `engine_learner_mismatch` event at every
+    step; the same run with the engine intact writes none."""
+    from rlvr.faults import ENGINE_GAP_LIMIT
+
+    cfg = load_config(tiny_recipe(**{"train.steps": 2, "train.skip_zero_advantage": False}))
+    for shift, run in ((0.0, "clean"), (-1.0, "shifted")):
+        trainer = Trainer(cfg, tmp_path / run)
+        generate = trainer.engine.generate
+
+        def shifted(*args, _generate=generate, _shift=shift, **kwargs):
+            groups = _generate(*args, **kwargs)
+            for group in groups:
+                for c in group:
+                    c.logprobs = [x + _shift for x in c.logprobs]
+            return groups
+
+        trainer.engine.generate = shifted
+        rows = [trainer.step() for _ in range(2)]
+        trainer.logger.close()
+        events = [e for e in (read_jsonl(tmp_path / run / "events.jsonl") if (tmp_path / run / "events.jsonl").exists()
+                              else []) if e["event"] == "engine_learner_mismatch"]
+        if shift == 0.0:
+            assert all(r["offpolicy/kl"] < 1e-4 for r in rows) and not events
+        else:
+            assert all(r["offpolicy/kl"] > ENGINE_GAP_LIMIT for r in rows)
+            assert [e["step"] for e in events] == [1, 2] and events[0]["kl"] > ENGINE_GAP_LIMIT
