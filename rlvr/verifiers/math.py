@@ -61,22 +61,32 @@ class _Worker:
             self.proc.wait()
             self.proc = None
 
-    def call(self, gold: str, pred: str, timeout_s: int) -> tuple[bool, str]:
-        if self.proc is None or self.proc.poll() is not None:
-            self._start()
-        proc = self.proc
-        try:
-            proc.stdin.write(json.dumps([gold, pred, timeout_s]) + "\n")
-            proc.stdin.flush()
-            ready, _, _ = select.select([proc.stdout], [], [], _wait_s(timeout_s))
-            line = proc.stdout.readline() if ready else ""
-        except (OSError, ValueError):
-            line = ""
-        if not line:
+    def call(self, gold: str, pred: str, timeout_s: int, tries: int = 2) -> tuple[bool, str]:
+        """(equivalent, why not). A comparison that runs past the limit is not equivalent (the answer's own
+        doing: SymPy stuck on a pathological expression), and the worker is replaced. A worker that dies, or
+        a comparison that raises (e.g. a reference that does not parse), is no verdict: after `tries` workers
+        it raises `RuntimeError` (no reward, never a "wrong")."""
+        for _ in range(tries):
+            if self.proc is None or self.proc.poll() is not None:
+                self._start()
+            proc = self.proc
+            ready = False
+            try:
+                proc.stdin.write(json.dumps([gold, pred, timeout_s]) + "\n")
+                proc.stdin.flush()
+                ready = bool(select.select([proc.stdout], [], [], _wait_s(timeout_s))[0])
+                line = proc.stdout.readline() if ready else ""
+            except (OSError, ValueError):
+                line = ""
+            if line:
+                ok, reason = json.loads(line)
+                if ok is None:
+                    raise RuntimeError(f"math comparison failed: {reason}")
+                return ok, reason
             self.stop()
-            return False, f"math comparison did not finish within {3 * timeout_s}s (worker killed)"
-        ok, reason = json.loads(line)
-        return ok, reason
+            if not ready:
+                return False, f"math comparison did not finish within {3 * timeout_s}s (worker killed)"
+        raise RuntimeError(f"the math comparison worker died {tries} times in a row")
 
 
 _workers: queue.Queue[_Worker] | None = None

@@ -35,8 +35,8 @@ def equivalent_here(gold: str, pred: str, timeout_s: int) -> tuple[bool, str]:
     gold_parsed = _GOLD_CACHE.get(key)
     if gold_parsed is None:
         gold_parsed = _parse(gold, timeout_s)
-        if not gold_parsed:
-            return False, f"the reference answer {gold!r} does not parse"
+        if not gold_parsed:  # the task's fault, not the candidate's: no verdict (rlvr.verifiers.VerifierError)
+            raise ValueError(f"the reference answer {gold!r} does not parse as math")
         if len(_GOLD_CACHE) >= _GOLD_CACHE_MAX:
             _GOLD_CACHE.clear()
         _GOLD_CACHE[key] = gold_parsed
@@ -51,13 +51,14 @@ def equivalent_here(gold: str, pred: str, timeout_s: int) -> tuple[bool, str]:
 
 
 def serve() -> None:
-    """Worker loop; a failure becomes a reason and the worker keeps serving."""
+    """Worker loop; a failure is answered `[null, message]` (the caller raises it: no verdict, never a "wrong")
+    and the worker keeps serving."""
     for line in sys.stdin:
         gold, pred, timeout_s = json.loads(line)
         try:
             out = equivalent_here(gold, pred, timeout_s)
         except Exception as e:  # noqa: BLE001
-            out = (False, f"math comparison failed: {type(e).__name__}: {e}")
+            out = (None, f"{type(e).__name__}: {e}")
         sys.stdout.write(json.dumps(out) + "\n")
         sys.stdout.flush()
 

@@ -72,3 +72,38 @@ def test_a_hung_worker_is_killed_and_replaced(monkeypatch):
 def test_pathological_input_is_time_limited():
     ok, _ = equivalent("2", "2^{2^{2^{30}}}", timeout_s=1)
     assert not ok
+
+
+def test_a_reference_that_does_not_parse_is_no_verdict_never_a_wrong_answer():
+    """The task's fault, not the candidate's: the sample gets no reward (VerifierError), from the main thread
+    and from a worker process alike."""
+    from rlvr.verifiers import VerifierError, safe_score
+
+    p = Problem("m", "", "", "math")
+    with pytest.raises(VerifierError, match="does not parse"):
+        safe_score(verify_math, p, wrap("2"))
+    with ThreadPoolExecutor(1) as pool, pytest.raises(VerifierError, match="does not parse"):
+        pool.submit(safe_score, verify_math, p, wrap("2")).result()
+
+
+def test_a_worker_that_dies_is_replaced_and_then_no_verdict(monkeypatch):
+    """A worker that dies mid-comparison (not a time-out) is restarted for a second try; when that one dies
+    too the comparison raises (no reward), where a time-out is the answer's own doing (not equivalent)."""
+    import subprocess
+    import sys
+
+    starts = []
+
+    def dying(self):  # reads the request, then exits without an answer
+        starts.append(1)
+        self.proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+
+    monkeypatch.setattr(vmath._Worker, "_start", dying)
+    worker = vmath._Worker()
+    with pytest.raises(RuntimeError, match="died 2 times"):
+        worker.call("1", "1", 1)
+    assert len(starts) == 2
+    monkeypatch.undo()
+    assert worker.call("1", "1", 1) == (True, "")  # a healthy worker afterwards
+    worker.stop()
