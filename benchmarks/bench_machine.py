@@ -98,7 +98,8 @@ def floor_seconds(model: torch.nn.Module, floor: dict, prompt_len: int, lengths:
 
 
 class PeakMemory:
-    """Peak memory above the level at `start()`: the CUDA allocator's, or the process RSS sampled every 20 ms."""
+    """Peak memory above the level at `__enter__`: the CUDA allocator's, or the process RSS sampled every 20 ms
+    (on a CPU, memory the process already holds and reuses does not count: a growth, not a footprint)."""
 
     def __init__(self, device: torch.device):
         self.device = device

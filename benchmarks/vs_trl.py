@@ -19,7 +19,9 @@ sample different numbers of tokens). `--mode both` (default) runs fixed, then na
 
 Steps alternate: a TRL step, then an rlvr step, then TRL again, ... (after `--warmup` steps each), so both
 see the same machine state. Printed: median seconds per step, the ratio, generation tokens per second of
-each and of `model.generate` against rlvr's engine on the same batch, peak memory during the steps, and the
+each and of `model.generate` against rlvr's engine on the same batch, memory growth during a step (on a GPU
+the allocator's peak above the step's start; on a CPU the process RSS above it: both sides share one process,
+so a side that reuses memory it already holds shows 0 there, not its footprint), and the
 machine floor: matrix-product GFLOP/s in the chosen dtype and memory bandwidth, turned into the step time
 they allow for the tokens rlvr actually processed. Warm-up steps (and the compile of `--compile`) are left out
 of the medians and reported on their own line.
@@ -304,7 +306,7 @@ def run_mode(args, mode: str, device: torch.device, dtype: torch.dtype, floor: d
     print(f"{'median s/step':28}{rlvr_s:12.2f}{trl_s:12.2f}   speedup {out['speedup']:.2f}x")
     print(f"{'gen tok/s inside the step':28}{rlvr_gen_tok_s:12.0f}{trl_gen_tok_s:12.0f}")
     print(f"{'completion tokens/step':28}{out['rlvr_tokens_per_step']:12.0f}{out['trl_tokens_per_step']:12.0f}")
-    print(f"{'peak MB during a step':28}{out['rlvr_peak_mb']:12.0f}{out['trl_peak_mb']:12.0f}")
+    print(f"{'memory growth in a step, MB':28}{out['rlvr_peak_mb']:12.0f}{out['trl_peak_mb']:12.0f}")
     print(f"engine vs model.generate: {gen_rates['rlvr']:.0f} vs {gen_rates['hf_generate']:.0f} tok/s "
           f"({out['gen_speedup']:.2f}x)")
     print("rlvr step parts (s): " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
