@@ -91,7 +91,8 @@ def run_arm(name: str, model: str, minutes: float, out: Path, initial: dict | No
     final = trainer.run_eval("rl")["accuracy"]
     eval_s = time.time() - t0
     trainer.logger.close()
-    return {"arm": name, "overrides": ARMS[name], "initial_accuracy": initial["accuracy"],
+    return {"arm": name, "overrides": ARMS[name], "set": [e for e in extra if not e.startswith("train.seed=")],
+            "initial_accuracy": initial["accuracy"],
             "final_accuracy": final, "eval_seconds": eval_s, "steps": trainer.step_count, "train_seconds": spent,
             "clock": clock, "train_wall_seconds": wall, "seed": cfg.train.seed,
             "sampled_tokens": trainer.sampled_tokens, "prompts_drawn": trainer.cursor,
@@ -120,7 +121,8 @@ def print_table(result: dict) -> None:
         table.add_column(c, justify="right")
     for a in result["arms"]:
         pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
-        table.add_row(a["arm"], str(a.get("seed", 0)), pct(a["initial_accuracy"]), pct(a["final_accuracy"]),
+        label = a["arm"] + (f" ({', '.join(a['set'])})" if a.get("set") else "")  # --set overrides of the run
+        table.add_row(label, str(a.get("seed", 0)), pct(a["initial_accuracy"]), pct(a["final_accuracy"]),
                       f"{100 * (a['final_accuracy'] - a['initial_accuracy']):+.1f}", str(a["steps"]),
                       f"{a['sampled_tokens']:,}", pct(a["informative_share_first10"]),
                       pct(a["informative_share_all"]), pct(a["trained_informative_frac"]))
