@@ -70,21 +70,21 @@ class _Worker:
             if self.proc is None or self.proc.poll() is not None:
                 self._start()
             proc = self.proc
-            ready = False
+            timed_out, line = False, ""
             try:
                 proc.stdin.write(json.dumps([gold, pred, timeout_s]) + "\n")
                 proc.stdin.flush()
-                ready = bool(select.select([proc.stdout], [], [], _wait_s(timeout_s))[0])
-                line = proc.stdout.readline() if ready else ""
-            except (OSError, ValueError):
-                line = ""
+                timed_out = not select.select([proc.stdout], [], [], _wait_s(timeout_s))[0]
+                line = "" if timed_out else proc.stdout.readline()
+            except (OSError, ValueError):  # the worker's pipe broke: it died
+                pass
             if line:
                 ok, reason = json.loads(line)
                 if ok is None:
                     raise RuntimeError(f"math comparison failed: {reason}")
                 return ok, reason
             self.stop()
-            if not ready:
+            if timed_out:
                 return False, f"math comparison did not finish within {3 * timeout_s}s (worker killed)"
         raise RuntimeError(f"the math comparison worker died {tries} times in a row")
 
