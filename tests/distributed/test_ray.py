@@ -106,7 +106,9 @@ def test_synchronous_ray_run_matches_the_single_process_run(cluster, tiny_recipe
     if sharding.endswith("skip"):  # no KL or entropy term: the learners leave zero-advantage rows out
         cfg.algorithm.kl_coef, cfg.algorithm.entropy_coef, cfg.algorithm.overlong_buffer = 0.0, 0.0, 2
     ref_state, ref_rows = _reference(cfg, tmp_path)
-    assert any(abs(r["loss"]) > 1e-3 for r in ref_rows)  # something was learned
+    # something was learned: the gradient is not zero (the on-policy loss itself is ~0 where the advantages of
+    # each group sum to zero, so its value says nothing)
+    assert any(r["grad_norm"] > 1e-2 for r in ref_rows)
     if sharding.endswith("skip"):  # rows left out (12 of 16 at two steps: a learner may get none of its own)
         assert sum(r["update/skipped_rows"] for r in ref_rows) > 0
     trainer = RayTrainer(cfg, tmp_path / "ray")
