@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -55,10 +56,6 @@ def sampled_share(row: dict, drawn: int, dynamic: bool) -> float:
 
 def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
-
-
-def _median(xs: list[float]) -> float | None:
-    return sorted(xs)[len(xs) // 2] if xs else None
 
 
 CLOCKS = {"cpu": time.process_time, "wall": time.time}
@@ -91,6 +88,7 @@ def run_arm(name: str, model: str, minutes: float, out: Path, initial: dict | No
     final = trainer.run_eval("rl")["accuracy"]
     eval_s = time.time() - t0
     trainer.logger.close()
+    kls = [r["offpolicy/kl"] for r in rows if "offpolicy/kl" in r]  # steps whose learner ran rows
     return {"arm": name, "overrides": ARMS[name], "set": [e for e in extra if not e.startswith("train.seed=")],
             "initial_accuracy": initial["accuracy"],
             "final_accuracy": final, "eval_seconds": eval_s, "steps": trainer.step_count, "train_seconds": spent,
@@ -102,8 +100,8 @@ def run_arm(name: str, model: str, minutes: float, out: Path, initial: dict | No
             "sampled_accuracy": _mean([r["accuracy"] for r in rows]),
             # the engine's log-probs against the learner's on the same tokens: ~0 when both hold the same
             # weights; anything else means the samples did not come from the policy being trained
-            "engine_learner_kl_median": _median([r["offpolicy/kl"] for r in rows if "offpolicy/kl" in r]),
-            "engine_learner_kl_max": max([r["offpolicy/kl"] for r in rows if "offpolicy/kl" in r], default=None),
+            "engine_learner_kl_median": statistics.median_high(kls) if kls else None,
+            "engine_learner_kl_max": max(kls, default=None),
             "num_generations": cfg.rollout.num_generations, "temperature": cfg.rollout.temperature,
             "max_new_tokens": cfg.rollout.max_new_tokens, "eval_problems": cfg.eval.num_problems}, initial
 

@@ -14,8 +14,8 @@ from rlvr.rollout.torch_engine import TorchEngine, sample_next
 PROMPTS = ["123+456=", "7+8=", "9"]
 
 
-def _prompts(tok) -> list[list[int]]:
-    return [[tok.bos_token_id] + tok(p, add_special_tokens=False)["input_ids"] for p in PROMPTS]
+def _prompts(tok, texts: list[str] = PROMPTS) -> list[list[int]]:
+    return [[tok.bos_token_id] + tok(p, add_special_tokens=False)["input_ids"] for p in texts]
 
 
 @torch.no_grad()
@@ -75,7 +75,7 @@ def test_logprobs_equal_a_full_forward_without_padding_on_every_attention(make_t
     loaded by rlvr run) must read that flag as SDPA does, or every sample is drawn from a corrupted prompt."""
     from rlvr.models.attention import use_short_attention
 
-    ids = [[char_tokenizer.bos_token_id] + char_tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    ids = _prompts(char_tokenizer, prompts)
     assert len({len(r) for r in ids}) == 1
     sdpa = make_tiny_model(sharp=True)
     short = make_tiny_model(sharp=True)
