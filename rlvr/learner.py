@@ -195,6 +195,11 @@ class Learner:
         live = self._rows_with_gradient(batch)
         if live is not None:
             sums["update/skipped_rows"] = float(len(batch) - int(live.sum()))
+            if self.cfg.skip_empty_updates:
+                sums["update/empty"] = float(not bool(live.any()))
+                if not live.any():  # `live` covers the whole batch, so every data-parallel learner returns here
+                    return {**sums, "loss": 0.0, "grad_norm": 0.0, "lr": self.scheduler.get_last_lr()[0],
+                            "offpolicy/active": float(self.correct_offpolicy)}
             rows = live.nonzero().flatten() if rows is None else rows[live[rows]]
         run_mask = batch.completion_mask if live is None else batch.completion_mask[live]
         n_tokens = float(run_mask.sum())  # token diagnostics are means over the rows that run

@@ -299,6 +299,32 @@ def test_zero_advantage_rows_are_not_run_and_the_update_is_the_whole_batchs(make
     assert s_stats[0]["entropy"] == pytest.approx(alone["entropy"], rel=1e-5)
 
 
+def test_skip_empty_updates_leaves_weights_optimiser_and_schedule_untouched_by_a_batch_without_gradient(
+        make_tiny_model, char_tokenizer):
+    weights = {}
+    for skip in (False, True):
+        model = make_tiny_model(sharp=True)
+        informative = _sampled_batch(model, char_tokenizer, [1.0, -1.0, 0.0, 0.0, 0.5, -0.5], n=2)
+        empty = _sampled_batch(model, char_tokenizer, [0.0] * 6, n=2, seed=1)
+        learner = _learner(model, lr=1e-2, warmup_steps=3, skip_empty_updates=skip)
+        learner.update(informative)
+        after_first = [p.detach().clone() for p in model.parameters()]
+        state = copy.deepcopy(learner.state_dict())
+        stats = learner.update(empty)
+        moved = max((p - q).abs().max().item() for p, q in zip(model.parameters(), after_first))
+        weights[skip] = after_first
+        if not skip:  # the optimiser steps on zero gradients: momentum moves the weights
+            assert moved > 1e-4 and "update/empty" not in stats
+            continue
+        assert moved == 0.0 and stats["update/empty"] == 1.0 and stats["loss"] == 0.0
+        assert learner.state_dict()["scheduler"] == state["scheduler"]  # warm-up counts updates made
+        steps = [s["step"] for s in learner.state_dict()["optimizer"]["state"].values()]
+        assert steps and all(float(s) == 1.0 for s in steps)  # Adam's state holds the one real gradient
+        assert learner.update(informative)["update/empty"] == 0.0
+    for a, b in zip(weights[False], weights[True]):  # the informative update itself is the same either way
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("algo", [AlgorithmConfig(loss_agg="token_mean", entropy_coef=0.01),
                                   AlgorithmConfig(loss_agg="token_mean", kl_coef=0.1)])
 def test_zero_advantage_rows_run_when_the_loss_has_another_term(make_tiny_model, char_tokenizer, algo):

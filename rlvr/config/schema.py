@@ -224,6 +224,12 @@ class TrainConfig:
     # when the loss has no KL or entropy term: their gradient is exactly 0 and the normaliser still counts
     # them, so the update is unchanged; token diagnostics (entropy, clip_frac, logprob_gap) cover the rows run
     skip_zero_advantage: bool = True
+    # a batch with no gradient at all (every row's advantage 0 and no KL or entropy term: every group constant)
+    # still steps the optimiser by default, as TRL and verl do: Adam's momentum carries the last updates on and
+    # its second moment averages in zeros. True makes no update there (no optimiser or schedule step, as for a
+    # step whose every group was dropped; logged as update/empty), so where most steps carry no signal the
+    # policy moves only on real gradients and Adam's state holds only them
+    skip_empty_updates: bool = False
     seed: int = 0
     checkpoint_every: int = 20
     out_dir: str = "runs/latest"
