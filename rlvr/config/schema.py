@@ -95,6 +95,10 @@ class TaskConfig:
     blind_spot: float = 0.5
     seed: int = 0
     format_reward: float = 0.1
+    # the shape that earns format_reward: `think_answer` (<think>...</think><answer>...</answer>) or `answer`
+    # (<answer>...</answer> alone: a reply primed with model.response_prefix "<answer>" earns it by closing the
+    # tag, which think_answer can never give it)
+    format_style: str = _choice("think_answer", "think_answer", "answer")
     params: dict[str, Any] = field(default_factory=dict)
     path: str | None = None  # dataset file or `datasets` directory
     fields: dict[str, Any] = field(default_factory=dict)  # role -> column: question, answer, id, system, verifier

@@ -77,4 +77,4 @@ class ArithmeticTask(GeneratedTask):
         return f"<think>{' '.join(steps)}</think><answer>{answer}</answer>"
 
     def verify(self, problem: Problem, text: str) -> Score:
-        return verify_integer(problem, text, format_reward=self.format_reward)
+        return verify_integer(problem, text, format_reward=self.format_reward, format_style=self.format_style)

@@ -50,7 +50,7 @@ class GradedArithmeticTask(ArithmeticTask):
     """Arithmetic scored by the graded digit credit (`verifiers/graded.py`); `Score.correct` stays binary."""
 
     def verify(self, problem: Problem, text: str) -> Score:
-        return verify_graded(problem, text, format_reward=self.format_reward)
+        return verify_graded(problem, text, format_reward=self.format_reward, format_style=self.format_style)
 
 
 # The format shown to the zero model: the four tags in order, nothing inside them.

@@ -76,4 +76,4 @@ class CountdownTask(GeneratedTask):
         return f"<think>{' '.join(steps)}</think><answer>{expr}</answer>"
 
     def verify(self, problem: Problem, text: str) -> Score:
-        return verify_countdown(problem, text, format_reward=self.format_reward)
+        return verify_countdown(problem, text, format_reward=self.format_reward, format_style=self.format_style)

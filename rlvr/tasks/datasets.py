@@ -44,6 +44,7 @@ from rlvr.tasks.files import DEFAULT_MAX_ROW_BYTES, DatasetError, read_rows, whe
 from rlvr.tasks.generator import GeneratedTask
 from rlvr.types import Problem, Score
 from rlvr.verifiers import VERIFIERS, Verifier, get_verifier
+from rlvr.verifiers.extract import checked_format_style
 
 logger = logging.getLogger(__name__)
 
@@ -104,11 +105,18 @@ def resolve_fields(fields: dict[str, Any] | None) -> dict[str, str]:
     return {role: fields.get(role, role) for role in ROLES}
 
 
-def bind_verifier(name: str, options: dict[str, Any], format_reward: float) -> Verifier:
-    """`get_verifier(name, **options)` with the task's `format_reward` unless the options set one."""
+def bind_verifier(name: str, options: dict[str, Any], format_reward: float,
+                  format_style: str = "think_answer") -> Verifier:
+    """`get_verifier(name, **options)` with the task's `format_reward` and `format_style` unless the options
+    set them. A verifier without a format style refuses any style but the default (not ignored silently)."""
     options = dict(options)
-    if "format_reward" in inspect.signature(VERIFIERS[name]).parameters:
+    accepted = inspect.signature(VERIFIERS[name]).parameters
+    if "format_reward" in accepted:
         options.setdefault("format_reward", format_reward)
+    if "format_style" in accepted:
+        options.setdefault("format_style", format_style)
+    elif format_style != "think_answer":
+        raise DatasetError(f"task.format_style: {format_style!r}, but verifier {name!r} has no format to check")
     return get_verifier(name, **options)
 
 
@@ -268,6 +276,7 @@ class DatasetTask(Task):
         max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
         split: str | None = None,
         held_out_share: float | None = None,
+        format_style: str = "think_answer",
     ):
         self.path = Path(path)
         self.name = name or f"dataset/{self.path.stem}"
@@ -282,7 +291,7 @@ class DatasetTask(Task):
         self.checker = RowChecker(
             self.path, resolve_fields(fields), verifier, self.options, template or "{question}", max_row_bytes
         )
-        self.format_reward = format_reward
+        self.format_reward, self.format_style = format_reward, checked_format_style(format_style)
         share = GeneratedTask.HELD_OUT_SHARE if held_out_share is None else held_out_share
         if not 0.0 < share < 1.0:
             raise DatasetError(f"task.params.held_out_share: must be in (0, 1), got {share}")
@@ -366,5 +375,5 @@ class DatasetTask(Task):
     def verify(self, problem: Problem, text: str) -> Score:
         name = problem.meta["verifier"]
         if name not in self._verifiers:
-            self._verifiers[name] = bind_verifier(name, self.options, self.format_reward)
+            self._verifiers[name] = bind_verifier(name, self.options, self.format_reward, self.format_style)
         return self._verifiers[name](problem, text)

@@ -7,6 +7,7 @@ from abc import abstractmethod
 
 from rlvr.tasks.base import Task, derive_seed
 from rlvr.types import Problem
+from rlvr.verifiers.extract import checked_format_style
 
 
 class GeneratedTask(Task):
@@ -21,7 +22,7 @@ class GeneratedTask(Task):
 
     def __init__(self, difficulty: int = 3, flaw_rate: float = 0.3, seed: int = 0, eval_size: int = 200,
                  format_reward: float = 0.1, blind_spot: float = 0.5, template: str | None = None,
-                 held_out_share: float | None = None):
+                 held_out_share: float | None = None, format_style: str = "think_answer"):
         if not 0.0 <= flaw_rate <= blind_spot <= 1.0:
             raise ValueError(f"task.flaw_rate ({flaw_rate}) must be between 0 and task.blind_spot ({blind_spot}), "
                              "which must be at most 1: the teacher's mistakes all fall inside its blind spot")
@@ -31,6 +32,7 @@ class GeneratedTask(Task):
         self.seed = seed
         self.eval_size = eval_size
         self.format_reward = format_reward
+        self.format_style = checked_format_style(format_style)
         if held_out_share is not None:  # task.params.held_out_share: small problem spaces hold out more
             if not 0.0 < held_out_share < 1.0:
                 raise ValueError(f"task.params.held_out_share: must be in (0, 1), got {held_out_share}")

@@ -19,7 +19,7 @@ from typing import Any
 from rlvr.tasks.base import Task, derive_seed
 from rlvr.types import Problem, Score
 from rlvr.verifiers import verifier_fault
-from rlvr.verifiers.extract import EXTRACTORS
+from rlvr.verifiers.extract import EXTRACTORS, checked_format_style
 from rlvr.verifiers.reply import read_reply
 
 PREFIX = "reasoning_gym/"
@@ -89,6 +89,7 @@ class ReasoningGymTask(Task):
         template: str | None = None,
         extract: str = "answer_tag",
         partial_credit: bool = False,
+        format_style: str = "think_answer",
     ):
         _rg()
         from reasoning_gym.factory import DATASETS
@@ -106,6 +107,7 @@ class ReasoningGymTask(Task):
         self.generator, self.name = generator, PREFIX + generator
         self.config = dict(config or {})
         self.seed, self.eval_size, self.format_reward = seed, eval_size, format_reward
+        self.format_style = checked_format_style(format_style)
         self.template, self.extract, self.partial_credit = template or "{question}", extract, partial_credit
         self.base_seed = derive_seed(self.name, seed) % 2**30
         self.eval_ds = self._dataset(self.base_seed + EVAL_SEED_OFFSET, max(eval_size, 1))
@@ -167,7 +169,7 @@ class ReasoningGymTask(Task):
         raise RuntimeError(f"task {self.name}: could not draw a problem outside the held-out set")
 
     def verify(self, problem: Problem, text: str) -> Score:
-        reply = read_reply(text, self.format_reward, self.extract)
+        reply = read_reply(text, self.format_reward, self.extract, style=self.format_style)
         if reply.answer is None:
             return reply.missing()
         try:

@@ -36,6 +36,7 @@ def _builtin(cfg, eval_size: int, check_eval: bool = True) -> Task:
             seed=cfg.seed,
             eval_size=eval_size,
             format_reward=cfg.format_reward,
+            format_style=cfg.format_style,
             blind_spot=cfg.blind_spot,
             template=cfg.template,
             **cfg.params,
@@ -100,6 +101,7 @@ def _dataset(cfg, eval_size: int) -> Task:
         skip_invalid=cfg.skip_invalid,
         seed=cfg.seed,
         format_reward=cfg.format_reward,
+        format_style=cfg.format_style,
         **params,
     )
 
@@ -118,6 +120,7 @@ def _reasoning_gym(cfg, eval_size: int) -> Task:
         seed=cfg.seed,
         eval_size=eval_size,
         format_reward=cfg.format_reward,
+        format_style=cfg.format_style,
         template=cfg.template,
         **cfg.verifier_options,
     )

@@ -52,4 +52,4 @@ class ToolArithmeticTask(GeneratedTask):
         return text, self.verify(problem, text).correct
 
     def verify(self, problem: Problem, text: str) -> Score:
-        return verify_integer(problem, text, format_reward=self.format_reward)
+        return verify_integer(problem, text, format_reward=self.format_reward, format_style=self.format_style)

@@ -16,6 +16,7 @@ def verify_integer(
     text: str,
     format_reward: float = 0.1,
     extract: str = "answer_tag",
+    format_style: str = "think_answer",
     max_answer_chars: int = MAX_ANSWER_CHARS,
 ) -> Score:
     """Reward = 1 if the final answer (found by `extract`, see `extract.py`) is exactly the integer
@@ -25,7 +26,7 @@ def verify_integer(
     Correct answers score `1 + format_reward` when well formatted; anything else scores at most
     `format_reward`, so the format never outweighs correctness.
     """
-    reply = read_reply(text, format_reward, extract, max_answer_chars)
+    reply = read_reply(text, format_reward, extract, max_answer_chars, style=format_style)
     if reply.answer is None:
         return reply.missing()
     candidate = (

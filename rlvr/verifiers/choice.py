@@ -42,11 +42,12 @@ def verify_choice(
     text: str,
     format_reward: float = 0.1,
     extract: str = "answer_tag",
+    format_style: str = "think_answer",
     choices: str | None = None,
 ) -> Score:
     """Reward 1 if the single option letter of the final answer is `problem.answer`, plus
-    `format_reward` for the think/answer format."""
-    reply = read_reply(text, format_reward, extract, 300)
+    `format_reward` for the format (`format_style`)."""
+    reply = read_reply(text, format_reward, extract, 300, style=format_style)
     if reply.answer is None:
         return reply.missing()
     if choices is None:

@@ -150,6 +150,7 @@ def verify_code(
     plain_returns: bool = True,
     exact_output: bool = False,
     max_code_chars: int = 100_000,
+    format_style: str = "think_answer",
 ) -> Score:
     """Reward 1 if the candidate's code passes every test of `problem.answer` in the sandbox (or the
     fraction passed with `partial_credit`), plus `format_reward` for the format. Raises `InfraError` (the
@@ -157,7 +158,7 @@ def verify_code(
     `VerifierError`), never for the candidate's doing; either way the sample has no reward, not a 0."""
     ext = extract_code(text, extract, max_code_chars)
     formatted = (
-        is_well_formatted(text) and extract_code(text, "answer_tag", max_code_chars).answer is not None
+        is_well_formatted(text, format_style) and extract_code(text, "answer_tag", max_code_chars).answer is not None
     )
     bonus = format_reward if formatted else 0.0
     if ext.answer is None:

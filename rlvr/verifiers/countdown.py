@@ -101,13 +101,14 @@ def evaluate_expression(expr: str) -> tuple[Fraction, list[int]]:
 
 
 def verify_countdown(
-    problem: Problem, text: str, format_reward: float = 0.1, extract: str = "answer_tag"
+    problem: Problem, text: str, format_reward: float = 0.1, extract: str = "answer_tag",
+    format_style: str = "think_answer",
 ) -> Score:
     """Reward 1 if the final expression (found by `extract`) uses only the given numbers (each at most
-    once) and equals the target; plus `format_reward` for the think/answer format. `problem.answer` is
+    once) and equals the target; plus `format_reward` for the format (`format_style`). `problem.answer` is
     `{"target": int, "numbers": [int, ...]}`.
     """
-    reply = read_reply(text, format_reward, extract, MAX_EXPR_CHARS)
+    reply = read_reply(text, format_reward, extract, MAX_EXPR_CHARS, style=format_style)
     if reply.answer is None:
         return reply.missing()
     expr = reply.answer.split("=")[0] if reply.answer.count("=") == 1 else reply.answer

@@ -36,14 +36,15 @@ def verify_exact(
     text: str,
     format_reward: float = 0.1,
     extract: str = "answer_tag",
+    format_style: str = "think_answer",
     case_sensitive: bool = False,
     whitespace: bool = True,
     strip_punctuation: bool = False,
     max_answer_chars: int = MAX_ANSWER_CHARS,
 ) -> Score:
     """Reward 1 if the normalised final answer equals one normalised accepted answer, plus
-    `format_reward` for the think/answer format."""
-    reply = read_reply(text, format_reward, extract, max_answer_chars)
+    `format_reward` for the format (`format_style`)."""
+    reply = read_reply(text, format_reward, extract, max_answer_chars, style=format_style)
     if reply.answer is None:
         return reply.missing()
     accepted = problem.answer if isinstance(problem.answer, list | tuple) else [problem.answer]

@@ -23,6 +23,8 @@ FORMAT_RE = re.compile(
     r"<answer>(?:(?!<think>|</think>|<answer>|</answer>).)+</answer>\s*$",
     re.DOTALL,
 )
+ANSWER_ONLY_RE = re.compile(r"^\s*<answer>(?:(?!<think>|</think>|<answer>|</answer>).)+</answer>\s*$", re.DOTALL)
+FORMAT_STYLES = {"think_answer": FORMAT_RE, "answer": ANSWER_ONLY_RE}
 BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 FINAL_LINE_RE = re.compile(
     r"^[ \t>*#_-]*(?:the\s+)?final\s+answer[*_ \t]*(?::|\bis\b)[*_ \t]*(.*?)[ \t]*$",
@@ -166,6 +168,15 @@ def extract_code(text: str, method: str = "answer_tag", max_chars: int = 100_000
     return Extraction(code)
 
 
-def is_well_formatted(text: str) -> bool:
-    """True for exactly `<think>...</think><answer>...</answer>` with nothing else around them."""
-    return FORMAT_RE.match(text) is not None
+def checked_format_style(style: str) -> str:
+    """`style` if it is one of `FORMAT_STYLES`, else a ValueError naming `task.format_style`."""
+    if style not in FORMAT_STYLES:
+        raise ValueError(f"task.format_style: {style!r}; expected one of {', '.join(FORMAT_STYLES)}")
+    return style
+
+
+def is_well_formatted(text: str, style: str = "think_answer") -> bool:
+    """True for exactly `<think>...</think><answer>...</answer>` (style `think_answer`), or exactly
+    `<answer>...</answer>` (style `answer`: a reply primed with `<answer>` that closes its tag), with nothing
+    else around them."""
+    return FORMAT_STYLES[checked_format_style(style)].match(text) is not None

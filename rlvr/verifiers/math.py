@@ -123,12 +123,13 @@ def verify_math(
     text: str,
     format_reward: float = 0.1,
     extract: str = "answer_tag",
+    format_style: str = "think_answer",
     timeout_s: int = 5,
     max_answer_chars: int = MAX_ANSWER_CHARS,
 ) -> Score:
     """Reward 1 if the single final answer (found by `extract`) is equivalent to `problem.answer`
-    under math-verify, plus `format_reward` for the think/answer format."""
-    reply = read_reply(text, format_reward, extract, max_answer_chars)
+    under math-verify, plus `format_reward` for the format (`format_style`)."""
+    reply = read_reply(text, format_reward, extract, max_answer_chars, style=format_style)
     if reply.answer is None:
         return reply.missing()
     ok, reason = equivalent(str(problem.answer), reply.answer, timeout_s)

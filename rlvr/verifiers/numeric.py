@@ -72,6 +72,7 @@ def verify_numeric(
     text: str,
     format_reward: float = 0.1,
     extract: str = "answer_tag",
+    format_style: str = "think_answer",
     rel_tol: float = 1e-6,
     abs_tol: float = 1e-9,
     units: dict[str, float] | None = None,
@@ -79,8 +80,8 @@ def verify_numeric(
     max_answer_chars: int = 100,
 ) -> Score:
     """Reward 1 if the single final number (converted by its unit) is within `rel_tol`/`abs_tol` of the
-    reference, plus `format_reward` for the think/answer format."""
-    reply = read_reply(text, format_reward, extract, min(max_answer_chars, MAX_ANSWER_CHARS))
+    reference, plus `format_reward` for the format (`format_style`)."""
+    reply = read_reply(text, format_reward, extract, min(max_answer_chars, MAX_ANSWER_CHARS), style=format_style)
     if reply.answer is None:
         return reply.missing()
     gold = problem.answer

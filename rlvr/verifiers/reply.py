@@ -12,7 +12,7 @@ from rlvr.verifiers.extract import MAX_ANSWER_CHARS, extract, is_well_formatted
 
 @dataclass(frozen=True)
 class Reply:
-    """`formatted`: exactly `<think>...</think><answer>...</answer>`; `bonus`: the format reward it earns,
+    """`formatted`: the format asked for (by default exactly `<think>...</think><answer>...</answer>`); `bonus`: the format reward it earns,
     added to every score (right or wrong, so the format never outweighs correctness: rewards stay below
     1 unless correct); `answer`: the final answer, None when there is none, and then `reason` says why."""
 
@@ -36,9 +36,9 @@ class Reply:
 
 
 def read_reply(text: str, format_reward: float, method: str = "answer_tag",
-               max_chars: int = MAX_ANSWER_CHARS) -> Reply:
-    """`text` read for scoring: its format (earning `format_reward`) and its final answer found by
-    `method` (one of `extract.EXTRACTORS`), at most `max_chars` characters long."""
-    formatted = is_well_formatted(text)
+               max_chars: int = MAX_ANSWER_CHARS, style: str = "think_answer") -> Reply:
+    """`text` read for scoring: its format in `style` (`extract.FORMAT_STYLES`, earning `format_reward`) and
+    its final answer found by `method` (one of `extract.EXTRACTORS`), at most `max_chars` characters long."""
+    formatted = is_well_formatted(text, style)
     ext = extract(text, method, max_chars)
     return Reply(formatted, format_reward if formatted else 0.0, ext.answer, ext.reason)

@@ -199,6 +199,24 @@ def test_a_verifier_that_raises_on_the_reference_says_so(monkeypatch):
     assert check_answer("exact", "Paris") == "verifier 'exact' raised on 'Paris': raised KeyError: 'units'"
 
 
+def test_the_format_style_reaches_the_rows_verifier_or_is_refused(tmp_path, monkeypatch):
+    from rlvr.verifiers import VERIFIERS
+
+    path = write_jsonl(tmp_path / "q.jsonl", [{"question": f"{i}+1?", "answer": str(i + 1)} for i in range(40)])
+    task = load(path, verifier="integer", format_style="answer")
+    p = task.eval_problems()[0]
+    assert task.verify(p, "<answer>-1</answer>").reward == pytest.approx(0.1)  # wrong, closed: the format
+    assert task.verify(p, f"<answer>{p.answer}</answer>").reward == pytest.approx(1.1)
+
+    def no_style(problem, text, format_reward=0.1):
+        return VERIFIERS["integer"](problem, text, format_reward=format_reward)
+
+    monkeypatch.setitem(VERIFIERS, "plain", no_style)
+    with pytest.raises(DatasetError, match="task.format_style: 'answer', but verifier 'plain' has no format"):
+        plain = load(path, verifier="plain", format_style="answer")
+        plain.verify(plain.eval_problems()[0], "<answer>1</answer>")
+
+
 def test_one_gigabyte_line_is_refused_without_reading_it(tmp_path):
     path = tmp_path / "big.jsonl"
     with path.open("wb") as f:  # a sparse file: 1 GB long, next to nothing on disk

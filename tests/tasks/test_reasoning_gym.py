@@ -25,6 +25,22 @@ def test_by_name_from_config_with_its_scorer():
     assert not task.verify(p, "no answer tag").correct
 
 
+def test_the_answer_format_style_pays_a_primed_reply_for_closing_its_tag():
+    """Primed with model.response_prefix "<answer>", a reply can never be think-then-answer: with
+    task.format_style answer the closed tag earns the format reward, right or wrong; an unclosed one nothing."""
+    base = {"name": "reasoning_gym/chain_sum", "params": CONFIG, "format_reward": 0.1}
+    answer_style = build_task(load_config(base={"task": {**base, "format_style": "answer"}}).task, eval_size=20)
+    default = build_task(load_config(base={"task": base}).task, eval_size=20)
+    p = answer_style.train_problem(0)
+    wrong = f"<answer>{int(p.answer) + 1}</answer>"
+    assert answer_style.verify(p, wrong).reward == pytest.approx(0.1) and default.verify(p, wrong).reward == 0.0
+    assert answer_style.verify(p, f"<answer>{p.answer}</answer>").reward == pytest.approx(1.1)
+    unclosed = answer_style.verify(p, f"<answer>{p.answer}")
+    assert unclosed.reward == 0.0 and not unclosed.formatted
+    with pytest.raises(ValueError, match="task.format_style"):
+        load_config(base={"task": {**base, "format_style": "xml"}})
+
+
 def test_a_scorer_that_raises_gives_no_reward_never_a_zero(monkeypatch):
     task = ReasoningGymTask("chain_sum", CONFIG, seed=0, eval_size=2)
     p = task.train_problem(0)

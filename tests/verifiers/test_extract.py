@@ -69,3 +69,12 @@ def test_format():
     assert is_well_formatted("<think>a</think>\n<answer>b</answer>\n")
     assert not is_well_formatted("<think>a</think><answer>b</answer>c")
     assert not is_well_formatted("<answer>b</answer>")
+
+
+def test_the_answer_format_is_a_closed_answer_tag_alone():
+    assert is_well_formatted(" <answer>b</answer>\n", "answer")
+    for text in ("<answer>b", "<answer></answer>", "<answer>b</answer> and more", "<think>a</think><answer>b</answer>",
+                 "<answer>a<answer>b</answer>"):
+        assert not is_well_formatted(text, "answer"), text
+    with pytest.raises(ValueError, match="task.format_style: 'xml'"):
+        is_well_formatted("<answer>b</answer>", "xml")
