@@ -5,6 +5,8 @@ Each rule names the config key to change and the number that triggered it, so a 
 
 from __future__ import annotations
 
+from rlvr.verifiers.extract import format_reachable
+
 TOO_EASY = 0.9  # pass@1 above this: most groups are all right
 NEVER = 0.02  # pass@1 and greedy accuracy below this: the model almost never solves the task
 MAX_TRUNCATED = 0.1
@@ -42,6 +44,14 @@ def advise(report: dict, cfg) -> tuple[list[str], list[str], dict]:
     advice: list[str] = []
     sets: dict = {}
     warnings = _verifier_warnings(report["verifier"])
+    prefix, style = cfg.model.response_prefix, cfg.task.format_style
+    if cfg.task.format_reward > 0 and not format_reachable(prefix, style):
+        other = "answer" if style == "think_answer" else "think_answer"
+        warnings.append(f"task.format_reward ({cfg.task.format_reward}) can never be earned: a reply primed with "
+                        f"model.response_prefix {prefix!r} cannot have the {style} format"
+                        + (f"; set task.format_style: {other}" if format_reachable(prefix, other) else ""))
+        if format_reachable(prefix, other):
+            sets["task.format_style"] = other
     at_t = report["at_temperature"]
     share, G, B = report["informative_share"], report["num_generations"], report["prompts_per_step"]
     threshold = cfg.check.min_informative_share

@@ -169,6 +169,18 @@ def test_advice_follows_from_the_numbers():
     assert not any("screening" in a for a in advice)  # nothing is ever solved: screening finds nothing
 
 
+def test_a_format_reward_the_response_prefix_makes_unreachable_is_a_warning():
+    primed = {"task.format_reward": 0.1, "model.response_prefix": "<answer>"}
+    _, warnings, sets = advise(_report(0.6, 0.5), _config_like(**primed))
+    assert len(warnings) == 1 and "can never be earned" in warnings[0] and "'<answer>'" in warnings[0]
+    assert sets == {"task.format_style": "answer"}
+    for fine in ({**primed, "task.format_style": "answer"}, {**primed, "task.format_reward": 0.0},
+                 {"task.format_reward": 0.1, "model.response_prefix": "<think>"}, {"task.format_reward": 0.1}):
+        assert advise(_report(0.6, 0.5), _config_like(**fine))[1] == [], fine
+    _, warnings, sets = advise(_report(0.6, 0.5), _config_like(**{**primed, "model.response_prefix": "Answer:"}))
+    assert "can never be earned" in warnings[0] and not sets  # no style fits that prefix
+
+
 def test_measure_on_a_tiny_policy_reports_consistent_numbers(tiny_recipe):
     cfg = load_config(tiny_recipe(**{"rollout.num_generations": 4}), ["check.temperatures=[0.5]"])
     trainer = Trainer(cfg, tiny_recipe().parent / "run",

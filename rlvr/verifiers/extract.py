@@ -175,6 +175,17 @@ def checked_format_style(style: str) -> str:
     return style
 
 
+FORMAT_OPENINGS = {"think_answer": "<think>", "answer": "<answer>"}
+
+
+def format_reachable(prefix: str | None, style: str) -> bool:
+    """Whether a reply that starts with `prefix` (model.response_prefix) can still be well formatted in
+    `style`: the prefix must open the way the format does (a `<think>` prefix can never be `answer`, an
+    `<answer>` one never `think_answer`)."""
+    head, opening = (prefix or "").lstrip(), FORMAT_OPENINGS[checked_format_style(style)]
+    return head.startswith(opening) or opening.startswith(head)
+
+
 def is_well_formatted(text: str, style: str = "think_answer") -> bool:
     """True for exactly `<think>...</think><answer>...</answer>` (style `think_answer`), or exactly
     `<answer>...</answer>` (style `answer`: a reply primed with `<answer>` that closes its tag), with nothing
