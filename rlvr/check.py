@@ -30,6 +30,7 @@ from rlvr.verifiers import VerifierError, score_or_none, score_sample
 
 CHECK_OFFSET = 10**7  # training streams of a real run stay far below this index
 CHUNK = 4  # problems per generate call: the time cap is checked between chunks
+ANSWER_END = "</answer>"
 
 
 def informative_share(pass_rates: list[float], group_size: int) -> float:
@@ -158,6 +159,7 @@ class Sampled:
     seconds: float = 0.0
     tool_calls: int | None = None  # samples whose episode called a tool (None: no episodes ran)
     verifier_errors: int = 0  # samples the verifier itself failed on (no verdict: counted as not correct)
+    run_on: int = 0  # samples that go on writing after their first </answer> (what rollout.stop would cut)
 
     def summary(self, group_size: int) -> dict:
         m = len(self.counts)
@@ -166,6 +168,7 @@ class Sampled:
                "pass@1": sum(rates) / m if m else None,
                "format_rate": self.formatted / self.samples if self.samples else None,
                "truncation_rate": self.truncated / self.samples if self.samples else None,
+               "run_on_rate": self.run_on / self.samples if self.samples else None,
                "mean_length": self.tokens / self.samples if self.samples else None,
                "tokens_per_s": self.tokens / self.seconds if self.seconds > 0 else None,
                "seconds_per_sample": self.seconds / self.samples if self.samples else None}
@@ -196,16 +199,17 @@ class Sampler:
         seeds = [sample_seed(derive_seed("rlvr-check", self.seed, out.temperature), offset + i)
                  for i in range(len(problems))]
         sampling = SamplingParams(out.n, r.max_new_tokens, out.temperature, r.top_p if out.temperature else 1.0,
-                                  self.stop_ids)
+                                  self.stop_ids, stop=tuple(r.stop))
         t0 = time.time()
         groups = generate_for(self.engine, problems, prompts, sampling, seeds=seeds)  # episodes with task.tools
         out.seconds += time.time() - t0
         for p, group in zip(problems, groups):
             correct = 0
             for c in group:
+                text = decode_completion(self.tokenizer, c.token_ids, self.prefix)
+                out.run_on += bool(text.partition(ANSWER_END)[2].strip())
                 try:
-                    score = score_sample(self.task.verify, p,
-                                         decode_completion(self.tokenizer, c.token_ids, self.prefix), c.episode)
+                    score = score_sample(self.task.verify, p, text, c.episode)
                 except VerifierError:  # no verdict (the sanity check above says which verifier and why)
                     score, out.verifier_errors = None, out.verifier_errors + 1
                 correct += bool(score is not None and score.correct)

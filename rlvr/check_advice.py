@@ -11,6 +11,7 @@ TOO_EASY = 0.9  # pass@1 above this: most groups are all right
 NEVER = 0.02  # pass@1 and greedy accuracy below this: the model almost never solves the task
 MAX_TRUNCATED = 0.1
 MIN_FORMAT = 0.5
+MAX_RUN_ON = 0.2  # answers that go on after their closing tag: sampled and trained tokens that decide nothing
 BETTER = 0.05  # a lower temperature must lift the informative share by this much to be advised
 
 
@@ -89,6 +90,10 @@ def advise(report: dict, cfg) -> tuple[list[str], list[str], dict]:
         advice.append(f"raise rollout.max_new_tokens (now {cfg.rollout.max_new_tokens}): "
                       f"{_pct(at_t['truncation_rate'])} of answers are cut at the limit")
         sets["rollout.max_new_tokens"] = 2 * cfg.rollout.max_new_tokens
+    if (at_t.get("run_on_rate") or 0.0) > MAX_RUN_ON and "</answer>" not in cfg.rollout.stop:
+        advice.append(f"{_pct(at_t['run_on_rate'])} of answers go on writing after their </answer> (mean length "
+                      f"{at_t['mean_length']:.1f} tokens): stop them there with rollout.stop: ['</answer>']")
+        sets["rollout.stop"] = [*cfg.rollout.stop, "</answer>"]
     if at_t["format_rate"] is not None and at_t["format_rate"] < MIN_FORMAT and cfg.task.format_reward > 0:
         advice.append(f"only {_pct(at_t['format_rate'])} of answers use the format: state it in task.template "
                       "or prime the reply with model.response_prefix")
@@ -123,6 +128,7 @@ def table_rows(report: dict) -> list[tuple[str, str]]:
     rows += [(f"informative share at G={g} (predicted{'' if int(g) == G else ', plug-in'})", _pct(s))
              for g, s in report["informative_share_by_group_size"].items()]
     rows += [("format rate", _pct(at_t["format_rate"])), ("truncation rate", _pct(at_t["truncation_rate"])),
+             ("answers going on after </answer>", _pct(at_t.get("run_on_rate"))),
              ("mean length (tokens)", "-" if at_t["mean_length"] is None else f"{at_t['mean_length']:.1f}"),
              ("tokens/s (sampling)", "-" if at_t["tokens_per_s"] is None else f"{at_t['tokens_per_s']:.1f}")]
     proj = report["projection"]

@@ -38,7 +38,8 @@ def majority_is_correct(verdicts: list[tuple[bool, object]]) -> bool:
 
 def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_tokens: int, stop_ids,
              samples: int = 0, pass_k: list[int] | tuple[int, ...] = (1,), batch_size: int = 256,
-             generator: torch.Generator | None = None, keep: int = 0, prefix: str | None = None) -> dict:
+             generator: torch.Generator | None = None, keep: int = 0, prefix: str | None = None,
+             stop: tuple[str, ...] = ()) -> dict:
     """Greedy accuracy and format rate on `problems`; with `samples > 0` also pass@k (unbiased) and maj@k
     from that many temperature-1 samples per problem. `encode(problem) -> ids`; `task.verify` scores
     `prefix` (the response prefix the prompt ended with) + the completion.
@@ -55,10 +56,10 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
     for start in range(0, len(problems), batch_size):
         chunk = problems[start : start + batch_size]
         prompts = [encode(p) for p in chunk]
-        greedy = generate_for(engine, chunk, prompts, SamplingParams(1, max_new_tokens, 0.0, 1.0, stop_ids), generator)
+        greedy = generate_for(engine, chunk, prompts, SamplingParams(1, max_new_tokens, 0.0, 1.0, stop_ids, stop=stop), generator)
         sampled = None
         if samples:
-            sampled = generate_for(engine, chunk, prompts, SamplingParams(samples, max_new_tokens, 1.0, 1.0, stop_ids),
+            sampled = generate_for(engine, chunk, prompts, SamplingParams(samples, max_new_tokens, 1.0, 1.0, stop_ids, stop=stop),
                                    generator)
         for i, p in enumerate(chunk):
             text = decode_completion(tokenizer, greedy[i][0].token_ids, prefix)
@@ -100,14 +101,14 @@ def evaluate_held_out(cfg: Config, engine, tokenizer, task, generator: torch.Gen
     """`evaluate` wired as a run's config asks (the one wiring of the trainer, `rlvr eval` and the demo):
     `eval.num_problems` held-out problems of `task`, prompts encoded with `model.system_prompt` and (unless
     `with_prefix=False`) `model.response_prefix`, `eval.max_new_tokens` (else `rollout.max_new_tokens`),
-    the tokenizer's stop tokens, and `eval.samples` draws for pass@k / maj@k (none with `greedy_only`)."""
+    the tokenizer's stop tokens and `eval.stop` (else `rollout.stop`), and `eval.samples` draws for pass@k / maj@k (none with `greedy_only`)."""
     e, m = cfg.eval, cfg.model
     prefix = m.response_prefix if with_prefix else None
     return evaluate(engine, tokenizer, task, task.eval_problems(e.num_problems),
                     lambda p: encode_prompt(p, tokenizer, m.system_prompt, prefix, prompt_tools(engine)),
                     e.max_new_tokens or cfg.rollout.max_new_tokens, stop_token_ids(tokenizer),
                     samples=0 if greedy_only else e.samples, pass_k=e.pass_k, generator=generator, keep=keep,
-                    prefix=prefix)
+                    prefix=prefix, stop=tuple(cfg.rollout.stop if e.stop is None else e.stop))
 
 
 def _summarise(per_task, samples: int, pass_k, examples) -> dict:

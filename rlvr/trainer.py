@@ -182,7 +182,7 @@ class Trainer:
         """How training groups are sampled: `num_generations` per prompt at the rollout temperature."""
         r = self.cfg.rollout
         return SamplingParams(r.num_generations, r.max_new_tokens, r.temperature, r.top_p, self.stop_ids,
-                              r.ignore_eos)
+                              r.ignore_eos, tuple(r.stop))
 
     def requests(self, problems: list[Problem], start: int) -> tuple[list[list[int]], list[int]]:
         """Prompt ids and sampling seeds of `problems`, which sit at cursor positions `start`, `start + 1`, ..."""

@@ -181,6 +181,17 @@ def test_a_format_reward_the_response_prefix_makes_unreachable_is_a_warning():
     assert "can never be earned" in warnings[0] and not sets  # no style fits that prefix
 
 
+def test_answers_that_run_on_after_their_closing_tag_are_advised_a_stop_string():
+    report = _report(0.6, 0.5)
+    report["at_temperature"]["run_on_rate"] = 0.4
+    advice, _, sets = advise(report, _config_like())
+    assert any("40.0% of answers go on writing after their </answer>" in a for a in advice)
+    assert sets == {"rollout.stop": ["</answer>"]}
+    assert advise(report, _config_like(**{"rollout.stop": ["</answer>"]}))[2] == {}
+    report["at_temperature"]["run_on_rate"] = 0.1
+    assert advise(report, _config_like())[2] == {}
+
+
 def test_measure_on_a_tiny_policy_reports_consistent_numbers(tiny_recipe):
     cfg = load_config(tiny_recipe(**{"rollout.num_generations": 4}), ["check.temperatures=[0.5]"])
     trainer = Trainer(cfg, tiny_recipe().parent / "run",

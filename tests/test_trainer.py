@@ -287,3 +287,29 @@ def test_samples_that_did_not_come_from_the_policy_are_reported(tmp_path, tiny_r
         else:
             assert all(r["offpolicy/kl"] > ENGINE_GAP_LIMIT for r in rows)
             assert [e["step"] for e in events] == [1, 2] and events[0]["kl"] > ENGINE_GAP_LIMIT
+
+
+def test_rollout_stop_ends_training_samples_and_eval_stop_overrides_it_for_evaluation(tmp_path, tiny_recipe):
+    """`rollout.stop` reaches the engine from the config: every training completion that holds a stop string
+    ends at its first one; evaluation samples with the same strings unless `eval.stop` says otherwise."""
+    cfg = load_config(tiny_recipe(**{"train.steps": 1, "rollout.stop": ["1", "2"], "rollout.max_new_tokens": 16}))
+    trainer = Trainer(cfg, tmp_path / "run")
+    seen, generate = [], trainer.engine.generate
+
+    def record(prompts, sampling, *args, **kwargs):
+        groups = generate(prompts, sampling, *args, **kwargs)
+        seen.append((sampling.stop, [c for g in groups for c in g]))
+        return groups
+
+    trainer.engine.generate = record
+    trainer.step()
+    trainer.run_eval("rl")
+    trainer.cfg.eval.stop = []
+    trainer.run_eval("rl")
+    trainer.logger.close()
+    assert [s for s, _ in seen] == [("1", "2"), ("1", "2"), ()]
+    texts = [(trainer.tokenizer.decode(c.token_ids), c.finish_reason) for c in seen[0][1]]
+    for text, reason in texts:  # a stop string, where there is one, is the completion's last character
+        first = min((text.find(s) + 1 for s in "12" if s in text), default=None)
+        assert first in (None, len(text)) and (first is None or reason == "stop"), text
+    assert sum(t.endswith(("1", "2")) for t, _ in texts) >= 1

@@ -212,8 +212,13 @@ def validate(cfg: Config) -> Config:
         _require(cfg.distributed.prefetch_steps >= 1, "distributed.prefetch_steps",
                  "must be >= 1 with distributed.async_rollouts (how many steps are generated ahead)",
                  cfg.distributed.prefetch_steps)
+    for key, stops in (("rollout.stop", cfg.rollout.stop), ("eval.stop", cfg.eval.stop or [])):
+        _require(all(isinstance(s, str) and s for s in stops), key, "must be a list of non-empty strings", stops)
     if cfg.task.tools or cfg.task.environment:
         from rlvr.environments.config import check_episode_config
+
+        _require(not cfg.rollout.stop and not cfg.eval.stop, "rollout.stop",
+                 "is single-turn only: a multi-turn turn ends at its tools' pause strings", cfg.rollout.stop)
 
         try:
             check_episode_config(cfg.task, cfg.rollout.max_new_tokens)

@@ -146,6 +146,9 @@ class RolloutConfig:
     # (torchao weight-only), fp8 (torchao, GPUs with fp8); auto picks per hardware (rlvr.rollout.weights)
     weights: str = _choice("auto", "auto", "same", "bf16", "int8", "fp8")
     ignore_eos: bool = False  # every completion runs to max_new_tokens (fixed-length benchmarks)
+    # strings that end a completion (kept in it), as vLLM's `stop`: e.g. ["</answer>"], so a reply does not
+    # run on after its answer; single-turn only (multi-turn turns end at their tools' pause strings)
+    stop: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -248,6 +251,7 @@ class EvalConfig:
     samples: int = 0
     pass_k: list[int] = field(default_factory=lambda: [1])
     max_new_tokens: int | None = None
+    stop: list[str] | None = None  # strings that end an answer; None: rollout.stop
 
 
 @dataclass

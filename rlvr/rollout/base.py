@@ -16,7 +16,8 @@ class SamplingParams:
     """How to sample. `temperature=0` is greedy; log-probs are those of the distribution sampled from: the
     temperature-scaled policy (the learner scales its logits the same way), renormalised over the nucleus
     with `top_p < 1`. `ignore_eos`: stop tokens do not end a completion (nor are they masked: they may be
-    sampled), so every completion has exactly `max_new_tokens` tokens (fixed-length benchmarks)."""
+    sampled), so every completion has exactly `max_new_tokens` tokens (fixed-length benchmarks). `stop`: strings
+    that end a completion as a stop token does, the string kept."""
 
     n: int = 1
     max_new_tokens: int = 64
@@ -24,6 +25,9 @@ class SamplingParams:
     top_p: float = 1.0
     stop_token_ids: tuple[int, ...] = field(default_factory=tuple)
     ignore_eos: bool = False
+    # strings that end a completion, kept in it (`</answer>` after a reply primed with `<answer>`): the
+    # completion ends with the token in which one of them is complete. Not with ignore_eos.
+    stop: tuple[str, ...] = ()
 
 
 @dataclass

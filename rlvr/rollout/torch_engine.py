@@ -155,8 +155,9 @@ class TorchEngine:
 
     def __init__(self, model: torch.nn.Module, pad_token_id: int, device: torch.device | str | None = None,
                  cache: str = "static", compact: float = 0.25, compile: bool = False, weights: str = "same",
-                 cpu_kernels: bool = True):
+                 cpu_kernels: bool = True, tokenizer=None):
         self.model = model
+        self.tokenizer = tokenizer  # decodes the last tokens of each row to find `SamplingParams.stop` strings
         fold_head_input(model)
         self.weights = weights  # the form `model` holds (rlvr.rollout.weights); int8/fp8 re-quantise at a sync
         self.pad_token_id = pad_token_id
@@ -224,6 +225,12 @@ class TorchEngine:
             out.append(group)
         return out
 
+    def _ends_in_stop_text(self, tails: torch.Tensor, stop_text: tuple[str, ...]) -> torch.Tensor:
+        """(rows,) bool: the row's last `tails` tokens hold a stop string. Checked after every token, so a
+        string found here ends in the newest one (an earlier one would have ended the row then)."""
+        texts = self.tokenizer.batch_decode(tails.cpu().tolist(), skip_special_tokens=False)
+        return torch.tensor([any(s in x for s in stop_text) for x in texts], device=tails.device)
+
     def _decode(self, prompts: list[list[int]], sampling: SamplingParams, generator: torch.Generator | None,
                 seeds: list[int] | None = None):
         """Each prompt is run through the model once; its KV cache is then copied to its `n` samples
@@ -240,6 +247,10 @@ class TorchEngine:
         position_ids = (mask[:, :P].cumsum(-1) - 1).clamp(min=0)  # (U, P)
         stop_ids = () if sampling.ignore_eos else sampling.stop_token_ids  # ignore_eos: every row runs to T
         stop = torch.tensor(sorted(set(stop_ids)) or [-1], device=dev)
+        stop_text = () if sampling.ignore_eos else tuple(s for s in sampling.stop if s)
+        if stop_text and self.tokenizer is None:
+            raise ValueError("SamplingParams.stop: this engine was built without a tokenizer to read text with")
+        window = max((len(s) for s in stop_text), default=0) + 1  # tokens: each writes at least one character
 
         cache, static = new_cache(self.model, self.cache, P + T)
 
@@ -287,6 +298,8 @@ class TorchEngine:
             logps[live, t] = torch.where(act, lp, 0.0)
             lengths[live] += act.long()
             hit = torch.isin(tok, stop) & act
+            if stop_text:
+                hit |= self._ends_in_stop_text(tokens[live, max(0, t + 1 - window): t + 1], stop_text) & act
             stopped[live] |= hit
             fin |= hit
             if t == T - 1:

@@ -89,6 +89,8 @@ class VLLMEngine:
         params = [vllm.SamplingParams(n=sampling.n, max_tokens=sampling.max_new_tokens,
                                       temperature=sampling.temperature, top_p=sampling.top_p,
                                       stop_token_ids=list(stop), ignore_eos=sampling.ignore_eos, logprobs=0, seed=int(s) % 2**63,
+                                      stop=None if sampling.ignore_eos else list(sampling.stop) or None,
+                                      include_stop_str_in_output=True,
                                       detokenize=False, skip_special_tokens=False)
                   for s in seeds]
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params,

@@ -306,3 +306,27 @@ def test_prefill_of_a_frozen_bf16_copy_does_not_expand_the_output_weight(make_ti
         engine.generate(prompts, SamplingParams(1, 1, 0.0, 1.0, ()))
     largest = max(e.cpu_memory_usage for e in prof.events())
     assert largest < len(prompts) * H * V * 2 / 4, largest
+
+
+def test_stop_strings_end_each_completion_where_one_is_complete_and_change_nothing_before(make_tiny_model,
+                                                                                           char_tokenizer):
+    model = make_tiny_model()
+    tok, prompts, seeds = char_tokenizer, _prompts(char_tokenizer), [11, 12, 13]
+    free_params = SamplingParams(n=4, max_new_tokens=24, temperature=1.0)
+    free = TorchEngine(model, tok.pad_token_id, tokenizer=tok).generate(prompts, free_params, seeds=seeds)
+    texts = [tok.decode(c.token_ids) for g in free for c in g]
+    stops = (texts[0][5:7], texts[5][9:12])  # strings some completions hold (two and three characters)
+    stopped = TorchEngine(model, tok.pad_token_id, tokenizer=tok).generate(
+        prompts, SamplingParams(n=4, max_new_tokens=24, temperature=1.0, stop=stops), seeds=seeds)
+    cut = 0
+    for f_group, s_group in zip(free, stopped):
+        for f, s in zip(f_group, s_group):
+            # the first token at which the text so far holds a stop string (tokens may be several characters)
+            ends = [n for n in range(1, len(f.token_ids) + 1) if any(x in tok.decode(f.token_ids[:n]) for x in stops)]
+            n = min(ends, default=len(f.token_ids))
+            assert s.token_ids == f.token_ids[:n] and s.logprobs == f.logprobs[:n]
+            assert s.finish_reason == ("stop" if ends else f.finish_reason)
+            cut += bool(ends)
+    assert cut >= 2
+    with pytest.raises(ValueError, match="without a tokenizer"):
+        TorchEngine(model, tok.pad_token_id).generate(prompts, SamplingParams(n=1, stop=("x",)), seeds=seeds)
