@@ -5,6 +5,9 @@ Each rule names the config key to change and the number that triggered it, so a 
 
 from __future__ import annotations
 
+import json
+import shlex
+
 from rlvr.verifiers.extract import format_reachable
 
 TOO_EASY = 0.9  # pass@1 above this: most groups are all right
@@ -37,6 +40,13 @@ def _verifier_warnings(v: dict) -> list[str]:
         out.append(f"verifier: answers that must be wrong score correct ({cases}): the reward can be earned "
                    "without solving the task")
     return out
+
+
+def set_argument(key: str, value) -> str:
+    """`key=value` as one shell word that `--set` reads back as `value` (lists as JSON, which YAML reads)."""
+    text = str(value).lower() if isinstance(value, bool) else json.dumps(value) if isinstance(value, list | dict) \
+        else str(value)
+    return shlex.quote(f"{key}={text}")
 
 
 def advise(report: dict, cfg) -> tuple[list[str], list[str], dict]:
@@ -163,5 +173,5 @@ def print_check(report: dict, console=None) -> None:
     for a in report["advice"]:
         console.print(f"advice: {a}", highlight=False)
     if report.get("overrides"):
-        console.print("to apply it: " + " ".join(f"--set {k}={str(v).lower() if isinstance(v, bool) else v}"
-                                                 for k, v in report["overrides"].items()), highlight=False)
+        console.print("to apply it: " + " ".join(f"--set {set_argument(k, v)}" for k, v in report["overrides"].items()),
+                      highlight=False)

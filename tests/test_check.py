@@ -4,6 +4,7 @@ start of `rlvr train` changes nothing about the run."""
 from __future__ import annotations
 
 import json
+import shlex
 from math import comb
 
 import pytest
@@ -16,7 +17,7 @@ from rlvr.check import (
     measure,
     verifier_sanity,
 )
-from rlvr.check_advice import advise, table_rows
+from rlvr.check_advice import advise, set_argument, table_rows
 from rlvr.cli import main
 from rlvr.config import TaskConfig, load_config
 from rlvr.logging.metrics import read_jsonl
@@ -188,6 +189,11 @@ def test_answers_that_run_on_after_their_closing_tag_are_advised_a_stop_string()
     assert any("40.0% of answers go on writing after their </answer>" in a for a in advice)
     assert sets == {"rollout.stop": ["</answer>"]}
     assert advise(report, _config_like(**{"rollout.stop": ["</answer>"]}))[2] == {}
+    word = set_argument("rollout.stop", sets["rollout.stop"])  # what `rlvr check` prints, read back by a shell
+    assert word == """'rollout.stop=["</answer>"]'""" and set_argument("algorithm.screening", True) == "algorithm.screening=true"
+    from rlvr.config import load_config
+
+    assert load_config(overrides=[shlex.split(word)[0]]).rollout.stop == ["</answer>"]
     report["at_temperature"]["run_on_rate"] = 0.1
     assert advise(report, _config_like())[2] == {}
 
