@@ -65,8 +65,9 @@ def run_arm(name: str, model: str, minutes: float, out: Path, initial: dict | No
             clock: str = "cpu") -> tuple[dict, dict]:
     """Train one arm for `minutes` of step time on `clock`; held-out accuracy before (unless given) and after."""
     now = CLOCKS[clock]
+    # held-out answers are read without stop strings in every arm (eval.stop=[]), so the measure is the same
     cfg = load_config(RECIPE, [f"model.path={model}", "train.steps=100000", "train.checkpoint_every=0",
-                               "logging.progress=false", *ARMS[name], *extra])
+                               "logging.progress=false", "eval.stop=[]", *ARMS[name], *extra])
     run_dir = out / name
     trainer = Trainer(cfg, run_dir, logger=MetricsLogger(run_dir))
     if initial is None:
