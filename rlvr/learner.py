@@ -26,6 +26,7 @@ from rlvr.optim import (
     loss_scaler,
     low_precision_params,
 )
+from rlvr.shared_prefix import shared_prefix_hidden
 from rlvr.types import Batch
 
 # Causal LMs whose logits are exactly output_layer(decoder(x)): no soft-capping or logit scale after the head.
@@ -117,7 +118,8 @@ class Learner:
 
         Only completion positions need them: where the model allows it, the decoder's hidden states are
         taken at those positions alone and the output layer runs on them, so no logits are computed for
-        prompt or padding tokens and no (N, T, V) tensor is built. Positions outside the completion are 0."""
+        prompt or padding tokens and no (N, T, V) tensor is built; with `train.share_prompts` the rows of
+        one prompt run it once (rlvr.shared_prefix). Positions outside the completion are 0."""
         ids = mb.input_ids.to(self.device)
         attn = mb.attention_mask.to(self.device)
         sel = mb.completion_mask.to(self.device).bool()  # (N, T-1)
@@ -126,7 +128,12 @@ class Learner:
         parts = None if sharded else _split_lm(model)  # a sharded model gathers its weights in its own forward
         compiled = None if sharded else self._compiled_forward(model, parts)
         with autocast(self.device, self.compute_dtype):
-            if parts is not None:
+            shared = None
+            if parts is not None and compiled is None and getattr(self.cfg, "share_prompts", False):
+                shared = shared_prefix_hidden(parts[0], ids, attn, sel)  # (K, H); None: no prompt is shared
+            if shared is not None:
+                logits = parts[1](shared)
+            elif parts is not None:
                 decoder, head = parts
                 hidden = compiled(ids, attn) if compiled is not None else \
                     decoder(input_ids=ids, attention_mask=attn).last_hidden_state

@@ -280,8 +280,8 @@ def test_zero_advantage_rows_are_not_run_and_the_update_is_the_whole_batchs(make
     for skip in (True, False):
         model = make_tiny_model(sharp=True)
         batches = [mixed(model), _sampled_batch(model, char_tokenizer, [0.0] * 6, n=2, seed=1)]  # then constant
-        learner = _learner(model, lr=1e-2, weight_decay=0.1, skip_zero_advantage=skip,
-                           algo=AlgorithmConfig(loss_agg=loss_agg))
+        learner = _learner(model, lr=1e-2, weight_decay=0.1, skip_zero_advantage=skip, share_prompts=False,
+                           algo=AlgorithmConfig(loss_agg=loss_agg))  # rows counted as decoder rows: run whole
         seen = _rows_run(model)
         stats = [learner.update(b) for b in batches]  # AdamW's momentum moves the weights at the second step
         results[skip] = ([p.detach().clone() for p in model.parameters()], stats, seen)
@@ -331,8 +331,40 @@ def test_zero_advantage_rows_run_when_the_loss_has_another_term(make_tiny_model,
     model = make_tiny_model(sharp=True)
     batch = _sampled_batch(model, char_tokenizer, [1.0, 0.0, 0.0])
     ref = copy.deepcopy(model).requires_grad_(False)
-    learner = _learner(model, algo=algo, ref_model=ref)
+    learner = _learner(model, algo=algo, ref_model=ref, share_prompts=False)
     batch.ref_logprobs = learner.reference_logprobs(batch)
     seen = _rows_run(model)
     stats = learner.update(batch)
     assert sum(seen) == 3 and "update/skipped_rows" not in stats
+
+
+@pytest.mark.parametrize("prompts", [("123+456=", "7+8=", "42*3="), ("7+8=",), ("12+3=", "45+6=")])
+def test_shared_prompt_passes_give_the_same_logprobs_and_update_as_whole_rows(make_tiny_model, char_tokenizer,
+                                                                              prompts):
+    """Left-padded prompts of different lengths, one prompt alone, prompts of one length (no padding at all):
+    running each prompt once for its group gives every row's log-probs and the gradient of whole rows."""
+    from rlvr.shared_prefix import shared_prefix_hidden
+
+    tok = char_tokenizer
+    model = make_tiny_model(sharp=True)
+    ids = [[tok.bos_token_id] + tok(t, add_special_tokens=False)["input_ids"] for t in prompts]
+    groups = TorchEngine(model, tok.pad_token_id).generate(ids, SamplingParams(3, 8, 1.0, 1.0, ()),
+                                                           torch.Generator().manual_seed(5))
+    rollouts = [Rollout(PROBLEM, p, c.token_ids, c.logprobs, "", c.finish_reason, g)
+                for g, (p, group) in enumerate(zip(ids, groups)) for c in group]
+    batch = make_batch(rollouts, torch.linspace(-1, 1, len(rollouts)), tok.pad_token_id)
+    assert shared_prefix_hidden(model.get_decoder(), batch.input_ids, batch.attention_mask,
+                                batch.completion_mask.bool()) is not None  # the shared path is the one taken
+    results = {}
+    for share in (True, False):
+        m = copy.deepcopy(model)
+        learner = _learner(m, lr=1e-3, share_prompts=share)
+        logp, _ = learner._forward(m, batch, want_entropy=False)
+        stats = learner.update(batch)
+        results[share] = (logp.detach(), stats["grad_norm"], [p.detach().clone() for p in m.parameters()])
+    (lp_s, g_s, w_s), (lp_w, g_w, w_w) = results[True], results[False]
+    assert torch.allclose(lp_s, lp_w, atol=1e-5), (lp_s - lp_w).abs().max()
+    assert g_s == pytest.approx(g_w, rel=1e-4)
+    for a, b in zip(w_s, w_w):
+        assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()  # AdamW's first step: lr * g / |g|
+    assert torch.allclose(lp_w.sum(-1), _sequence_logprobs(model, batch), atol=1e-4)

@@ -237,6 +237,10 @@ class TrainConfig:
     # step whose every group was dropped; logged as update/empty), so where most steps carry no signal the
     # policy moves only on real gradients and Adam's state holds only them
     skip_empty_updates: bool = False
+    # the completions of one prompt (a GRPO group) share one pass of the prompt through the decoder, its keys and
+    # values copied to each and the gradients summed back (rlvr.shared_prefix): the same update, without the
+    # prompt's G - 1 extra passes; models whose output layer splits off (llama, qwen2, ...), not compiled
+    share_prompts: bool = True
     seed: int = 0
     checkpoint_every: int = 20
     out_dir: str = "runs/latest"
