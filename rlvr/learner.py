@@ -26,7 +26,7 @@ from rlvr.optim import (
     loss_scaler,
     low_precision_params,
 )
-from rlvr.shared_prefix import shared_prefix_hidden
+from rlvr.shared_prefix import prompt_owners, shared_prefix_hidden
 from rlvr.types import Batch
 
 # Causal LMs whose logits are exactly output_layer(decoder(x)): no soft-capping or logit scale after the head.
@@ -87,19 +87,47 @@ class Learner:
         first, so each micro-batch holds sequences of similar length, and all-padding columns are cut off:
         padding is barely paid for. A micro-batch holds at most `micro_batch_size` rows and, with
         `micro_batch_tokens > 0`, at most that many padded tokens (rows x its longest row). Every
-        rows-to-micro-batch split gives the same gradient (exact weights)."""
+        rows-to-micro-batch split gives the same gradient (exact weights).
+        With shared prompts (`train.share_prompts`), a prompt's rows are kept together (prompts ordered by their
+        longest row) and the token budget counts each prompt once: what the shared forward runs."""
         lengths = batch.attention_mask.sum(-1)
-        order = torch.argsort(lengths, stable=True)
+        shared = self._shares_prompts()
+        if shared:
+            owner, _, P = prompt_owners(batch.input_ids, batch.completion_mask.bool())
+            longest: dict[int, int] = {}
+            for i, u in enumerate(owner):
+                longest[u] = max(longest.get(u, 0), int(lengths[i]))
+            order = torch.tensor(sorted(range(len(owner)), key=lambda i: (longest[owner[i]], owner[i], int(lengths[i]))),
+                                 dtype=torch.long)
+        else:
+            order = torch.argsort(lengths, stable=True)
         if rows is not None:
             keep = torch.zeros(len(lengths), dtype=torch.bool)
             keep[rows] = True
             order = order[keep[order]]
         budget = self.cfg.micro_batch_tokens
+
+        def cost(members: list[int]) -> int:  # padded tokens the micro-batch's forward runs
+            width = max(int(lengths[i]) for i in members)
+            if not shared:
+                return len(members) * width
+            prompts = {owner[i] for i in members}
+            suffix = max(int(lengths[i] - P[i]) for i in members)
+            return len(prompts) * max(int(P[i]) for i in members) + len(members) * suffix
+
+        def full(members: list[int]) -> bool:
+            return len(members) > self.cfg.micro_batch_size or (budget > 0 and cost(members) > budget)
+
         groups, current = [], []
-        for i in order.tolist():
-            width = int(lengths[i])  # ascending, so the newest row is the longest
-            if current and (len(current) >= self.cfg.micro_batch_size
-                            or (budget > 0 and (len(current) + 1) * width > budget)):
+        order = order.tolist()
+        for k, i in enumerate(order):
+            if shared and current and (k == 0 or owner[order[k - 1]] != owner[i]):
+                # a new prompt: its rows go together, into a fresh micro-batch when they do not fit here
+                rows_u = [j for j in order[k:] if owner[j] == owner[i]]
+                if full([*current, *rows_u]) and not full(rows_u):
+                    groups.append(current)
+                    current = []
+            if current and full([*current, i]):
                 groups.append(current)
                 current = []
             current.append(i)
@@ -112,6 +140,13 @@ class Learner:
             yield idx, Batch(mb.input_ids[:, :width], mb.attention_mask[:, :width], mb.completion_mask[:, : width - 1],
                              mb.old_logprobs[:, : width - 1], mb.advantages,
                              None if mb.ref_logprobs is None else mb.ref_logprobs[:, : width - 1])
+
+    def _shares_prompts(self, model: torch.nn.Module | None = None) -> bool:
+        """Whether `model`'s (the policy's) forwards run each prompt once (rlvr.shared_prefix)."""
+        model = self.model if model is None else model
+        sharded = self.data_parallel is not None and self.data_parallel.full_forward and model is self.model
+        return bool(getattr(self.cfg, "share_prompts", False)) and not sharded and _split_lm(model) is not None \
+            and not getattr(self.cfg, "compile", False)
 
     def _forward(self, model: torch.nn.Module, mb: Batch, want_entropy: bool, entropy_grad: bool = False):
         """Log-probs (N, T-1) of the targets under `model` at the sampling temperature, and the entropy.
@@ -129,7 +164,7 @@ class Learner:
         compiled = None if sharded else self._compiled_forward(model, parts)
         with autocast(self.device, self.compute_dtype):
             shared = None
-            if parts is not None and compiled is None and getattr(self.cfg, "share_prompts", False):
+            if parts is not None and compiled is None and self._shares_prompts(model):
                 shared = shared_prefix_hidden(parts[0], ids, attn, sel)  # (K, H); None: no prompt is shared
             if shared is not None:
                 logits = parts[1](shared)

@@ -171,7 +171,8 @@ def test_length_buckets_under_a_token_budget_give_the_same_gradient_and_referenc
             batch.completion_mask[i, batch.completion_mask[i].nonzero()[i + 1 :]] = 0.0
             batch.attention_mask[i, int(batch.completion_mask[i].nonzero().max()) + 2 :] = 0
         ref = copy.deepcopy(model).requires_grad_(False)
-        learner = _learner(model, algo=AlgorithmConfig(loss_agg=loss_agg), grad_clip=0.0, ref_model=ref, **train)
+        learner = _learner(model, algo=AlgorithmConfig(loss_agg=loss_agg), grad_clip=0.0, ref_model=ref,
+                           share_prompts=False, **train)  # rows x width is the budget when rows run whole
         batch.ref_logprobs = learner.reference_logprobs(batch)
         widths = [mb.input_ids.shape for _, mb in learner._micro_batches(batch)]
         return learner.update(batch), batch.ref_logprobs, widths
@@ -368,3 +369,28 @@ def test_shared_prompt_passes_give_the_same_logprobs_and_update_as_whole_rows(ma
     for a, b in zip(w_s, w_w):
         assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()  # AdamW's first step: lr * g / |g|
     assert torch.allclose(lp_w.sum(-1), _sequence_logprobs(model, batch), atol=1e-4)
+
+
+def test_with_shared_prompts_micro_batches_keep_a_prompts_rows_together_under_the_token_budget(make_tiny_model,
+                                                                                               char_tokenizer):
+    model = make_tiny_model(sharp=True)
+    batch = _sampled_batch(model, char_tokenizer, [1.0, -1.0, 0.5] * 3, n=3)
+    prompt_of = [tuple(r[: int(m.argmax()) + 1]) for r, m in zip(batch.input_ids.tolist(), batch.completion_mask)]
+    P = max(len(p) for p in prompt_of)
+    S = int(batch.attention_mask.sum(-1).max()) - min(len(p) for p in prompt_of)
+    budget = P + 3 * S  # one prompt and its three completions fit; a second prompt's rows do not
+    runs = {}
+    for share in (True, False):
+        m = copy.deepcopy(model)
+        learner = _learner(m, lr=1e-3, share_prompts=share, micro_batch_tokens=budget)
+        micro = [idx.tolist() for idx, _ in learner._micro_batches(batch)]
+        runs[share] = (micro, learner.update(batch)["grad_norm"], [p.detach().clone() for p in m.parameters()])
+    micro = runs[True][0]
+    assert sorted(i for mb in micro for i in mb) == list(range(9)) and len(micro) > 1
+    home = {p: {k for k, mb in enumerate(micro) if any(prompt_of[i] == p for i in mb)} for p in prompt_of}
+    assert all(len(h) == 1 for h in home.values())  # no prompt's rows are split between micro-batches
+    by_length = runs[False][0]
+    assert any(len({k for k, mb in enumerate(by_length) if any(prompt_of[i] == p for i in mb)}) > 1 for p in home)
+    assert runs[True][1] == pytest.approx(runs[False][1], rel=1e-4)
+    for a, b in zip(runs[True][2], runs[False][2]):
+        assert torch.allclose(a, b, atol=1e-5)
