@@ -75,7 +75,8 @@ def floor_seconds(model: torch.nn.Module, floor: dict, prompt_len: int, lengths:
 
     Generation: the prompt once (2 * N_mm FLOPs per token), then each decode step reads every weight once
     and does 2 * N_mm FLOPs per live row: max(arithmetic, weight bytes / bandwidth). Learning: forward and
-    backward are 6 * N_body FLOPs per token plus 6 * N_head per completion token (the output layer runs on
+    backward are 6 * N_body FLOPs per token, each prompt's tokens once (its completions can share one pass of
+    it, as they share its cache in generation), plus 6 * N_head per completion token (the output layer runs on
     completion tokens only). AdamW reads weight, gradient and two moments and writes three: 28 bytes per
     fp32 trainable parameter."""
     rate, bw = floor["matmul_gflops"] * 1e9, floor["bandwidth_gbs"] * 1e9
@@ -85,12 +86,11 @@ def floor_seconds(model: torch.nn.Module, floor: dict, prompt_len: int, lengths:
     body = total - embed if model.config.tie_word_embeddings else total - embed - head
     n_mm = body + head
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    rows = len(lengths)
     gen = 2 * n_mm * prompts * prompt_len / rate  # each prompt once: its samples share its cache
     for t in range(max(lengths, default=0)):
         live = sum(1 for n in lengths if n > t)
         gen += max(2 * n_mm * live / rate, weight_bytes / bw)
-    tokens = rows * prompt_len + sum(lengths)
+    tokens = prompts * prompt_len + sum(lengths)
     learn = 6 * (body * tokens + head * sum(lengths)) / rate
     elem = torch.finfo(dtype).bits // 8
     optim = trained * (4 * elem + 3 * elem) / bw
