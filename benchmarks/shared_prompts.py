@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     trainer.logger.close()
     write_result(args.json, {"median_s": med, "speedup": ratio, "rounds": times, "threads": torch.get_num_threads(),
                              "batch_shape": list(batch.input_ids.shape), "prompts": len(prompts),
-                             "mean_row_tokens": float(lengths.mean()), "mean_completion_tokens": float(completion.mean()),
+                             "mean_row_tokens": float(lengths.mean()),
+                             "mean_completion_tokens": float(completion.mean()),
                              "max_logprob_difference": gap, "config": args.config, "set": args.set})
     return 0
 

@@ -56,11 +56,12 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
     for start in range(0, len(problems), batch_size):
         chunk = problems[start : start + batch_size]
         prompts = [encode(p) for p in chunk]
-        greedy = generate_for(engine, chunk, prompts, SamplingParams(1, max_new_tokens, 0.0, 1.0, stop_ids, stop=stop), generator)
+        greedy = generate_for(engine, chunk, prompts, SamplingParams(1, max_new_tokens, 0.0, 1.0, stop_ids, stop=stop),
+                              generator)
         sampled = None
         if samples:
-            sampled = generate_for(engine, chunk, prompts, SamplingParams(samples, max_new_tokens, 1.0, 1.0, stop_ids, stop=stop),
-                                   generator)
+            sampled = generate_for(engine, chunk, prompts,
+                                   SamplingParams(samples, max_new_tokens, 1.0, 1.0, stop_ids, stop=stop), generator)
         for i, p in enumerate(chunk):
             text = decode_completion(tokenizer, greedy[i][0].token_ids, prefix)
             try:
@@ -101,7 +102,8 @@ def evaluate_held_out(cfg: Config, engine, tokenizer, task, generator: torch.Gen
     """`evaluate` wired as a run's config asks (the one wiring of the trainer, `rlvr eval` and the demo):
     `eval.num_problems` held-out problems of `task`, prompts encoded with `model.system_prompt` and (unless
     `with_prefix=False`) `model.response_prefix`, `eval.max_new_tokens` (else `rollout.max_new_tokens`),
-    the tokenizer's stop tokens and `eval.stop` (else `rollout.stop`), and `eval.samples` draws for pass@k / maj@k (none with `greedy_only`)."""
+    the tokenizer's stop tokens and `eval.stop` (else `rollout.stop`), and
+    `eval.samples` draws for pass@k / maj@k (none with `greedy_only`)."""
     e, m = cfg.eval, cfg.model
     prefix = m.response_prefix if with_prefix else None
     return evaluate(engine, tokenizer, task, task.eval_problems(e.num_problems),

@@ -97,8 +97,8 @@ class Learner:
             longest: dict[int, int] = {}
             for i, u in enumerate(owner):
                 longest[u] = max(longest.get(u, 0), int(lengths[i]))
-            order = torch.tensor(sorted(range(len(owner)), key=lambda i: (longest[owner[i]], owner[i], int(lengths[i]))),
-                                 dtype=torch.long)
+            ranked = sorted(range(len(owner)), key=lambda i: (longest[owner[i]], owner[i], int(lengths[i])))
+            order = torch.tensor(ranked, dtype=torch.long)
         else:
             order = torch.argsort(lengths, stable=True)
         if rows is not None:

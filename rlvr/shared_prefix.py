@@ -51,7 +51,8 @@ def shared_prefix_hidden(decoder: torch.nn.Module, ids: torch.Tensor, attn: torc
         pids[u, width - len(p):] = torch.tensor(p, dtype=torch.long)
         pmask[u, width - len(p):] = 1
     pids, pmask = pids.to(dev), pmask.to(dev)
-    cache, kw = DynamicCache(), "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+    kw = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+    cache = DynamicCache()
     out = decoder(input_ids=pids, attention_mask=pmask, position_ids=(pmask.cumsum(-1) - 1).clamp(min=0),
                   use_cache=True, **{kw: cache})
     rows = torch.tensor(owner, device=dev)

@@ -190,7 +190,8 @@ def test_answers_that_run_on_after_their_closing_tag_are_advised_a_stop_string()
     assert sets == {"rollout.stop": ["</answer>"]}
     assert advise(report, _config_like(**{"rollout.stop": ["</answer>"]}))[2] == {}
     word = set_argument("rollout.stop", sets["rollout.stop"])  # what `rlvr check` prints, read back by a shell
-    assert word == """'rollout.stop=["</answer>"]'""" and set_argument("algorithm.screening", True) == "algorithm.screening=true"
+    assert word == """'rollout.stop=["</answer>"]'"""
+    assert set_argument("algorithm.screening", True) == "algorithm.screening=true"
     from rlvr.config import load_config
 
     assert load_config(overrides=[shlex.split(word)[0]]).rollout.stop == ["</answer>"]

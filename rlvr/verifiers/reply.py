@@ -12,9 +12,9 @@ from rlvr.verifiers.extract import MAX_ANSWER_CHARS, extract, is_well_formatted
 
 @dataclass(frozen=True)
 class Reply:
-    """`formatted`: the format asked for (by default exactly `<think>...</think><answer>...</answer>`); `bonus`: the format reward it earns,
-    added to every score (right or wrong, so the format never outweighs correctness: rewards stay below
-    1 unless correct); `answer`: the final answer, None when there is none, and then `reason` says why."""
+    """`formatted`: the format asked for (by default exactly `<think>...</think><answer>...</answer>`);
+    `bonus`: the format reward it earns, added to every score (right or wrong, so the format never outweighs
+    correctness: rewards stay below 1 unless correct); `answer`: the final answer, None when there is none, and then `reason` says why."""
 
     formatted: bool
     bonus: float
