@@ -155,19 +155,24 @@ def test_majority_vote_counts_equivalent_right_answers_together(char_tokenizer):
     assert result["maj@5"] == 1.0
 
 
+def _raising_on(task, bad, error: Exception):
+    """`task.verify` that raises `error` on problem `bad` and scores the others as before."""
+    verify = task.verify
+
+    def verify_or_raise(problem, text):
+        if problem.id == bad.id:
+            raise error
+        return verify(problem, text)
+
+    return verify_or_raise
+
+
 def test_a_problem_the_sandbox_cannot_score_is_left_out_and_counted_not_wrong(char_tokenizer):
     from rlvr.verifiers import InfraError
 
     task = ArithmeticTask(difficulty=2, eval_size=2)
     p1, p2 = task.eval_problems(2)
-    verify = task.verify
-
-    def flaky(problem, text):
-        if problem.id == p2.id:
-            raise InfraError("injected: the run never started")
-        return verify(problem, text)
-
-    task.verify = flaky
+    task.verify = _raising_on(task, p2, InfraError("injected: the run never started"))
     engine = ScriptedEngine(char_tokenizer, {p1.prompt: _answer(p1.answer), p2.prompt: _answer(p2.answer)}, {})
     result = evaluate(engine, char_tokenizer, task, [p1, p2],
                       lambda q: [1] + char_tokenizer(q.prompt, add_special_tokens=False)["input_ids"], 16, (2,))
@@ -179,21 +184,14 @@ def test_a_problem_the_sandbox_cannot_score_is_left_out_and_counted_not_wrong(ch
 def test_a_problem_the_verifier_fails_on_is_left_out_and_counted_not_wrong(char_tokenizer, samples):
     task = ArithmeticTask(difficulty=2, eval_size=2)
     p1, p2 = task.eval_problems(2)
-    verify = task.verify
-
-    def broken_on_p2(problem, text):
-        if problem.id == p2.id:
-            raise KeyError("answer")
-        return verify(problem, text)
-
-    task.verify = broken_on_p2
+    task.verify = _raising_on(task, p2, KeyError("answer"))
     engine = ScriptedEngine(char_tokenizer, {p.prompt: _answer(p.answer) for p in (p1, p2)},
                             {p.prompt: [_answer(p.answer)] * samples for p in (p1, p2)})
     result = evaluate(engine, char_tokenizer, task, [p1, p2],
                       lambda q: [1] + char_tokenizer(q.prompt, add_special_tokens=False)["input_ids"], 16, (2,),
                       samples=samples)
     assert result["verifier_skipped"] == 1 and "infra_skipped" not in result
-    assert "broken_on_p2" in result["verifier_error"] and "KeyError" in result["verifier_error"]
+    assert "verify_or_raise" in result["verifier_error"] and "KeyError" in result["verifier_error"]
     assert result["n"] == 1 and result["accuracy"] == 1.0  # p2 counted neither right nor wrong
 
 
