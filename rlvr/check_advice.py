@@ -58,10 +58,11 @@ def advise(report: dict, cfg) -> tuple[list[str], list[str], dict]:
     prefix, style = cfg.model.response_prefix, cfg.task.format_style
     if cfg.task.format_reward > 0 and not format_reachable(prefix, style):
         other = "answer" if style == "think_answer" else "think_answer"
+        fits = format_reachable(prefix, other)
         warnings.append(f"task.format_reward ({cfg.task.format_reward}) can never be earned: a reply primed with "
                         f"model.response_prefix {prefix!r} cannot have the {style} format"
-                        + (f"; set task.format_style: {other}" if format_reachable(prefix, other) else ""))
-        if format_reachable(prefix, other):
+                        + (f"; set task.format_style: {other}" if fits else ""))
+        if fits:
             sets["task.format_style"] = other
     at_t = report["at_temperature"]
     share, G, B = report["informative_share"], report["num_generations"], report["prompts_per_step"]

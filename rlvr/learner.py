@@ -93,13 +93,15 @@ class Learner:
         lengths = batch.attention_mask.sum(-1)
         shared = self._shares_prompts()
         if shared:
-            owner, _, P = prompt_owners(batch.input_ids, batch.completion_mask.bool())
+            owner, _, prompt_len = prompt_owners(batch.input_ids, batch.completion_mask.bool())
+            L, P = lengths.tolist(), prompt_len.tolist()
             longest: dict[int, int] = {}
             for i, u in enumerate(owner):
-                longest[u] = max(longest.get(u, 0), int(lengths[i]))
-            ranked = sorted(range(len(owner)), key=lambda i: (longest[owner[i]], owner[i], int(lengths[i])))
+                longest[u] = max(longest.get(u, 0), L[i])
+            ranked = sorted(range(len(owner)), key=lambda i: (longest[owner[i]], owner[i], L[i]))
             order = torch.tensor(ranked, dtype=torch.long)
         else:
+            L = lengths.tolist()
             order = torch.argsort(lengths, stable=True)
         if rows is not None:
             keep = torch.zeros(len(lengths), dtype=torch.bool)
@@ -108,22 +110,24 @@ class Learner:
         budget = self.cfg.micro_batch_tokens
 
         def cost(members: list[int]) -> int:  # padded tokens the micro-batch's forward runs
-            width = max(int(lengths[i]) for i in members)
             if not shared:
-                return len(members) * width
+                return len(members) * max(L[i] for i in members)
             prompts = {owner[i] for i in members}
-            suffix = max(int(lengths[i] - P[i]) for i in members)
-            return len(prompts) * max(int(P[i]) for i in members) + len(members) * suffix
+            suffix = max(L[i] - P[i] for i in members)
+            return len(prompts) * max(P[i] for i in members) + len(members) * suffix
 
         def full(members: list[int]) -> bool:
             return len(members) > self.cfg.micro_batch_size or (budget > 0 and cost(members) > budget)
 
         groups, current = [], []
         order = order.tolist()
+        rows_of: dict[int, list[int]] = {}  # each prompt's rows, in order (consecutive)
+        for i in order if shared else ():
+            rows_of.setdefault(owner[i], []).append(i)
         for k, i in enumerate(order):
-            if shared and current and (k == 0 or owner[order[k - 1]] != owner[i]):
+            if shared and current and owner[order[k - 1]] != owner[i]:
                 # a new prompt: its rows go together, into a fresh micro-batch when they do not fit here
-                rows_u = [j for j in order[k:] if owner[j] == owner[i]]
+                rows_u = rows_of[owner[i]]
                 if full([*current, *rows_u]) and not full(rows_u):
                     groups.append(current)
                     current = []

@@ -9,14 +9,15 @@ a full forward and backward is the prompt's G copies: this removes them.
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from transformers import DynamicCache
 
+from rlvr.rollout.torch_engine import cache_kwarg
+
 
 def _copy_rows(cache: DynamicCache, rows: torch.Tensor) -> None:
-    """Each row of `cache` becomes prompt `rows[i]`'s keys and values (differentiable copies)."""
+    """Each row of `cache` becomes prompt `rows[i]`'s keys and values (differentiable copies). The engine's
+    `select_rows` also pins the tensors' addresses for compiled decode steps, which training tensors must not get."""
     for layer in cache.layers:
         layer.keys = layer.keys.index_select(0, rows)
         layer.values = layer.values.index_select(0, rows)
@@ -51,8 +52,7 @@ def shared_prefix_hidden(decoder: torch.nn.Module, ids: torch.Tensor, attn: torc
         pids[u, width - len(p):] = torch.tensor(p, dtype=torch.long)
         pmask[u, width - len(p):] = 1
     pids, pmask = pids.to(dev), pmask.to(dev)
-    kw = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
-    cache = DynamicCache()
+    kw, cache = cache_kwarg(decoder), DynamicCache()
     out = decoder(input_ids=pids, attention_mask=pmask, position_ids=(pmask.cumsum(-1) - 1).clamp(min=0),
                   use_cache=True, **{kw: cache})
     rows = torch.tensor(owner, device=dev)
