@@ -18,6 +18,11 @@ CPU time, so arms run side by side on a shared machine (one torch thread each) g
 runs; `--clock wall` counts wall time, fair only on an otherwise idle machine. The table gives accuracy at the start
 (the same model and greedy decoding for every arm: measured once) and at the end, steps, sampled tokens, the
 informative share of sampled groups (mean of the first 10 steps and of all), and the check's prediction.
+With `--set eval.samples=8 --set 'eval.pass_k=[1,8]'` the held-out problems are also sampled 8 times at
+temperature 1 before and after: pass@1 and pass@8 show whether RL moved answers the model could already sample
+into its greedy one (greedy rises towards the start's pass@8, pass@8 stays) or reached beyond them. For
+reasoning-gym tasks a second table gives held-out accuracy per kind of problem (its difficulty values, e.g.
+`num_terms=3, num_digits=1`) at the start and at each arm's end: which problems the gain came from.
 Results go to `OUT/thin_signal.json` (and `--json`); `--table FILE...` prints one table from finished runs' JSON
 (arms run in separate processes are joined there).
 """
@@ -58,6 +63,11 @@ def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def _held_out(result: dict) -> dict:
+    """Greedy accuracy and, with `eval.samples` set, pass@k of temperature-1 samples (RL's reach: see the docstring)."""
+    return {k: v for k, v in result.items() if k in ("accuracy", "by_kind") or k.startswith("pass@")}
+
+
 CLOCKS = {"cpu": time.process_time, "wall": time.time}
 
 
@@ -72,7 +82,7 @@ def run_arm(name: str, model: str, minutes: float, out: Path, initial: dict | No
     trainer = Trainer(cfg, run_dir, logger=MetricsLogger(run_dir))
     if initial is None:
         t0 = time.time()
-        initial = {"accuracy": trainer.run_eval("initial")["accuracy"], "seconds": time.time() - t0}
+        initial = {**_held_out(trainer.run_eval("initial")), "seconds": time.time() - t0}
     rows, shares, spent, cursor = [], [], 0.0, 0
     wall = 0.0
     while spent < minutes * 60:
@@ -86,13 +96,17 @@ def run_arm(name: str, model: str, minutes: float, out: Path, initial: dict | No
         print(f"{name} step {trainer.step_count}: {spent:.0f}s sampled accuracy {m['accuracy']:.3f} "
               f"informative {shares[-1]:.2f} tokens {m['sampled_tokens']}", flush=True)
     t0 = time.time()
-    final = trainer.run_eval("rl")["accuracy"]
+    final = _held_out(trainer.run_eval("rl"))
     eval_s = time.time() - t0
     trainer.logger.close()
     kls = [r["offpolicy/kl"] for r in rows if "offpolicy/kl" in r]  # steps whose learner ran rows
     return {"arm": name, "overrides": ARMS[name], "set": [e for e in extra if not e.startswith("train.seed=")],
-            "initial_accuracy": initial["accuracy"],
-            "final_accuracy": final, "eval_seconds": eval_s, "steps": trainer.step_count, "train_seconds": spent,
+            "initial_accuracy": initial["accuracy"], "final_accuracy": final["accuracy"],
+            "initial_pass": {k: v for k, v in initial.items() if k.startswith("pass@")},
+            "final_pass": {k: v for k, v in final.items() if k.startswith("pass@")},
+            # held-out accuracy per kind of problem (reasoning-gym's difficulty values): where a gain came from
+            "initial_by_kind": initial.get("by_kind"), "final_by_kind": final.get("by_kind"),
+            "eval_seconds": eval_s, "steps": trainer.step_count, "train_seconds": spent,
             "clock": clock, "train_wall_seconds": wall, "seed": cfg.train.seed,
             "sampled_tokens": trainer.sampled_tokens, "prompts_drawn": trainer.cursor,
             "informative_share_first10": _mean(shares[:10]), "informative_share_all": _mean(shares),
@@ -116,16 +130,31 @@ def print_table(result: dict) -> None:
                         "per arm")
     cols = ["arm", "seed", "held-out start", "held-out end", "gain (pts)", "steps", "sampled tokens",
             "informative sampled, first 10 steps", "informative sampled, all steps", "informative trained"]
+    ks = sorted({k for a in result["arms"] for k in a.get("initial_pass", {})}, key=lambda k: int(k[5:]))
+    cols += [f"{k} start / end" for k in ks]
     for c in cols:
         table.add_column(c, justify="right")
+    pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
     for a in result["arms"]:
-        pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
         label = a["arm"] + (f" ({', '.join(a['set'])})" if a.get("set") else "")  # --set overrides of the run
         table.add_row(label, str(a.get("seed", 0)), pct(a["initial_accuracy"]), pct(a["final_accuracy"]),
                       f"{100 * (a['final_accuracy'] - a['initial_accuracy']):+.1f}", str(a["steps"]),
                       f"{a['sampled_tokens']:,}", pct(a["informative_share_first10"]),
-                      pct(a["informative_share_all"]), pct(a["trained_informative_frac"]))
+                      pct(a["informative_share_all"]), pct(a["trained_informative_frac"]),
+                      *[f"{pct(a['initial_pass'].get(k))} / {pct(a['final_pass'].get(k))}" for k in ks])
     Console(width=180).print(table)
+    arms = [a for a in result["arms"] if a.get("initial_by_kind") and a.get("final_by_kind")]
+    if arms:
+        by_kind = Table(title="held-out greedy accuracy by kind of problem, start -> end")
+        by_kind.add_column("kind")
+        by_kind.add_column("problems", justify="right")
+        by_kind.add_column("start", justify="right")
+        for a in arms:
+            by_kind.add_column(f"{a['arm']} s{a.get('seed', 0)} end", justify="right")
+        for kind, start in arms[0]["initial_by_kind"].items():
+            by_kind.add_row(kind, str(start["n"]), pct(start["accuracy"]),
+                            *[pct(a["final_by_kind"].get(kind, {}).get("accuracy")) for a in arms])
+        Console(width=180).print(by_kind)
     if result.get("predicted_informative_share") is not None:
         print(f"rlvr check predicted an informative share of {100 * result['predicted_informative_share']:.1f}% "
               f"for the GRPO defaults (G=8, T=1.0); screening's share is of screened candidates (k samples).")

@@ -48,8 +48,11 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
     sample) is left out too, counted in "verifier_skipped" with the first message in "verifier_error": neither
     is counted as wrong.
     With an engine that runs episodes (task.tools), "tool_rate" is the share of greedy episodes that called a tool.
+    Problems whose `meta["kind"]` is set (reasoning-gym's: the entry's difficulty values) are also counted per kind
+    in "by_kind": {kind: {"accuracy", "n", "pass@k"...}}, which shows what kind of problem a gain came from.
     Returns {"accuracy", "format_rate", "pass@k"..., "by_task": {task: {...}}, "n", "examples": [...]}."""
     per_task: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    per_kind: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     examples = []
     infra_skipped = 0  # problems the sandbox could not score (never counted as wrong)
     faults: list[VerifierError] = []  # one per problem the verifier failed on (never counted as wrong)
@@ -75,6 +78,11 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
             if score is None or any(s is None for s in drawn):  # no reward (sandbox or environment): left out, counted
                 infra_skipped += 1
                 continue
+            kind = p.meta.get("kind") if isinstance(p.meta, dict) else None
+            if kind is not None:  # the task says what kind of problem it is (e.g. reasoning-gym's difficulty values)
+                per_kind[kind]["correct"].append(score.correct)
+                if sampled is not None:
+                    per_kind[kind]["n_correct"].append(sum(s.correct for s in drawn))
             rec = per_task[p.task]
             rec["correct"].append(score.correct)
             rec["formatted"].append(score.formatted)
@@ -89,6 +97,8 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
                 rec["n_correct"].append(sum(v[0] for v in verdicts))
                 rec["maj"].append(majority_is_correct(verdicts))
     result = _summarise(per_task, samples, pass_k, examples)
+    if per_kind:
+        result["by_kind"] = {kind: _kind_stats(rec, samples, pass_k) for kind, rec in sorted(per_kind.items())}
     if infra_skipped:
         result["infra_skipped"] = infra_skipped
     if faults:
@@ -111,6 +121,15 @@ def evaluate_held_out(cfg: Config, engine, tokenizer, task, generator: torch.Gen
                     e.max_new_tokens or cfg.rollout.max_new_tokens, stop_token_ids(tokenizer),
                     samples=0 if greedy_only else e.samples, pass_k=e.pass_k, generator=generator, keep=keep,
                     prefix=prefix, stop=tuple(cfg.rollout.stop if e.stop is None else e.stop))
+
+
+def _kind_stats(rec: dict[str, list], samples: int, pass_k) -> dict:
+    """Greedy accuracy, count and (with samples) pass@k of one kind of problem."""
+    n = len(rec["correct"])
+    out = {"accuracy": sum(rec["correct"]) / n, "n": n}
+    for k in pass_k if samples else ():
+        out[f"pass@{k}"] = sum(pass_at_k(samples, c, k) for c in rec["n_correct"]) / n
+    return out
 
 
 def _summarise(per_task, samples: int, pass_k, examples) -> dict:

@@ -223,3 +223,23 @@ def test_a_story_s_measure_reads_each_answer_with_its_own_problem_when_one_is_le
                                   16, (2,), None, measure)
     assert row["infra_skipped"] == 1 and len(seen) == 2
     assert [p.id for p, _ in seen] == [p.id for p in problems[1:]] and row["right_pairs"] == 2
+
+
+def test_held_out_accuracy_is_also_given_per_kind_of_problem(char_tokenizer):
+    """Problems that name their kind (meta["kind"]) are counted per kind too: greedy accuracy, count, pass@k;
+    a problem without one is in the totals only."""
+    task = ArithmeticTask(difficulty=2, eval_size=4)
+    problems = task.eval_problems(4)
+    for p, kind in zip(problems, ["easy", "hard", "easy", None]):
+        if kind:
+            p.meta["kind"] = kind
+    right = [True, False, False, True]  # easy: 1 of 2, hard: 0 of 1
+    greedy = {p.prompt: _answer(p.answer if ok else p.answer + 1) for p, ok in zip(problems, right)}
+    sampled = {p.prompt: [_answer(p.answer), _answer(p.answer + 1)] if i == 1 else [_answer(p.answer + 1)] * 2
+               for i, p in enumerate(problems)}  # the hard one is solved by 1 of 2 samples
+    result = evaluate(ScriptedEngine(char_tokenizer, greedy, sampled), char_tokenizer, task, problems,
+                      lambda q: [1] + char_tokenizer(q.prompt, add_special_tokens=False)["input_ids"], 16, (2,),
+                      samples=2, pass_k=[1, 2])
+    assert result["accuracy"] == 0.5 and result["n"] == 4
+    assert result["by_kind"] == {"easy": {"accuracy": 0.5, "n": 2, "pass@1": 0.0, "pass@2": 0.0},
+                                 "hard": {"accuracy": 0.0, "n": 1, "pass@1": 0.5, "pass@2": 1.0}}

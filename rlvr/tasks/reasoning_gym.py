@@ -76,6 +76,15 @@ def curriculum_levels(generator: str) -> tuple[int, dict[int, dict[str, Any]]]:
     return top, levels
 
 
+def _kind(entry: dict[str, Any]) -> dict[str, str]:
+    """{"kind": "num_terms=3, num_digits=1"}: the values of the difficulty attributes this entry was drawn with
+    (reasoning-gym lists the attributes in `metadata["difficulty"]` and records each entry's own values beside
+    them), so held-out accuracy can be read per kind of problem (`evaluate`'s `by_kind`); {} when it names none."""
+    meta = entry.get("metadata") or {}
+    names = [k for k in meta.get("difficulty") or {} if k in meta and isinstance(meta[k], int | float | str)]
+    return {"kind": ", ".join(f"{k}={meta[k]}" for k in names)} if names else {}
+
+
 class ReasoningGymTask(Task):
     """A reasoning-gym generator, scored by its own `score_answer`."""
 
@@ -148,7 +157,7 @@ class ReasoningGymTask(Task):
             prompt=text,
             answer=entry.get("answer"),
             task=self.name,
-            meta={"question": text, "key": question, "entry": entry},
+            meta={"question": text, "key": question, "entry": entry, **_kind(entry)},
         )
 
     def eval_problems(self, n: int | None = None) -> list[Problem]:

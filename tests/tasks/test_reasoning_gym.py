@@ -95,3 +95,17 @@ def test_listed_and_sampled():
     assert {"dataset", "mixture", "math", "numeric"} <= set(names)
     task, problems = sample_task("reasoning_gym/countdown", 2)
     assert len(problems) == 2 and all(p.answer for p in problems)
+
+
+def test_each_problem_names_its_kind_from_its_own_difficulty_values():
+    """meta["kind"] holds the difficulty values this entry was drawn with (here terms and digits), so held-out
+    accuracy can be split by them; the values are the entry's own, not the ranges of the config."""
+    task = build_task(load_config(base={"task": {"name": "reasoning_gym/basic_arithmetic", "params": CONFIG}}).task,
+                      eval_size=40)
+    kinds = set()
+    for p in task.eval_problems(40):
+        meta = p.meta["entry"]["metadata"]
+        assert p.meta["kind"] == f"num_terms={meta['num_terms']}, num_digits={meta['num_digits']}"
+        assert meta["expression"].count(" ") >= 2 * meta["num_terms"] - 2  # the terms are really there
+        kinds.add(p.meta["kind"])
+    assert len(kinds) == 4  # 2-3 terms x 1-2 digits all occur in 40 problems
