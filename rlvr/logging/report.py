@@ -183,23 +183,25 @@ def _rl_section(rows: list[dict], evals: list[dict]) -> str:
     eval_curves = [c for c in (series(rl_evals, k, points=True) for k in eval_keys) if c.finite_count() > 0]
     if eval_curves:
         plots.append(img(plot_panel("Eval", eval_curves), "Eval"))
-    by_task = _by_task_series(rl_evals)
-    if by_task:
-        plots.append(img(plot_panel("Eval accuracy by task", by_task), "Eval accuracy by task"))
+    for key, title in (("by_task", "Eval accuracy by task"), ("by_kind", "Eval accuracy by kind of problem")):
+        curves = _breakdown_series(rl_evals, key)
+        if curves:
+            plots.append(img(plot_panel(title, curves), title))
     html = [f"<div class='plots'>{''.join(plots)}</div>"] if plots else []
     used = {k for _, keys, _ in RL_PANELS for k in keys}
     html.append(_grid_html(_grid_series(rows, used), "Other metrics"))
     return "\n".join(html)
 
 
-def _by_task_series(evals: list[dict]) -> list[Series]:
-    tasks = sorted({str(t) for r in evals if isinstance(r.get("by_task"), dict) for t in r["by_task"]})
+def _breakdown_series(evals: list[dict], field: str) -> list[Series]:
+    """One accuracy curve per entry of an eval row's `field` ("by_task", or "by_kind": kinds of problem)."""
+    tasks = sorted({str(t) for r in evals if isinstance(r.get(field), dict) for t in r[field]})
     out = []
     for task in tasks:
         rows = [
-            {"step": r.get("step"), "v": _accuracy(r["by_task"].get(task))}
+            {"step": r.get("step"), "v": _accuracy(r[field].get(task))}
             for r in evals
-            if isinstance(r.get("by_task"), dict) and task in r["by_task"]
+            if isinstance(r.get(field), dict) and task in r[field]
         ]
         s = series([r for r in rows if r["v"] is not None], "v", task, points=True)
         if s.finite_count() > 0:
@@ -234,21 +236,23 @@ def _pretrain_section(rows: list[dict]) -> str:
 
 
 def _eval_table(evals: list[dict]) -> str:
+    breakdowns = [("by_task", "by task")] + ([("by_kind", "by kind")] if any("by_kind" in r for r in evals) else [])
     keys = []
     for row in evals:
-        keys += [k for k in row if k not in keys and k not in ("step", "phase", "by_task")]
+        keys += [k for k in row if k not in keys and k not in ("step", "phase", "by_task", "by_kind")]
+
+    def accuracies(value) -> str:
+        if isinstance(value, dict):
+            return ", ".join(f"{escape(str(t))}: {fmt(_accuracy(v))}" for t, v in value.items())
+        return fmt(value)
+
     rows = []
     for row in evals[-30:]:
-        by_task = row.get("by_task")
-        tasks = (
-            ", ".join(f"{escape(str(t))}: {fmt(_accuracy(v))}" for t, v in by_task.items())
-            if isinstance(by_task, dict)
-            else fmt(by_task)
-        )
         rows.append(
-            [fmt(row.get("step")), fmt(row.get("phase"))] + [fmt(row.get(k), k) for k in keys] + [tasks]
+            [fmt(row.get("step")), fmt(row.get("phase"))] + [fmt(row.get(k), k) for k in keys]
+            + [accuracies(row.get(key)) for key, _ in breakdowns]
         )
-    return html_table(["step", "phase", *keys, "by task"], rows, "data")
+    return html_table(["step", "phase", *keys, *[label for _, label in breakdowns]], rows, "data")
 
 
 def _transcript(parts: list[dict]) -> str:

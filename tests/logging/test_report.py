@@ -79,6 +79,10 @@ def make_run(run):
                         "accuracy": step / 40,
                         "pass@4": step / 30,
                         "by_task": {"countdown": {"accuracy": step / 40}},
+                        "by_kind": {
+                            "num_terms=2": {"accuracy": step / 40, "n": 3},
+                            "num_terms=3": {"accuracy": 0.25, "n": 5},
+                        },
                         "phase": "rl",
                     },
                 )
@@ -134,8 +138,10 @@ def test_report_for_a_synthetic_run(html):
         "Other metrics",
         "Evaluations",
         "Sample completions",
+        "Eval accuracy by kind of problem",
     ):
         assert title in html, title
+    assert "num_terms=2: 0.725, num_terms=3: 0.250" in html  # the last evaluation (step 29) per kind of problem
 
 
 def test_samples_table_latest_first_capped_and_collapsed(html):
