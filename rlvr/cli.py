@@ -145,7 +145,7 @@ def cmd_eval(args) -> int:
     model_cfg = dataclasses.replace(cfg.model, kind="gguf" if args.model.endswith(".gguf") else "hf", path=args.model)
     model, tokenizer = load_policy(model_cfg, training=False)
     task = build_task(cfg.task, eval_size=cfg.eval.num_problems)
-    engine = TorchEngine(model, tokenizer.pad_token_id)
+    engine = TorchEngine(model, tokenizer.pad_token_id, tokenizer=tokenizer)  # reads eval.stop strings
     result = evaluate_held_out(cfg, engine, tokenizer, task, torch.Generator().manual_seed(cfg.train.seed),
                                keep=args.show)
     examples = result.pop("examples")

@@ -42,7 +42,7 @@ def run_pretrain(cfg: Config, out: Path, logger: MetricsLogger, task=None, progr
         stats = pretrain(model, tokenizer, (seqs, starts, masks), cfg.pretrain, seed=cfg.train.seed, on_step=on_step,
                          compute_dtype=dtype)
     save_policy(model, tokenizer, out / "pretrained")
-    engine = TorchEngine(inference_copy(model, dtype), tokenizer.pad_token_id)
+    engine = TorchEngine(inference_copy(model, dtype), tokenizer.pad_token_id, tokenizer=tokenizer)
     # Greedy, on prompts encoded as its corpus was (without the response prefix).
     result = evaluate_held_out(cfg, engine, tokenizer, task, keep=8, with_prefix=False, greedy_only=True)
     result.pop("examples")

@@ -101,6 +101,10 @@ def test_tiny_demo_then_eval_and_report(tmp_path, capsys):
     printed = capsys.readouterr().out
     result = json.loads(printed[printed.index("{") :])
     assert result["n"] == 8 and 0 <= result["accuracy"] <= 1
+    # stop strings are read from text: `rlvr eval` builds its engine with the tokenizer (it raised without one)
+    assert main(["eval", "--model", str(out / "rl" / "final"), *_sets(TINY_DEMO), "--set", 'eval.stop=["</answer>"]']) == 0
+    printed = capsys.readouterr().out
+    assert json.loads(printed[printed.index("{") :])["n"] == 8
 
     (out / "rl" / "report.html").unlink()
     assert main(["report", str(out / "rl")]) == 0
