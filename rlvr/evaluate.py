@@ -36,10 +36,13 @@ def majority_is_correct(verdicts: list[tuple[bool, object]]) -> bool:
     return right > 0 and right > max(wrong.values(), default=0)
 
 
+MAX_ROWS = 1024  # sampled rows generated at once by `evaluate`
+
+
 def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_tokens: int, stop_ids,
              samples: int = 0, pass_k: list[int] | tuple[int, ...] = (1,), batch_size: int = 256,
              generator: torch.Generator | None = None, keep: int = 0, prefix: str | None = None,
-             stop: tuple[str, ...] = ()) -> dict:
+             stop: tuple[str, ...] = (), max_rows: int = MAX_ROWS) -> dict:
     """Greedy accuracy and format rate on `problems`; with `samples > 0` also pass@k (unbiased) and maj@k
     from that many temperature-1 samples per problem. `encode(problem) -> ids`; `task.verify` scores
     `prefix` (the response prefix the prompt ended with) + the completion.
@@ -56,8 +59,11 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
     examples = []
     infra_skipped = 0  # problems the sandbox could not score (never counted as wrong)
     faults: list[VerifierError] = []  # one per problem the verifier failed on (never counted as wrong)
-    for start in range(0, len(problems), batch_size):
-        chunk = problems[start : start + batch_size]
+    # at most `batch_size` problems at a time, and with samples at most `max_rows` sampled rows (each holds its own
+    # KV cache: 200 problems x 8 samples in one batch took 12 GB for a 135M model)
+    step = max(1, min(batch_size, max_rows // samples)) if samples else batch_size
+    for start in range(0, len(problems), step):
+        chunk = problems[start : start + step]
         prompts = [encode(p) for p in chunk]
         greedy = generate_for(engine, chunk, prompts, SamplingParams(1, max_new_tokens, 0.0, 1.0, stop_ids, stop=stop),
                               generator)

@@ -243,3 +243,29 @@ def test_held_out_accuracy_is_also_given_per_kind_of_problem(char_tokenizer):
     assert result["accuracy"] == 0.5 and result["n"] == 4
     assert result["by_kind"] == {"easy": {"accuracy": 0.5, "n": 2, "pass@1": 0.0, "pass@2": 0.0},
                                  "hard": {"accuracy": 0.0, "n": 1, "pass@1": 0.5, "pass@2": 1.0}}
+
+
+def test_sampled_rows_per_batch_are_capped_and_the_result_is_the_same(char_tokenizer):
+    """With samples, at most `max_rows` rows are generated at once (each holds its own KV cache): 5 problems x 2
+    samples with max_rows=4 run as chunks of 2 problems, and every number equals the one-batch evaluation."""
+    task = ArithmeticTask(difficulty=2, eval_size=5)
+    problems = task.eval_problems(5)
+    greedy = {p.prompt: _answer(p.answer if i % 2 else p.answer + 1) for i, p in enumerate(problems)}
+    sampled = {p.prompt: [_answer(p.answer), _answer(p.answer + i)] for i, p in enumerate(problems)}
+    rows = []
+
+    class Recording(ScriptedEngine):
+        def generate(self, prompts, sampling, generator=None):
+            rows.append(len(prompts) * sampling.n)
+            return super().generate(prompts, sampling, generator)
+
+    def run(**kw):
+        return evaluate(Recording(char_tokenizer, greedy, sampled), char_tokenizer, task, problems,
+                        lambda q: [1] + char_tokenizer(q.prompt, add_special_tokens=False)["input_ids"], 16, (2,),
+                        samples=2, pass_k=[1, 2], **kw)
+
+    capped = run(max_rows=4)
+    assert rows == [2, 4, 2, 4, 1, 2]  # greedy then sampled, per chunk of 2, 2, 1 problems
+    rows.clear()
+    assert run() == capped and rows == [5, 10]
+    assert capped["accuracy"] == 0.4 and capped["pass@1"] == pytest.approx(0.6)
