@@ -9,6 +9,9 @@ all right, not all wrong):
 
     informative(p, G) = 1 - p^G - (1 - p)^G,  averaged over problems.
 
+Where problems name their kind (reasoning-gym's difficulty values, e.g. `num_terms=3, num_digits=1`) the same
+numbers are given per kind: a kind that no sample solves gives no signal at all, whatever the share overall.
+
 Nothing here touches the run's generators, cursor or task state, so a run with the check is the same run
 without it. Advice and the table live in `rlvr.check_advice`.
 """
@@ -222,6 +225,27 @@ class Sampler:
             out.counts.append(correct)
 
 
+def kind_summary(problems: list[Problem], main: Sampled, greedy: Sampled, group_size: int) -> dict:
+    """Per kind of problem (`meta["kind"]`, e.g. reasoning-gym's difficulty values): problems, pass@1, pass@G and
+    greedy accuracy. A kind that no sample solved gives no signal, and a short run rarely moves it: a run's
+    gains come from the other kinds. {} when the problems name no kind."""
+    rows: dict[str, list[int]] = {}
+    for i, p in enumerate(problems[: len(main.counts)]):
+        kind = p.meta.get("kind") if isinstance(p.meta, dict) else None
+        if kind is not None:
+            rows.setdefault(kind, []).append(i)
+    out = {}
+    for kind, idx in sorted(rows.items()):
+        counts = [main.counts[i] for i in idx]
+        row = {"problems": len(idx), "pass@1": sum(counts) / (main.n * len(idx))}
+        if main.n >= group_size:
+            row[f"pass@{group_size}"] = sum(pass_at_k(main.n, c, group_size) for c in counts) / len(idx)
+        if len(greedy.counts) == len(main.counts):
+            row["greedy"] = sum(greedy.counts[i] for i in idx) / len(idx)
+        out[kind] = row
+    return out
+
+
 def lower_temperatures(temperature: float, asked: list[float]) -> list[float]:
     """The configured lower temperatures that are below the rollout temperature, highest first."""
     return sorted({t for t in asked if 0 < t < temperature}, reverse=True)
@@ -288,6 +312,7 @@ def measure(cfg, engine, tokenizer, task: Task, num_problems: int, budget_s: flo
         "screen_pass_share": informative_share_from_counts(G, main.counts, cfg.algorithm.screen_samples)
         if main.counts and cfg.algorithm.screening and cfg.algorithm.screen_samples <= G else None,
         "pass_rates": rates,
+        "by_kind": kind_summary(measured, main, greedy, G),
         "projection": {
             "generate_s_per_step": per_sample * B * G if per_sample else None,
             "generate_s_per_run": per_sample * B * G * cfg.train.steps if per_sample else None,

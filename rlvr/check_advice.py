@@ -15,6 +15,7 @@ NEVER = 0.02  # pass@1 and greedy accuracy below this: the model almost never so
 MAX_TRUNCATED = 0.1
 MIN_FORMAT = 0.5
 MAX_RUN_ON = 0.2  # answers that go on after their closing tag: sampled and trained tokens that decide nothing
+NEVER_KINDS = 0.25  # share of problems of kinds that no sample solved, above which the check says so
 BETTER = 0.05  # a lower temperature must lift the informative share by this much to be advised
 
 
@@ -113,6 +114,16 @@ def advise(report: dict, cfg) -> tuple[list[str], list[str], dict]:
                       f"problems are solved at least once in {G} samples; screening gives the full group only "
                       "to prompts with mixed results")
         sets["algorithm.screening"] = True
+    kinds = report.get("by_kind") or {}
+    never = [k for k, r in kinds.items() if r.get(f"pass@{G}") == 0.0]
+    if len(kinds) > 1 and never:
+        measured = sum(r["problems"] for r in kinds.values())
+        share_never = sum(kinds[k]["problems"] for k in never) / measured
+        if share_never >= NEVER_KINDS:
+            advice.append(f"{_pct(share_never)} of the measured problems are of kinds no sample solved in {G} "
+                          f"({'; '.join(never)}): they give no signal, and a run's gains will come from the other "
+                          "kinds (held-out accuracy per kind: the report's evaluations, `by_kind`); to train on "
+                          "them use an easier task.difficulty or a curriculum")
     if not advice and not warnings:
         advice.append("the signal looks sufficient for this configuration")
     return advice, warnings, sets
@@ -138,6 +149,9 @@ def table_rows(report: dict) -> list[tuple[str, str]]:
               "-" if report["informative_groups_per_step"] is None else f"{report['informative_groups_per_step']:.2f}")]
     rows += [(f"informative share at G={g} (predicted{'' if int(g) == G else ', plug-in'})", _pct(s))
              for g, s in report["informative_share_by_group_size"].items()]
+    for kind, r in (report.get("by_kind") or {}).items():
+        rows.append((f"{kind} ({r['problems']} problems): pass@1 / pass@{G} / greedy",
+                     f"{_pct(r['pass@1'])} / {_pct(r.get(f'pass@{G}'))} / {_pct(r.get('greedy'))}"))
     rows += [("format rate", _pct(at_t["format_rate"])), ("truncation rate", _pct(at_t["truncation_rate"])),
              ("answers going on after </answer>", _pct(at_t.get("run_on_rate"))),
              ("mean length (tokens)", "-" if at_t["mean_length"] is None else f"{at_t['mean_length']:.1f}"),

@@ -250,3 +250,31 @@ def test_the_check_at_the_start_of_train_changes_nothing_in_the_run(tiny_recipe,
     assert "Signal check" not in (without / "report.html").read_text()
     end = json.loads((with_check / "check_end.json").read_text())  # the same problems after training
     assert len(end["pass_rates"]) == len(report["pass_rates"]) and "per-problem pass rates" in page
+
+
+def test_pass_rates_per_kind_of_problem_and_the_advice_on_kinds_never_solved():
+    """Per kind (meta["kind"]): problems, pass@1, unbiased pass@G and greedy accuracy, by hand; a kind that no
+    sample solved is named in the advice once such kinds hold a quarter of the problems, and shown in the table."""
+    from rlvr.check import Sampled, kind_summary
+    from rlvr.types import Problem
+
+    kinds = ["two terms", "three terms", "two terms", "three terms", None]
+    problems = [Problem(id=str(i), prompt="q", answer=1, task="t", meta={"kind": k} if k else {})
+                for i, k in enumerate(kinds)]
+    main = Sampled(1.0, 4, counts=[2, 0, 4, 0, 1])
+    greedy = Sampled(0.0, 1, counts=[1, 0, 0, 0, 1])
+    by_kind = kind_summary(problems, main, greedy, 4)
+    assert by_kind == {"three terms": {"problems": 2, "pass@1": 0.0, "pass@4": 0.0, "greedy": 0.0},
+                       "two terms": {"problems": 2, "pass@1": 0.75, "pass@4": 1.0, "greedy": 0.5}}
+    assert kind_summary(problems, main, Sampled(0.0, 1), 4)["two terms"].keys() == {"problems", "pass@1", "pass@4"}
+    assert kind_summary(problems[4:], Sampled(1.0, 4, counts=[1]), greedy, 4) == {}  # no kinds named
+
+    report = _report(0.6, 0.5)
+    report["by_kind"] = {k: {**r, "pass@8": r["pass@4"]} for k, r in by_kind.items()}
+    advice, _, sets = advise(report, _config_like())
+    assert any(a.startswith("50.0% of the measured problems are of kinds no sample solved in 8 (three terms)")
+               for a in advice) and not sets
+    report["by_kind"]["three terms"]["problems"] = 1  # 1 of 3 problems: 33%, still said
+    assert any("33.3% of the measured problems" in a for a in advise(report, _config_like())[0])
+    report["by_kind"]["two terms"]["problems"] = 4  # 1 of 5: below a quarter, not said
+    assert not any("kinds no sample solved" in a for a in advise(report, _config_like())[0])
