@@ -122,8 +122,8 @@ def advise(report: dict, cfg) -> tuple[list[str], list[str], dict]:
         if share_never >= NEVER_KINDS:
             advice.append(f"{_pct(share_never)} of the measured problems are of kinds no sample solved in {G} "
                           f"({'; '.join(never)}): they give no signal, and a run's gains will come from the other "
-                          "kinds (held-out accuracy per kind: the report's evaluations, `by_kind`); to train on "
-                          "them use an easier task.difficulty or a curriculum")
+                          "kinds (held-out accuracy per kind: the report's evaluations, `by_kind`); reaching them "
+                          "takes easier problems first (a curriculum) or a stronger model")
     if not advice and not warnings:
         advice.append("the signal looks sufficient for this configuration")
     return advice, warnings, sets
