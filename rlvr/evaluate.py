@@ -85,26 +85,25 @@ def evaluate(engine, tokenizer, task, problems: list[Problem], encode, max_new_t
                 infra_skipped += 1
                 continue
             kind = p.meta.get("kind") if isinstance(p.meta, dict) else None
-            if kind is not None:  # the task says what kind of problem it is (e.g. reasoning-gym's difficulty values)
-                per_kind[kind]["correct"].append(score.correct)
+            verdicts = [(s.correct, s.details.get("parsed")) for s in drawn]
+            # the problem counts for its task and, when the task names it (reasoning-gym's difficulty values), its kind
+            for rec in [per_task[p.task]] + ([per_kind[kind]] if kind is not None else []):
+                rec["correct"].append(score.correct)
+                rec["formatted"].append(score.formatted)
+                if greedy[i][0].episode is not None:  # a multi-turn episode: did it call a tool?
+                    rec["tool_called"].append(bool(greedy[i][0].episode.calls))
                 if sampled is not None:
-                    per_kind[kind]["n_correct"].append(sum(s.correct for s in drawn))
-            rec = per_task[p.task]
-            rec["correct"].append(score.correct)
-            rec["formatted"].append(score.formatted)
-            if greedy[i][0].episode is not None:  # a multi-turn episode: did it call a tool?
-                rec["tool_called"].append(bool(greedy[i][0].episode.calls))
+                    rec["n_correct"].append(sum(v[0] for v in verdicts))
+                    rec["maj"].append(majority_is_correct(verdicts))
             if len(examples) < keep:
                 examples.append({"id": p.id, "task": p.task,
                                  "prompt": p.prompt if isinstance(p.prompt, str) else str(p.prompt),
                                  "completion": text, "correct": score.correct, "reward": score.reward})
-            if sampled is not None:
-                verdicts = [(s.correct, s.details.get("parsed")) for s in drawn]
-                rec["n_correct"].append(sum(v[0] for v in verdicts))
-                rec["maj"].append(majority_is_correct(verdicts))
     result = _summarise(per_task, samples, pass_k, examples)
-    if per_kind:
-        result["by_kind"] = {kind: _kind_stats(rec, samples, pass_k) for kind, rec in sorted(per_kind.items())}
+    if per_kind:  # per kind: greedy accuracy, count and pass@k
+        result["by_kind"] = {kind: {k: v for k, v in _stats(rec, samples, pass_k).items()
+                                    if k in ("accuracy", "n") or k.startswith("pass@")}
+                             for kind, rec in sorted(per_kind.items())}
     if infra_skipped:
         result["infra_skipped"] = infra_skipped
     if faults:
@@ -129,32 +128,25 @@ def evaluate_held_out(cfg: Config, engine, tokenizer, task, generator: torch.Gen
                     prefix=prefix, stop=tuple(cfg.rollout.stop if e.stop is None else e.stop))
 
 
-def _kind_stats(rec: dict[str, list], samples: int, pass_k) -> dict:
-    """Greedy accuracy, count and (with samples) pass@k of one kind of problem."""
+def _stats(rec: dict[str, list], samples: int, pass_k) -> dict:
+    """Accuracy, format rate, count, tool rate and (with samples) pass@k and maj@k of one record of verdicts."""
     n = len(rec["correct"])
-    out = {"accuracy": sum(rec["correct"]) / n, "n": n}
-    for k in pass_k if samples else ():
-        out[f"pass@{k}"] = sum(pass_at_k(samples, c, k) for c in rec["n_correct"]) / n
+    out = {"accuracy": sum(rec["correct"]) / max(n, 1), "format_rate": sum(rec["formatted"]) / max(n, 1), "n": n}
+    if rec.get("tool_called"):
+        out["tool_rate"] = sum(rec["tool_called"]) / len(rec["tool_called"])
+    if samples:
+        for k in pass_k:
+            out[f"pass@{k}"] = sum(pass_at_k(samples, c, k) for c in rec["n_correct"]) / max(n, 1)
+        out[f"maj@{samples}"] = sum(rec["maj"]) / max(n, 1)
     return out
 
 
 def _summarise(per_task, samples: int, pass_k, examples) -> dict:
-    def stats(rec) -> dict:
-        n = len(rec["correct"])
-        out = {"accuracy": sum(rec["correct"]) / max(n, 1), "format_rate": sum(rec["formatted"]) / max(n, 1), "n": n}
-        if rec.get("tool_called"):
-            out["tool_rate"] = sum(rec["tool_called"]) / len(rec["tool_called"])
-        if samples:
-            for k in pass_k:
-                out[f"pass@{k}"] = sum(pass_at_k(samples, c, k) for c in rec["n_correct"]) / max(n, 1)
-            out[f"maj@{samples}"] = sum(rec["maj"]) / max(n, 1)
-        return out
-
     merged: dict[str, list] = defaultdict(list)
     for rec in per_task.values():
         for k, v in rec.items():
             merged[k].extend(v)
-    result = stats(merged)
-    result["by_task"] = {name: stats(rec) for name, rec in sorted(per_task.items())}
+    result = _stats(merged, samples, pass_k)
+    result["by_task"] = {name: _stats(rec, samples, pass_k) for name, rec in sorted(per_task.items())}
     result["examples"] = examples
     return result
