@@ -236,12 +236,10 @@ def kind_summary(problems: list[Problem], main: Sampled, greedy: Sampled, group_
             rows.setdefault(kind, []).append(i)
     out = {}
     for kind, idx in sorted(rows.items()):
-        counts = [main.counts[i] for i in idx]
-        row = {"problems": len(idx), "pass@1": sum(counts) / (main.n * len(idx))}
-        if main.n >= group_size:
-            row[f"pass@{group_size}"] = sum(pass_at_k(main.n, c, group_size) for c in counts) / len(idx)
+        sampled = Sampled(main.temperature, main.n, counts=[main.counts[i] for i in idx]).summary(group_size)
+        row = {"problems": len(idx), **{k: sampled[k] for k in ("pass@1", f"pass@{group_size}") if k in sampled}}
         if len(greedy.counts) == len(main.counts):
-            row["greedy"] = sum(greedy.counts[i] for i in idx) / len(idx)
+            row["greedy"] = Sampled(0.0, 1, counts=[greedy.counts[i] for i in idx]).summary(1)["pass@1"]
         out[kind] = row
     return out
 
