@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from rlvr.models.attention import NAME, SHORT, use_short_attention
@@ -88,7 +89,7 @@ def test_without_a_mask_fewer_queries_than_keys_align_as_sdpa_s_causal_flag():
     assert torch.allclose(out, plain.transpose(1, 2), atol=1e-5)  # the empty slots take no weight
 
 
-def test_long_sequences_and_decode_steps_stay_on_sdpa(monkeypatch):
+def test_long_sequences_and_fp32_decode_steps_stay_on_sdpa(monkeypatch):
     import transformers.integrations.sdpa_attention as sdpa_module
 
     from rlvr.models.attention import short_sequence_attention
@@ -102,3 +103,70 @@ def test_long_sequences_and_decode_steps_stay_on_sdpa(monkeypatch):
         assert out == "sdpa"
     out, _ = short_sequence_attention(module, torch.randn(1, 2, 4, 8), torch.randn(1, 2, 4, 8), torch.randn(1, 2, 4, 8), None)
     assert out.shape == (1, 4, 2, 8) and len(calls) == 2
+
+
+def _decode_inputs(dtype=torch.float32, L=11):
+    """One decode step of 3 rows, 6 query heads on 2 key/value heads, rows 1 and 2 left-padded (3 and 5 slots)."""
+    gen = torch.Generator().manual_seed(0)
+    B, H, KV, D = 3, 6, 2, 16
+    query = torch.randn(B, H, 1, D, generator=gen)
+    key, value = torch.randn(B, KV, L, D, generator=gen), torch.randn(B, KV, L, D, generator=gen)
+    mask = torch.ones(B, 1, 1, L, dtype=torch.bool)
+    mask[1, ..., :3] = False
+    mask[2, ..., :5] = False
+    return query.to(dtype), key.to(dtype), value.to(dtype), mask
+
+
+def _sdpa_reference(query, key, value, mask):
+    """fp32 SDPA with each query head on its key/value head (transformers' repeat_kv pairing): (B, 1, H, D)."""
+    from transformers.integrations.sdpa_attention import repeat_kv
+
+    groups = query.shape[1] // key.shape[1]
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query.float(), repeat_kv(key.float(), groups), repeat_kv(value.float(), groups), attn_mask=mask)
+    return out.transpose(1, 2)
+
+
+def test_a_bf16_decode_step_takes_the_products_and_stays_as_close_to_fp32_as_bf16_allows(monkeypatch):
+    import transformers.integrations.sdpa_attention as sdpa_module
+
+    from rlvr.models.attention import short_sequence_attention
+
+    query, key, value, mask = _decode_inputs(torch.bfloat16)
+    module = torch.nn.Module()
+    module.num_key_value_groups = 3
+    sdpa_out, _ = sdpa_module.sdpa_attention_forward(module, query, key, value, mask)
+    ref = _sdpa_reference(query, key, value, mask)  # the same bf16 inputs, computed in fp32
+    calls = []
+    monkeypatch.setattr(sdpa_module, "sdpa_attention_forward", lambda *a, **k: calls.append(1) or ("sdpa", None))
+    out, _ = short_sequence_attention(module, query, key, value, mask)
+    assert not calls and out.dtype == torch.bfloat16 and out.shape == (3, 1, 6, 16)
+    err, err_sdpa = (out.float() - ref).abs().max(), (sdpa_out.float() - ref).abs().max()
+    assert err <= 4 * err_sdpa + 1e-2, (err, err_sdpa)  # bf16 scores and probabilities: a few roundings more
+    # a query head paired with the wrong key/value head, or padding attended to, is off by far more
+    wrong = _sdpa_reference(query, key.flip(1), value.flip(1), mask)
+    assert (wrong - ref).abs().max() > 20 * err
+    unmasked = _sdpa_reference(query, key, value, None)
+    assert (unmasked - ref)[1:].abs().max() > 20 * err
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32_sdpa", "bf16_products"])
+@pytest.mark.parametrize("queries", [1, 4], ids=["decode", "prefill"])
+def test_attention_reads_only_the_cache_slots_it_is_told_hold_keys(dtype, queries):
+    """A static cache's slots past the newest token are empty for every row; told how many are filled
+    (`KEYS`), attention never reads the rest: NaN there would poison every output that read it."""
+    from rlvr.models.attention import KEYS, short_sequence_attention
+
+    filled, L = 7, 11
+    query, key, value, _ = _decode_inputs(dtype, L)
+    query = query.expand(-1, -1, queries, -1).contiguous()
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal = 3, True
+    mask = torch.ones(3, 1, queries, L, dtype=torch.bool)  # every slot open: only the bound keeps NaN out
+    mask[1, ..., :2] = False
+    clean, _ = short_sequence_attention(module, query, key[:, :, :filled], value[:, :, :filled], mask[..., :filled])
+    key[:, :, filled:], value[:, :, filled:] = torch.nan, torch.nan
+    out, _ = short_sequence_attention(module, query, key, value, mask, **{KEYS: filled})
+    assert torch.equal(out, clean)
+    out, _ = short_sequence_attention(module, query, key, value, mask)
+    assert out.float().isnan().any()  # the test's NaN is reachable without the bound

@@ -7,7 +7,18 @@ bf16). The
 learner's forward and backward run every layer's attention this way, so `use_short_attention` puts a model
 on transformers' SDPA path onto `short_sequence_attention`: queries of more than one token against at most
 `SHORT` keys take the products (the computation of transformers' own eager attention); everything else
-(decode steps, long sequences, dropout, softcapping, attention sinks, GPUs) goes to SDPA unchanged.
+(long sequences, dropout, softcapping, attention sinks, GPUs) goes to SDPA unchanged.
+
+Decode steps (one query) in bf16 take products too (`decode_attention`): each key/value head's query heads
+are one (group, D) x (D, L) product, no copy of the cache per query head; scores and softmax in fp32, the
+probabilities rounded to bf16 for the product with the values, as GPU flash kernels do in bf16. For 16 rows,
+9 heads (3 key/value heads) and 124 keys it took 296 us against SDPA's 432 us; 16 x 320 keys 0.48-0.62 ms
+against 1.4-1.6; 64 x 600 keys 4.5-5.3 ms against 9.2-11.1 (one thread, AVX-512 BF16). In fp32 the products
+were slower than SDPA's kernel, so fp32 decode stays on SDPA.
+
+A decoding engine passes `KEYS=n` (the keyword `rlvr_keys`): only the first n slots of a static cache hold
+keys yet, for every row, so attention reads those and not the empty rest (a 256-token decode reads on average
+half of its cache).
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ import torch
 
 NAME = "rlvr_short"  # the attention implementation registered with transformers
 SHORT = 192  # longest key sequence computed with the products (measured crossover between 104 and 300)
+KEYS = "rlvr_keys"  # keyword: cache slots in use (the first n; the rest are empty for every row)
 
 
 def short_sequence_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
@@ -25,10 +37,17 @@ def short_sequence_attention(module, query, key, value, attention_mask, dropout:
     attention does, so a query that may see no key (a left-padding position) gives finite values."""
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
+    keys = kwargs.pop(KEYS, None)
+    if keys is not None and keys < key.shape[2]:  # a static cache: its later slots are empty for every row
+        key, value = key[:, :, :keys], value[:, :, :keys]
+        if attention_mask is not None:
+            attention_mask = attention_mask[..., :keys]
     B, H, q, D = query.shape
     L = key.shape[2]
     plain = not (dropout or kwargs.get("softcap") is not None or kwargs.get("position_bias") is not None
                  or kwargs.get("s_aux") is not None or kwargs.get("output_attentions") or kwargs.get("sinks") is not None)
+    if plain and q == 1 and query.dtype == torch.bfloat16 and query.device.type == "cpu" and not H % key.shape[1]:
+        return decode_attention(query, key, value, attention_mask, D ** -0.5 if scaling is None else scaling), None
     if q == 1 or L > SHORT or not plain or query.device.type != "cpu" or H % key.shape[1]:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
@@ -48,6 +67,22 @@ def short_sequence_attention(module, query, key, value, attention_mask, dropout:
     probs = torch.softmax(scores, dim=-1)  # fp32, and p v in fp32 too: as close to SDPA's kernel as it gets
     out = torch.matmul(probs, value.float()).to(value.dtype)  # (B, H, q, D)
     return out.transpose(1, 2).contiguous(), None
+
+
+def decode_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     attention_mask: torch.Tensor | None, scaling: float) -> torch.Tensor:
+    """One decode step's attention: (B, H, 1, D) queries against (B, KV, L, D) keys and values -> (B, 1, H, D).
+    Query head h reads key/value head h // (H / KV), as transformers' `repeat_kv` pairs them, so each
+    key/value head's queries form one (H / KV, D) block. A one-query step has no causal part: the mask (bool,
+    True = may attend, or additive) covers padding and empty slots; a masked score takes fp32's lowest value."""
+    B, H, _, D = query.shape
+    KV = key.shape[1]
+    scores = torch.matmul(query.reshape(B, KV, H // KV, D), key.transpose(-1, -2)).float() * scaling  # (B, KV, G, L)
+    if attention_mask is not None:
+        m = attention_mask[:, :, -1:, :]  # (B or 1, 1, 1, L): broadcasts over the key/value heads and their queries
+        scores = scores.masked_fill(~m, torch.finfo(scores.dtype).min) if m.dtype == torch.bool else scores + m.float()
+    probs = torch.softmax(scores, dim=-1).to(value.dtype)
+    return torch.matmul(probs, value).reshape(B, H, 1, D).transpose(1, 2).contiguous()
 
 
 _REGISTERED: bool | None = None

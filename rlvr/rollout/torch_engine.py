@@ -14,6 +14,7 @@ import inspect
 import torch
 from transformers import DynamicCache, StaticCache
 
+from rlvr.models import attention
 from rlvr.rollout.base import Completion, SamplingParams
 from rlvr.rollout.cpu_kernels import PackedLinears, can_pack
 from rlvr.rollout.weights import QUANTIZED, load_quantized
@@ -167,6 +168,8 @@ class TorchEngine:
         self.compact = compact  # drop finished rows once this share of the live batch has finished
         self._cache_kw = cache_kwarg(model)
         self._cache_position = takes_cache_position(model)
+        # rlvr's CPU attention reads only the static cache's filled slots when told how many (rlvr.models.attention)
+        self._bounded = getattr(getattr(_hf(model), "config", None), "_attn_implementation", None) == attention.NAME
         # compile: decode steps run through torch.compile (CUDA graphs on a GPU). Shapes must stay fixed, so
         # the cache is static and finished rows stay in the batch.
         self.compile = compile
@@ -265,6 +268,8 @@ class TorchEngine:
                 if dev.type == "cuda":
                     torch.compiler.cudagraph_mark_step_begin()
                 model = self._compiled
+            elif static and self._bounded:  # slots past the newest token are empty in every row
+                kw[attention.KEYS] = start + ids.shape[1]
             out = model(input_ids=ids, attention_mask=attn if static else attn[:, : start + ids.shape[1]],
                         position_ids=pos, use_cache=True, logits_to_keep=1, **kw).logits[:, -1]
             return out.clone() if model is not self.model else out  # graph outputs are overwritten next call

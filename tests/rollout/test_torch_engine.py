@@ -91,6 +91,36 @@ def test_logprobs_equal_a_full_forward_without_padding_on_every_attention(make_t
                 assert torch.allclose(torch.tensor(c.logprobs), expected.squeeze(-1), atol=1e-4), (prompt, model)
 
 
+def test_decode_steps_read_only_the_filled_slots_of_a_static_cache(make_tiny_model, char_tokenizer, monkeypatch):
+    """On rlvr's CPU attention the engine tells each decode step how many static-cache slots hold keys (the
+    prompt's and the tokens decoded so far), so attention skips the empty rest; log-probs still equal a full
+    forward's for left-padded rows."""
+    import transformers.integrations.sdpa_attention as sdpa_module
+
+    from rlvr.models.attention import use_short_attention
+
+    model = make_tiny_model(sharp=True)
+    assert use_short_attention(model)
+    real, keys = sdpa_module.sdpa_attention_forward, []  # fp32 decode steps go to SDPA: record their keys
+
+    def spy(module, query, key, *args, **kwargs):
+        keys.append(key.shape[2])
+        return real(module, query, key, *args, **kwargs)
+
+    monkeypatch.setattr(sdpa_module, "sdpa_attention_forward", spy)
+    ids, T = _prompts(char_tokenizer), 6
+    P = max(map(len, ids))
+    groups = TorchEngine(model, char_tokenizer.pad_token_id, cache="static").generate(
+        ids, SamplingParams(n=2, max_new_tokens=T, temperature=1.0), torch.Generator().manual_seed(2))
+    layers = model.config.num_hidden_layers
+    assert keys == [P + t for t in range(1, T) for _ in range(layers)]  # never the cache's P + T slots
+    for prompt, group in zip(ids, groups):
+        for c in group:
+            logits = _full_logits(model, prompt + c.token_ids)[len(prompt) - 1 : -1]
+            expected = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(c.token_ids)[:, None])
+            assert torch.allclose(torch.tensor(c.logprobs), expected.squeeze(-1), atol=1e-4), prompt
+
+
 def test_stops_at_a_stop_token_and_includes_it(make_tiny_model, char_tokenizer):
     model = make_tiny_model(sharp=True)
     prompts = _prompts(char_tokenizer)
