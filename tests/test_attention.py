@@ -150,11 +150,12 @@ def test_a_bf16_decode_step_takes_the_products_and_stays_as_close_to_fp32_as_bf1
     assert (unmasked - ref)[1:].abs().max() > 20 * err
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32_sdpa", "bf16_products"])
-@pytest.mark.parametrize("queries", [1, 4], ids=["decode", "prefill"])
+@pytest.mark.parametrize("dtype,queries", [(torch.float32, 1), (torch.float32, 4), (torch.bfloat16, 4)],
+                         ids=["fp32_decode_sdpa", "fp32_prefill", "bf16_prefill"])
 def test_attention_reads_only_the_cache_slots_it_is_told_hold_keys(dtype, queries):
     """A static cache's slots past the newest token are empty for every row; told how many are filled
-    (`KEYS`), attention never reads the rest: NaN there would poison every output that read it."""
+    (`KEYS`), attention never reads the rest: NaN there would poison every output that read it. (bf16 decode
+    products read the whole cache and rely on the mask: the next test.)"""
     from rlvr.models.attention import KEYS, short_sequence_attention
 
     filled, L = 7, 11
@@ -170,3 +171,18 @@ def test_attention_reads_only_the_cache_slots_it_is_told_hold_keys(dtype, querie
     assert torch.equal(out, clean)
     out, _ = short_sequence_attention(module, query, key, value, mask)
     assert out.float().isnan().any()  # the test's NaN is reachable without the bound
+
+
+def test_bf16_decode_products_over_a_whole_static_cache_take_no_weight_from_masked_slots():
+    """The bf16 decode products ignore `KEYS` (a slice would be copied) and read every slot: the empty ones
+    must take no weight through the mask alone, whatever they hold."""
+    from rlvr.models.attention import KEYS, short_sequence_attention
+
+    filled, L = 7, 11
+    query, key, value, mask = _decode_inputs(torch.bfloat16, L)
+    mask[..., filled:] = False  # transformers' mask of a static cache: the empty slots closed
+    module = torch.nn.Module()
+    clean, _ = short_sequence_attention(module, query, key[:, :, :filled], value[:, :, :filled], mask[..., :filled])
+    key[:, :, filled:], value[:, :, filled:] = 1e4, 1e4  # a stale or garbage slot
+    out, _ = short_sequence_attention(module, query, key, value, mask, **{KEYS: filled})
+    assert torch.equal(out, clean)

@@ -12,13 +12,15 @@ on transformers' SDPA path onto `short_sequence_attention`: queries of more than
 Decode steps (one query) in bf16 take products too (`decode_attention`): each key/value head's query heads
 are one (group, D) x (D, L) product, no copy of the cache per query head; scores and softmax in fp32, the
 probabilities rounded to bf16 for the product with the values, as GPU flash kernels do in bf16. For 16 rows,
-9 heads (3 key/value heads) and 124 keys it took 296 us against SDPA's 432 us; 16 x 320 keys 0.48-0.62 ms
-against 1.4-1.6; 64 x 600 keys 4.5-5.3 ms against 9.2-11.1 (one thread, AVX-512 BF16). In fp32 the products
-were slower than SDPA's kernel, so fp32 decode stays on SDPA.
+9 heads (3 key/value heads) and 124 keys it took 262-349 us against SDPA's 428-570 us; 16 x 320 keys
+0.47-0.71 ms against 0.8-1.8 (one thread, AVX-512 BF16). In fp32 the products were slower than SDPA's
+kernel, so fp32 decode stays on SDPA.
 
 A decoding engine passes `KEYS=n` (the keyword `rlvr_keys`): only the first n slots of a static cache hold
-keys yet, for every row, so attention reads those and not the empty rest (a 256-token decode reads on average
-half of its cache).
+keys yet, for every row, so SDPA and the prefill's products read those and not the empty rest (fp32 SDPA,
+16 rows, 160 of 320 slots filled: 0.47-0.83 ms against 0.8-1.8 for the whole cache). The bf16 decode
+products read the whole cache, its empty slots masked: a slice of it is not contiguous and the batched
+product copies it first, which cost more than the empty slots (16 x 160 of 320: 0.83-1.1 ms against 0.47-0.71).
 """
 
 from __future__ import annotations
@@ -38,16 +40,17 @@ def short_sequence_attention(module, query, key, value, attention_mask, dropout:
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
     keys = kwargs.pop(KEYS, None)
+    B, H, q, D = query.shape
+    plain = not (dropout or kwargs.get("softcap") is not None or kwargs.get("position_bias") is not None
+                 or kwargs.get("s_aux") is not None or kwargs.get("output_attentions") or kwargs.get("sinks") is not None)
+    if plain and q == 1 and query.dtype == torch.bfloat16 and query.device.type == "cpu" and not H % key.shape[1]:
+        # the whole cache, its empty slots masked: the products would copy a slice of it first (slower)
+        return decode_attention(query, key, value, attention_mask, D ** -0.5 if scaling is None else scaling), None
     if keys is not None and keys < key.shape[2]:  # a static cache: its later slots are empty for every row
         key, value = key[:, :, :keys], value[:, :, :keys]
         if attention_mask is not None:
             attention_mask = attention_mask[..., :keys]
-    B, H, q, D = query.shape
     L = key.shape[2]
-    plain = not (dropout or kwargs.get("softcap") is not None or kwargs.get("position_bias") is not None
-                 or kwargs.get("s_aux") is not None or kwargs.get("output_attentions") or kwargs.get("sinks") is not None)
-    if plain and q == 1 and query.dtype == torch.bfloat16 and query.device.type == "cpu" and not H % key.shape[1]:
-        return decode_attention(query, key, value, attention_mask, D ** -0.5 if scaling is None else scaling), None
     if q == 1 or L > SHORT or not plain or query.device.type != "cpu" or H % key.shape[1]:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
