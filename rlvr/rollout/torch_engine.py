@@ -39,8 +39,8 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float, generato
         return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
     logp = behaviour_logprobs(logits, temperature, top_p)  # (B, V), -inf outside the nucleus
     probs = logp.exp()
-    if uniform is not None:
-        tokens = (probs / -torch.log(uniform)).argmax(dim=-1)
+    if uniform is not None:  # argmax p / -log u, written as argmin p / log u: the same values negated, one op less
+        tokens = (probs / torch.log(uniform)).argmin(dim=-1)
     else:
         tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
@@ -289,10 +289,12 @@ class TorchEngine:
         noise = None
         if seeds is not None and sampling.temperature > 0:
             gens = [torch.Generator(device=dev).manual_seed(int(s)) for s in seeds]
-            V = logits.shape[-1]
+            drawn = torch.empty((B, logits.shape[-1]), device=dev)  # every step's noise, written in place
 
             def noise(rows: torch.Tensor) -> torch.Tensor:  # every prompt draws (n, V) per step, live or not
-                return torch.cat([torch.rand((n, V), generator=g, device=dev) for g in gens])[rows]
+                for i, g in enumerate(gens):
+                    torch.rand(drawn[i * n:(i + 1) * n].shape, generator=g, device=dev, out=drawn[i * n:(i + 1) * n])
+                return drawn if len(rows) == B else drawn[rows]  # `live` keeps the original order of its rows
         for t in range(T):
             tok, lp = sample_next(logits, sampling.temperature, sampling.top_p, generator,
                                   None if noise is None else noise(live))
