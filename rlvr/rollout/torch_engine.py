@@ -50,7 +50,8 @@ def behaviour_logprobs(logits: torch.Tensor, temperature: float, top_p: float) -
     """(B, V) log-probs of the distribution sampled from: softmax(logits / temperature), restricted with
     `top_p < 1` to the nucleus (tokens whose more likely tokens hold less than `top_p`; -inf elsewhere) and
     renormalised over it."""
-    logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # (B, V)
+    logits = logits.float()
+    logp = torch.log_softmax(logits / temperature if temperature != 1.0 else logits, dim=-1)  # (B, V); x / 1 == x
     if top_p >= 1.0:
         return logp
     sorted_lp, order = logp.sort(dim=-1, descending=True)
