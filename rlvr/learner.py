@@ -180,7 +180,7 @@ class Learner:
             else:
                 out = compiled(ids, attn) if compiled is not None else model(input_ids=ids, attention_mask=attn).logits
                 logits = out[:, :-1][sel]
-        logits = logits / self.temperature
+        logits = logits / self.temperature if self.temperature != 1.0 else logits  # x / 1 == x: no copy
         logp = torch.zeros(sel.shape, dtype=torch.float32, device=self.device)
         logp = logp.masked_scatter(sel, token_logprobs(logits, targets).float())
         entropy = None
