@@ -28,9 +28,11 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float, generato
     smallest set of tokens whose probability reaches `top_p` (always at least the most likely one), as vLLM's
     sampler does, and the log-prob returned is the nucleus-renormalised one, log(p_v / sum_kept p), which is
     what vLLM returns with `logprobs_mode="processed_logprobs"`: both engines report the same behaviour policy.
-    With `uniform` (B, V) noise in [0, 1) the draw is the exponential race argmax_v p_v / E_v with
-    E_v = -log u_v ~ Exp(1), which has the same law as multinomial sampling but lets the caller fix each
-    row's noise (seeded per prompt, so samples do not depend on what else is in the batch).
+    The draw is the exponential race argmax_v p_v / E_v with E_v = -log u_v ~ Exp(1), u uniform in [0, 1),
+    which has the same law as multinomial sampling. The caller may fix each row's noise with `uniform` (B, V)
+    (seeded per prompt, so samples do not depend on what else is in the batch); otherwise it is drawn from
+    `generator`. The race is also the cheaper draw on a CPU: 16 rows of SmolLM2's 49,152 tokens took 22-25 ms
+    per step through `torch.multinomial` and 9 ms through the race (plus ~3.5 ms for the uniforms).
     """
     logits = logits.float()
     if temperature == 0:
@@ -39,10 +41,9 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float, generato
         return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
     logp = behaviour_logprobs(logits, temperature, top_p)  # (B, V), -inf outside the nucleus
     probs = logp.exp()
-    if uniform is not None:  # argmax p / -log u, written as argmin p / log u: the same values negated, one op less
-        tokens = (probs / torch.log(uniform)).argmin(dim=-1)
-    else:
-        tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    if uniform is None:
+        uniform = torch.rand(probs.shape, generator=generator, device=probs.device)
+    tokens = (probs / torch.log(uniform)).argmin(dim=-1)  # argmax p / -log u: the same values negated, one op less
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
 
 
