@@ -41,11 +41,12 @@ def short_sequence_attention(module, query, key, value, attention_mask, dropout:
 
     keys = kwargs.pop(KEYS, None)
     B, H, q, D = query.shape
+    scale = D ** -0.5 if scaling is None else scaling
     plain = not (dropout or kwargs.get("softcap") is not None or kwargs.get("position_bias") is not None
                  or kwargs.get("s_aux") is not None or kwargs.get("output_attentions") or kwargs.get("sinks") is not None)
     if plain and q == 1 and query.dtype == torch.bfloat16 and query.device.type == "cpu" and not H % key.shape[1]:
         # the whole cache, its empty slots masked: the products would copy a slice of it first (slower)
-        return decode_attention(query, key, value, attention_mask, D ** -0.5 if scaling is None else scaling), None
+        return decode_attention(query, key, value, attention_mask, scale), None
     if keys is not None and keys < key.shape[2]:  # a static cache: its later slots are empty for every row
         key, value = key[:, :, :keys], value[:, :, :keys]
         if attention_mask is not None:
@@ -56,17 +57,15 @@ def short_sequence_attention(module, query, key, value, attention_mask, dropout:
                                       is_causal=is_causal, **kwargs)
     groups = H // key.shape[1]
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-    scores = torch.matmul(query, key.transpose(-1, -2)).float() * (D ** -0.5 if scaling is None else scaling)
-    low = torch.finfo(scores.dtype).min
+    scores = torch.matmul(query, key.transpose(-1, -2)).float() * scale
     if attention_mask is not None:
-        m = attention_mask[:, :, :, :L]
-        scores = scores.masked_fill(~m, low) if m.dtype == torch.bool else scores + m.float()
+        scores = _masked(scores, attention_mask[:, :, :, :L])
     elif (is_causal if is_causal is not None else getattr(module, "is_causal", True)):
         # SDPA's causal flag, aligned top-left: query i sees keys <= i. transformers relies on that alignment
         # when it drops the mask of a static cache's prefill (q prompt tokens against q + T slots, the last T
         # still empty): aligned bottom-right, the prompt would attend to the empty slots.
         seen = torch.ones(q, L, dtype=torch.bool, device=query.device).tril()
-        scores = scores.masked_fill(~seen, low)
+        scores = scores.masked_fill(~seen, torch.finfo(scores.dtype).min)
     probs = torch.softmax(scores, dim=-1)  # fp32, and p v in fp32 too: as close to SDPA's kernel as it gets
     out = torch.matmul(probs, value.float()).to(value.dtype)  # (B, H, q, D)
     return out.transpose(1, 2).contiguous(), None
@@ -81,11 +80,16 @@ def decode_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     B, H, _, D = query.shape
     KV = key.shape[1]
     scores = torch.matmul(query.reshape(B, KV, H // KV, D), key.transpose(-1, -2)).float() * scaling  # (B, KV, G, L)
-    if attention_mask is not None:
-        m = attention_mask[:, :, -1:, :]  # (B or 1, 1, 1, L): broadcasts over the key/value heads and their queries
-        scores = scores.masked_fill(~m, torch.finfo(scores.dtype).min) if m.dtype == torch.bool else scores + m.float()
+    if attention_mask is not None:  # (B or 1, 1, 1, L): broadcasts over the key/value heads and their queries
+        scores = _masked(scores, attention_mask[:, :, -1:, :])
     probs = torch.softmax(scores, dim=-1).to(value.dtype)
     return torch.matmul(probs, value).reshape(B, H, 1, D).transpose(1, 2).contiguous()
+
+
+def _masked(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """fp32 `scores` under transformers' attention mask: bool (True = may attend; a closed score takes fp32's
+    lowest value, not -inf) or additive."""
+    return scores.masked_fill(~mask, torch.finfo(scores.dtype).min) if mask.dtype == torch.bool else scores + mask.float()
 
 
 _REGISTERED: bool | None = None

@@ -295,7 +295,8 @@ class TorchEngine:
 
             def noise(rows: torch.Tensor) -> torch.Tensor:  # every prompt draws (n, V) per step, live or not
                 for i, g in enumerate(gens):
-                    torch.rand(drawn[i * n:(i + 1) * n].shape, generator=g, device=dev, out=drawn[i * n:(i + 1) * n])
+                    rows_i = drawn[i * n:(i + 1) * n]
+                    torch.rand(rows_i.shape, generator=g, device=dev, out=rows_i)
                 return drawn if len(rows) == B else drawn[rows]  # `live` keeps the original order of its rows
         for t in range(T):
             tok, lp = sample_next(logits, sampling.temperature, sampling.top_p, generator,
