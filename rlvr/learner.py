@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from rlvr.algorithms.entropy import entropy_from_logits, token_logprobs
+from rlvr.algorithms.entropy import entropy_from_logits, token_logprobs, token_logprobs_and_entropy
 from rlvr.algorithms.kl import kl_estimate
 from rlvr.algorithms.losses import aggregate, policy_loss
 from rlvr.algorithms.offpolicy import decoupled_policy_loss, offpolicy_weights
@@ -181,14 +181,17 @@ class Learner:
                 out = compiled(ids, attn) if compiled is not None else model(input_ids=ids, attention_mask=attn).logits
                 logits = out[:, :-1][sel]
         logits = logits / self.temperature if self.temperature != 1.0 else logits  # x / 1 == x: no copy
-        logp = torch.zeros(sel.shape, dtype=torch.float32, device=self.device)
-        logp = logp.masked_scatter(sel, token_logprobs(logits, targets).float())
-        entropy = None
-        if want_entropy:
-            with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-                ent = torch.cat([entropy_from_logits(c) for c in logits.split(1024)]) if len(logits) else \
-                    logits.new_zeros(0, dtype=torch.float32)
-            entropy = torch.zeros(sel.shape, dtype=ent.dtype, device=self.device).masked_scatter(sel, ent)
+        if want_entropy and entropy_grad and torch.is_grad_enabled():  # an entropy bonus: it has a gradient
+            token_logp = token_logprobs(logits, targets)
+            ent = torch.cat([entropy_from_logits(c) for c in logits.split(1024)]) if len(logits) else \
+                logits.new_zeros(0, dtype=torch.float32)
+        elif want_entropy:  # the logged entropy, read off the log-probs' own pass over the logits
+            token_logp, ent = token_logprobs_and_entropy(logits, targets)
+        else:
+            token_logp, ent = token_logprobs(logits, targets), None
+        logp = torch.zeros(sel.shape, dtype=torch.float32, device=self.device).masked_scatter(sel, token_logp.float())
+        entropy = None if ent is None else \
+            torch.zeros(sel.shape, dtype=ent.dtype, device=self.device).masked_scatter(sel, ent)
         return logp, entropy
 
     def _compiled_forward(self, model: torch.nn.Module, parts) -> CompiledDecoder | None:

@@ -31,37 +31,64 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
 
 
 class _ChunkedTokenLogprobs(torch.autograd.Function):
-    """log softmax(z)[target] row by row in chunks, recomputing the softmax chunk-wise in backward.
+    """log softmax(z)[target] row by row in chunks, and with `want_entropy` each row's entropy from the same
+    pass (no gradient); backward recomputes the softmax chunk-wise from the saved row log-normalisers.
 
-    Saves only the input logits (in their own dtype), so neither pass holds a float32 copy of all of them.
+    Saves the input logits (in their own dtype) and one float32 per row, so neither pass holds a float32 copy
+    of all of them. Each chunk is shifted by its row max once; the log-prob, the normaliser and the entropy
+    are read off that one shifted copy and its exponentials (three passes over the chunk, where separate
+    log-prob and entropy functions took about ten).
     """
 
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor, chunk_size: int) -> torch.Tensor:
-        # logits (R, V), targets (R,) -> (R,)
-        out = torch.empty(
-            logits.shape[0], dtype=torch.promote_types(logits.dtype, torch.float32), device=logits.device
-        )
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor, chunk_size: int, want_entropy: bool):
+        # logits (R, V), targets (R,) -> (R,) log-probs, and (R,) entropies or None
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        out = torch.empty(logits.shape[0], dtype=dtype, device=logits.device)
+        lse = torch.empty_like(out)
+        entropy = torch.empty_like(out) if want_entropy else None
         for start in range(0, logits.shape[0], chunk_size):
-            z = _upcast(logits[start : start + chunk_size])  # (chunk, V)
-            t = targets[start : start + chunk_size].unsqueeze(-1)  # (chunk, 1)
-            out[start : start + chunk_size] = z.gather(-1, t).squeeze(-1) - torch.logsumexp(z, dim=-1)
-        ctx.save_for_backward(logits, targets)
+            rows = slice(start, start + chunk_size)
+            z, top = _shifted_copy(logits[rows])  # (chunk, V): z - max(z), -inf where z is -inf
+            e = torch.exp(z)
+            total = e.sum(dim=-1)
+            log_total = total.log()
+            out[rows] = z.gather(-1, targets[rows].unsqueeze(-1)).squeeze(-1) - log_total
+            lse[rows] = top + log_total
+            if entropy is not None:
+                # H = log sum e - sum(e * z) / sum e on the shifted z; masked entries (e = 0) add 0, not 0 * -inf
+                z.clamp_(min=torch.finfo(z.dtype).min)
+                entropy[rows] = log_total - e.mul_(z).sum(dim=-1) / total
+        ctx.save_for_backward(logits, targets, lse)
         ctx.chunk_size = chunk_size
-        return out
+        if entropy is not None:
+            ctx.mark_non_differentiable(entropy)
+        return out, entropy
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
-        logits, targets = ctx.saved_tensors
+    def backward(ctx, grad_out: torch.Tensor, _grad_entropy):
+        logits, targets, lse = ctx.saved_tensors
         grad = torch.empty_like(logits)
         for start in range(0, logits.shape[0], ctx.chunk_size):
-            end = start + ctx.chunk_size
-            g = grad_out[start:end].unsqueeze(-1)  # (chunk, 1)
-            # d/dz [z_t - logsumexp(z)] = onehot(t) - softmax(z)
-            chunk = -torch.softmax(_upcast(logits[start:end]), dim=-1) * g
-            chunk.scatter_add_(-1, targets[start:end].unsqueeze(-1), g)
-            grad[start:end] = chunk.to(logits.dtype)
-        return grad, None, None
+            rows = slice(start, start + ctx.chunk_size)
+            g = grad_out[rows].unsqueeze(-1)  # (chunk, 1)
+            # d/dz [z_t - logsumexp(z)] = onehot(t) - softmax(z),  softmax(z) = exp(z - logsumexp(z))
+            x = logits[rows]
+            z = _upcast(x)
+            chunk = (z - lse[rows].unsqueeze(-1)) if z is x else z.sub_(lse[rows].unsqueeze(-1))
+            chunk.exp_().mul_(-g).scatter_add_(-1, targets[rows].unsqueeze(-1), g)
+            grad[rows] = chunk
+        return grad, None, None, None
+
+
+def _shifted_copy(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z, top): a float32 (float64 stays) copy of `x` (R, V) minus each row's max, and that max (0 for a
+    row that is all -inf, which stays -inf rather than NaN)."""
+    z = _upcast(x)
+    z = z.clone() if z is x else z
+    top = z.amax(dim=-1)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    return z.sub_(top.unsqueeze(-1)), top
 
 
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, chunk_size: int = 1024) -> torch.Tensor:
@@ -73,6 +100,18 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, chunk_size: int 
     full (N, T, V) float32 log-softmax is never built, in the forward or the backward pass. Differentiable
     with respect to `logits`.
     """
+    return _token_pass(logits, targets, chunk_size, want_entropy=False)[0]
+
+
+def token_logprobs_and_entropy(logits: torch.Tensor, targets: torch.Tensor,
+                               chunk_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """`token_logprobs` and, from the same pass over the logits, `entropy_from_logits` of every row:
+    (N, T, V), (N, T) -> ((N, T), (N, T)). The log-probs are differentiable; the entropy is not (it is the
+    logged diagnostic: an entropy bonus needs `entropy_from_logits`, which is)."""
+    return _token_pass(logits, targets, chunk_size, want_entropy=True)
+
+
+def _token_pass(logits: torch.Tensor, targets: torch.Tensor, chunk_size: int, want_entropy: bool):
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if logits.shape[:-1] != targets.shape:
@@ -80,5 +119,5 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, chunk_size: int 
             f"logits (..., V) and targets (...) disagree: {tuple(logits.shape)} vs {tuple(targets.shape)}"
         )
     rows = logits.reshape(-1, logits.shape[-1])  # (N*T, V)
-    out = _ChunkedTokenLogprobs.apply(rows, targets.reshape(-1).long(), chunk_size)
-    return out.view(targets.shape)
+    out, entropy = _ChunkedTokenLogprobs.apply(rows, targets.reshape(-1).long(), chunk_size, want_entropy)
+    return out.view(targets.shape), None if entropy is None else entropy.view(targets.shape)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rlvr.algorithms.entropy import entropy_from_logits, token_logprobs
+from rlvr.algorithms.entropy import entropy_from_logits, token_logprobs, token_logprobs_and_entropy
 
 
 def test_entropy_by_hand():
@@ -68,6 +68,40 @@ def test_token_logprobs_bf16_in_float32_out():
     torch.testing.assert_close(out, ref)
     out.sum().backward()
     assert logits.grad.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("chunk_size", [1, 4, 1024])
+def test_one_pass_gives_the_log_probs_and_the_entropy_of_the_separate_functions(dtype, chunk_size):
+    """The learner's single pass: the same log-probs and gradient as token_logprobs, and each row's entropy as
+    entropy_from_logits, with masked (-inf) entries, an all-masked-but-one row and logits far from 0."""
+    gen = torch.Generator().manual_seed(2)
+    base = 4 * torch.randn(2, 5, 40, generator=gen)
+    base[0, 1, 3:] = -math.inf  # three tokens left
+    base[1, 2, :] = -math.inf
+    base[1, 2, 7] = 1.0  # one token left: entropy 0, its log-prob 0
+    base[1, 4] += 3000.0  # a shift that float32 holds exactly enough to show any cancellation
+    logits = base.to(dtype).requires_grad_(True)
+    targets = torch.randint(0, 3, (2, 5), generator=gen)
+    targets[1, 2] = 7
+    logp, ent = token_logprobs_and_entropy(logits, targets, chunk_size=chunk_size)
+    ref_logits = logits.detach().clone().requires_grad_(True)
+    ref = token_logprobs(ref_logits, targets, chunk_size=chunk_size)
+    torch.testing.assert_close(logp, ref)
+    torch.testing.assert_close(ent, entropy_from_logits(logits.detach()))
+    assert ent[1, 2].item() == 0.0 and logp[1, 2].item() == 0.0
+    assert not ent.requires_grad and logp.requires_grad and ent.dtype == torch.float32
+    weights = torch.randn(2, 5, generator=gen)
+    (logp * weights).sum().backward()
+    (ref * weights).sum().backward()
+    torch.testing.assert_close(logits.grad, ref_logits.grad)
+    # and both against the textbook formulas in float64
+    z = logits.detach().double()
+    expected = torch.log_softmax(z, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(logp.double(), expected, atol=1e-4, rtol=1e-4)
+    p = torch.softmax(z, -1)
+    expected_h = -(p * torch.where(p > 0, p.log(), torch.zeros_like(p))).sum(-1)
+    torch.testing.assert_close(ent.double(), expected_h, atol=1e-4, rtol=1e-4)
 
 
 def test_token_logprobs_refuses_bad_arguments():
