@@ -21,8 +21,8 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from math import comb
 
+from rlvr.algorithms.informative import informative, informative_unbiased
 from rlvr.evaluate import pass_at_k
 from rlvr.models.loading import decode_completion, encode_prompt, stop_token_ids
 from rlvr.rollout.base import SamplingParams, sample_seed
@@ -41,9 +41,7 @@ def informative_share(pass_rates: list[float], group_size: int) -> float:
     problems with these pass rates: mean_i [1 - p_i^G - (1 - p_i)^G]. 0.0 for no problems."""
     if group_size < 1:
         raise ValueError(f"group_size must be >= 1, got {group_size}")
-    if not pass_rates:
-        return 0.0
-    return sum(1.0 - p**group_size - (1.0 - p) ** group_size for p in pass_rates) / len(pass_rates)
+    return sum(informative(p, group_size) for p in pass_rates) / len(pass_rates) if pass_rates else 0.0
 
 
 def informative_share_from_counts(n: int, counts: list[int], group_size: int) -> float:
@@ -52,10 +50,7 @@ def informative_share_from_counts(n: int, counts: list[int], group_size: int) ->
     all right; plugging c/n into the formula instead underestimates the share for small n."""
     if not 1 <= group_size <= n:
         raise ValueError(f"group_size must be in [1, n={n}], got {group_size}")
-    if not counts:
-        return 0.0
-    total = comb(n, group_size)
-    return sum(1.0 - (comb(c, group_size) + comb(n - c, group_size)) / total for c in counts) / len(counts)
+    return sum(informative_unbiased(c, n, group_size) for c in counts) / len(counts) if counts else 0.0
 
 
 def base_task(task: Task) -> Task:

@@ -111,7 +111,9 @@ class Screener:
             for i, p in enumerate(problems):
                 verdicts = [x.score.correct for x in (groups[i] or screens[i] or []) if x.score is not None]
                 if verdicts:
-                    observe(p, verdicts)
+                    # the curriculum sees the screen alone where there was one: the top-up went only to mixed
+                    # screens, so a screened group's full verdicts would overstate the problems' spread
+                    observe(p, verdicts[: len(screens[i])] if screens[i] else verdicts)
                     self.tally.add(problem_key(p), verdicts)
         if not kept and last[0]:  # nothing passed: complete the last round's first candidates (zero advantage)
             problems, positions, screens = last

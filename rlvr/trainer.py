@@ -78,7 +78,8 @@ class Trainer:
         self.run_dir = Path(run_dir or cfg.train.out_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(cfg.train.seed)
-        self.task = task or build_task(cfg.task, eval_size=cfg.eval.num_problems)
+        self.task = task or build_task(cfg.task, eval_size=cfg.eval.num_problems,
+                                       group_size=cfg.rollout.num_generations)
         checkpoint = latest_checkpoint(self.run_dir) if resume else None
         if resume and checkpoint is None:
             raise FileNotFoundError(f"--resume: no complete checkpoint under {self.run_dir / 'checkpoints'}")

@@ -175,3 +175,35 @@ def test_screening_fields_are_validated_by_name(tiny_recipe):
     with pytest.raises(ConfigError, match="algorithm.screening.*distributed.async_rollouts"):
         _config(tiny_recipe, **{"distributed.backend": "ray", "distributed.async_rollouts": "true"})
     assert _config(tiny_recipe, **{"distributed.backend": "ray"}).algorithm.screening  # synchronous Ray screens
+
+
+def test_the_task_observes_each_candidate_s_screen_not_its_top_up():
+    """A screened group's top-up samples went to it because its screen was mixed: a curriculum counting them
+    would overstate the spread. `observe` gets the screen's verdicts; the tally of repeated rows gets all."""
+    from types import SimpleNamespace
+
+    from rlvr.screening import Screener
+    from rlvr.types import Rollout
+
+    problems = [Problem(f"q{i}", f"{i}?", i, "t", meta={"key": str(i)}) for i in range(4)]
+    # per problem, its verdicts in the order they are drawn: q0 and q2 screen mixed (then topped up), q1 and q3 not
+    script = {"q0": [True, False, True, True], "q1": [False, False, True, True], "q2": [False, True, False, False],
+              "q3": [True, True, True, True]}
+    drawn = {p.id: 0 for p in problems}
+
+    def sample(batch, positions, n, salt, info):
+        out = []
+        for p in batch:
+            for _ in range(n):
+                ok = script[p.id][drawn[p.id]]
+                drawn[p.id] += 1
+                out.append(Rollout(p, [1], [2], [0.0], "x", "stop", score=Score(float(ok), ok, True)))
+        return out
+
+    screener = Screener(SimpleNamespace(screen_samples=2, screen_rounds=1, screen_oversample=2), group_size=4,
+                        prompts_per_step=2)
+    seen = {}
+    kept, _, _ = screener.collect(lambda n: (problems[:n], 0), sample, lambda p, v: seen.setdefault(p.id, v))
+    assert [r.problem.id for r in kept] == ["q0"] * 4 + ["q2"] * 4
+    assert seen == {"q0": [True, False], "q1": [False, False], "q2": [False, True], "q3": [True, True]}
+    assert screener.tally.counts["t\x000"] == [3, 4]  # the tally keeps the whole group: 3 right of 4

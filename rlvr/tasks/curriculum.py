@@ -2,9 +2,13 @@
 spread, while held-out problems are always drawn at the target difficulty.
 
 `PassRateCurriculum` wraps one task per difficulty level (built by `make(level)`). The trainer reports every
-scored group with `observe(problem, correct)`; after each `window` groups of the current level:
-- informative share (groups neither all right nor all wrong) below `band[0]`: the level moves one step away
-  from the failure, easier when the mean pass rate is below 1/2 (mostly wrong), harder otherwise;
+scored problem with `observe(problem, correct)` (its verdicts, not chosen by their outcome: with prompt screening,
+a candidate's screening samples only); after each `window` problems of the current level:
+- informative share below `low`: the level moves one step away from the failure, easier when the pooled pass
+  rate is below 1/2 (mostly wrong), harder otherwise. The share is that of groups of `group_size` (neither all
+  right nor all wrong), estimated from the verdicts however many there are per problem
+  (rlvr.algorithms.informative): a screen of 4 samples is mixed less often than a group of 8 of the same
+  problem, so counting mixed screens would hold the level down;
 - else, when the level is not the target, it moves one step toward it (the signal is there: try the goal).
 Training index `i` is drawn from the current level's stream; a problem whose key is one of the target's
 held-out problems is redrawn further along, so evaluation problems never reach training at any level.
@@ -17,6 +21,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from rlvr.algorithms.informative import informative_share_of_groups
 from rlvr.tasks.base import Task
 from rlvr.types import Problem, Score
 
@@ -37,7 +42,7 @@ class PassRateCurriculum(Task):
     """`make(level)` at a level that follows the measured informative share; held-out at `target`."""
 
     def __init__(self, make: Callable[[int], Task], target: int, start: int, lowest: int, highest: int,
-                 low: float = 0.3, window: int = 16):
+                 low: float = 0.3, window: int = 16, group_size: int | None = None):
         if not lowest <= start <= highest or not lowest <= target <= highest:
             raise ValueError(f"task.curriculum_start ({start}) and task.difficulty ({target}) must lie in "
                              f"[{lowest}, {highest}]")
@@ -45,10 +50,11 @@ class PassRateCurriculum(Task):
             raise ValueError(f"task.curriculum_window: must be >= 1 groups, got {window}")
         self.make, self.target, self.lowest, self.highest = make, target, lowest, highest
         self.low, self.window = low, window
+        self.group_size = group_size  # the training group's G; None: each observation's own size
         self.tasks: dict[int, Task] = {target: make(target)}
         self.name = self.tasks[target].name
         self.level = start
-        self.seen: list[tuple[bool, float]] = []  # (informative, pass rate) of this window's groups
+        self.seen: list[tuple[int, int]] = []  # (correct, samples) of this window's problems
         self.moves = 0
 
     def _task(self, level: int) -> Task:
@@ -81,13 +87,20 @@ class PassRateCurriculum(Task):
     def observe(self, problem: Problem, correct: list[bool]) -> None:
         if not correct or problem.meta.get("difficulty", self.level) != self.level:
             return  # a group drawn before the last move says nothing about this level
-        self.seen.append((0 < sum(correct) < len(correct), sum(correct) / len(correct)))
+        self.seen.append((sum(correct), len(correct)))
         if len(self.seen) >= self.window:
-            share = sum(s for s, _ in self.seen) / len(self.seen)
-            rate = sum(r for _, r in self.seen) / len(self.seen)
+            share = self.window_share()
+            rate = sum(c for c, _ in self.seen) / sum(n for _, n in self.seen)
             level = next_level(self.level, self.target, share, rate, self.low, self.lowest, self.highest)
             self.moves += level != self.level
             self.level, self.seen = level, []
+
+    def window_share(self) -> float:
+        """The informative share of groups of `group_size` estimated from this window's problems (each
+        observation's own size when no group size was given: the share of mixed observations)."""
+        if self.group_size is None:
+            return sum(0 < c < n for c, n in self.seen) / max(len(self.seen), 1)
+        return informative_share_of_groups(self.seen, self.group_size)
 
     def stats(self) -> dict[str, float]:
         return {"curriculum/difficulty": self.level, "curriculum/moves": self.moves}
@@ -98,4 +111,6 @@ class PassRateCurriculum(Task):
     def load_state_dict(self, state: dict) -> None:
         if state:
             self.level, self.moves = int(state["level"]), int(state["moves"])
-            self.seen = [(bool(a), float(b)) for a, b in state["seen"]]
+            # a checkpoint of an older rlvr kept (informative, pass rate) pairs: its window starts afresh
+            seen = [(a, b) for a, b in state["seen"] if not isinstance(a, bool)]
+            self.seen = [(int(a), int(b)) for a, b in seen] if len(seen) == len(state["seen"]) else []

@@ -48,7 +48,7 @@ def _builtin(cfg, eval_size: int, check_eval: bool = True) -> Task:
     return task
 
 
-def _curriculum(cfg, eval_size: int) -> Task:
+def _curriculum(cfg, eval_size: int, group_size: int | None) -> Task:
     from rlvr.tasks.curriculum import PassRateCurriculum
     from rlvr.tasks.reasoning_gym import PREFIX, curriculum_levels
 
@@ -77,7 +77,7 @@ def _curriculum(cfg, eval_size: int) -> Task:
                          f"and reasoning-gym generators with a curriculum have a difficulty knob, not {cfg.name!r}")
     return PassRateCurriculum(make, target=cfg.difficulty, start=cfg.curriculum_start,
                               lowest=min(cfg.curriculum_start, cfg.difficulty), highest=highest,
-                              low=cfg.curriculum_low, window=cfg.curriculum_window)
+                              low=cfg.curriculum_low, window=cfg.curriculum_window, group_size=group_size)
 
 
 def _dataset(cfg, eval_size: int) -> Task:
@@ -176,9 +176,12 @@ def _one(cfg, eval_size: int) -> Task:
     return _builtin(cfg, eval_size)
 
 
-def build_task(cfg, eval_size: int = 200) -> Task:
-    """`cfg` is a `TaskConfig`; task-specific options come from `cfg.params` (see the module docstring)."""
-    task = _curriculum(cfg, eval_size) if getattr(cfg, "adaptive_difficulty", False) else _one(cfg, eval_size)
+def build_task(cfg, eval_size: int = 200, group_size: int | None = None) -> Task:
+    """`cfg` is a `TaskConfig`; task-specific options come from `cfg.params` (see the module docstring).
+    `group_size`: the samples per prompt a training run takes (`rollout.num_generations`), for a curriculum's
+    informative share."""
+    task = _curriculum(cfg, eval_size, group_size) if getattr(cfg, "adaptive_difficulty", False) \
+        else _one(cfg, eval_size)
     mode = getattr(cfg, "filter_solved", "none")
     if mode != "none":
         from rlvr.tasks.filtering import SolvedFilter

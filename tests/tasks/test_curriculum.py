@@ -45,6 +45,32 @@ def test_the_level_follows_the_observed_groups_and_held_out_stays_at_the_target(
         assert not keys & {task.train_problem(i).meta["key"] for i in range(300)}
 
 
+def test_with_the_group_size_screens_count_as_the_groups_they_predict():
+    """Four screens of 4 samples with one success in 16: one of four is mixed (0.25, below the band's 0.3), but
+    groups of 8 of such problems would be mixed about 40% of the time (rlvr.algorithms.informative). Counted
+    as they are, the level stays at the easiest; told G = 8, it moves toward the target."""
+    screens = [[True, False, False, False]] + [[False] * 4] * 3
+    for group_size, level in ((None, 1), (8, 2)):
+        cfg = TaskConfig(name="arithmetic", difficulty=3, adaptive_difficulty=True, curriculum_start=1,
+                         curriculum_window=4)
+        task = build_task(cfg, eval_size=50, group_size=group_size)
+        for verdicts in screens:
+            task.observe(task.train_problem(0), verdicts)
+        assert task.level == level, group_size
+    # groups of G themselves: the share is the share of mixed groups, as without a group size
+    task = build_task(cfg, eval_size=50, group_size=2)
+    assert task.group_size == 2
+    for verdicts in ([True, False], [False, False], [False, False], [False, False]):
+        task.observe(task.train_problem(0), verdicts)
+    assert task.level == 1  # 1 of 4 mixed: below the band, mostly wrong, already the easiest
+
+
+def test_an_older_checkpoint_s_window_starts_afresh():
+    task = _task()
+    task.load_state_dict({"level": 2, "moves": 1, "seen": [[True, 0.5], [False, 0.0]]})
+    assert task.level == 2 and task.seen == []
+
+
 def test_state_round_trips_and_fields_are_checked():
     task = _task()
     for _ in range(6):
