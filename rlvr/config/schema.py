@@ -122,8 +122,10 @@ class TaskConfig:
     adaptive_difficulty: bool = False
     curriculum_start: int = 1
     curriculum_max: int | None = None
-    curriculum_low: float = 0.3  # informative share below which the difficulty moves away from the failure
-    curriculum_window: int = 16  # groups per decision
+    # informative share of groups of rollout.num_generations (estimated from screens where there are some) below
+    # which the difficulty moves away from the failure
+    curriculum_low: float = 0.3
+    curriculum_window: int = 16  # problems observed per decision
 
 
 @dataclass
