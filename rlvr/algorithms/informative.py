@@ -69,5 +69,6 @@ def informative_share_of_groups(observations: list[tuple[int, int]], group_size:
             total += informative_unbiased(c, n, group_size)
             continue
         post = [w * p**c * (1.0 - p) ** (n - c) for w, p in zip(prior, GRID)]
-        total += sum(x * s for x, s in zip(post, signal)) / sum(post)
+        mass = sum(post)  # > 0: each observation pulls prior mass to where it is likely; the plug-in if it underflowed
+        total += sum(x * s for x, s in zip(post, signal)) / mass if mass > 0 else informative(c / n, group_size)
     return total / len(observations)
