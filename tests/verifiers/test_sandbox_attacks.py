@@ -91,7 +91,10 @@ def test_fork_bomb(guard):
 
 def test_fork_bomb_that_swallows_errors_leaves_nothing(guard):
     require(guard, "pid", "nproc")
-    body = "import os\nfor _ in range(10000):\n    try:\n        os.fork()\n    except OSError:\n        pass"
+    # Without the guard, forks past the process limit fail fast: 10,000 tries could end inside the timeout on a
+    # quick machine (then the run ends cleanly and its test passes). Ten million keep forking until the timeout.
+    tries = 10_000 if guard else 10_000_000
+    body = f"import os\nfor _ in range({tries}):\n    try:\n        os.fork()\n    except OSError:\n        pass"
     attack(body, guard, timeout_s=1.5)
     assert not processes_with("rlvr-harness"), "fork bomb survivors"
 
