@@ -20,11 +20,9 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     Stable for large logits (computed on z - max(z)) and for -inf logits (masked vocabulary entries, which
     contribute 0).
     """
-    z = _upcast(logits)
     # Shift by the max first: logsumexp(z) and sum(p * z) are both ~max(z), and their difference would lose
     # every digit of H to cancellation for large logits. H is shift-invariant, so no gradient is lost.
-    top = z.amax(dim=-1, keepdim=True).detach()
-    z = z - torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    z, _ = _shifted_copy(logits)
     p = torch.softmax(z, dim=-1)
     pz = torch.where(p > 0, p * z, torch.zeros_like(z))  # 0 * -inf would be NaN
     return torch.logsumexp(z, dim=-1) - pz.sum(dim=-1)
@@ -82,11 +80,11 @@ class _ChunkedTokenLogprobs(torch.autograd.Function):
 
 
 def _shifted_copy(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(z, top): a float32 (float64 stays) copy of `x` (R, V) minus each row's max, and that max (0 for a
-    row that is all -inf, which stays -inf rather than NaN)."""
+    """(z, top): a float32 (float64 stays) copy of `x` (..., V) minus each row's max, and that max (0 for a
+    row that is all -inf, which stays -inf rather than NaN). The max is taken without gradient: a shift."""
     z = _upcast(x)
     z = z.clone() if z is x else z
-    top = z.amax(dim=-1)
+    top = z.detach().amax(dim=-1)
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
     return z.sub_(top.unsqueeze(-1)), top
 
