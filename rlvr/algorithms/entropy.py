@@ -24,8 +24,11 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     # every digit of H to cancellation for large logits. H is shift-invariant, so no gradient is lost.
     z, _ = _shifted_copy(logits)
     p = torch.softmax(z, dim=-1)
-    pz = torch.where(p > 0, p * z, torch.zeros_like(z))  # 0 * -inf would be NaN
-    return torch.logsumexp(z, dim=-1) - pz.sum(dim=-1)
+    # A -inf entry has p = 0 and adds 0; its z is read as 0 in the product, where 0 * -inf would be NaN in the
+    # value and, through the product's gradient, in every entry's gradient (masking the product's output
+    # instead leaves 0 * -inf in its backward)
+    finite_z = z.masked_fill(z == -torch.inf, 0.0)
+    return torch.logsumexp(z, dim=-1) - (p * finite_z).sum(dim=-1)
 
 
 class _ChunkedTokenLogprobs(torch.autograd.Function):

@@ -29,6 +29,24 @@ def test_entropy_edge_logits():
     assert h[1].item() == pytest.approx(math.log(2))  # the -inf token is simply absent
 
 
+
+def test_entropy_gradient_with_masked_vocabulary_is_the_unmasked_one():
+    """An entropy bonus over a masked vocabulary (-inf logits) gets finite gradients: those of the entropy of
+    the kept entries alone, and 0 for the masked ones (it used to be NaN in every entry of the row)."""
+    gen = torch.Generator().manual_seed(0)
+    kept = torch.randn(3, 6, generator=gen, dtype=torch.float64)
+    logits = torch.cat([kept, torch.full((3, 2), -math.inf, dtype=torch.float64)], dim=-1).requires_grad_(True)
+    ref = kept.clone().requires_grad_(True)
+    weights = torch.randn(3, generator=gen, dtype=torch.float64)
+    (entropy_from_logits(logits) * weights).sum().backward()
+    (entropy_from_logits(ref) * weights).sum().backward()
+    assert torch.isfinite(logits.grad).all()
+    torch.testing.assert_close(logits.grad[:, :6], ref.grad)
+    assert (logits.grad[:, 6:] == 0).all()
+    # and against the textbook -sum p log p on the kept entries
+    p = torch.softmax(kept, dim=-1)
+    torch.testing.assert_close(entropy_from_logits(logits.detach()), -(p * p.log()).sum(-1))
+
 def test_entropy_bf16_is_upcast():
     logits = torch.randn(2, 3, 50, generator=torch.Generator().manual_seed(0))
     h = entropy_from_logits(logits.bfloat16())
