@@ -17,6 +17,7 @@ from transformers import DynamicCache, StaticCache
 from rlvr.models import attention
 from rlvr.rollout.base import Completion, SamplingParams
 from rlvr.rollout.cpu_kernels import PackedLinears, can_pack
+from rlvr.rollout.layer_loop import LayerLoop
 from rlvr.rollout.weights import QUANTIZED, load_quantized
 
 
@@ -158,7 +159,7 @@ class TorchEngine:
 
     def __init__(self, model: torch.nn.Module, pad_token_id: int, device: torch.device | str | None = None,
                  cache: str = "static", compact: float = 0.25, compile: bool = False, weights: str = "same",
-                 cpu_kernels: bool = True, tokenizer=None):
+                 cpu_kernels: bool = True, tokenizer=None, layer_loop: bool = True):
         self.model = model
         self.tokenizer = tokenizer  # decodes the last tokens of each row to find `SamplingParams.stop` strings
         fold_head_input(model)
@@ -181,6 +182,10 @@ class TorchEngine:
         # cpu_kernels (rlvr.rollout.cpu_kernels): on a CPU, decode runs its linear layers on oneDNN-packed
         # copies of the weights; not with compiled steps
         self.packed = PackedLinears(model) if cpu_kernels and not compile and can_pack(self.device) else None
+        # layer_loop (rlvr.rollout.layer_loop): eager decode steps of Llama-family models on rlvr's CPU attention
+        # run the model's modules in one plain loop, not through transformers' forward (the same logits)
+        self.layer_loop = layer_loop and not compile
+        self.loop_steps = 0  # decode steps the loop ran (the rest went through the model's forward)
 
     @contextlib.contextmanager
     def decoding(self, rows: int):
@@ -282,6 +287,8 @@ class TorchEngine:
             select_rows(cache, expand)
             logits, mask = logits[expand], mask[expand]
         next_pos = mask[:, :P].sum(-1, keepdim=True)  # (B, 1)
+        loop = (LayerLoop(self.model, cache) if self.layer_loop and static and self._bounded
+                and LayerLoop.fits(self.model, cache, P + T) else None)
         tokens = torch.full((B, T), self.pad_token_id, dtype=torch.long, device=dev)
         logps = torch.zeros((B, T), dtype=torch.float32, device=dev)
         lengths = torch.zeros(B, dtype=torch.long, device=dev)
@@ -323,6 +330,10 @@ class TorchEngine:
                 live, tok, fin = live[keep], tok[keep], fin[keep]
                 mask, next_pos = mask[keep], next_pos[keep]
             mask[:, P + t] = 1
-            logits = forward(tok[:, None], mask, next_pos, P + t)
+            if loop is not None:
+                logits = loop.step(tok[:, None], mask, next_pos, P + t)
+                self.loop_steps += 1
+            else:
+                logits = forward(tok[:, None], mask, next_pos, P + t)
             next_pos = next_pos + 1
         return tokens.cpu(), logps.cpu(), lengths.cpu(), stopped.cpu()

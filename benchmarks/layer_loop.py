@@ -1,0 +1,93 @@
+"""Decode steps through transformers' forward against the plain layer loop (`rlvr.rollout.layer_loop`), in the
+torch engine, on identical work, arms alternating in one process.
+
+    python benchmarks/layer_loop.py [--model models/smollm2-135m-instruct] [--dtype bfloat16] [--rounds 3]
+                                    [--threads 1] [--json benchmarks/results/layer_loop.json]
+
+Two engines share one model (its weights, rlvr's CPU attention and, by default, the oneDNN-packed linears):
+`forward` decodes through the model's forward, `loop` through the layer loop. Seeded per prompt, fixed length
+(`ignore_eos`: every completion exactly `max_new_tokens`), at vs_trl's two settings: 2 prompts x 8 completions
+x 64 new tokens and 8 x 8 x 256. Each round runs both arms once per setting, in alternating order; the first
+round warms up and is left out. Printed per setting: tokens/s of each arm per round, the medians and their
+ratio, the median of the per-round ratios (the machine's speed drifts between rounds, less within one), and how
+many completions came out identical, with the largest log-prob difference (the loop is meant to give the
+forward's logits bit for bit, so identical samples and a difference of 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_machine import cpu_flags, cpu_name, write_result  # noqa: E402
+from decode_attention import QUESTIONS, SETTINGS, TEMPLATE  # noqa: E402
+
+from rlvr.models.attention import use_short_attention  # noqa: E402
+from rlvr.rollout.base import SamplingParams  # noqa: E402
+from rlvr.rollout.torch_engine import TorchEngine  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(ROOT / "models" / "smollm2-135m-instruct"))
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--rounds", type=int, default=3, help="timed rounds (after one warm-up round)")
+    ap.add_argument("--threads", type=int, default=None, help="default: OMP_NUM_THREADS when set, else every core")
+    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "layer_loop.json"))
+    args = ap.parse_args(argv)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not (Path(args.model) / "config.json").exists():
+        raise SystemExit(f"layer_loop: no checkpoint at {args.model}; run `make smollm2`")
+    torch.set_num_threads(args.threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count() or 1)
+    print(f"machine: {cpu_name()}; CPU flags: {' '.join(cpu_flags()) or 'none'}; torch threads {torch.get_num_threads()}")
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).eval()
+    tok = AutoTokenizer.from_pretrained(args.model)
+    if not use_short_attention(model):
+        raise SystemExit("layer_loop: the model is not on SDPA attention on a CPU; the loop would not run")
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    engines = {arm: TorchEngine(model, pad, tokenizer=tok, layer_loop=arm == "loop") for arm in ("forward", "loop")}
+    out: dict = {"dtype": args.dtype, "threads": torch.get_num_threads(), "machine": cpu_name(), "settings": {}}
+    for name in args.settings:
+        U, n, T = SETTINGS[name]
+        prompts = [tok.encode(TEMPLATE.format(q=q)) for q in QUESTIONS[:U]]
+        sampling = SamplingParams(n, T, 1.0, 1.0, (tok.eos_token_id,), ignore_eos=True)
+        rates: dict[str, list[float]] = {arm: [] for arm in engines}
+        groups = {}
+        for r in range(args.rounds + 1):
+            for arm in (list(engines) if r % 2 == 0 else list(engines)[::-1]):
+                t0 = time.perf_counter()
+                groups[arm] = engines[arm].generate(prompts, sampling, seeds=list(range(U)))
+                tok_s = U * n * T / (time.perf_counter() - t0)
+                if r:
+                    rates[arm].append(tok_s)
+                print(f"{name} round {r}{' (warm-up)' if not r else ''} {arm}: {tok_s:.0f} tok/s", flush=True)
+        pairs = [(a, b) for ga, gb in zip(groups["forward"], groups["loop"]) for a, b in zip(ga, gb)]
+        same = sum(a.token_ids == b.token_ids for a, b in pairs)
+        gap = max((abs(x - y) for a, b in pairs if a.token_ids == b.token_ids
+                   for x, y in zip(a.logprobs, b.logprobs)), default=float("nan"))
+        med = {arm: statistics.median(v) for arm, v in rates.items()}
+        per_round = statistics.median(lp / fw for lp, fw in zip(rates["loop"], rates["forward"]))
+        row = {"tok_s": rates, "median_tok_s": med, "speedup": med["loop"] / med["forward"],
+               "speedup_per_round_median": per_round, "identical_completions": same, "completions": U * n,
+               "max_logprob_difference": gap, "loop_steps": engines["loop"].loop_steps}
+        out["settings"][name] = row
+        print(f"{name}: forward {med['forward']:.0f} tok/s, loop {med['loop']:.0f} tok/s ({row['speedup']:.2f}x; "
+              f"per-round median {per_round:.2f}x); identical completions {same}/{U * n}, "
+              f"largest log-prob difference {gap:.1e}")
+    write_result(args.json, out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

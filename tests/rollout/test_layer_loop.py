@@ -1,0 +1,138 @@
+"""Decode steps as a plain loop over the model's modules (rlvr.rollout.layer_loop): the same samples and
+log-probs as transformers' forward, bit for bit, wherever the loop runs; transformers' forward wherever it
+does not fit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+from rlvr.models.attention import use_short_attention
+from rlvr.rollout.base import SamplingParams
+from rlvr.rollout.torch_engine import TorchEngine, inference_copy
+
+# rows finish at the stop token and leave the batch (the loop then reads the compacted cache)
+SAMPLING = SamplingParams(n=4, max_new_tokens=14, temperature=1.0, stop_token_ids=(5, 12, 14, 56, 92))
+
+
+def _sharp(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * (0.3 if p.dim() == 2 else 0.1) + (p.dim() == 1))
+    return model.eval()
+
+
+def _config(cls, tok, **extra):
+    return cls(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+               pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, **extra)
+
+
+def _qwen2(tok) -> torch.nn.Module:  # biases on q, k and v
+    torch.manual_seed(0)
+    return _sharp(Qwen2ForCausalLM(_config(Qwen2Config, tok)))
+
+
+def _mistral(tok, window: int | None) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return _sharp(MistralForCausalLM(_config(MistralConfig, tok, sliding_window=window)))
+
+
+def _sample(engine: TorchEngine, tok, sampling: SamplingParams = SAMPLING):
+    prompts = [tok.encode(p) for p in ("123+456=", "7+8=", "9")]  # three lengths: left padding
+    return engine.generate(prompts, sampling, seeds=[11, 12, 13])
+
+
+def _pair(model, tok, **kw) -> tuple[TorchEngine, TorchEngine]:
+    return (TorchEngine(model, tok.pad_token_id, layer_loop=True, **kw),
+            TorchEngine(model, tok.pad_token_id, layer_loop=False, **kw))
+
+
+def _identical(a, b) -> None:
+    for ga, gb in zip(a, b, strict=True):
+        for ca, cb in zip(ga, gb, strict=True):
+            assert ca.token_ids == cb.token_ids
+            assert ca.logprobs == cb.logprobs
+            assert ca.finish_reason == cb.finish_reason
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("cpu_kernels", [True, False])
+def test_the_loop_samples_what_transformers_forward_samples(make_tiny_model, char_tokenizer, kind, dtype, cpu_kernels):
+    base = make_tiny_model(sharp=True) if kind == "llama" else _qwen2(char_tokenizer)
+    model = inference_copy(base, dtype)
+    assert use_short_attention(model)
+    loop, plain = _pair(model, char_tokenizer, cpu_kernels=cpu_kernels)
+    a, b = _sample(loop, char_tokenizer), _sample(plain, char_tokenizer)
+    assert loop.loop_steps > 0 and plain.loop_steps == 0
+    assert any(c.finish_reason == "stop" for g in a for c in g)  # some rows left the batch early
+    assert len({tuple(c.token_ids) for g in a for c in g}) > 6  # varied samples, not one repeated answer
+    _identical(a, b)
+
+
+def test_the_loop_samples_a_lora_model_with_its_adapter(make_tiny_model, char_tokenizer):
+    """PEFT's LoRA layers are called as modules: the adapter's update is in the loop's logits."""
+    from rlvr.config.schema import ModelConfig
+    from rlvr.models.lora import apply_lora
+
+    base = make_tiny_model(sharp=True)
+    assert use_short_attention(base)
+    model = apply_lora(base, ModelConfig(lora_r=4)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:  # PEFT starts B at 0 (the adapter a no-op): make it count
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    loop, plain = _pair(model, char_tokenizer)
+    a = _sample(loop, char_tokenizer)
+    assert loop.loop_steps > 0
+    _identical(a, _sample(plain, char_tokenizer))
+    with model.disable_adapter():
+        without = _sample(TorchEngine(model, char_tokenizer.pad_token_id, layer_loop=True), char_tokenizer)
+    assert [c.token_ids for g in a for c in g] != [c.token_ids for g in without for c in g]
+
+
+def test_the_loop_writes_each_step_into_the_cache_slot_the_next_step_reads(make_tiny_model, char_tokenizer):
+    """A step's logits come from the loop; the steps after it read the keys it wrote. Greedy decoding from
+    the loop equals decoding every prefix again with a full forward and no cache."""
+    model = make_tiny_model(sharp=True)
+    assert use_short_attention(model)
+    engine = TorchEngine(model, char_tokenizer.pad_token_id, layer_loop=True)
+    prompt = char_tokenizer.encode("12+3=")
+    greedy = SamplingParams(n=1, max_new_tokens=10, temperature=0.0)
+    out = engine.generate([prompt], greedy)[0][0]
+    assert engine.loop_steps == 9
+    ids = list(prompt)
+    with torch.no_grad():
+        for token, logprob in zip(out.token_ids, out.logprobs, strict=True):
+            logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
+            assert token == int(logits.argmax())
+            assert logprob == pytest.approx(float(torch.log_softmax(logits, -1)[token]), abs=1e-5)
+            ids.append(token)
+
+
+def test_models_and_caches_the_loop_does_not_reproduce_decode_through_transformers(make_tiny_model, char_tokenizer):
+    sdpa = make_tiny_model(sharp=True)  # transformers' SDPA attention, not rlvr's
+    engine = TorchEngine(sdpa, char_tokenizer.pad_token_id, layer_loop=True)
+    _sample(engine, char_tokenizer)
+    assert engine.loop_steps == 0
+    model = make_tiny_model(sharp=True)
+    assert use_short_attention(model)
+    dynamic = TorchEngine(model, char_tokenizer.pad_token_id, cache="dynamic", layer_loop=True)
+    _sample(dynamic, char_tokenizer)
+    assert dynamic.loop_steps == 0
+    # a sliding window shorter than the cache: transformers masks keys beyond it, the loop would not
+    short = _mistral(char_tokenizer, window=4)
+    assert use_short_attention(short)
+    windowed, plain = _pair(short, char_tokenizer)
+    _identical(_sample(windowed, char_tokenizer), _sample(plain, char_tokenizer))
+    assert windowed.loop_steps == 0
+    # the same architecture without a window: the loop runs
+    full = _mistral(char_tokenizer, window=None)
+    assert use_short_attention(full)
+    loop, plain = _pair(full, char_tokenizer)
+    _identical(_sample(loop, char_tokenizer), _sample(plain, char_tokenizer))
+    assert loop.loop_steps > 0
+    assert isinstance(make_tiny_model(), LlamaForCausalLM)
