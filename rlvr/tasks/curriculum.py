@@ -56,6 +56,7 @@ class PassRateCurriculum(Task):
         self.level = start
         self.seen: list[tuple[int, int]] = []  # (correct, samples) of this window's problems
         self.moves = 0
+        self.last: tuple[float, float] | None = None  # (informative share, pass rate) of the last decided window
 
     def _task(self, level: int) -> Task:
         if level not in self.tasks:
@@ -93,7 +94,7 @@ class PassRateCurriculum(Task):
             rate = sum(c for c, _ in self.seen) / sum(n for _, n in self.seen)
             level = next_level(self.level, self.target, share, rate, self.low, self.lowest, self.highest)
             self.moves += level != self.level
-            self.level, self.seen = level, []
+            self.level, self.seen, self.last = level, [], (share, rate)
 
     def window_share(self) -> float:
         """The informative share of groups of `group_size` estimated from this window's problems (each
@@ -103,14 +104,22 @@ class PassRateCurriculum(Task):
         return informative_share_of_groups(self.seen, self.group_size)
 
     def stats(self) -> dict[str, float]:
-        return {"curriculum/difficulty": self.level, "curriculum/moves": self.moves}
+        """The level, the moves so far and, once a window was decided, what it was decided on: the estimated
+        informative share of groups (`window_share`, against the band's `low`) and the pooled pass rate."""
+        out = {"curriculum/difficulty": self.level, "curriculum/moves": self.moves}
+        if self.last is not None:
+            out["curriculum/window_share"], out["curriculum/window_pass_rate"] = self.last
+        return out
 
     def state_dict(self) -> dict:
-        return {"level": self.level, "seen": [list(s) for s in self.seen], "moves": self.moves}
+        return {"level": self.level, "seen": [list(s) for s in self.seen], "moves": self.moves,
+                "last": None if self.last is None else list(self.last)}
 
     def load_state_dict(self, state: dict) -> None:
         if state:
             self.level, self.moves = int(state["level"]), int(state["moves"])
+            last = state.get("last")  # absent in older checkpoints
+            self.last = None if last is None else (float(last[0]), float(last[1]))
             # a checkpoint of an older rlvr kept (informative, pass rate) pairs: its window starts afresh
             seen = [(a, b) for a, b in state["seen"] if not isinstance(a, bool)]
             self.seen = [(int(a), int(b)) for a, b in seen] if len(seen) == len(state["seen"]) else []

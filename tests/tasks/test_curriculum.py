@@ -57,18 +57,22 @@ def test_with_the_group_size_screens_count_as_the_groups_they_predict():
         for verdicts in screens:
             task.observe(task.train_problem(0), verdicts)
         assert task.level == level, group_size
+    # the decision's estimate is logged with the window's pass rate; the band's share it was held to is 0.3
+    stats = task.stats()
+    assert stats["curriculum/window_share"] > 0.3 and stats["curriculum/window_pass_rate"] == 1 / 16
     # groups of G themselves: the share is the share of mixed groups, as without a group size
     task = build_task(cfg, eval_size=50, group_size=2)
     assert task.group_size == 2
     for verdicts in ([True, False], [False, False], [False, False], [False, False]):
         task.observe(task.train_problem(0), verdicts)
     assert task.level == 1  # 1 of 4 mixed: below the band, mostly wrong, already the easiest
+    assert task.stats()["curriculum/window_share"] == 0.25 and task.stats()["curriculum/window_pass_rate"] == 1 / 8
 
 
 def test_an_older_checkpoint_s_window_starts_afresh():
     task = _task()
     task.load_state_dict({"level": 2, "moves": 1, "seen": [[True, 0.5], [False, 0.0]]})
-    assert task.level == 2 and task.seen == []
+    assert task.level == 2 and task.seen == [] and task.last is None
 
 
 def test_state_round_trips_and_fields_are_checked():
@@ -78,6 +82,9 @@ def test_state_round_trips_and_fields_are_checked():
     again = _task()
     again.load_state_dict(task.state_dict())
     assert again.level == task.level and again.seen == task.seen
+    assert again.stats() == task.stats() and "curriculum/window_share" in again.stats()  # a resumed run logs the same
+    fresh = _task()
+    assert "curriculum/window_share" not in fresh.stats()  # nothing decided yet: nothing to log
     assert [again.train_problem(i) for i in range(5)] == [task.train_problem(i) for i in range(5)]
     with pytest.raises(ValueError, match="task.adaptive_difficulty"):
         build_task(TaskConfig(name="countdown", path="x.jsonl", adaptive_difficulty=True))
