@@ -16,7 +16,7 @@ from rlvr.algorithms.kl import kl_estimate
 from rlvr.algorithms.losses import aggregate, policy_loss
 from rlvr.algorithms.offpolicy import decoupled_policy_loss, offpolicy_weights
 from rlvr.compiled_forward import CompiledDecoder
-from rlvr.models.lora import reference_off
+from rlvr.models.lora import reference_off, transformers_model
 from rlvr.optim import (
     autocast,
     build_optimizer,
@@ -35,7 +35,7 @@ PLAIN_HEAD_MODELS = {"llama", "qwen2", "qwen3", "mistral", "phi3", "smollm3", "o
 
 def _split_lm(model: torch.nn.Module):
     """(decoder, output layer) of a plain-headed causal LM (through a PEFT wrapper), else None."""
-    hf = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hf = transformers_model(model)
     config = getattr(hf, "config", None)
     if getattr(config, "model_type", None) not in PLAIN_HEAD_MODELS:
         return None
@@ -200,7 +200,7 @@ class Learner:
         if not getattr(self.cfg, "compile", False) or model is not self.model or not torch.is_grad_enabled():
             return None
         if self._compiled is None:
-            hf = model.get_base_model() if hasattr(model, "get_base_model") else model
+            hf = transformers_model(model)
             max_length = getattr(getattr(hf, "config", None), "max_position_embeddings", None)
             self._compiled = CompiledDecoder(parts[0] if parts is not None else model, max_length)
         return self._compiled

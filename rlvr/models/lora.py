@@ -19,6 +19,12 @@ def is_lora(model: torch.nn.Module) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "disable_adapter")
 
 
+def transformers_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model inside a PEFT wrapper (which passes keyword arguments through to it, and whose
+    LoRA layers sit inside this model's modules); `model` itself when it is not wrapped."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def apply_lora(model: torch.nn.Module, cfg, adapter: str | Path | None = None) -> torch.nn.Module:
     """Wrap `model` with a trainable LoRA adapter from `cfg` (a ModelConfig), or load `adapter` (a directory
     saved by `save_policy`) onto it."""

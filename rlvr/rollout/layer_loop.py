@@ -27,12 +27,9 @@ import sys
 import torch
 
 from rlvr.models import attention
+from rlvr.models.lora import transformers_model as _hf
 
 ARCHITECTURES = ("LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM")
-
-
-def _hf(model: torch.nn.Module) -> torch.nn.Module:
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def _window(attn: torch.nn.Module, config) -> int | None:

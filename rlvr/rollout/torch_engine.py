@@ -15,6 +15,7 @@ import torch
 from transformers import DynamicCache, StaticCache
 
 from rlvr.models import attention
+from rlvr.models.lora import transformers_model as _hf
 from rlvr.rollout.base import Completion, SamplingParams
 from rlvr.rollout.cpu_kernels import PackedLinears, can_pack
 from rlvr.rollout.layer_loop import LayerLoop
@@ -63,11 +64,6 @@ def behaviour_logprobs(logits: torch.Tensor, temperature: float, top_p: float) -
     sorted_lp = sorted_lp.masked_fill(drop, -torch.inf)
     sorted_lp = sorted_lp - torch.logsumexp(sorted_lp, dim=-1, keepdim=True)
     return torch.empty_like(logp).scatter(-1, order, sorted_lp)
-
-
-def _hf(model: torch.nn.Module) -> torch.nn.Module:
-    """The transformers model inside a PEFT wrapper (which passes keyword arguments through to it)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def cache_kwarg(model: torch.nn.Module) -> str:
