@@ -2,12 +2,13 @@
 torch engine, on identical work, arms alternating in one process.
 
     python benchmarks/layer_loop.py [--model models/smollm2-135m-instruct] [--dtype bfloat16] [--rounds 3]
-                                    [--threads 1] [--json benchmarks/results/layer_loop.json]
+                                    [--threads 1] [--natural] [--json benchmarks/results/layer_loop.json]
 
 Two engines share one model (its weights, rlvr's CPU attention and, by default, the oneDNN-packed linears):
 `forward` decodes through the model's forward, `loop` through the layer loop. Seeded per prompt, fixed length
 (`ignore_eos`: every completion exactly `max_new_tokens`), at vs_trl's two settings: 2 prompts x 8 completions
-x 64 new tokens and 8 x 8 x 256. Each round runs both arms once per setting, in alternating order; the first
+x 64 new tokens and 8 x 8 x 256; with `--natural`, completions stop at EOS instead (rows leave the batch as
+they finish; both arms sample the same tokens, so the work is still identical). Each round runs both arms once per setting, in alternating order; the first
 round warms up and is left out. Printed per setting: tokens/s of each arm per round, the medians and their
 ratio, the median of the per-round ratios (the machine's speed drifts between rounds, less within one), and how
 many completions came out identical, with the largest log-prob difference (the loop is meant to give the
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds (after one warm-up round)")
     ap.add_argument("--threads", type=int, default=None, help="default: OMP_NUM_THREADS when set, else every core")
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--natural", action="store_true", help="completions stop at EOS (default: fixed length)")
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "layer_loop.json"))
     args = ap.parse_args(argv)
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -57,18 +59,19 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("layer_loop: the model is not on SDPA attention on a CPU; the loop would not run")
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     engines = {arm: TorchEngine(model, pad, tokenizer=tok, layer_loop=arm == "loop") for arm in ("forward", "loop")}
-    out: dict = {"dtype": args.dtype, "threads": torch.get_num_threads(), "machine": cpu_name(), "settings": {}}
+    out: dict = {"dtype": args.dtype, "threads": torch.get_num_threads(), "machine": cpu_name(),
+                 "mode": "natural" if args.natural else "fixed", "settings": {}}
     for name in args.settings:
         U, n, T = SETTINGS[name]
         prompts = [tok.encode(TEMPLATE.format(q=q)) for q in QUESTIONS[:U]]
-        sampling = SamplingParams(n, T, 1.0, 1.0, (tok.eos_token_id,), ignore_eos=True)
+        sampling = SamplingParams(n, T, 1.0, 1.0, (tok.eos_token_id,), ignore_eos=not args.natural)
         rates: dict[str, list[float]] = {arm: [] for arm in engines}
         groups = {}
         for r in range(args.rounds + 1):
             for arm in (list(engines) if r % 2 == 0 else list(engines)[::-1]):
                 t0 = time.perf_counter()
                 groups[arm] = engines[arm].generate(prompts, sampling, seeds=list(range(U)))
-                tok_s = U * n * T / (time.perf_counter() - t0)
+                tok_s = sum(len(c.token_ids) for g in groups[arm] for c in g) / (time.perf_counter() - t0)
                 if r:
                     rates[arm].append(tok_s)
                 print(f"{name} round {r}{' (warm-up)' if not r else ''} {arm}: {tok_s:.0f} tok/s", flush=True)
@@ -80,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         per_round = statistics.median(lp / fw for lp, fw in zip(rates["loop"], rates["forward"]))
         row = {"tok_s": rates, "median_tok_s": med, "speedup": med["loop"] / med["forward"],
                "speedup_per_round_median": per_round, "identical_completions": same, "completions": U * n,
-               "max_logprob_difference": gap, "loop_steps": engines["loop"].loop_steps}
+               "max_logprob_difference": gap, "loop_steps": engines["loop"].loop_steps,
+               "completion_tokens": sum(len(c.token_ids) for g in groups["loop"] for c in g)}
         out["settings"][name] = row
         print(f"{name}: forward {med['forward']:.0f} tok/s, loop {med['loop']:.0f} tok/s ({row['speedup']:.2f}x; "
               f"per-round median {per_round:.2f}x); identical completions {same}/{U * n}, "

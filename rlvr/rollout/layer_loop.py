@@ -9,7 +9,8 @@ writes each layer's new key and value into the static cache's slot with the cach
 hands the attention one boolean mask made from the engine's padding mask: the logits are the model's own, bit
 for bit (SmolLM2-135M in bf16 and fp32: the same samples and log-probs). In the engine (SmolLM2-135M, bf16,
 oneDNN-packed linears, fixed length, one thread, AVX-512 BF16; `benchmarks/layer_loop.py`): 2 prompts x 8 x 64
-tokens 158 -> 163 tokens/s (1.03x, within the machine's drift), 8 x 8 x 256 219 -> 240 (1.10x). What is left of
+tokens 158 -> 163 tokens/s (1.03x, within the machine's drift), 8 x 8 x 256 219 -> 240 (1.10x); at natural
+length (rows leave the batch as they finish) 2 x 8 x 64 119 -> 128 (1.08x). What is left of
 a decode step is mostly arithmetic: at 16 rows the linear layers take ~46% of it, the sampler ~12%, attention's
 products ~8%.
 
