@@ -63,24 +63,36 @@ def k3_gap(model, engine, prompts, groups) -> dict:
     return {"k3": float((torch.exp(-d) - 1 + d).mean()), "mean_abs": float(d.abs().mean())}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def engine_arguments(name: str, rounds: int, doc: str) -> argparse.ArgumentParser:
+    """The options the engine benchmarks share; `name` names the default JSON file, `doc` is the script's."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--model", default=str(ROOT / "models" / "smollm2-135m-instruct"))
     ap.add_argument("--dtype", default="bfloat16")
-    ap.add_argument("--rounds", type=int, default=2, help="timed rounds (after one warm-up round)")
+    ap.add_argument("--rounds", type=int, default=rounds, help="timed rounds (after one warm-up round)")
     ap.add_argument("--threads", type=int, default=None, help="default: OMP_NUM_THREADS when set, else every core")
-    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "decode_attention.json"))
-    args = ap.parse_args(argv)
+    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / f"{name}.json"))
+    return ap
+
+
+def load_engine_model(args, name: str):
+    """(model, tokenizer): the checkpoint in `args.dtype` on rlvr's CPU attention, after setting the threads
+    and printing the machine; exits with a message naming benchmark `name` where that cannot be done."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not (Path(args.model) / "config.json").exists():
-        raise SystemExit(f"decode_attention: no checkpoint at {args.model}; run `make smollm2`")
+        raise SystemExit(f"{name}: no checkpoint at {args.model}; run `make smollm2`")
     torch.set_num_threads(args.threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count() or 1)
     print(f"machine: {cpu_name()}; CPU flags: {' '.join(cpu_flags()) or 'none'}; torch threads {torch.get_num_threads()}")
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).eval()
     tok = AutoTokenizer.from_pretrained(args.model)
     if not use_short_attention(model):
-        raise SystemExit("decode_attention: the model is not on SDPA attention on a CPU; nothing to compare")
+        raise SystemExit(f"{name}: the model is not on SDPA attention on a CPU; nothing to compare")
+    return model, tok
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = engine_arguments("decode_attention", rounds=2, doc=__doc__).parse_args(argv)
+    model, tok = load_engine_model(args, "decode_attention")
     engine = TorchEngine(model, tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id, tokenizer=tok)
     out: dict = {"dtype": args.dtype, "threads": torch.get_num_threads(), "machine": cpu_name(), "settings": {}}
     for name, (U, n, T) in SETTINGS.items():

@@ -17,8 +17,6 @@ forward's logits bit for bit, so identical samples and a difference of 0).
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
 import time
@@ -27,36 +25,19 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_machine import cpu_flags, cpu_name, write_result  # noqa: E402
-from decode_attention import QUESTIONS, SETTINGS, TEMPLATE  # noqa: E402
+from bench_machine import cpu_name, write_result  # noqa: E402
+from decode_attention import QUESTIONS, SETTINGS, TEMPLATE, engine_arguments, load_engine_model  # noqa: E402
 
-from rlvr.models.attention import use_short_attention  # noqa: E402
 from rlvr.rollout.base import SamplingParams  # noqa: E402
 from rlvr.rollout.torch_engine import TorchEngine  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(ROOT / "models" / "smollm2-135m-instruct"))
-    ap.add_argument("--dtype", default="bfloat16")
-    ap.add_argument("--rounds", type=int, default=3, help="timed rounds (after one warm-up round)")
-    ap.add_argument("--threads", type=int, default=None, help="default: OMP_NUM_THREADS when set, else every core")
+    ap = engine_arguments("layer_loop", rounds=3, doc=__doc__)
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     ap.add_argument("--natural", action="store_true", help="completions stop at EOS (default: fixed length)")
-    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "layer_loop.json"))
     args = ap.parse_args(argv)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if not (Path(args.model) / "config.json").exists():
-        raise SystemExit(f"layer_loop: no checkpoint at {args.model}; run `make smollm2`")
-    torch.set_num_threads(args.threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count() or 1)
-    print(f"machine: {cpu_name()}; CPU flags: {' '.join(cpu_flags()) or 'none'}; torch threads {torch.get_num_threads()}")
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).eval()
-    tok = AutoTokenizer.from_pretrained(args.model)
-    if not use_short_attention(model):
-        raise SystemExit("layer_loop: the model is not on SDPA attention on a CPU; the loop would not run")
+    model, tok = load_engine_model(args, "layer_loop")
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     engines = {arm: TorchEngine(model, pad, tokenizer=tok, layer_loop=arm == "loop") for arm in ("forward", "loop")}
     out: dict = {"dtype": args.dtype, "threads": torch.get_num_threads(), "machine": cpu_name(),
