@@ -136,3 +136,17 @@ def test_models_and_caches_the_loop_does_not_reproduce_decode_through_transforme
     _identical(_sample(loop, char_tokenizer), _sample(plain, char_tokenizer))
     assert loop.loop_steps > 0
     assert isinstance(make_tiny_model(), LlamaForCausalLM)
+
+
+def test_the_loop_samples_an_int8_rollout_copy_as_its_forward_does(make_tiny_model, char_tokenizer):
+    """torchao's int8 weight-only linears (`rollout.weights: int8`) are modules too: the loop runs them."""
+    pytest.importorskip("torchao")
+    from rlvr.rollout.weights import rollout_model
+
+    base = make_tiny_model(sharp=True)
+    assert use_short_attention(base)
+    model = rollout_model(base, "int8", None)
+    loop, plain = _pair(model, char_tokenizer, weights="int8")
+    a = _sample(loop, char_tokenizer)
+    assert loop.loop_steps > 0
+    _identical(a, _sample(plain, char_tokenizer))
