@@ -128,7 +128,12 @@ class Trainer:
         master = str(trainable[0].dtype).removeprefix("torch.") if trainable else "none"
         correction = "on" if self.learner.correct_offpolicy else "off"  # (a Ray learner group: its learners')
         sampler = getattr(self.engine, "engine", self.engine)  # the torch engine under an episode engine
-        packed = " (CPU decode on packed weights)" if getattr(sampler, "packed", None) is not None else ""
+        fast = []  # the CPU decode paths in force (rlvr.rollout.cpu_kernels, rlvr.rollout.layer_loop)
+        if getattr(sampler, "packed", None) is not None:
+            fast.append("CPU decode on packed weights")
+        if getattr(sampler, "loops_layers", False):
+            fast.append("decode steps as a layer loop")
+        packed = f" ({', '.join(fast)})" if fast else ""
         line = (f"rlvr: {num_params(self.model) / 1e6:.1f}M parameters ({sum(p.numel() for p in trainable) / 1e6:.1f}M "
                 f"trainable) on {self.device.type}; compute {str(self.dtype).removeprefix('torch.')}, "
                 f"trainable weights and optimiser state {master}; engine {type(self.engine).__name__}, rollout "

@@ -113,7 +113,8 @@ def test_bf16_run_syncs_the_engine_copy_and_resumes_exactly(tmp_path, tiny_recip
 def test_a_bf16_engine_beside_fp32_masters_turns_the_correction_on_and_logs_it(tmp_path, tiny_recipe):
     trainer = Trainer(load_config(tiny_recipe(**{"model.dtype": "bfloat16", "train.steps": 1})), tmp_path / "run")
     assert trainer.learner.correct_offpolicy  # auto: the engine samples from a bf16 copy
-    assert "rollout weights same (CPU decode on packed weights), off-policy correction on (auto)" in trainer.header()
+    assert ("rollout weights same (CPU decode on packed weights, decode steps as a layer loop), off-policy correction "
+            "on (auto)") in trainer.header()
     metrics = trainer.step()
     assert metrics["offpolicy/active"] == 1.0 and metrics["offpolicy/kl"] > 0.0
     assert 0.0 <= metrics["offpolicy/truncated_frac"] <= 1.0 and 0.0 <= metrics["offpolicy/masked_frac"] <= 1.0

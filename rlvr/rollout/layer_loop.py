@@ -50,8 +50,9 @@ class LayerLoop:
         self.rope = sys.modules[type(self.layers[0].self_attn).__module__].apply_rotary_pos_emb
 
     @staticmethod
-    def fits(model: torch.nn.Module, cache, cache_len: int) -> bool:
-        """Whether `model` and `cache` are of the kind the loop reproduces (the module's docstring)."""
+    def model_fits(model: torch.nn.Module) -> bool:
+        """Whether `model` is of the kind the loop reproduces (its architecture and attention; the module's
+        docstring), whatever the cache."""
         hf = _hf(model)
         config = getattr(hf, "config", None)
         decoder = getattr(hf, "model", None)
@@ -59,16 +60,24 @@ class LayerLoop:
                 or getattr(config, "_attn_implementation", None) != attention.NAME
                 or not hasattr(decoder, "rotary_emb") or not hasattr(hf, "lm_head")):
             return False
-        layers = getattr(cache, "layers", None)
-        if layers is None or len(layers) != len(decoder.layers):
+        keys = ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim")
+        return all(hasattr(getattr(layer, "self_attn", None), k) for layer in decoder.layers for k in keys)
+
+    @staticmethod
+    def fits(model: torch.nn.Module, cache, cache_len: int) -> bool:
+        """Whether `model` and its decode's `cache` (of `cache_len` slots) are of the kind the loop reproduces:
+        plain static layers, and no sliding window shorter than the cache."""
+        if not LayerLoop.model_fits(model):
             return False
-        for layer, held in zip(decoder.layers, layers):
-            attn = getattr(layer, "self_attn", None)
-            if (attn is None or not all(hasattr(attn, k) for k in ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim"))
-                    or type(held).__name__ != "StaticLayer" or getattr(held, "keys", None) is None
+        hf = _hf(model)
+        layers = getattr(cache, "layers", None)
+        if layers is None or len(layers) != len(hf.model.layers):
+            return False
+        for layer, held in zip(hf.model.layers, layers):
+            if (type(held).__name__ != "StaticLayer" or getattr(held, "keys", None) is None
                     or held.keys.shape[2] != cache_len):
                 return False
-            window = _window(attn, config)
+            window = _window(layer.self_attn, hf.config)
             if window is not None and window < cache_len:
                 return False
         return True

@@ -183,6 +183,12 @@ class TorchEngine:
         self.layer_loop = layer_loop and not compile
         self.loop_steps = 0  # decode steps the loop ran (the rest went through the model's forward)
 
+    @property
+    def loops_layers(self) -> bool:
+        """Whether this engine's eager decode steps run as the layer loop (its model is of the kind; each
+        decode's cache is checked again when it starts)."""
+        return self.layer_loop and self._bounded and self.cache == "static" and LayerLoop.model_fits(self.model)
+
     @contextlib.contextmanager
     def decoding(self, rows: int):
         """The fast CPU kernels, in force while a batch of `rows` decodes (the model's own outside)."""

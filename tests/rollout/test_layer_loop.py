@@ -150,3 +150,14 @@ def test_the_loop_samples_an_int8_rollout_copy_as_its_forward_does(make_tiny_mod
     a = _sample(loop, char_tokenizer)
     assert loop.loop_steps > 0
     _identical(a, _sample(plain, char_tokenizer))
+
+
+def test_the_engine_says_whether_its_decode_steps_take_the_loop(make_tiny_model, char_tokenizer):
+    """`loops_layers` (shown in the run header) agrees with what decoding does."""
+    model = make_tiny_model(sharp=True)
+    assert not TorchEngine(model, char_tokenizer.pad_token_id).loops_layers  # SDPA: transformers' forward
+    assert use_short_attention(model)
+    for kw, loops in (({}, True), ({"layer_loop": False}, False), ({"cache": "dynamic"}, False)):
+        engine = TorchEngine(model, char_tokenizer.pad_token_id, **kw)
+        _sample(engine, char_tokenizer)
+        assert engine.loops_layers is loops and (engine.loop_steps > 0) is loops, kw
