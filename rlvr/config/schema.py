@@ -140,6 +140,9 @@ class RolloutConfig:
     # CPU decode runs its linear layers on oneDNN-packed copies of the weights (rlvr.rollout.cpu_kernels): faster
     # decode for the weights' memory once more and a repack per weight sync; false where memory is short
     cpu_kernels: bool = True
+    # decode steps of Llama-family models on rlvr's CPU attention as one plain loop over the model's modules
+    # (rlvr.rollout.layer_loop): the forward's logits bit for bit, without transformers' per-step overhead
+    layer_loop: bool = True
     num_generations: int = 8
     max_new_tokens: int = 48
     temperature: float = 1.0

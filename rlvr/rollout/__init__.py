@@ -29,7 +29,7 @@ def build_engine(cfg, model: torch.nn.Module, tokenizer, device=None, dtype: tor
 
     return TorchEngine(rollout_model(model, form, dtype), tokenizer.pad_token_id, device,
                        cache=cfg.rollout.kv_cache, compile=cfg.rollout.compile, weights=form,
-                       cpu_kernels=cfg.rollout.cpu_kernels, tokenizer=tokenizer)
+                       cpu_kernels=cfg.rollout.cpu_kernels, tokenizer=tokenizer, layer_loop=cfg.rollout.layer_loop)
 
 
 def rollout_form_differs(cfg, model: torch.nn.Module, dtype: torch.dtype | None, device=None) -> bool:

@@ -161,3 +161,17 @@ def test_the_engine_says_whether_its_decode_steps_take_the_loop(make_tiny_model,
         engine = TorchEngine(model, char_tokenizer.pad_token_id, **kw)
         _sample(engine, char_tokenizer)
         assert engine.loops_layers is loops and (engine.loop_steps > 0) is loops, kw
+
+
+def test_rollout_layer_loop_false_in_a_config_keeps_decode_on_the_forward(tmp_path, tiny_recipe):
+    """`rollout.layer_loop` reaches the engine a run builds, and the header says which way decode goes."""
+    from rlvr.config import load_config
+    from rlvr.trainer import Trainer
+
+    for value in (True, False):
+        trainer = Trainer(load_config(tiny_recipe(**{"rollout.layer_loop": value, "train.steps": 1})),
+                          tmp_path / f"run_{value}")
+        assert trainer.engine.layer_loop is value
+        assert ("decode steps as a layer loop" in trainer.header()) is trainer.engine.loops_layers
+        trainer.step()
+        assert (trainer.engine.loop_steps > 0) is value
