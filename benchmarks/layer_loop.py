@@ -8,11 +8,12 @@ Two engines share one model (its weights, rlvr's CPU attention and, by default, 
 `forward` decodes through the model's forward, `loop` through the layer loop. Seeded per prompt, fixed length
 (`ignore_eos`: every completion exactly `max_new_tokens`), at vs_trl's two settings: 2 prompts x 8 completions
 x 64 new tokens and 8 x 8 x 256; with `--natural`, completions stop at EOS instead (rows leave the batch as
-they finish; both arms sample the same tokens, so the work is still identical). Each round runs both arms once per setting, in alternating order; the first
-round warms up and is left out. Printed per setting: tokens/s of each arm per round, the medians and their
-ratio, the median of the per-round ratios (the machine's speed drifts between rounds, less within one), and how
-many completions came out identical, with the largest log-prob difference (the loop is meant to give the
-forward's logits bit for bit, so identical samples and a difference of 0).
+they finish; both arms sample the same tokens, so the work is still identical). Each round runs both arms once
+per setting, in alternating order; the first round warms up and is left out. Printed per setting: tokens/s of
+each arm per round, the medians and their ratio, the median of the per-round ratios (the machine's speed drifts
+between rounds, less within one), and how many completions came out identical, with the largest log-prob
+difference (the loop is meant to give the forward's logits bit for bit, so identical samples and a difference
+of 0).
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ posterior pass rate, the prior being the distribution of pass rates that makes a
 likely (the nonparametric maximum-likelihood mixing distribution on a grid of pass rates, fitted by EM:
 empirical Bayes, Kiefer and Wolfowitz 1956). A fitted Beta prior was tried first: it overstated the share by
 0.09 when half the problems were never solved and half were coin flips; the grid fit came within 0.035 of the
-truth on every simulated population in the tests (2000 problems; within 0.07 on average over windows of 16). Plugging c / n into the formula instead, or counting how many k-sample screens were
-mixed, understates the share at G: a problem solved 10% of the time gives a mixed screen of 4 with chance 0.34,
-a mixed group of 8 with chance 0.57.
+truth on every simulated population in the tests (2000 problems; within 0.07 on average over windows of 16).
+Plugging c / n into the formula instead, or counting how many k-sample screens were mixed, understates the
+share at G: a problem solved 10% of the time gives a mixed screen of 4 with chance 0.34, a mixed group of 8
+with chance 0.57.
 """
 
 from __future__ import annotations
