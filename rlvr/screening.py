@@ -11,7 +11,10 @@ the run's sampled tokens.
 Per round, `screen_oversample` candidates are drawn from the training stream for each prompt still missing;
 after `screen_rounds` rounds the batch trains on the groups found (fewer than `prompts_per_step` is allowed,
 as with dynamic sampling); when none passed, the first candidates of the last round are completed to G so
-the step still has a batch (zero advantage, as an all-constant GRPO step).
+the step still has a batch (zero advantage, as an all-constant GRPO step). A round's top-ups are sampled in
+one call with the next round's screens (alone, a few rows decode at nearly the cost of a full batch); every
+call asks gcd(k, G) samples a prompt, a larger ask going as several parts on seeds of their own, so the
+samples are the same however the calls are made up.
 
 Rows that come back (dataset epochs) carry a running tally of their verdicts across epochs (`PassTally`): a
 row whose history is mixed skips the screen and gets the full group at once. The tally is saved in
@@ -21,8 +24,10 @@ screened run resumes exactly.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from rlvr.rollout.base import sample_seed
 from rlvr.tasks.filtering import problem_key
@@ -30,6 +35,7 @@ from rlvr.types import Problem, Rollout
 
 MAX_TRACKED = 200_000  # rows in the running tally (oldest forgotten first): generators rarely repeat
 TOP_UP = 1  # seed stream of the samples that complete a screened group
+PART = 1 << 32  # salt step between the parts of one problem's samples (see `stream`)
 
 
 def screen_passes(correct: list[int], screened: int) -> list[bool]:
@@ -39,9 +45,14 @@ def screen_passes(correct: list[int], screened: int) -> list[bool]:
 
 def salted_seed(seed: int, position: int, salt: int) -> int:
     """The sampling seed of stream position `position`: the trainer's `sample_seed` for salt 0, an
-    independent stream for every other salt (a top-up must not repeat the screen's samples)."""
+    independent stream for every other salt (a top-up must not repeat the screen's samples; see `stream`)."""
     base = sample_seed(seed, position)
     return base if salt == 0 else sample_seed(base, salt)
+
+
+def stream(salt: int, part: int) -> int:
+    """The salt of part `part` of a problem's samples asked as several prompts of `unit` samples each."""
+    return salt + PART * part
 
 
 class PassTally:
@@ -68,8 +79,29 @@ class PassTally:
         return c[0] / c[1] if c else None
 
 
-# (problems, stream positions, samples per problem, seed salt, info) -> scored rollouts, contiguous per problem
-SampleFn = Callable[[list[Problem], list[int], int, int, dict], list[Rollout]]
+# (problems, stream positions, samples per problem, seed salt of each, info) -> scored rollouts, contiguous per
+# problem; a problem may be asked several times in one call (its parts, on salts of their own)
+SampleFn = Callable[[list[Problem], list[int], int, list[int], dict], list[Rollout]]
+
+
+def verdicts(rollouts: list[Rollout]) -> list[bool]:
+    """The verdicts of the scored samples (a sample left without a reward has none)."""
+    return [x.score.correct for x in rollouts if x.score is not None]
+
+
+def all_scored(rollouts: list[Rollout]) -> bool:
+    return all(x.score is not None for x in rollouts)
+
+
+@dataclass
+class _Round:
+    """One round's candidates, their screens (None where a mixed history skipped the screen), and `chosen`:
+    the passed candidates whose groups wait for their top-ups."""
+
+    problems: list[Problem]
+    positions: list[int]
+    screens: list[list[Rollout] | None]
+    chosen: list[int] = field(default_factory=list)
 
 
 class Screener:
@@ -79,86 +111,110 @@ class Screener:
         self.k, self.rounds, self.oversample = algorithm.screen_samples, algorithm.screen_rounds, \
             algorithm.screen_oversample
         self.G, self.B = group_size, prompts_per_step
+        # every call asks `unit` samples a prompt: a candidate's screen, top-up or group is asked as parts of
+        # it, each on its own seed, so one call holds them all and the samples do not depend on how calls mix
+        self.unit = math.gcd(self.k, self.G)
+        self.merge = True  # a round's top-ups join the next round's call (False: their own call, as before)
         self.tally = PassTally()
         self.totals = {"screen/candidates_total": 0, "screen/passed_total": 0}
 
     def collect(self, draw: Callable[[int], tuple[list[Problem], int]], sample: SampleFn,
                 observe: Callable[[Problem, list[bool]], None]) -> tuple[list[Rollout], list[Rollout], dict]:
         """(kept, sampled, info): kept is whole groups of G, contiguous; sampled is every sample drawn.
-        `draw(n)` takes the next n problems of the stream and returns them with the first one's position."""
+        `draw(n)` takes the next n problems of the stream and returns them with the first one's position.
+        A round's top-ups are sampled in one call with the next round's screens: alone they are a few rows,
+        decoded at nearly the cost of a full batch. The last round's top-ups go alone."""
         info = {"time/generate": 0.0, "time/verify": 0.0, "screen/rounds": 0, "screen/candidates": 0,
                 "screen/passed": 0, "screen/direct": 0, "screen/samples": 0}
         kept: list[Rollout] = []
         sampled: list[Rollout] = []
-        last: tuple[list[Problem], list[int], list[list[Rollout]]] = ([], [], [])
+        waiting: _Round | None = None  # the last round: its chosen groups still want their top-ups
         for r in range(self.rounds):
-            missing = self.B - len(kept) // self.G
+            missing = self.B - len(kept) // self.G - (len(waiting.chosen) if waiting else 0)
             if missing <= 0:
                 break
             info["screen/rounds"] = r + 1
             problems, start = draw(missing * self.oversample)
-            positions = list(range(start, start + len(problems)))
             info["screen/candidates"] += len(problems)
-            groups, screens = self._screen(problems, positions, sample, info)
-            sampled += [x for g in screens if g for x in g]
-            last = (problems, positions, screens)
-            chosen = [i for i, g in enumerate(groups) if g is not None][:missing]
-            for i, g in zip(chosen, self._complete(problems, positions, screens, chosen, sample, info)):
-                groups[i] = g
-                sampled += g[len(screens[i] or []):]  # the screening samples are counted above
-                if all(x.score is not None for x in g):
-                    kept += g
-            for i, p in enumerate(problems):
-                verdicts = [x.score.correct for x in (groups[i] or screens[i] or []) if x.score is not None]
-                if verdicts:
-                    # the curriculum sees the screen alone where there was one: the top-up went only to mixed
-                    # screens, so a screened group's full verdicts would overstate the problems' spread
-                    observe(p, verdicts[: len(screens[i])] if screens[i] else verdicts)
-                    self.tally.add(problem_key(p), verdicts)
-        if not kept and last[0]:  # nothing passed: complete the last round's first candidates (zero advantage)
-            problems, positions, screens = last
-            chosen = list(range(min(self.B, len(problems))))
-            for i, g in zip(chosen, self._complete(problems, positions, screens, chosen, sample, info)):
-                sampled += g[len(screens[i] or []):]
-                if all(x.score is not None for x in g):
-                    kept += g
+            now = _Round(problems, list(range(start, start + len(problems))), [None] * len(problems))
+            # rows whose history is mixed skip the screen and get the full group at once
+            direct = [i for i, p in enumerate(problems) if self.tally.mixed(problem_key(p))][:missing]
+            todo = [i for i in range(len(problems)) if i not in direct]
+            info["screen/direct"] += len(direct)
+            got = self._sample([(now, i, self.k, 0) for i in todo] + [(now, i, self.G, 0) for i in direct]
+                               + self._top_up_asks(waiting), sample, info)
+            sampled += [x for g in got for x in g]
+            screens, groups = got[: len(todo)], got[len(todo): len(todo) + len(direct)]
+            info["screen/samples"] += sum(map(len, screens))
+            for i, g in zip(direct, groups):
+                kept += g if all_scored(g) else []
+                self._observe(problems[i], verdicts(g), observe, tally=True)
+            kept += self._complete(waiting, got[len(todo) + len(direct):])
+            passes = [p and all_scored(s) for p, s in zip(screen_passes([sum(verdicts(s)) for s in screens], self.k),
+                                                          screens)]
+            info["screen/passed"] += sum(passes)
+            now.chosen = [i for i, p in zip(todo, passes) if p][: missing - len(direct)]
+            for i, s in zip(todo, screens):
+                now.screens[i] = s
+                # the curriculum sees the screen alone (the top-up went only to mixed screens: a screened group's
+                # full verdicts would overstate the problems' spread); a chosen group's tally waits for the group
+                self._observe(problems[i], verdicts(s), observe, tally=i not in now.chosen)
+            waiting = now
+            if not self.merge:
+                kept += self._top_up(waiting, sample, info, sampled)
+        kept += self._top_up(waiting, sample, info, sampled)
+        if not kept and waiting:  # nothing passed: complete the last round's first candidates (zero advantage;
+            # their screens are in the tally already)
+            waiting.chosen = [i for i, s in enumerate(waiting.screens) if s is not None][: self.B]
+            kept += self._top_up(waiting, sample, info, sampled, tally=False)
         self.totals["screen/candidates_total"] += info["screen/candidates"]
         self.totals["screen/passed_total"] += info["screen/passed"]
         return kept, sampled, {**info, **self.totals}
 
-    def _screen(self, problems: list[Problem], positions: list[int], sample: SampleFn, info: dict):
-        """Screen the candidates without a mixed history. Returns (groups, screens): groups[i] is not None for
-        a candidate that goes on to a full group (passed, or known mixed), screens[i] its screening samples."""
-        direct = [self.tally.mixed(problem_key(p)) for p in problems]
-        todo = [i for i, d in enumerate(direct) if not d]
-        screens: list[list[Rollout] | None] = [None] * len(problems)
-        if todo:
-            rollouts = sample([problems[i] for i in todo], [positions[i] for i in todo], self.k, 0, info)
-            info["screen/samples"] += len(rollouts)
-            for j, i in enumerate(todo):
-                screens[i] = rollouts[j * self.k : (j + 1) * self.k]
-        correct = [sum(bool(x.score and x.score.correct) for x in s) if s else 0 for s in screens]
-        unscored = [s is not None and any(x.score is None for x in s) for s in screens]
-        passes = screen_passes(correct, self.k)
-        groups: list[list[Rollout] | None] = [[] if d or (p and not u) else None
-                                             for d, p, u in zip(direct, passes, unscored)]
-        info["screen/direct"] += sum(direct)
-        info["screen/passed"] += sum(p and not u for p, u in zip(passes, unscored))
-        return groups, screens
+    def _observe(self, problem: Problem, seen: list[bool], observe, tally: bool) -> None:
+        """Tell the task (its curriculum) a candidate's verdicts and, with `tally`, add them to its row's."""
+        if seen:
+            observe(problem, seen)
+            if tally:
+                self.tally.add(problem_key(problem), seen)
 
-    def _complete(self, problems, positions, screens, chosen: list[int], sample: SampleFn, info: dict):
-        """Full groups of G for the `chosen` candidates: their screening samples plus G - k more (seed stream
-        TOP_UP), or G fresh ones for those that were not screened."""
-        out: list[list[Rollout]] = []
-        for need, salt in ((self.G - self.k, TOP_UP), (self.G, 0)):
-            idx = [i for i in chosen if (screens[i] is not None) == (need < self.G)]
-            if not idx:
-                continue
-            rollouts = sample([problems[i] for i in idx], [positions[i] for i in idx], need, salt, info)
-            for j, i in enumerate(idx):
-                out.append((i, (screens[i] or []) + rollouts[j * need : (j + 1) * need]))
-        out.sort(key=lambda t: t[0])
-        return [g for _, g in out]
+    def _top_up_asks(self, waiting: _Round | None) -> list[tuple[_Round, int, int, int]]:
+        """G - k more samples (seed stream TOP_UP) for each of the waiting round's chosen candidates."""
+        return [(waiting, i, self.G - self.k, TOP_UP) for i in waiting.chosen] if waiting else []
+
+    def _top_up(self, waiting: _Round | None, sample: SampleFn, info: dict, sampled: list[Rollout],
+                tally: bool = True) -> list[Rollout]:
+        """The waiting round's chosen groups completed in a call of their own (`_complete`); the new samples
+        are added to `sampled`."""
+        top_ups = self._sample(self._top_up_asks(waiting), sample, info)
+        sampled += [x for g in top_ups for x in g]
+        return self._complete(waiting, top_ups, tally)
+
+    def _complete(self, waiting: _Round | None, top_ups: list[list[Rollout]], tally: bool = True) -> list[Rollout]:
+        """The waiting round's chosen groups, screen + top-up, those with every sample scored; with `tally`
+        the tally gets each one's whole verdicts."""
+        kept = []
+        for i, t in zip(waiting.chosen if waiting else [], top_ups):
+            g = waiting.screens[i] + t
+            if tally and verdicts(g):
+                self.tally.add(problem_key(waiting.problems[i]), verdicts(g))
+            kept += g if all_scored(g) else []
+        if waiting:
+            waiting.chosen = []
+        return kept
+
+    def _sample(self, asks: list[tuple[_Round, int, int, int]], sample: SampleFn, info: dict) -> list[list[Rollout]]:
+        """One sampling call for every (round, candidate, samples, salt) asked: each ask's samples."""
+        parts = [(a, i, stream(salt, p)) for a, i, n, salt in asks for p in range(n // self.unit)]
+        if not parts:
+            return []
+        rollouts = sample([a.problems[i] for a, i, _ in parts], [a.positions[i] for a, i, _ in parts], self.unit,
+                          [s for *_, s in parts], info)
+        out, at = [], 0
+        for *_, n, _ in asks:
+            out.append(rollouts[at: at + n])
+            at += n
+        return out
 
     def state_dict(self) -> dict:
         return {"tally": [[k, *v] for k, v in self.tally.counts.items()], "totals": dict(self.totals)}

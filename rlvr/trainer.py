@@ -271,12 +271,13 @@ class Trainer:
         start = self.cursor
         return self.next_problems(n), start
 
-    def sample(self, problems: list[Problem], positions: list[int], n: int, salt: int, info: dict) -> list[Rollout]:
-        """`n` scored samples of each of `problems` (at cursor `positions`), seeded by position and `salt`
-        (see `salted_seed`); generation and verification times add to `info`."""
+    def sample(self, problems: list[Problem], positions: list[int], n: int, salts: list[int], info: dict
+               ) -> list[Rollout]:
+        """`n` scored samples of each of `problems` (at cursor `positions`), seeded by position and salt (see
+        `salted_seed`); generation and verification times add to `info`."""
         t0 = time.time()
         prompts = [self.encode(p) for p in problems]
-        seeds = [salted_seed(self.cfg.train.seed, i, salt) for i in positions]
+        seeds = [salted_seed(self.cfg.train.seed, i, salt) for i, salt in zip(positions, salts)]
         sampling = self.sampling()
         sampling.n = n
         rollouts = self.generate(problems, prompts, sampling, seeds)

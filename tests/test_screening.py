@@ -191,7 +191,7 @@ def test_the_task_observes_each_candidate_s_screen_not_its_top_up():
               "q3": [True, True, True, True]}
     drawn = {p.id: 0 for p in problems}
 
-    def sample(batch, positions, n, salt, info):
+    def sample(batch, positions, n, salts, info):
         out = []
         for p in batch:
             for _ in range(n):
@@ -207,3 +207,52 @@ def test_the_task_observes_each_candidate_s_screen_not_its_top_up():
     assert [r.problem.id for r in kept] == ["q0"] * 4 + ["q2"] * 4
     assert seen == {"q0": [True, False], "q1": [False, False], "q2": [False, True], "q3": [True, True]}
     assert screener.tally.counts["t\x000"] == [3, 4]  # the tally keeps the whole group: 3 right of 4
+
+
+def _calls(trainer):
+    """Record the salts of every sampling call, and which `collect` made it."""
+    calls, sample, collect = [], trainer.sample, trainer.collect
+    step = [0]
+
+    def wrapped(problems, positions, n, salts, info):
+        calls.append((step[0], n, list(salts)))
+        return sample(problems, positions, n, salts, info)
+
+    def counted():
+        step[0] += 1
+        return collect()
+
+    trainer.sample, trainer.collect = wrapped, counted
+    return calls
+
+
+@pytest.mark.parametrize("group_size", [G, 6])
+def test_top_ups_ride_with_the_next_round_s_screens_and_sample_the_same(tmp_path, tiny_recipe, group_size):
+    """A round's top-ups are decoded in one call with the next round's screens (fuller batches); only the last
+    round's go alone. Seeds are per candidate and part, so the samples are those of separate calls. With
+    G = 6 and K = 2 a top-up of 4 is asked as two parts of 2 (on seeds of their own)."""
+    from rlvr.screening import TOP_UP, stream
+
+    cfg = _config(tiny_recipe, **{"rollout.num_generations": group_size, "algorithm.screen_rounds": 4})
+    arms = {}
+    for merge in (False, True):
+        trainer = Trainer(cfg, tmp_path / f"merge{merge}", task=_ParityArithmetic())
+        trainer.screener.merge = merge
+        calls = _calls(trainer)
+        arms[merge] = ([trainer.collect() for _ in range(4)], calls)
+        trainer.logger.close()
+    (separate, separate_calls), (merged, merged_calls) = arms[False], arms[True]
+    for a, b in zip(separate, merged):
+        assert [r.completion_ids for r in a.kept] == [r.completion_ids for r in b.kept]
+        assert sorted(r.completion_ids for r in a.sampled) == sorted(r.completion_ids for r in b.sampled)
+    assert sum(len(c.kept) for c in merged) >= 2 * group_size  # groups were found, in more than one step
+    assert len(merged_calls) < len(separate_calls)
+    assert all(n == K for _, n, _ in merged_calls)  # every call asks gcd(K, G) samples a prompt
+    top_up = {stream(TOP_UP, p) for p in range((group_size - K) // K)}
+    for i, (step, _, salts) in enumerate(merged_calls):
+        last = i + 1 == len(merged_calls) or merged_calls[i + 1][0] != step
+        assert last or not set(salts) <= top_up  # a call of top-ups alone ends its step
+    assert any(set(salts) & top_up and set(salts) - top_up for _, _, salts in merged_calls)  # merged calls
+    if group_size == 6:
+        assert any(stream(TOP_UP, 1) in salts for _, _, salts in merged_calls)
+        assert stream(TOP_UP, 1) != stream(TOP_UP, 0) != stream(0, 1)

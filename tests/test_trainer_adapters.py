@@ -166,7 +166,7 @@ def test_screening_samples_open_their_episodes_with_the_problem(tmp_path, gsm8k_
     trainer = Trainer(cfg, tmp_path)
     problems = [trainer.task.train_problem(i) for i in range(4)]
     info = {"time/generate": 0.0, "time/verify": 0.0}
-    rollouts = trainer.sample(problems, [0, 1, 2, 3], 4, 0, info)
+    rollouts = trainer.sample(problems, [0, 1, 2, 3], 4, [0] * 4, info)
     assert all(r.score is not None for r in rollouts)
     for r in rollouts:
         right = f"#### {r.problem.answer}" == _turns(trainer.tokenizer, r)[0].strip()
