@@ -301,11 +301,14 @@ class TorchEngine:
         if seeds is not None and sampling.temperature > 0:
             gens = [torch.Generator(device=dev).manual_seed(int(s)) for s in seeds]
             drawn = torch.empty((B, logits.shape[-1]), device=dev)  # every step's noise, written in place
+            drawing = list(range(U))  # prompts with a row still in the batch
 
-            def noise(rows: torch.Tensor) -> torch.Tensor:  # every prompt draws (n, V) per step, live or not
-                for i, g in enumerate(gens):
+            def noise(rows: torch.Tensor) -> torch.Tensor:
+                # each of those prompts draws (n, V) per step, for its finished rows too, so its stream does not
+                # depend on when they finished; a prompt with no row left needs no more noise
+                for i in drawing:
                     rows_i = drawn[i * n:(i + 1) * n]
-                    torch.rand(rows_i.shape, generator=g, device=dev, out=rows_i)
+                    torch.rand(rows_i.shape, generator=gens[i], device=dev, out=rows_i)
                 return drawn if len(rows) == B else drawn[rows]  # `live` keeps the original order of its rows
         for t in range(T):
             tok, lp = sample_next(logits, sampling.temperature, sampling.top_p, generator,
@@ -331,6 +334,8 @@ class TorchEngine:
                 select_rows(cache, keep)
                 live, tok, fin = live[keep], tok[keep], fin[keep]
                 mask, next_pos = mask[keep], next_pos[keep]
+                if noise is not None:
+                    drawing = sorted(set((live // n).tolist()))
             mask[:, P + t] = 1
             if loop is not None:
                 logits = loop.step(tok[:, None], mask, next_pos, P + t)

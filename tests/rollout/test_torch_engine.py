@@ -282,6 +282,23 @@ def test_rows_that_finish_early_leave_the_batch_without_changing_the_others(
             assert torch.allclose(torch.tensor(c.logprobs), expected.squeeze(-1), atol=1e-4)
 
 
+def test_seeded_samples_are_the_same_whether_finished_rows_leave_or_not(make_tiny_model, char_tokenizer):
+    """Per-prompt noise: a prompt draws for all its rows while any of them is in the batch, and stops drawing
+    once none is (its samples are complete), so rows and whole groups leaving the batch change no sample."""
+    model = make_tiny_model(sharp=True)
+    stop = tuple(char_tokenizer.convert_tokens_to_ids(["0", "1", "2", "3", "4"]))
+    sampling = SamplingParams(4, 16, 1.0, 1.0, stop)
+    prompts, seeds = _prompts(char_tokenizer), [3, 4, 5]
+    kept = TorchEngine(model, char_tokenizer.pad_token_id, compact=float("inf")).generate(prompts, sampling,
+                                                                                           seeds=seeds)
+    for compact in (0.0, 0.25):
+        left = TorchEngine(model, char_tokenizer.pad_token_id, compact=compact).generate(prompts, sampling,
+                                                                                          seeds=seeds)
+        assert [[c.token_ids for c in g] for g in left] == [[c.token_ids for c in g] for g in kept]
+    longest = [max(len(c.token_ids) for c in g) for g in kept]
+    assert min(longest) < max(longest)  # a whole group finished while another was still decoding
+
+
 def test_each_prompt_is_prefilled_once_for_its_whole_group(make_tiny_model, char_tokenizer):
     model = make_tiny_model(sharp=True)
     widths = []
