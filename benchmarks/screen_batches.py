@@ -6,7 +6,9 @@ each round's top-ups in a call of their own, on identical work, arms alternating
 
 Two trainers of `configs/smollm2-thin-signal.yaml` (the same seed, so the same stream of candidates and the
 same per-prompt seeds) collect the batches of `--steps` steps from the same policy (the base model: no updates,
-so the two arms sample from identical weights at every step); they differ only in `Screener.merge`. A
+so the two arms sample from identical weights at every step); they differ only in `Screener.merge`. A third
+trainer, `control`, makes separate calls too: its ratio to `separate` is what two identical arms measure
+(the machine's noise, and any bias of one trainer's memory against another's). Each arm goes first in turn. A
 screened candidate's top-up has the same seed either way, so both arms sample the same tokens (up to the
 rounding of a row's products in a batch of another size: the count of identical samples is printed). Per step:
 seconds of each arm (sampling and verifying: `collect`), engine calls and the rows they decoded, the groups
@@ -31,6 +33,9 @@ from rlvr.trainer import Trainer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "configs" / "smollm2-thin-signal.yaml"
+# control: a second trainer with separate calls, so the ratio of two identical arms shows the machine's noise and
+# any bias of one trainer against another
+ARMS = ["separate", "merged", "control"]
 
 
 def counting(trainer: Trainer, calls: list[tuple[int, int]]) -> None:
@@ -58,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count() or 1)
     cfg = load_config(RECIPE, [f"model.path={args.model}", "logging.progress=false", *args.set])
     arms = {}
-    for arm in ("separate", "merged"):
+    for arm in ARMS:
         trainer = Trainer(cfg, Path(args.out) / arm)
         trainer.screener.merge = arm == "merged"
         calls: list[tuple[int, int]] = []
@@ -68,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = []
     for s in range(args.steps):
         row, kept = {"step": s + 1}, {}
-        for arm in (list(arms) if s % 2 == 0 else list(arms)[::-1]):
+        for arm in ARMS[s % 3:] + ARMS[: s % 3]:  # each arm first in turn
             trainer, calls = arms[arm]
             n0 = len(calls)
             t0 = time.perf_counter()
@@ -81,17 +86,18 @@ def main(argv: list[str] | None = None) -> int:
         row["same_kept"] = sum(x.completion_ids == y.completion_ids for x, y in zip(a.kept, b.kept))
         row["kept"] = min(len(a.kept), len(b.kept))
         steps.append(row)
-        print(f"step {s + 1}: separate {row['separate']['seconds']:.1f}s in {row['separate']['calls']} calls "
-              f"{row['separate']['rows']}, merged {row['merged']['seconds']:.1f}s in {row['merged']['calls']} calls "
-              f"{row['merged']['rows']}; kept samples identical {row['same_kept']} of {row['kept']}", flush=True)
+        print(f"step {s + 1}: " + ", ".join(f"{arm} {row[arm]['seconds']:.1f}s in {row[arm]['calls']} calls "
+                                            f"{row[arm]['rows']}" for arm in ARMS)
+              + f"; kept samples identical {row['same_kept']} of {row['kept']}", flush=True)
     total = {arm: sum(r[arm]["seconds"] for r in steps) for arm in arms}
     tokens = {arm: sum(r[arm]["sampled_tokens"] for r in steps) for arm in arms}
     out = {"machine": cpu_name(), "threads": torch.get_num_threads(), "dtype": cfg.model.dtype, "set": args.set,
            "steps": steps, "seconds": total, "sampled_tokens": tokens,
            "calls": {arm: sum(r[arm]["calls"] for r in steps) for arm in arms},
-           "speedup": total["separate"] / total["merged"],
+           "speedup": total["separate"] / total["merged"], "control": total["separate"] / total["control"],
            "identical_kept": sum(r["same_kept"] for r in steps), "kept": sum(r["kept"] for r in steps)}
     print(f"total: separate {total['separate']:.1f}s, merged {total['merged']:.1f}s: {out['speedup']:.2f}x; "
+          f"control {total['control']:.1f}s: {out['control']:.2f}x; "
           f"sampled tokens {tokens['separate']} / {tokens['merged']}; kept samples identical "
           f"{out['identical_kept']} of {out['kept']}")
     write_result(args.json, out)
