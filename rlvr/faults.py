@@ -23,6 +23,12 @@ class VerifierErrorRate(RuntimeError):
     """Too many samples of a step could not be scored because the verifier itself failed: the run stops."""
 
 
+def scored_group(group: list[Rollout]) -> bool:
+    """Every sample of the group has a score (none was left unscored by a sandbox, environment or verifier
+    fault)."""
+    return all(r.score is not None for r in group)
+
+
 def _dropped(groups: list[list[Rollout]], unscored: Callable[[Rollout], bool]) -> int:
     return sum(any(unscored(r) for r in g) for g in groups)
 

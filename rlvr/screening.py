@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from rlvr.faults import scored_group
 from rlvr.rollout.base import sample_seed
 from rlvr.tasks.filtering import problem_key
 from rlvr.types import Problem, Rollout
@@ -89,10 +90,6 @@ def verdicts(rollouts: list[Rollout]) -> list[bool]:
     return [x.score.correct for x in rollouts if x.score is not None]
 
 
-def all_scored(rollouts: list[Rollout]) -> bool:
-    return all(x.score is not None for x in rollouts)
-
-
 @dataclass
 class _Round:
     """One round's candidates, their screens (None where a mixed history skipped the screen), and `chosen`:
@@ -147,11 +144,11 @@ class Screener:
             screens, groups = got[: len(todo)], got[len(todo): len(todo) + len(direct)]
             info["screen/samples"] += sum(map(len, screens))
             for i, g in zip(direct, groups):
-                kept += g if all_scored(g) else []
+                kept += g if scored_group(g) else []
                 self._observe(problems[i], verdicts(g), observe, tally=True)
             kept += self._complete(waiting, got[len(todo) + len(direct):])
-            passes = [p and all_scored(s) for p, s in zip(screen_passes([sum(verdicts(s)) for s in screens], self.k),
-                                                          screens)]
+            mixed = screen_passes([sum(verdicts(s)) for s in screens], self.k)
+            passes = [p and scored_group(s) for p, s in zip(mixed, screens)]
             info["screen/passed"] += sum(passes)
             now.chosen = [i for i, p in zip(todo, passes) if p][: missing - len(direct)]
             for i, s in zip(todo, screens):
@@ -198,7 +195,7 @@ class Screener:
             g = waiting.screens[i] + t
             if tally and verdicts(g):
                 self.tally.add(problem_key(waiting.problems[i]), verdicts(g))
-            kept += g if all_scored(g) else []
+            kept += g if scored_group(g) else []
         if waiting:
             waiting.chosen = []
         return kept

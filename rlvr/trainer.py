@@ -31,6 +31,7 @@ from rlvr.faults import (  # noqa: F401 - the run's errors
     VerifierErrorRate,
     check_engine_gap,
     count_unscored,
+    scored_group,
 )
 from rlvr.learner import Learner
 from rlvr.logging.metrics import MetricsLogger, sample_rows
@@ -52,12 +53,6 @@ from rlvr.screening import Screener, salted_seed
 from rlvr.tasks.registry import build_task
 from rlvr.types import Batch, Problem, Rollout
 from rlvr.verifiers import VerifierError, score_sample
-
-
-def scored_group(group: list[Rollout]) -> bool:
-    """Every sample of the group has a score (none was left unscored by a sandbox, environment or verifier
-    fault)."""
-    return all(r.score is not None for r in group)
 
 
 @dataclass
