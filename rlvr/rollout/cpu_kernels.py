@@ -15,11 +15,15 @@ step outside the sync). The counter alone is not enough: the fused AdamW kernel 
 `.data` writes change a weight without moving it, so a learner that shares the engine's model would leave the
 engine sampling from the weights of the step before. They cost the weights' memory once more, and a repack
 per sync (~0.2 s for SmolLM2-135M in bf16).
+
+oneDNN packs bf16 weights only on CPUs with AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT; elsewhere (AVX2-only
+CPUs) a bf16 model decodes on its own kernels and only fp32 weights are packed (`packs`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 
@@ -30,10 +34,23 @@ def can_pack(device: torch.device) -> bool:
             and hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
 
 
+@functools.cache
+def packs(dtype: torch.dtype) -> bool:
+    """Whether oneDNN packs weights of `dtype` on this CPU: tried once on a small weight (the op itself checks
+    the CPU's features; bf16 needs AVX-512 BW/VL/DQ or AVX-NE-CONVERT)."""
+    if dtype not in (torch.float32, torch.bfloat16) or not can_pack(torch.device("cpu")):
+        return False
+    try:
+        torch.ops.mkldnn._reorder_linear_weight(torch.zeros(16, 16, dtype=dtype), 1)
+    except RuntimeError:
+        return False
+    return True
+
+
 def _packable(module: torch.nn.Module) -> bool:
     w = getattr(module, "weight", None)
     return (type(module) is torch.nn.Linear and type(w) is torch.nn.Parameter  # not a quantised tensor subclass
-            and w.device.type == "cpu" and w.dtype in (torch.bfloat16, torch.float32) and w.dim() == 2
+            and w.device.type == "cpu" and w.dim() == 2 and packs(w.dtype)
             and (module.bias is None or module.bias.dtype == w.dtype))
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rlvr.rollout import cpu_kernels
 from rlvr.rollout.base import SamplingParams
-from rlvr.rollout.cpu_kernels import can_pack
+from rlvr.rollout.cpu_kernels import can_pack, packs
 from rlvr.rollout.torch_engine import TorchEngine, inference_copy
 
 pytestmark = pytest.mark.skipif(not can_pack(torch.device("cpu")), reason="this torch has no oneDNN packed linears")
@@ -41,10 +42,42 @@ def test_packed_decode_samples_what_the_model_s_own_kernels_sample(make_tiny_mod
     plain = TorchEngine(model, char_tokenizer.pad_token_id, cpu_kernels=False)
     assert packed.packed is not None and plain.packed is None
     a = _sample(packed, char_tokenizer)
-    assert packed.packed.repacks == len(_linears(model))  # every linear layer ran on a packed weight
+    # every linear layer ran on a packed weight, where this CPU packs the dtype (bf16: AVX-512 or AVX-NE-CONVERT)
+    layers = len(_linears(model)) if packs(dtype) else 0
+    assert packed.packed.repacks == layers
     _assert_same(a, _sample(plain, char_tokenizer), tol=1e-4 if dtype == torch.float32 else 0.0)
     _sample(packed, char_tokenizer)
-    assert packed.packed.repacks == len(_linears(model))  # unchanged weights are not packed again
+    assert packed.packed.repacks == layers  # unchanged weights are not packed again
+
+
+def test_a_dtype_this_cpu_cannot_pack_decodes_on_the_model_s_own_kernels(make_tiny_model, char_tokenizer,
+                                                                         monkeypatch):
+    """On an AVX2-only CPU oneDNN refuses to pack bf16 weights: a bf16 engine must still sample, on the model's
+    own kernels (it raised in the first decode before). Simulated on any CPU by an op that refuses bf16."""
+    reorder = torch.ops.mkldnn._reorder_linear_weight
+
+    class Ops:
+        @staticmethod
+        def _reorder_linear_weight(w, rows):
+            if w.dtype == torch.bfloat16:
+                raise RuntimeError("mkldnn_reorder_linear_weight: bf16 path needs the cpu support avx_ne_convert")
+            return reorder(w, rows)
+
+        _linear_pointwise = staticmethod(torch.ops.mkldnn._linear_pointwise)
+
+    monkeypatch.setattr(cpu_kernels.torch.ops, "mkldnn", Ops, raising=False)
+    packs.cache_clear()
+    try:
+        assert packs(torch.float32) and not packs(torch.bfloat16)
+        model = inference_copy(make_tiny_model(sharp=True), torch.bfloat16)
+        engine = TorchEngine(model, char_tokenizer.pad_token_id)
+        got = _sample(engine, char_tokenizer)
+        assert engine.packed.repacks == 0
+        monkeypatch.undo()
+        _assert_same(got, _sample(TorchEngine(model, char_tokenizer.pad_token_id, cpu_kernels=False), char_tokenizer),
+                     tol=0.0)
+    finally:
+        packs.cache_clear()
 
 
 def test_a_weight_changed_in_place_is_packed_again(make_tiny_model, char_tokenizer):
