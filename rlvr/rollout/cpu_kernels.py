@@ -4,9 +4,10 @@
 layout inside every call; a skinny decode product (a few rows, every weight) pays that reorder each token.
 `torch.ops.mkldnn._reorder_linear_weight` does it once (what inductor's weight prepacking does when it freezes
 a graph) and `_linear_pointwise` runs the product on the packed copy: bit for bit the same in bf16, within
-fp32 rounding in fp32. Measured on SmolLM2-135M's layers, 16 rows, one thread: all products of one decode step
-51.6 -> 31.2 ms in bf16, 98.4 -> 59.7 ms in fp32; the engine 158 -> 200 tokens/s in bf16
-(`benchmarks/cpu_decode.py`).
+fp32 rounding in fp32. Measured with `benchmarks/cpu_linears.py` (all of SmolLM2-135M's linear layers of one
+16-row decode step, each weight read from memory as decode reads it, one thread): fp32 179 -> 141 ms a step on a
+2-core AVX2-only EPYC. On an AVX-512-BF16 EPYC a one-off script measured bf16 51.6 -> 31.2 ms and the engine
+158 -> 200 tokens/s.
 
 The packed copies are used only while the engine decodes (`TorchEngine.decoding`), so a learner sharing the
 engine's model trains through its own kernels. They are redone at every new policy version (each weight sync,
