@@ -38,6 +38,7 @@ from rlvr.logging.metrics import MetricsLogger, sample_rows
 from rlvr.logging.progress import Progress
 from rlvr.models.loading import (
     compute_dtype,
+    cpu_has_native_bf16,
     decode_completion,
     encode_prompt,
     num_params,
@@ -124,7 +125,7 @@ class Trainer:
         correction = "on" if self.learner.correct_offpolicy else "off"  # (a Ray learner group: its learners')
         sampler = getattr(self.engine, "engine", self.engine)  # the torch engine under an episode engine
         fast = []  # the CPU decode paths in force (rlvr.rollout.cpu_kernels, rlvr.rollout.layer_loop)
-        if getattr(sampler, "packed", None) is not None:
+        if getattr(sampler, "packed", None) is not None and sampler.packed.covers():
             fast.append("CPU decode on packed weights")
         if getattr(sampler, "loops_layers", False):
             fast.append("decode steps as a layer loop")
@@ -134,6 +135,11 @@ class Trainer:
                 f"trainable weights and optimiser state {master}; engine {type(self.engine).__name__}, rollout "
                 f"weights {getattr(self.engine, 'weights', 'same')}{packed}, off-policy correction {correction} "
                 f"({self.cfg.algorithm.offpolicy_correction})")
+        if self.device.type == "cpu" and not cpu_has_native_bf16() and torch.bfloat16 in (
+                self.dtype, *(p.dtype for p in getattr(sampler, "model", self.model).parameters())):
+            line += ("\nrlvr: WARNING bf16 on a CPU without native bf16 (no AVX-512 BF16 or AMX): its products are "
+                     "emulated, about 3x slower than fp32 (benchmarks/cpu_linears.py); model.dtype: auto and "
+                     "rollout.weights: same compute in float32 here")
         if self.learner.watch_updates:
             line += ("\nrlvr: WARNING pure low-precision training (train.master_weights: false): updates below "
                      "half an ulp of a weight round away; update/changed_frac is logged every step")

@@ -12,6 +12,7 @@ from rlvr.config import AlgorithmConfig, ModelConfig, TrainConfig, load_config
 from rlvr.learner import Learner
 from rlvr.models.loading import compute_dtype, load_policy
 from rlvr.rollout.base import SamplingParams
+from rlvr.rollout.cpu_kernels import packs
 from rlvr.rollout.torch_engine import TorchEngine, inference_copy
 from rlvr.trainer import Trainer
 from rlvr.types import Problem, Rollout
@@ -113,7 +114,9 @@ def test_bf16_run_syncs_the_engine_copy_and_resumes_exactly(tmp_path, tiny_recip
 def test_a_bf16_engine_beside_fp32_masters_turns_the_correction_on_and_logs_it(tmp_path, tiny_recipe):
     trainer = Trainer(load_config(tiny_recipe(**{"model.dtype": "bfloat16", "train.steps": 1})), tmp_path / "run")
     assert trainer.learner.correct_offpolicy  # auto: the engine samples from a bf16 copy
-    assert ("rollout weights same (CPU decode on packed weights, decode steps as a layer loop), off-policy correction "
+    # the bf16 copy decodes on packed weights where oneDNN packs bf16 (AVX-512 or AVX-NE-CONVERT)
+    packed = "CPU decode on packed weights, " if packs(torch.bfloat16) else ""
+    assert (f"rollout weights same ({packed}decode steps as a layer loop), off-policy correction "
             "on (auto)") in trainer.header()
     metrics = trainer.step()
     assert metrics["offpolicy/active"] == 1.0 and metrics["offpolicy/kl"] > 0.0
@@ -129,3 +132,23 @@ def test_int8_rollouts_run_a_step_and_show_in_the_header(tmp_path, tiny_recipe):
     assert "rollout weights int8" in trainer.header() and trainer.learner.correct_offpolicy
     metrics = trainer.step()
     assert metrics["offpolicy/kl"] > 0.0 and trainer.engine.version == 1
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_header_warns_of_bf16_on_a_cpu_that_emulates_it(tmp_path, tiny_recipe, monkeypatch, native):
+    monkeypatch.setattr("rlvr.trainer.cpu_has_native_bf16", lambda: native)
+    warning = "WARNING bf16 on a CPU without native bf16"
+    bf16 = Trainer(load_config(tiny_recipe(**{"model.dtype": "bfloat16"})), tmp_path / "bf16")
+    assert (warning in bf16.header()) is not native
+    copy = Trainer(load_config(tiny_recipe(**{"model.dtype": "float32", "rollout.weights": "bf16"})), tmp_path / "copy")
+    assert (warning in copy.header()) is not native  # an fp32 learner with a bf16 engine copy
+    fp32 = Trainer(load_config(tiny_recipe(**{"model.dtype": "float32"})), tmp_path / "fp32")
+    assert warning not in fp32.header()
+
+
+def test_the_header_says_packed_decode_only_where_a_layer_is_packed(tmp_path, tiny_recipe, monkeypatch):
+    monkeypatch.setattr("rlvr.rollout.cpu_kernels.packs", lambda dtype: dtype == torch.float32)
+    bf16 = Trainer(load_config(tiny_recipe(**{"model.dtype": "bfloat16"})), tmp_path / "bf16")
+    assert "packed weights" not in bf16.header() and bf16.engine.packed is not None
+    fp32 = Trainer(load_config(tiny_recipe(**{"model.dtype": "float32"})), tmp_path / "fp32")
+    assert "CPU decode on packed weights" in fp32.header()

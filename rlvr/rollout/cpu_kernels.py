@@ -65,6 +65,11 @@ class PackedLinears:
         self._policy: int | None = None  # the engine's policy version the packed copies were made at
         self.repacks = 0  # weights packed since construction (each sync that changed them repacks them)
 
+    def covers(self) -> bool:
+        """Whether any of the model's layers runs on a packed weight (none do for a bf16 model on a CPU that
+        cannot pack bf16, or for quantised weights)."""
+        return any(_packable(m) for m in self.model.modules())
+
     @staticmethod
     def _key(w: torch.Tensor) -> tuple:
         return (w.data_ptr(), w._version, w.dtype, tuple(w.shape))
