@@ -138,8 +138,8 @@ class Trainer:
         if self.device.type == "cpu" and not cpu_has_native_bf16() and torch.bfloat16 in (
                 self.dtype, *(p.dtype for p in getattr(sampler, "model", self.model).parameters())):
             line += ("\nrlvr: WARNING bf16 on a CPU without native bf16 (no AVX-512 BF16 or AMX): its products are "
-                     "emulated, about 3x slower than fp32 (benchmarks/cpu_linears.py); model.dtype: auto and "
-                     "rollout.weights: same compute in float32 here")
+                     "emulated, about 3x slower than fp32 (benchmarks/cpu_linears.py); model.dtype: auto with "
+                     "rollout.weights: same computes in float32 on this CPU")
         if self.learner.watch_updates:
             line += ("\nrlvr: WARNING pure low-precision training (train.master_weights: false): updates below "
                      "half an ulp of a weight round away; update/changed_frac is logged every step")

@@ -15,7 +15,7 @@ engine's model trains through its own kernels. They are redone at every new poli
 step outside the sync). The counter alone is not enough: the fused AdamW kernel (rlvr's optimiser) and
 `.data` writes change a weight without moving it, so a learner that shares the engine's model would leave the
 engine sampling from the weights of the step before. They cost the weights' memory once more, and a repack
-per sync (~0.2 s for SmolLM2-135M in bf16).
+per sync (~0.2 s for SmolLM2-135M in bf16 on the AVX-512 EPYC, 0.4-0.5 s in fp32 on the AVX2 one).
 
 oneDNN packs bf16 weights only on CPUs with AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT; elsewhere (AVX2-only
 CPUs) a bf16 model decodes on its own kernels and only fp32 weights are packed (`packs`).

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlvr.rollout import cpu_kernels
 from rlvr.rollout.base import SamplingParams
 from rlvr.rollout.cpu_kernels import can_pack, packs
 from rlvr.rollout.torch_engine import TorchEngine, inference_copy
@@ -65,7 +64,7 @@ def test_a_dtype_this_cpu_cannot_pack_decodes_on_the_model_s_own_kernels(make_ti
 
         _linear_pointwise = staticmethod(torch.ops.mkldnn._linear_pointwise)
 
-    monkeypatch.setattr(cpu_kernels.torch.ops, "mkldnn", Ops, raising=False)
+    monkeypatch.setattr(torch.ops, "mkldnn", Ops, raising=False)  # what rlvr.rollout.cpu_kernels calls
     packs.cache_clear()
     try:
         assert packs(torch.float32) and not packs(torch.bfloat16)
