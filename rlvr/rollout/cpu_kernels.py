@@ -65,10 +65,15 @@ class PackedLinears:
         self._policy: int | None = None  # the engine's policy version the packed copies were made at
         self.repacks = 0  # weights packed since construction (each sync that changed them repacks them)
 
+    def layers(self) -> list[torch.nn.Module]:
+        """The model's layers that run on packed weights, listed anew each time: a weight sync may have quantised
+        some (those run their own kernels)."""
+        return [m for m in self.model.modules() if _packable(m)]
+
     def covers(self) -> bool:
         """Whether any of the model's layers runs on a packed weight (none do for a bf16 model on a CPU that
         cannot pack bf16, or for quantised weights)."""
-        return any(_packable(m) for m in self.model.modules())
+        return bool(self.layers())
 
     @staticmethod
     def _key(w: torch.Tensor) -> tuple:
@@ -76,12 +81,11 @@ class PackedLinears:
 
     def refresh(self, batch_hint: int, policy: int) -> list[torch.nn.Module]:
         """Pack every weight that changed since it was last packed (or never was), all of them at a new
-        `policy` version; returns the packable layers. They are listed anew each time: a weight sync may have
-        quantised some (those run their own kernels)."""
+        `policy` version; returns the packable layers (`layers`)."""
         if policy != self._policy:
             self._packed.clear()
             self._policy = policy
-        modules = [m for m in self.model.modules() if _packable(m)]
+        modules = self.layers()
         for m in modules:
             key = self._key(m.weight)
             held = self._packed.get(id(m))
