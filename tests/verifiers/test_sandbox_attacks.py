@@ -75,11 +75,31 @@ def _scan(marker: str) -> list[int]:
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes() and not _a_sibling_s(int(pid)):
                 found.append(int(pid))
         except OSError:
             pass
     return found
+
+
+def _parent(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _a_sibling_s(pid: int) -> bool:
+    """Whether `pid` descends from a sibling of this process (another pytest-xdist worker, whose sandbox runs
+    hold the same marker). A run of this process's descends from it, and a survivor that escaped its run
+    was handed to init or a subreaper (at most this process's parent itself), never to a sibling."""
+    me, parent, start = os.getpid(), os.getppid(), pid
+    while pid > 1 and pid != me:
+        up = _parent(pid)
+        if up == parent:
+            return pid != start
+        pid = up
+    return False
 
 
 def test_fork_bomb(guard):
