@@ -17,7 +17,7 @@ from rlvr.types import Problem
 from rlvr.verifiers import InfraError, build_reward, get_verifier, sandbox, verify_text
 from rlvr.verifiers.sandbox import Job, Limits, run, run_many, runner
 
-from .helpers import code_answer
+from .helpers import code_answer, pids_with
 
 UNITS = [{"src": "assert f(2) == 4", "test": True}, {"src": "assert f(3) == 9", "test": True}]
 SQUARE = "def f(x):\n    return x * x"
@@ -189,27 +189,15 @@ def test_the_run_dies_with_its_parent(tmp_path):
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, env=env)
     assert parent.stdout.readline().strip() == b"started"
     deadline = time.monotonic() + 30
-    while not _pids_with(marker) and time.monotonic() < deadline:
+    while not pids_with(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _pids_with(marker), "the sandboxed process never started"
+    assert pids_with(marker), "the sandboxed process never started"
     parent.kill()
     parent.wait()
     deadline = time.monotonic() + 10
-    while _pids_with(marker) and time.monotonic() < deadline:
+    while pids_with(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _pids_with(marker), "the sandbox outlived its parent"
-
-
-def _pids_with(marker: str) -> list[str]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(pid)
-        except OSError:
-            pass
-    return found
+    assert not pids_with(marker), "the sandbox outlived its parent"
 
 
 @pytest.fixture

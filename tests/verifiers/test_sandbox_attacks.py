@@ -17,7 +17,7 @@ import pytest
 from rlvr.verifiers import sandbox
 from rlvr.verifiers.code import run_tests
 
-from .helpers import FAST, assert_healthy, score_code
+from .helpers import FAST, assert_healthy, pids_with, score_code
 
 ONE_TEST = {"tests": "assert f() == 1\n", "entry_point": "f"}
 LAYERS = {
@@ -65,41 +65,10 @@ def processes_with(marker: str, settle_s: float = 2.0) -> list[int]:
     """Host processes whose command line holds `marker`, after giving dying ones `settle_s` to go."""
     deadline = time.monotonic() + settle_s
     while True:
-        found = _scan(marker)
+        found = pids_with(marker)
         if not found or time.monotonic() > deadline:
             return found
         time.sleep(0.05)
-
-
-def _scan(marker: str) -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes() and not _a_sibling_s(int(pid)):
-                found.append(int(pid))
-        except OSError:
-            pass
-    return found
-
-
-def _parent(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("PPid:"):
-            return int(line.split()[1])
-    return 0
-
-
-def _a_sibling_s(pid: int) -> bool:
-    """Whether `pid` descends from a sibling of this process (another pytest-xdist worker, whose sandbox runs
-    hold the same marker). A run of this process's descends from it, and a survivor that escaped its run
-    was handed to init or a subreaper (at most this process's parent itself), never to a sibling."""
-    me, parent, start = os.getpid(), os.getppid(), pid
-    while pid > 1 and pid != me:
-        up = _parent(pid)
-        if up == parent:
-            return pid != start
-        pid = up
-    return False
 
 
 def test_fork_bomb(guard):
