@@ -62,7 +62,7 @@ def die(msg: str) -> None:
 
 
 # --- the two trainers ------------------------------------------------------------------------------------
-def rlvr_trainer(args, dtype_name: str, run_dir: Path, fixed: bool):
+def rlvr_trainer(args, dtype_name: str, run_dir: Path, fixed: bool, overrides: tuple[str, ...] = ()):
     from rlvr.config import load_config
     from rlvr.trainer import Trainer
 
@@ -81,7 +81,7 @@ def rlvr_trainer(args, dtype_name: str, run_dir: Path, fixed: bool):
         f"train.compile={str(args.compile_learner).lower()}",
         # TRL runs every completion through its learner; rlvr's default leaves the zero-advantage ones out
         # (the same update, less work): off unless asked, so both sides train on the same tokens
-        f"train.skip_zero_advantage={str(args.skip_zero_advantage).lower()}",
+        f"train.skip_zero_advantage={str(args.skip_zero_advantage).lower()}", *overrides,
     ])
     return Trainer(cfg, run_dir)
 

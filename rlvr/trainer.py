@@ -36,6 +36,7 @@ from rlvr.faults import (  # noqa: F401 - the run's errors
 from rlvr.learner import Learner
 from rlvr.logging.metrics import MetricsLogger, sample_rows
 from rlvr.logging.progress import Progress
+from rlvr.models.host_memory import keeps_freed_memory
 from rlvr.models.loading import (
     compute_dtype,
     cpu_has_native_bf16,
@@ -129,6 +130,8 @@ class Trainer:
             fast.append("CPU decode on packed weights")
         if getattr(sampler, "loops_layers", False):
             fast.append("decode steps as a layer loop")
+        if self.device.type == "cpu" and keeps_freed_memory():
+            fast.append("freed host memory kept for reuse")
         packed = f" ({', '.join(fast)})" if fast else ""
         line = (f"rlvr: {num_params(self.model) / 1e6:.1f}M parameters ({sum(p.numel() for p in trainable) / 1e6:.1f}M "
                 f"trainable) on {self.device.type}; compute {str(self.dtype).removeprefix('torch.')}, "

@@ -116,8 +116,8 @@ def test_a_bf16_engine_beside_fp32_masters_turns_the_correction_on_and_logs_it(t
     assert trainer.learner.correct_offpolicy  # auto: the engine samples from a bf16 copy
     # the bf16 copy decodes on packed weights where oneDNN packs bf16 (AVX-512 or AVX-NE-CONVERT)
     packed = "CPU decode on packed weights, " if packs(torch.bfloat16) else ""
-    assert (f"rollout weights same ({packed}decode steps as a layer loop), off-policy correction "
-            "on (auto)") in trainer.header()
+    assert (f"rollout weights same ({packed}decode steps as a layer loop, freed host memory kept for reuse), "
+            "off-policy correction on (auto)") in trainer.header()
     metrics = trainer.step()
     assert metrics["offpolicy/active"] == 1.0 and metrics["offpolicy/kl"] > 0.0
     assert 0.0 <= metrics["offpolicy/truncated_frac"] <= 1.0 and 0.0 <= metrics["offpolicy/masked_frac"] <= 1.0

@@ -45,6 +45,9 @@ class ModelConfig:
     system_prompt: str | None = None
     response_prefix: str | None = None  # the reply starts with this text (e.g. "<think>"); verified with it
     gradient_checkpointing: bool = False
+    # on a CPU, the C library keeps freed memory for the next step instead of handing it back to the OS and
+    # faulting it in again (rlvr.models.host_memory); the process keeps its peak footprint
+    keep_host_memory: bool = True
     lora_r: int = 0  # LoRA rank through PEFT; 0 trains every weight
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0

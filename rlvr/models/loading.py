@@ -96,6 +96,10 @@ def load_policy(cfg, seed: int = 0, adapter: str | Path | None = None, training:
         from rlvr.models.attention import use_short_attention
 
         use_short_attention(model)
+        if getattr(cfg, "keep_host_memory", True):  # no fresh pages faulted in for each step's large tensors
+            from rlvr.models.host_memory import keep_freed_memory
+
+            keep_freed_memory()
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if lora:

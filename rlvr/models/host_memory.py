@@ -1,0 +1,63 @@
+"""Keep freed host memory in the process, so a training step's large tensors do not page-fault fresh memory.
+
+PyTorch's CPU allocator takes every tensor from the C library's `malloc` and gives it back with `free`; it has
+no cache of its own (the CUDA allocator does). glibc serves blocks above its mmap threshold (128 KiB, raised
+on the fly up to 32 MiB) with a fresh `mmap` and unmaps them when freed, and trims the heap's free top above
+128 KiB. So every step's large tensors come back as new pages that the kernel must fault in and zero: for
+SmolLM2-135M in a learner step (16 rows, 64 completion tokens) the (1024, 49152) logits, their float32 copies and
+gradients and the (49152, 576) embedding gradient, about 350,000 minor faults (1.4 GB) and 0.6 s of system time
+a step (`benchmarks/host_memory.py`).
+
+`keep_freed_memory` sets glibc's `M_MMAP_MAX` to 0 (every block from the heap, which `free` recycles) and
+`M_TRIM_THRESHOLD` to its largest value (the heap's free top is kept), as `mallopt(3)` documents: after the
+first steps the heap holds the step's peak and no page is faulted again. The cost is that the process keeps
+its peak footprint (the OS gets nothing back until it exits), as a GPU caching allocator does. The same thing
+other libraries get from preloading jemalloc or tcmalloc, done at run time with no preload and nothing to
+install. Elsewhere than glibc (musl, macOS) it does nothing and says so.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+
+M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
+M_MMAP_MAX = -4
+_INT_MAX = 2**31 - 1
+
+_applied = False
+
+
+@functools.lru_cache(maxsize=1)
+def _glibc() -> ctypes.CDLL | None:
+    """The process's C library when it is glibc (it has `gnu_get_libc_version` and `mallopt`), else None."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        libc.gnu_get_libc_version  # noqa: B018 (raises AttributeError outside glibc)
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.mallopt.restype = ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc's `malloc` keep freed memory for reuse (no mmap'd blocks, no heap trimming), from now on in
+    this process. True when it is in force (set now or before), False where the C library is not glibc or
+    refused a setting. Blocks allocated before keep their own kind; everything after comes from the heap."""
+    global _applied
+    if _applied:
+        return True
+    libc = _glibc()
+    if libc is None:
+        return False
+    # trim first: were the mmap limit set alone, a large free top would still be handed back
+    _applied = bool(libc.mallopt(M_TRIM_THRESHOLD, _INT_MAX)) and bool(libc.mallopt(M_MMAP_MAX, 0))
+    return _applied
+
+
+def keeps_freed_memory() -> bool:
+    """Whether `keep_freed_memory` is in force in this process."""
+    return _applied
