@@ -292,6 +292,7 @@ def run_mode(args, mode: str, device: torch.device, dtype: torch.dtype, floor: d
         "warmup_s": {"rlvr_steps": sum(results["rlvr"][:w]), "trl_steps": sum(results["trl"][:w]),
                      "generation_race": gen_warm},
         "prompts": args.prompts, "generations": args.generations, "threads": torch.get_num_threads(),
+        "micro_batch_tokens": args.micro_batch_tokens,
         "rollout_weights": args.rollout_weights, "rlvr_header": trainer.header(),
         "machine": machine, "cpu_flags": cpu_flags(), "device": device.type,
         "floor": floor, "floor_parts_s": fl, "rlvr_parts_s": parts,
