@@ -2,13 +2,14 @@
 glibc's defaults, on identical work, measured in one run, alternating.
 
     python benchmarks/host_memory.py [--model models/smollm2-135m-instruct] [--rounds 3] [--steps 6]
-                                     [--threads 1] [--json benchmarks/results/host_memory.json]
+                                     [--micro-batch-tokens 0] [--threads 1] [--json benchmarks/results/host_memory.json]
 
 The setting is process-wide (glibc's `mallopt`), so each arm runs in its own process: a round starts one
 process per arm, in turn (the order turning each round), each building the trainer of `benchmarks/vs_trl.py`'s
 fixed-length headline (2 prompts x 8 completions, exactly 64 new tokens each, bf16 compute where the CPU has
-it, else fp32) and running 2 warm-up steps and `--steps` measured ones. The two arms draw the same problems
-and seeds, so they generate and train on the same tokens. Printed per arm: median s/step, generation and
+it, else fp32; the learner's batch in one micro-batch unless `--micro-batch-tokens` splits it) and running 2
+warm-up steps and `--steps` measured ones. The two arms draw the same problems and seeds, so they generate and
+train on the same tokens. Printed per arm: median s/step, generation and
 update seconds, minor page faults and system CPU seconds a step, and peak resident memory; and the ratio.
 """
 
@@ -38,7 +39,7 @@ def child(args) -> None:
 
     torch.set_num_threads(args.threads)
     opts = types.SimpleNamespace(model=args.model, device="cpu", generations=8, prompts=2, max_new_tokens=64,
-                                 lr=1e-6, micro_batch_tokens=512, compile=False, rollout_weights="auto",
+                                 lr=1e-6, micro_batch_tokens=args.micro_batch_tokens, compile=False, rollout_weights="auto",
                                  compile_learner=False, skip_zero_advantage=False)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = rlvr_trainer(opts, "auto", Path(run_dir), fixed=True,
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--micro-batch-tokens", type=int, default=0, help="the learner's padded tokens per micro-batch")
     ap.add_argument("--json", default=None)
     ap.add_argument("--child", choices=["true", "false"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.rounds):
         for arm in names[r % 2:] + names[: r % 2]:
             cmd = [sys.executable, __file__, "--child", ARMS[arm], "--model", args.model, "--steps", str(args.steps),
-                   "--threads", str(args.threads)]
+                   "--threads", str(args.threads), "--micro-batch-tokens", str(args.micro_batch_tokens)]
             out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
             if out.returncode != 0:
                 print(out.stderr[-3000:], file=sys.stderr)
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     table = {arm: {k: statistics.median(s[k] for s in steps) for k in keys} | extra[arm] for arm, steps in runs.items()}
     same = [s["tokens"] for s in runs["glibc defaults"]] == [s["tokens"] for s in runs["kept for reuse"]]
     print(f"\n{cpu_name()} ({', '.join(cpu_flags())}), {args.threads} thread(s); {args.rounds} rounds x "
-          f"{args.steps} steps per arm; same sampled lengths in both arms: {same}")
+          f"{args.steps} steps per arm, micro_batch_tokens {args.micro_batch_tokens}; same sampled lengths in both arms: {same}")
     print(f"{'arm':<16}{'s/step':>8}{'generate':>10}{'update':>8}{'faults/step':>13}{'sys s/step':>12}{'peak MB':>9}")
     for arm, t in table.items():
         print(f"{arm:<16}{t['step_s']:>8.2f}{t['generate_s']:>10.2f}{t['update_s']:>8.2f}{t['faults']:>13.0f}"
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"kept for reuse: {ratio:.2f}x the step rate, {upd:.2f}x the update rate of glibc's defaults")
     if args.json:
         write_result(args.json, {"cpu": cpu_name(), "flags": cpu_flags(), "threads": args.threads,
-                                 "rounds": args.rounds, "steps": args.steps, "arms": table, "same_work": same,
+                                 "rounds": args.rounds, "steps": args.steps, "micro_batch_tokens": args.micro_batch_tokens, "arms": table, "same_work": same,
                                  "step_speedup": ratio, "update_speedup": upd, "per_step": runs})
     return 0
 

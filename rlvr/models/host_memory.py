@@ -4,9 +4,10 @@ PyTorch's CPU allocator takes every tensor from the C library's `malloc` and giv
 no cache of its own (the CUDA allocator does). glibc serves blocks above its mmap threshold (128 KiB, raised
 on the fly up to 32 MiB) with a fresh `mmap` and unmaps them when freed, and trims the heap's free top above
 128 KiB. So every step's large tensors come back as new pages that the kernel must fault in and zero: for
-SmolLM2-135M in a learner step (16 rows, 64 completion tokens) the (1024, 49152) logits, their float32 copies and
-gradients and the (49152, 576) embedding gradient, about 350,000 minor faults (1.4 GB) and 0.6 s of system time
-a step (`benchmarks/host_memory.py`).
+SmolLM2-135M in a training step (16 rows, 64 completion tokens, one learner micro-batch) the (1024, 49152)
+logits, their float32 copies and gradients, the (49152, 576) embedding gradient and the activations, about
+430,000 minor faults (1.7 GB) and 2.35 s of system time a step; kept, 3 faults and 1.49x the step rate
+(`benchmarks/host_memory.py`, `benchmarks/results/host_memory.json`).
 
 `keep_freed_memory` sets glibc's `M_MMAP_MAX` to 0 (every block from the heap, which `free` recycles) and
 `M_TRIM_THRESHOLD` to its largest value (the heap's free top is kept), as `mallopt(3)` documents: after the
