@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -253,10 +254,15 @@ def run_mode(args, mode: str, device: torch.device, dtype: torch.dtype, floor: d
             mem_trl.__exit__()
             with mem_rlvr:
                 sync(device)
+                before = resource.getrusage(resource.RUSAGE_SELF)
                 t = time.perf_counter()
                 m = trainer.step()
                 sync(device)
                 results["rlvr"].append(time.perf_counter() - t)
+                after = resource.getrusage(resource.RUSAGE_SELF)
+            # minor page faults and system CPU seconds of the process during rlvr's step (rlvr.models.host_memory)
+            results.setdefault("rlvr_faults", []).append(after.ru_minflt - before.ru_minflt)
+            results.setdefault("rlvr_sys_s", []).append(after.ru_stime - before.ru_stime)
             results["rlvr_parts"].append({k: m.get(f"time/{k}", 0.0) for k in
                                           ("generate", "verify", "forward", "backward", "optimizer")})
             rollouts = collected[-1].sampled
@@ -292,7 +298,8 @@ def run_mode(args, mode: str, device: torch.device, dtype: torch.dtype, floor: d
         "warmup_s": {"rlvr_steps": sum(results["rlvr"][:w]), "trl_steps": sum(results["trl"][:w]),
                      "generation_race": gen_warm},
         "prompts": args.prompts, "generations": args.generations, "threads": torch.get_num_threads(),
-        "micro_batch_tokens": args.micro_batch_tokens,
+        "micro_batch_tokens": args.micro_batch_tokens, "rlvr_step_faults": results.get("rlvr_faults"),
+        "rlvr_step_sys_s": results.get("rlvr_sys_s"),
         "rollout_weights": args.rollout_weights, "rlvr_header": trainer.header(),
         "machine": machine, "cpu_flags": cpu_flags(), "device": device.type,
         "floor": floor, "floor_parts_s": fl, "rlvr_parts_s": parts,
