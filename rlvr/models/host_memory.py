@@ -10,11 +10,12 @@ logits, their float32 copies and gradients, the (49152, 576) embedding gradient 
 (`benchmarks/host_memory.py`, `benchmarks/results/host_memory.json`).
 
 `keep_freed_memory` sets glibc's `M_MMAP_MAX` to 0 (every block from the heap, which `free` recycles) and
-`M_TRIM_THRESHOLD` to its largest value (the heap's free top is kept), as `mallopt(3)` documents: after the
-first steps the heap holds the step's peak and no page is faulted again. The cost is that the process keeps
+`M_TRIM_THRESHOLD` to its largest value, INT_MAX (a free top of the heap is handed back only past 2 GiB), as
+`mallopt(3)` documents: after the first steps the heap holds the step's peak and no page is faulted again. The cost is that the process keeps
 its peak footprint (the OS gets nothing back until it exits), as a GPU caching allocator does. The same thing
 other libraries get from preloading jemalloc or tcmalloc, done at run time with no preload and nothing to
-install. Elsewhere than glibc (musl, macOS) it does nothing and says so.
+install. Elsewhere than glibc (musl, macOS) it does nothing and returns False (the run's header then does not
+list it).
 """
 
 from __future__ import annotations
