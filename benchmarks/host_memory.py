@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import types
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,12 +34,10 @@ ARMS = {"glibc defaults": "false", "kept for reuse": "true"}
 def child(args) -> None:
     """One arm: warm-up and measured steps; prints one JSON line."""
     import torch
-    from vs_trl import rlvr_trainer
+    from vs_trl import headline_run, rlvr_trainer
 
     torch.set_num_threads(args.threads)
-    opts = types.SimpleNamespace(model=args.model, device="cpu", generations=8, prompts=2, max_new_tokens=64,
-                                 lr=1e-6, micro_batch_tokens=args.micro_batch_tokens, compile=False, rollout_weights="auto",
-                                 compile_learner=False, skip_zero_advantage=False)
+    opts = headline_run(args.model, args.micro_batch_tokens)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = rlvr_trainer(opts, "auto", Path(run_dir), fixed=True,
                                overrides=(f"model.keep_host_memory={args.child}",))

@@ -39,9 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (Path(args.model) / "config.json").exists():
         raise SystemExit(f"learner_attention: no checkpoint at {args.model}; run `make smollm2`")
 
-    run = argparse.Namespace(model=args.model, device="cpu", generations=8, max_new_tokens=64, prompts=2, lr=1e-6,
-                             micro_batch_tokens=512, compile=False, rollout_weights="auto", compile_learner=False,
-                             skip_zero_advantage=False)
+    run = vs_trl.headline_run(args.model, micro_batch_tokens=512)
     trainer = vs_trl.rlvr_trainer(run, "bfloat16", Path(tempfile.mkdtemp(prefix="learner_attention_")), True)
     config = trainer.model.config
     arms = {"sdpa": "sdpa", "short": config._attn_implementation}

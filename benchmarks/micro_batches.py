@@ -49,9 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {"cpu": cpu_name(), "flags": cpu_flags(), "threads": torch.get_num_threads(), "dtype": dtype,
                  "budget": args.budget, "rounds": args.rounds}
     for mode in ("fixed", "natural"):
-        run = argparse.Namespace(model=args.model, device="cpu", generations=8, max_new_tokens=64, prompts=2,
-                                 lr=1e-6, micro_batch_tokens=0, compile=False, rollout_weights="auto",
-                                 compile_learner=False, skip_zero_advantage=False)
+        run = vs_trl.headline_run(args.model)
         trainer = vs_trl.rlvr_trainer(run, dtype, Path(tempfile.mkdtemp(prefix="micro_batches_")), mode == "fixed")
         learner = trainer.learner
         batch, _ = trainer.assemble(trainer.collect().kept)

@@ -87,6 +87,14 @@ def rlvr_trainer(args, dtype_name: str, run_dir: Path, fixed: bool, overrides: t
     return Trainer(cfg, run_dir)
 
 
+def headline_run(model: str, micro_batch_tokens: int = 0) -> argparse.Namespace:
+    """The headline's settings for `rlvr_trainer` on a CPU (2 prompts x 8, at most 64 new tokens, lr 1e-6, eager,
+    rollout weights auto, every row trained): what the benchmarks that take vs_trl's step apart measure."""
+    return argparse.Namespace(model=model, device="cpu", generations=8, prompts=2, max_new_tokens=64, lr=1e-6,
+                              micro_batch_tokens=micro_batch_tokens, compile=False, rollout_weights="auto",
+                              compile_learner=False, skip_zero_advantage=False)
+
+
 def trl_dataset(trainer, n: int):
     from datasets import Dataset
 
