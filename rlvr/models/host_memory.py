@@ -10,9 +10,14 @@ logits, their float32 copies and gradients, the (49152, 576) embedding gradient 
 (`benchmarks/host_memory.py`, `benchmarks/results/host_memory.json`).
 
 `keep_freed_memory` sets glibc's `M_MMAP_MAX` to 0 (every block from the heap, which `free` recycles) and
-`M_TRIM_THRESHOLD` to its largest value, INT_MAX (a free top of the heap is handed back only past 2 GiB), as
-`mallopt(3)` documents: after the first steps the heap holds the step's peak and no page is faulted again. The cost is that the process keeps
-its peak footprint (the OS gets nothing back until it exits), as a GPU caching allocator does. The same thing
+`M_TRIM_THRESHOLD` to -1, which `mallopt(3)` documents as turning trimming off: after the first steps the heap
+holds the step's peak and no page is faulted again. Not INT_MAX, the largest positive value: that still hands
+back a free top past 2 GiB, which a process that frees more than that at once (rlvr and TRL in one benchmark
+process) meets every step: 2.5 GiB allocated, touched and freed three times faulted 1,048,512 pages in the
+two later rounds with INT_MAX and none with -1 (`tests/models/test_host_memory.py`). PyTorch asks for 64-byte
+aligned blocks (`posix_memalign`), which a freed block of exactly the same size cannot serve until it has
+merged with a neighbour: a loop over one 64 MiB tensor grew the heap by 128 MiB before it settled. The cost
+is that the process keeps its peak footprint (the OS gets nothing back until it exits), as a GPU caching allocator does. The same thing
 other libraries get from preloading jemalloc or tcmalloc, done at run time with no preload and nothing to
 install. Elsewhere than glibc (musl, macOS) it does nothing and returns False (the run's header then does not
 list it).
@@ -26,7 +31,7 @@ import functools
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
 M_MMAP_MAX = -4
-_INT_MAX = 2**31 - 1
+_NO_TRIM = -1  # mallopt(3): -1 turns trimming off (glibc reads it as the largest size_t)
 
 _applied = False
 
@@ -56,7 +61,7 @@ def keep_freed_memory() -> bool:
     if libc is None:
         return False
     # trim first: were the mmap limit set alone, a large free top would still be handed back
-    _applied = bool(libc.mallopt(M_TRIM_THRESHOLD, _INT_MAX)) and bool(libc.mallopt(M_MMAP_MAX, 0))
+    _applied = bool(libc.mallopt(M_TRIM_THRESHOLD, _NO_TRIM)) and bool(libc.mallopt(M_MMAP_MAX, 0))
     return _applied
 
 
