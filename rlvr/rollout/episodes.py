@@ -267,10 +267,9 @@ class EpisodeEngine(OverEngine):
         noise = None
         if seeds is not None and sampling.temperature > 0:
             gens = [torch.Generator(device=dev).manual_seed(int(s)) for s in seeds]
-            V = logits.shape[-1]
 
-            def noise(idx: list[int]) -> torch.Tensor:  # every prompt draws (n, V) per token, as the engine does
-                return torch.cat([torch.rand((n, V), generator=g, device=dev) for g in gens])[idx]
+            def noise(idx: list[int]) -> torch.Tensor:  # every prompt draws (n,) per token, as the engine does
+                return torch.cat([torch.rand(n, generator=g, device=dev) for g in gens])[idx]
 
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="rlvr-episode")
         try:

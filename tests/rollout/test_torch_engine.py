@@ -329,10 +329,10 @@ def test_compiled_decode_steps_sample_what_the_eager_engine_samples(make_tiny_mo
         assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-4)
 
 
-def test_exponential_race_has_the_multinomial_law_with_top_p():
+def test_inverse_cdf_draw_has_the_multinomial_law_with_top_p():
     probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
     logits = probs.log().repeat(20000, 1)
-    uniform = torch.rand(logits.shape, generator=torch.Generator().manual_seed(1))
+    uniform = torch.rand(len(logits), generator=torch.Generator().manual_seed(1))
     tokens, logps = sample_next(logits, 1.0, 1.0, None, uniform=uniform)
     counts = torch.bincount(tokens, minlength=4).float() / len(tokens)
     assert torch.allclose(counts, probs[0], atol=0.015)
@@ -340,6 +340,15 @@ def test_exponential_race_has_the_multinomial_law_with_top_p():
     counts = torch.bincount(tokens, minlength=4).float() / len(tokens)
     assert counts[2] == 0 and counts[3] == 0 and counts[0].item() == pytest.approx(0.625, abs=0.015)
     assert torch.allclose(logps, probs[0].log()[sample_next(logits, 1.0, 1.0, None, uniform=uniform)[0]])
+
+
+def test_inverse_cdf_draw_picks_the_token_whose_interval_holds_the_uniform():
+    # cumulative 0.5, 0.5 (a token of probability 0), 0.8, 1.0: u in [0, 0.5) -> 0, [0.5, 0.8) -> 2, [0.8, 1) -> 3
+    logits = torch.tensor([[0.5, 0.0, 0.3, 0.2]]).log().repeat(6, 1)
+    uniform = torch.tensor([0.0, 0.49, 0.51, 0.79, 0.81, 0.99999994])  # clear of the rounded boundaries
+    tokens, logps = sample_next(logits, 1.0, 1.0, None, uniform=uniform)
+    assert tokens.tolist() == [0, 0, 2, 2, 3, 3]
+    assert torch.allclose(logps, torch.tensor([0.5, 0.5, 0.3, 0.3, 0.2, 0.2]).log())
 
 
 def test_seeded_samples_do_not_depend_on_the_rest_of_the_batch(make_tiny_model, char_tokenizer):
