@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_machine import cpu_flags, cpu_name, write_result  # noqa: E402
 
 from rlvr.models.attention import NAME, use_short_attention  # noqa: E402
+from rlvr.models.host_memory import keep_freed_memory  # noqa: E402
 from rlvr.rollout.base import SamplingParams  # noqa: E402
 from rlvr.rollout.torch_engine import TorchEngine  # noqa: E402
 
@@ -82,6 +83,7 @@ def load_engine_model(args, name: str):
     if not (Path(args.model) / "config.json").exists():
         raise SystemExit(f"{name}: no checkpoint at {args.model}; run `make smollm2`")
     torch.set_num_threads(args.threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count() or 1)
+    keep_freed_memory()  # as rlvr's CPU policies do (`model.keep_host_memory`): no page faults in the timings
     print(f"machine: {cpu_name()}; CPU flags: {' '.join(cpu_flags()) or 'none'}; torch threads {torch.get_num_threads()}")
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).eval()
     tok = AutoTokenizer.from_pretrained(args.model)

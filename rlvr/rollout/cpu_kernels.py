@@ -19,6 +19,14 @@ per sync (~0.2 s for SmolLM2-135M in bf16 on the AVX-512 EPYC, 0.4-0.5 s in fp32
 
 oneDNN packs bf16 weights only on CPUs with AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT; elsewhere (AVX2-only
 CPUs) a bf16 model decodes on its own kernels and only fp32 weights are packed (`packs`).
+
+Linears that read the same input can be packed as one (`groups`): the layer loop (`rlvr.rollout.layer_loop`)
+runs each layer's query, key and value projections as one product and its MLP's gate and up projections as
+another, their weights stacked, then splits the output. 4 products a layer instead of 7; bit for bit the same
+outputs in bf16 (each output column is the same dot product). All 30 layers' q/k/v and gate/up products of a
+16-row SmolLM2-135M decode step took 11.1 ms fused against 12.0 ms apart (bf16, one thread, AVX-512 BF16). A
+grouped layer holds only the stacked copy: during the prefill (transformers' forward) it runs on its own
+kernels.
 """
 
 from __future__ import annotations
@@ -62,6 +70,8 @@ class PackedLinears:
     def __init__(self, model: torch.nn.Module):
         self.model = model
         self._packed: dict[int, tuple[tuple, torch.Tensor]] = {}  # id(module) -> (weight's identity, packed)
+        # ids of a group's modules -> (their weights' identities, packed stacked weight, stacked bias or None)
+        self._stacked: dict[tuple[int, ...], tuple[tuple, torch.Tensor, torch.Tensor | None]] = {}
         self._policy: int | None = None  # the engine's policy version the packed copies were made at
         self.repacks = 0  # weights packed since construction (each sync that changed them repacks them)
 
@@ -79,13 +89,29 @@ class PackedLinears:
     def _key(w: torch.Tensor) -> tuple:
         return (w.data_ptr(), w._version, w.dtype, tuple(w.shape))
 
-    def refresh(self, batch_hint: int, policy: int) -> list[torch.nn.Module]:
+    def refresh(self, batch_hint: int, policy: int,
+                groups: tuple[tuple[torch.nn.Module, ...], ...] = ()) -> list[torch.nn.Module]:
         """Pack every weight that changed since it was last packed (or never was), all of them at a new
-        `policy` version; returns the packable layers (`layers`)."""
+        `policy` version; each of `groups` (linears that read the same input) that can be stacked is packed as
+        one weight. Returns the packable layers outside those groups (`layers`)."""
         if policy != self._policy:
             self._packed.clear()
+            self._stacked.clear()
             self._policy = policy
-        modules = self.layers()
+        grouped: set[int] = set()
+        for group in groups:
+            if not stackable(group):
+                continue
+            ids = tuple(id(m) for m in group)
+            grouped.update(ids)
+            key = tuple(self._key(m.weight) for m in group)
+            held = self._stacked.get(ids)
+            if held is None or held[0] != key:
+                weight = torch.cat([m.weight.detach() for m in group])
+                bias = None if group[0].bias is None else torch.cat([m.bias.detach() for m in group])
+                self._stacked[ids] = (key, torch.ops.mkldnn._reorder_linear_weight(weight, batch_hint), bias)
+                self.repacks += len(group)
+        modules = [m for m in self.layers() if id(m) not in grouped]
         for m in modules:
             key = self._key(m.weight)
             held = self._packed.get(id(m))
@@ -94,11 +120,23 @@ class PackedLinears:
                 self.repacks += 1
         return modules
 
+    @property
+    def stacks(self) -> int:
+        """Groups of linears held packed as one weight."""
+        return len(self._stacked)
+
+    def stacked(self, group: tuple[torch.nn.Module, ...]):
+        """Inside `active`: x -> the outputs of `group`'s linears side by side (one product on their stacked
+        weight), or None where the group was not packed as one."""
+        held = self._stacked.get(tuple(id(m) for m in group))
+        return None if held is None else _packed_forward(held[1], held[2])
+
     @contextlib.contextmanager
-    def active(self, batch_hint: int, policy: int):
+    def active(self, batch_hint: int, policy: int, groups: tuple[tuple[torch.nn.Module, ...], ...] = ()):
         """Within: each packable linear runs on its packed weight of policy version `policy` (no autograd:
-        decode runs under no_grad)."""
-        modules = self.refresh(batch_hint, policy)
+        decode runs under no_grad); `groups` that can be stacked are packed as one weight each (`stacked`),
+        their members left on their own kernels."""
+        modules = self.refresh(batch_hint, policy, groups)
         for m in modules:
             m.forward = _packed_forward(self._packed[id(m)][1], m.bias)
         try:
@@ -106,6 +144,13 @@ class PackedLinears:
         finally:
             for m in modules:
                 m.__dict__.pop("forward", None)
+
+
+def stackable(group: tuple[torch.nn.Module, ...]) -> bool:
+    """Linears that can run as one product: all packable, of one dtype and input width, with a bias on all or
+    none."""
+    return (len(group) > 1 and all(_packable(m) for m in group)
+            and len({(m.weight.dtype, m.weight.shape[1], m.bias is None) for m in group}) == 1)
 
 
 def _packed_forward(packed: torch.Tensor, bias: torch.Tensor | None):

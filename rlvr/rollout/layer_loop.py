@@ -14,6 +14,11 @@ length (rows leave the batch as they finish) 2 x 8 x 64 119 -> 128 (1.08x). What
 a decode step is mostly arithmetic: at 16 rows the linear layers take ~46% of it, the sampler ~12%, attention's
 products ~8%.
 
+With oneDNN-packed linears (`rlvr.rollout.cpu_kernels`) each layer's query, key and value projections run as
+one product on their stacked weights, its MLP's gate and up projections as another, and the rotary embedding
+turns the queries and keys in one pass: the same elementwise arithmetic on the same values, so the logits are
+still the forward's bit for bit.
+
 Only where that holds by construction: a `LlamaForCausalLM`, `Qwen2ForCausalLM` or `MistralForCausalLM` (one
 structure: pre-norm attention and MLP with residuals, rotary embeddings from the model's `rotary_emb`) on
 rlvr's CPU attention (`rlvr.models.attention`), a static cache of plain layers, and no sliding window shorter
@@ -31,6 +36,7 @@ from rlvr.models import attention
 from rlvr.models.lora import transformers_model as _hf
 
 ARCHITECTURES = ("LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM")
+MLPS = ("LlamaMLP", "Qwen2MLP", "MistralMLP")  # down(act(gate(x)) * up(x))
 
 
 def _window(attn: torch.nn.Module, config) -> int | None:
@@ -43,11 +49,34 @@ class LayerLoop:
     `cache` holds every row's keys and values in slots [0, slot) (rlvr's engine: left-padded prompts, so every
     row's newest token takes the same slot)."""
 
-    def __init__(self, model: torch.nn.Module, cache):
+    def __init__(self, model: torch.nn.Module, cache, packed=None):
         hf = _hf(model)
         self.causal_lm, self.decoder, self.cache = hf, hf.model, cache
         self.layers = list(self.decoder.layers)
-        self.rope = sys.modules[type(self.layers[0].self_attn).__module__].apply_rotary_pos_emb
+        source = sys.modules[type(self.layers[0].self_attn).__module__]
+        self.rope, self.rotate_half = source.apply_rotary_pos_emb, source.rotate_half
+        # per layer: one product for q/k/v and one for the MLP's gate/up, where `packed` (PackedLinears, in
+        # force) stacked them (`linear_groups`); None runs the modules one by one
+        qkv, gate_up = [], []
+        for layer in self.layers:
+            attn_group, mlp_group = self._groups(layer)
+            qkv.append(packed.stacked(attn_group) if packed is not None else None)
+            gate_up.append(packed.stacked(mlp_group) if packed is not None and mlp_group else None)
+        self.qkv, self.gate_up = qkv, gate_up
+
+    @staticmethod
+    def _groups(layer: torch.nn.Module) -> tuple[tuple, tuple]:
+        attn, mlp = layer.self_attn, layer.mlp
+        mlp_group = (mlp.gate_proj, mlp.up_proj) if type(mlp).__name__ in MLPS else ()
+        return (attn.q_proj, attn.k_proj, attn.v_proj), mlp_group
+
+    @staticmethod
+    def linear_groups(model: torch.nn.Module) -> tuple[tuple[torch.nn.Module, ...], ...]:
+        """The linears of `model` (of the kind the loop reproduces) that read the same input: each layer's
+        q/k/v projections and its MLP's gate/up projections, for `PackedLinears` to stack."""
+        if not LayerLoop.model_fits(model):
+            return ()
+        return tuple(g for layer in _hf(model).model.layers for g in LayerLoop._groups(layer) if g)
 
     @staticmethod
     def model_fits(model: torch.nn.Module) -> bool:
@@ -90,18 +119,36 @@ class LayerLoop:
         cos, sin = self.decoder.rotary_emb(x, positions)
         where = torch.tensor([slot], device=tokens.device)
         allowed = mask[:, None, None, :].bool()  # (B, 1, 1, L), as transformers' mask for rlvr's attention
-        for layer, held in zip(self.layers, self.cache.layers):
+        for layer, held, qkv, gate_up in zip(self.layers, self.cache.layers, self.qkv, self.gate_up):
             attn = layer.self_attn
             h = layer.input_layernorm(x)
-            heads = (rows, 1, -1, attn.head_dim)
-            q = attn.q_proj(h).view(heads).transpose(1, 2)
-            k = attn.k_proj(h).view(heads).transpose(1, 2)
-            v = attn.v_proj(h).view(heads).transpose(1, 2)
-            q, k = self.rope(q, k, cos, sin)
+            if qkv is not None:  # one product, split: (B, heads + 2 kv heads, 1, D)
+                heads, kv = attn.q_proj.out_features // attn.head_dim, attn.k_proj.out_features // attn.head_dim
+                both = qkv(h).view(rows, 1, -1, attn.head_dim).transpose(1, 2)
+                turned = self._rotate(both[:, :heads + kv], cos, sin)  # queries and keys in one pass
+                q, k, v = turned[:, :heads], turned[:, heads:], both[:, heads + kv:]
+            else:
+                heads = (rows, 1, -1, attn.head_dim)
+                q = attn.q_proj(h).view(heads).transpose(1, 2)
+                k = attn.k_proj(h).view(heads).transpose(1, 2)
+                v = attn.v_proj(h).view(heads).transpose(1, 2)
+                q, k = self.rope(q, k, cos, sin)
             held.keys.index_copy_(2, where, k)
             held.values.index_copy_(2, where, v)
             out, _ = attention.short_sequence_attention(attn, q, held.keys, held.values, allowed,
                                                         scaling=attn.scaling, **{attention.KEYS: slot + 1})
             x = x + attn.o_proj(out.reshape(rows, 1, -1))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            h = layer.post_attention_layernorm(x)
+            if gate_up is not None:
+                mlp, both = layer.mlp, gate_up(h)
+                gate, up = both.split(both.shape[-1] // 2, dim=-1)
+                x = x + mlp.down_proj(mlp.act_fn(gate) * up)
+            else:
+                x = x + layer.mlp(h)
         return self.causal_lm.lm_head(self.decoder.norm(x))[:, -1]
+
+    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """The rotary embedding of (B, heads, 1, D) `x`: the formula of the model's `apply_rotary_pos_emb`
+        (x cos + rotate_half(x) sin, cos and sin (B, 1, D) broadcast over the heads)."""
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        return (x * cos) + (self.rotate_half(x) * sin)

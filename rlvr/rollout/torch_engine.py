@@ -194,9 +194,14 @@ class TorchEngine:
         return self.layer_loop and self._bounded and self.cache == "static" and LayerLoop.model_fits(self.model)
 
     @contextlib.contextmanager
-    def decoding(self, rows: int):
-        """The fast CPU kernels, in force while a batch of `rows` decodes (the model's own outside)."""
-        with self.packed.active(rows, self.version) if self.packed is not None else contextlib.nullcontext():
+    def decoding(self, rows: int, loop: bool = False):
+        """The fast CPU kernels, in force while a batch of `rows` decodes (the model's own outside); for the
+        layer loop (`loop`), the linears that read one input are packed as one (`LayerLoop.linear_groups`)."""
+        if self.packed is None:
+            yield
+            return
+        groups = LayerLoop.linear_groups(self.model) if loop else ()
+        with self.packed.active(rows, self.version, groups):
             yield
 
     def load_weights(self, state: dict[str, torch.Tensor] | None, version: int) -> None:
@@ -227,7 +232,7 @@ class TorchEngine:
         was_training = self.model.training
         self.model.eval()
         try:
-            with self.decoding(len(prompts) * sampling.n):
+            with self.decoding(len(prompts) * sampling.n, loop=self.loops_layers):
                 tokens, logps, lengths, stopped = self._decode(prompts, sampling, generator, seeds)
         finally:
             self.model.train(was_training)
@@ -293,7 +298,7 @@ class TorchEngine:
             select_rows(cache, expand)
             logits, mask = logits[expand], mask[expand]
         next_pos = mask[:, :P].sum(-1, keepdim=True)  # (B, 1)
-        loop = (LayerLoop(self.model, cache) if self.layer_loop and static and self._bounded
+        loop = (LayerLoop(self.model, cache, self.packed) if self.layer_loop and static and self._bounded
                 and LayerLoop.fits(self.model, cache, P + T) else None)
         tokens = torch.full((B, T), self.pad_token_id, dtype=torch.long, device=dev)
         logps = torch.zeros((B, T), dtype=torch.float32, device=dev)

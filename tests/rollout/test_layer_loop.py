@@ -10,6 +10,7 @@ from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2Fo
 
 from rlvr.models.attention import use_short_attention
 from rlvr.rollout.base import SamplingParams
+from rlvr.rollout.cpu_kernels import can_pack, packs
 from rlvr.rollout.torch_engine import TorchEngine, inference_copy
 
 # rows finish at the stop token and leave the batch (the loop then reads the compacted cache)
@@ -71,6 +72,9 @@ def test_the_loop_samples_what_transformers_forward_samples(make_tiny_model, cha
     assert any(c.finish_reason == "stop" for g in a for c in g)  # some rows left the batch early
     assert len({tuple(c.token_ids) for g in a for c in g}) > 6  # varied samples, not one repeated answer
     _identical(a, b)
+    if cpu_kernels and can_pack(torch.device("cpu")) and packs(dtype):
+        # on packed weights each layer's q/k/v and gate/up ran as one product each: still the same samples
+        assert loop.packed.stacks == 2 * len(model.model.layers) and plain.packed.stacks == 0
 
 
 def test_the_loop_samples_a_lora_model_with_its_adapter(make_tiny_model, char_tokenizer):
