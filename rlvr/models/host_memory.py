@@ -17,10 +17,10 @@ process) meets every step: 2.5 GiB allocated, touched and freed three times faul
 two later rounds with INT_MAX and none with -1 (`tests/models/test_host_memory.py`). PyTorch asks for 64-byte
 aligned blocks (`posix_memalign`), which a freed block of exactly the same size cannot serve until it has
 merged with a neighbour: a loop over one 64 MiB tensor grew the heap by 128 MiB before it settled. The cost
-is that the process keeps its peak footprint (the OS gets nothing back until it exits), as a GPU caching allocator does. The same thing
-other libraries get from preloading jemalloc or tcmalloc, done at run time with no preload and nothing to
-install. Elsewhere than glibc (musl, macOS) it does nothing and returns False (the run's header then does not
-list it).
+is that the process keeps its peak footprint (the OS gets nothing back until it exits), as a GPU caching
+allocator does. The same thing other libraries get from preloading jemalloc or tcmalloc, done at run time with
+no preload and nothing to install. Elsewhere than glibc (musl, macOS) it does nothing and returns False (the
+run's header then does not list it).
 """
 
 from __future__ import annotations
