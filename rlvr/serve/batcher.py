@@ -10,7 +10,11 @@ makes a prompt's samples depend on its seed and the weights only: batching never
 Stop strings: a request with `stop` runs through the engine wrapped in a one-turn environment whose pause
 strings they are (`rlvr.rollout.episodes.with_environment`), so a row stops at the token in which a stop
 string ends (the sampling noise is the single-turn engine's: a row that meets no stop string is the plain
-sample). The text is cut before the stop string, as OpenAI does; the token ids keep the tokens sampled.
+sample). The text is cut before the stop string, as OpenAI does; the token ids keep the tokens sampled up to
+the one in which the stop string ends. The engine looks for stop strings in the text with special tokens
+written out (as rlvr's episodes read tool calls), the response's text leaves them out: a stop string that
+spans a special token (`a<bos>b` holds `ab` only without it) ends the text but not the row, and the tokens
+after the one that completes it are dropped from the response too.
 """
 
 from __future__ import annotations
@@ -151,11 +155,27 @@ class Batcher:
         return results
 
     def _sample(self, completion, stops: tuple[str, ...]) -> Sample:
-        text = self.tokenizer.decode(completion.token_ids, skip_special_tokens=True)
-        cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
-        stopped = cut >= 0 or (bool(completion.token_ids) and completion.token_ids[-1] in self.stop_token_ids)
-        return Sample(completion.token_ids, completion.logprobs, text[:cut] if cut >= 0 else text,
-                      "stop" if stopped else "length")
+        ids, logprobs = completion.token_ids, completion.logprobs
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        found = [(i, len(s)) for i, s in ((text.find(s), s) for s in stops) if i >= 0]
+        if found:
+            cut, length = min(found)
+            keep = self._tokens_through(ids, cut + length)
+            ids, logprobs = ids[:keep], logprobs[:keep]
+        stopped = bool(found) or (bool(ids) and ids[-1] in self.stop_token_ids)
+        return Sample(ids, logprobs, text[:cut] if found else text, "stop" if stopped else "length")
+
+    def _tokens_through(self, ids: list[int], chars: int) -> int:
+        """The fewest leading tokens of `ids` whose text (special tokens left out) holds `chars` characters:
+        the tokens through the one in which a stop string ending there ends (a bisection over prefixes)."""
+        lo, hi = 1, len(ids)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if len(self.tokenizer.decode(ids[:mid], skip_special_tokens=True)) >= chars:
+                hi = mid
+            else:
+                lo = mid + 1
+        return hi
 
     @torch.no_grad()
     def _top(self, prompt: list[int], tokens: list[int], k: int, temperature: float,

@@ -65,7 +65,7 @@ def test_n_samples_share_the_prompt_and_a_seed_repeats_them(served):
 
 
 def test_stop_strings_cut_the_text_and_end_the_sample(served):
-    client, *_ = served()
+    client, _, _, tok = served()
     full = client.completions.create(model="tiny", prompt="9-4=", max_tokens=12, seed=4, temperature=1.0,
                                      logprobs=0).choices[0]
     assert len(full.text) >= 6
@@ -75,9 +75,12 @@ def test_stop_strings_cut_the_text_and_end_the_sample(served):
                                     logprobs=0).choices[0]
     assert cut.finish_reason == "stop"
     assert cut.text == full.text[:at]
-    # the sample is the unstopped one up to the token in which the stop string ends (one char per token here)
-    assert cut.token_ids == full.token_ids[:at + len(stop)]
-    assert cut.logprobs.token_logprobs == pytest.approx(full.logprobs.token_logprobs[:at + len(stop)], abs=1e-5)
+    # the sample is the unstopped one up to the token in which the stop string ends in the text (one character
+    # a token, and none for a special token, which the text leaves out)
+    ends = next(k for k in range(len(full.token_ids) + 1)
+                if stop in tok.decode(full.token_ids[:k], skip_special_tokens=True))
+    assert cut.token_ids == full.token_ids[:ends]
+    assert cut.logprobs.token_logprobs == pytest.approx(full.logprobs.token_logprobs[:ends], abs=1e-5)
 
 
 def test_a_streamed_reply_is_the_same_sample_in_one_chunk(served):
@@ -148,3 +151,23 @@ def test_the_openai_client_sees_the_error_message(served):
         client.chat.completions.create(model="tiny", messages=[{"role": "robot", "content": "hi"}])
     models = client.models.list()
     assert [m.id for m in models.data] == ["tiny"]
+
+
+def test_a_stop_string_across_a_special_token_ends_the_text_and_the_tokens(char_tokenizer):
+    """The engine looks for stop strings with special tokens written out; the response's text leaves them out.
+    "5<bos>6" holds "56" only in the text: the text ends before it, and so do the tokens after the one that
+    completes it (the engine sampled them, the response does not return them)."""
+    from types import SimpleNamespace
+
+    from rlvr.serve.batcher import Batcher
+
+    tok = char_tokenizer
+    ids = tok.encode("1+5", add_special_tokens=False) + [tok.bos_token_id] + tok.encode("6=7", add_special_tokens=False)
+    logprobs = [-0.1 * (i + 1) for i in range(len(ids))]
+    batcher = Batcher.__new__(Batcher)  # no engine or worker thread: only the response's assembly
+    batcher.tokenizer, batcher.stop_token_ids = tok, (tok.eos_token_id,)
+    sample = batcher._sample(SimpleNamespace(token_ids=ids, logprobs=logprobs), ("56",))
+    assert sample.text == "1+" and sample.finish_reason == "stop"
+    assert sample.token_ids == ids[:5] and sample.logprobs == logprobs[:5]  # 1 + 5 <bos> 6
+    plain = batcher._sample(SimpleNamespace(token_ids=ids, logprobs=logprobs), ("9",))
+    assert plain.text == "1+56=7" and plain.token_ids == ids and plain.finish_reason == "length"
