@@ -26,8 +26,8 @@ another, their weights stacked, then splits the output. 4 products a layer inste
 outputs in bf16 (each output column is the same dot product). All 30 layers' q/k/v and gate/up products of a
 16-row SmolLM2-135M decode step took 11.1 ms fused against 12.0 ms apart (bf16, one thread, AVX-512 BF16). A
 grouped layer holds only the stacked copy: during the prefill (transformers' forward) it runs on its own
-kernels, and so does every decode step of a generate whose cache the loop turns down after the prefill (a
-sliding window shorter than the cache): correct, only slower.
+kernels. Groups are stacked only for a generate the loop will decode (the engine checks the model's sliding
+windows against the cache first).
 """
 
 from __future__ import annotations

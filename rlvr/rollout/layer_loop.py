@@ -102,14 +102,19 @@ class LayerLoop:
         layers = getattr(cache, "layers", None)
         if layers is None or len(layers) != len(hf.model.layers):
             return False
-        for layer, held in zip(hf.model.layers, layers):
+        for held in layers:
             if (type(held).__name__ != "StaticLayer" or getattr(held, "keys", None) is None
                     or held.keys.shape[2] != cache_len):
                 return False
-            window = _window(layer.self_attn, hf.config)
-            if window is not None and window < cache_len:
-                return False
-        return True
+        return LayerLoop.windows_fit(model, cache_len)
+
+    @staticmethod
+    def windows_fit(model: torch.nn.Module, cache_len: int) -> bool:
+        """No layer of `model` has a sliding window shorter than a cache of `cache_len` slots (known before
+        the cache is made: the engine packs for the loop only where it can run)."""
+        hf = _hf(model)
+        windows = (_window(layer.self_attn, hf.config) for layer in hf.model.layers)
+        return all(w is None or w >= cache_len for w in windows)
 
     def step(self, tokens: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, slot: int) -> torch.Tensor:
         """tokens (B, 1), mask (B, L) with 1 where a row may attend (its prompt and the slots up to `slot`),

@@ -232,7 +232,9 @@ class TorchEngine:
         was_training = self.model.training
         self.model.eval()
         try:
-            with self.decoding(len(prompts) * sampling.n, loop=self.loops_layers):
+            cache_len = max(len(p) for p in prompts) + sampling.max_new_tokens
+            loop = self.loops_layers and LayerLoop.windows_fit(self.model, cache_len)
+            with self.decoding(len(prompts) * sampling.n, loop=loop):
                 tokens, logps, lengths, stopped = self._decode(prompts, sampling, generator, seeds)
         finally:
             self.model.train(was_training)

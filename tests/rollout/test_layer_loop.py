@@ -133,12 +133,17 @@ def test_models_and_caches_the_loop_does_not_reproduce_decode_through_transforme
     windowed, plain = _pair(short, char_tokenizer)
     _identical(_sample(windowed, char_tokenizer), _sample(plain, char_tokenizer))
     assert windowed.loop_steps == 0
+    stacking = can_pack(torch.device("cpu")) and packs(torch.float32)
+    if stacking:  # nothing stacked for a decode the loop does not run: its linears stay packed one by one
+        assert windowed.packed.stacks == 0 and windowed.packed.covers()
     # the same architecture without a window: the loop runs
     full = _mistral(char_tokenizer, window=None)
     assert use_short_attention(full)
     loop, plain = _pair(full, char_tokenizer)
     _identical(_sample(loop, char_tokenizer), _sample(plain, char_tokenizer))
     assert loop.loop_steps > 0
+    if stacking:
+        assert loop.packed.stacks == 2 * len(full.model.layers)
 
 
 def test_the_loop_samples_an_int8_rollout_copy_as_its_forward_does(make_tiny_model, char_tokenizer):
