@@ -43,7 +43,6 @@ def test_a_cpu_policy_keeps_freed_memory_so_a_step_s_large_tensors_fault_no_fres
     assert not kept and faults > 5 * 16_384 * 0.9  # each round maps and faults 64 MiB anew
 
 
-
 # glibc's own malloc and free (no alignment), after keep_freed_memory: 2.5 GiB allocated, touched and freed at
 # once, three times; prints the minor page faults of the last two rounds.
 FREE_TOP = """
