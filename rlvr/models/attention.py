@@ -75,15 +75,21 @@ def decode_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
                      attention_mask: torch.Tensor | None, scaling: float) -> torch.Tensor:
     """One decode step's attention: (B, H, 1, D) queries against (B, KV, L, D) keys and values -> (B, 1, H, D).
     Query head h reads key/value head h // (H / KV), as transformers' `repeat_kv` pairs them, so each
-    key/value head's queries form one (H / KV, D) block. A one-query step has no causal part: the mask (bool,
-    True = may attend, or additive) covers padding and empty slots; a masked score takes fp32's lowest value."""
+    key/value head's queries form one (H / KV, D) block: one batched product over the B * KV blocks, on views
+    of the cache (no copy of a contiguous one). A one-query step has no causal part: the mask (bool, True = may
+    attend, or additive; (B or 1, 1, 1, L)) covers padding and empty slots; a masked score takes fp32's lowest
+    value."""
     B, H, _, D = query.shape
-    KV = key.shape[1]
-    scores = torch.matmul(query.reshape(B, KV, H // KV, D), key.transpose(-1, -2)).float() * scaling  # (B, KV, G, L)
-    if attention_mask is not None:  # (B or 1, 1, 1, L): broadcasts over the key/value heads and their queries
-        scores = _masked(scores, attention_mask[:, :, -1:, :])
-    probs = torch.softmax(scores, dim=-1).to(value.dtype)
-    return torch.matmul(probs, value).reshape(B, H, 1, D).transpose(1, 2).contiguous()
+    KV, L = key.shape[1], key.shape[2]
+    G = H // KV
+    scores = torch.bmm(query.reshape(B * KV, G, D), key.reshape(B * KV, L, D).transpose(1, 2)).float()
+    scores = scores.mul_(scaling).view(B, H, L)
+    if attention_mask is not None:  # (B or 1, 1, L): broadcasts over the heads
+        last = attention_mask[:, :, -1, :]
+        scores = (torch.where(last, scores, torch.finfo(scores.dtype).min) if last.dtype == torch.bool
+                  else scores.add_(last.float()))
+    probs = torch.softmax(scores, dim=-1).to(value.dtype).view(B * KV, G, L)
+    return torch.bmm(probs, value.reshape(B * KV, L, D)).view(B, 1, H, D)
 
 
 def _masked(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -29,8 +29,11 @@ called as modules, so PEFT's LoRA layers, packed CPU linears and quantised weigh
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 
 from rlvr.models import attention
 from rlvr.models.lora import transformers_model as _hf
@@ -63,6 +66,8 @@ class LayerLoop:
             qkv.append(packed.stacked(attn_group) if packed is not None else None)
             gate_up.append(packed.stacked(mlp_group) if packed is not None and mlp_group else None)
         self.qkv, self.gate_up = qkv, gate_up
+        self.plans = [_Plan.of(layer) for layer in self.layers]
+        self.final_norm = rms_norm(self.decoder.norm)
 
     @staticmethod
     def _groups(layer: torch.nn.Module) -> tuple[tuple, tuple]:
@@ -122,38 +127,83 @@ class LayerLoop:
         rows = tokens.shape[0]
         x = self.decoder.embed_tokens(tokens)
         cos, sin = self.decoder.rotary_emb(x, positions)
+        turn = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, 1, D): broadcast over the heads
         where = torch.tensor([slot], device=tokens.device)
         allowed = mask[:, None, None, :].bool()  # (B, 1, 1, L), as transformers' mask for rlvr's attention
-        for layer, held, qkv, gate_up in zip(self.layers, self.cache.layers, self.qkv, self.gate_up):
+        for layer, held, qkv, gate_up, plan in zip(self.layers, self.cache.layers, self.qkv, self.gate_up,
+                                                   self.plans):
             attn = layer.self_attn
-            h = layer.input_layernorm(x)
+            h = plan.input_norm(x)
             if qkv is not None:  # one product, split: (B, heads + 2 kv heads, 1, D)
-                heads, kv = attn.q_proj.out_features // attn.head_dim, attn.k_proj.out_features // attn.head_dim
-                both = qkv(h).view(rows, 1, -1, attn.head_dim).transpose(1, 2)
-                turned = self._rotate(both[:, :heads + kv], cos, sin)  # queries and keys in one pass
-                q, k, v = turned[:, :heads], turned[:, heads:], both[:, heads + kv:]
+                both = qkv(h).view(rows, 1, -1, plan.head_dim).transpose(1, 2)
+                turned = self._rotate(both[:, :plan.heads + plan.kv], *turn)  # queries and keys in one pass
+                q, k, v = turned[:, :plan.heads], turned[:, plan.heads:], both[:, plan.heads + plan.kv:]
             else:
-                heads = (rows, 1, -1, attn.head_dim)
+                heads = (rows, 1, -1, plan.head_dim)
                 q = attn.q_proj(h).view(heads).transpose(1, 2)
                 k = attn.k_proj(h).view(heads).transpose(1, 2)
                 v = attn.v_proj(h).view(heads).transpose(1, 2)
                 q, k = self.rope(q, k, cos, sin)
             held.keys.index_copy_(2, where, k)
             held.values.index_copy_(2, where, v)
-            out, _ = attention.short_sequence_attention(attn, q, held.keys, held.values, allowed,
-                                                        scaling=attn.scaling, **{attention.KEYS: slot + 1})
+            if plan.decode_products and q.dtype == torch.bfloat16:  # what rlvr's attention runs for one query
+                out = attention.decode_attention(q, held.keys, held.values, allowed, plan.scaling)
+            else:
+                out, _ = attention.short_sequence_attention(attn, q, held.keys, held.values, allowed,
+                                                            scaling=plan.scaling, **{attention.KEYS: slot + 1})
             x = x + attn.o_proj(out.reshape(rows, 1, -1))
-            h = layer.post_attention_layernorm(x)
+            h = plan.post_norm(x)
             if gate_up is not None:
                 mlp, both = layer.mlp, gate_up(h)
                 gate, up = both.split(both.shape[-1] // 2, dim=-1)
-                x = x + mlp.down_proj(mlp.act_fn(gate) * up)
+                x = x + mlp.down_proj(plan.act(gate) * up)
             else:
                 x = x + layer.mlp(h)
-        return self.causal_lm.lm_head(self.decoder.norm(x))[:, -1]
+        return self.causal_lm.lm_head(self.final_norm(x))[:, -1]
 
     def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """The rotary embedding of (B, heads, 1, D) `x`: the formula of the model's `apply_rotary_pos_emb`
-        (x cos + rotate_half(x) sin, cos and sin (B, 1, D) broadcast over the heads)."""
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        (x cos + rotate_half(x) sin, cos and sin (B, 1, 1, D) broadcast over the heads)."""
         return (x * cos) + (self.rotate_half(x) * sin)
+
+
+class _Plan(NamedTuple):
+    """What a layer's decode step reads of its modules, looked up once per decode rather than every token."""
+    input_norm: Callable[[torch.Tensor], torch.Tensor]
+    post_norm: Callable[[torch.Tensor], torch.Tensor]
+    act: Callable[[torch.Tensor], torch.Tensor]
+    heads: int
+    kv: int
+    head_dim: int
+    scaling: float
+    decode_products: bool  # rlvr's attention would take `decode_attention` for a bf16 query (H % KV == 0)
+
+    @staticmethod
+    def of(layer: torch.nn.Module) -> _Plan:
+        attn, mlp = layer.self_attn, layer.mlp
+        heads = attn.q_proj.out_features // attn.head_dim
+        kv = attn.k_proj.out_features // attn.head_dim
+        return _Plan(rms_norm(layer.input_layernorm), rms_norm(layer.post_attention_layernorm),
+                     _activation(getattr(mlp, "act_fn", None)), heads, kv, attn.head_dim, attn.scaling,
+                     heads % kv == 0 and all(p.device.type == "cpu" for p in attn.parameters()))
+
+
+RMS_NORMS = ("LlamaRMSNorm", "Qwen2RMSNorm", "MistralRMSNorm")
+
+
+def rms_norm(module: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`module` as a function: for the RMS norms of `RMS_NORMS` (x in fp32, x / sqrt(mean(x^2) + eps), back to
+    x's dtype, times the weight), the same arithmetic through `F.rms_norm`'s one call in place of the module's
+    seven; any other module is called as it is."""
+    if type(module).__name__ not in RMS_NORMS or not isinstance(getattr(module, "weight", None), torch.Tensor):
+        return module
+    eps, width = module.variance_epsilon, (module.weight.shape[-1],)
+
+    def norm(x: torch.Tensor) -> torch.Tensor:
+        return module.weight * F.rms_norm(x.float(), width, eps=eps).to(x.dtype)
+    return norm
+
+
+def _activation(act) -> Callable[[torch.Tensor], torch.Tensor]:
+    """transformers' SiLU module as the function it calls; anything else as it is."""
+    return F.silu if type(act).__name__ in ("SiLUActivation", "SiLU") else act
