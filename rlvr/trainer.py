@@ -130,6 +130,8 @@ class Trainer:
             fast.append("CPU decode on packed weights")
         if getattr(sampler, "loops_layers", False):
             fast.append("decode steps as a layer loop")
+        if getattr(sampler, "compile_loop", False):
+            fast.append("loop steps compiled")
         if self.device.type == "cpu" and keeps_freed_memory():
             fast.append("freed host memory kept for reuse")
         packed = f" ({', '.join(fast)})" if fast else ""

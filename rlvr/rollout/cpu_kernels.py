@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
+import weakref
 
 import torch
 
@@ -75,6 +77,10 @@ class PackedLinears:
         self._stacked: dict[tuple[int, ...], tuple[tuple, torch.Tensor, torch.Tensor | None]] = {}
         self._policy: int | None = None  # the engine's policy version the packed copies were made at
         self.repacks = 0  # weights packed since construction (each sync that changed them repacks them)
+        # ids of a module (or a group's modules) -> its handle for `packed_linear`: fixed for the module's life,
+        # while what the handle points at follows each repack
+        self._handles: dict[tuple[int, ...], str] = {}
+        weakref.finalize(self, _forget, self._handles)
 
     def layers(self) -> list[torch.nn.Module]:
         """The model's layers that run on packed weights, listed anew each time: a weight sync may have quantised
@@ -112,6 +118,7 @@ class PackedLinears:
                 bias = None if group[0].bias is None else torch.cat([m.bias.detach() for m in group])
                 self._stacked[ids] = (key, torch.ops.mkldnn._reorder_linear_weight(weight, batch_hint), bias)
                 self.repacks += len(group)
+                self._point(ids, self._stacked[ids][1], bias, weight.shape[0])
         modules = [m for m in self.layers() if id(m) not in grouped]
         for m in modules:
             key = self._key(m.weight)
@@ -119,7 +126,26 @@ class PackedLinears:
             if held is None or held[0] != key:
                 self._packed[id(m)] = (key, torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), batch_hint))
                 self.repacks += 1
+                self._point((id(m),), self._packed[id(m)][1], m.bias, m.out_features)
         return modules
+
+    def _point(self, ids: tuple[int, ...], packed: torch.Tensor, bias: torch.Tensor | None, width: int) -> None:
+        if ids in self._handles:
+            _WEIGHTS[self._handles[ids]] = (packed, bias, width)
+
+    def handle(self, modules: tuple[torch.nn.Module, ...]) -> str | None:
+        """The handle under which `packed_linear` runs `modules` (one linear, or a group packed as one) on
+        their packed weight, whatever policy version it was packed at; None where they are not packed so (call
+        after `refresh`)."""
+        ids = tuple(id(m) for m in modules)
+        held = self._stacked.get(ids) if len(ids) > 1 else self._packed.get(ids[0])
+        if held is None:
+            return None
+        if ids not in self._handles:
+            self._handles[ids] = f"packed-{next(_HANDLES)}"
+        packed, bias = (held[1], held[2]) if len(ids) > 1 else (held[1], modules[0].bias)
+        self._point(ids, packed, bias, sum(m.out_features for m in modules))
+        return self._handles[ids]
 
     @property
     def stacks(self) -> int:
@@ -158,3 +184,27 @@ def _packed_forward(packed: torch.Tensor, bias: torch.Tensor | None):
     def forward(x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, bias, "none", [], "")
     return forward
+
+
+# handle -> (packed weight, bias or None, output width): what `packed_linear` reads, kept by each PackedLinears
+_WEIGHTS: dict[str, tuple[torch.Tensor, torch.Tensor | None, int]] = {}
+_HANDLES = itertools.count()
+
+
+def _forget(handles: dict[tuple[int, ...], str]) -> None:
+    for h in handles.values():
+        _WEIGHTS.pop(h, None)
+
+
+@torch.library.custom_op("rlvr::packed_linear", mutates_args=())
+def packed_linear(x: torch.Tensor, handle: str) -> torch.Tensor:
+    """x @ W^T + b on the packed weight of `handle` (`PackedLinears.handle`): one op that a compiled graph
+    calls as it is (oneDNN's packed tensors cannot be a graph's inputs; the handle, a string, is a constant of the graph,
+    and what it points at moves with each repack, so a weight sync needs no recompile)."""
+    packed, bias, _ = _WEIGHTS[handle]
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, bias, "none", [], "")
+
+
+@packed_linear.register_fake
+def _packed_linear_shape(x: torch.Tensor, handle: str) -> torch.Tensor:
+    return x.new_empty((*x.shape[:-1], _WEIGHTS[handle][2]))

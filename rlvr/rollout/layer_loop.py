@@ -28,6 +28,7 @@ called as modules, so PEFT's LoRA layers, packed CPU linears and quantised weigh
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from typing import NamedTuple
@@ -37,6 +38,7 @@ import torch.nn.functional as F
 
 from rlvr.models import attention
 from rlvr.models.lora import transformers_model as _hf
+from rlvr.rollout.cpu_kernels import packed_linear
 
 ARCHITECTURES = ("LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM")
 MLPS = ("LlamaMLP", "Qwen2MLP", "MistralMLP")  # down(act(gate(x)) * up(x))
@@ -52,7 +54,7 @@ class LayerLoop:
     `cache` holds every row's keys and values in slots [0, slot) (rlvr's engine: left-padded prompts, so every
     row's newest token takes the same slot)."""
 
-    def __init__(self, model: torch.nn.Module, cache, packed=None):
+    def __init__(self, model: torch.nn.Module, cache, packed=None, compiled: bool = False):
         hf = _hf(model)
         self.causal_lm, self.decoder, self.cache = hf, hf.model, cache
         self.layers = list(self.decoder.layers)
@@ -68,6 +70,22 @@ class LayerLoop:
         self.qkv, self.gate_up = qkv, gate_up
         self.plans = [_Plan.of(layer) for layer in self.layers]
         self.final_norm = rms_norm(self.decoder.norm)
+        # compiled: each step through torch.compile, the linears as `packed_linear` calls (handles per layer:
+        # q/k/v, o, gate/up, down; then the output layer), where every one of them runs on a packed weight
+        self.handles = self._handles(packed) if compiled and packed is not None else None
+
+    def _handles(self, packed) -> tuple[tuple[str, ...], ...] | None:
+        """The packed weights' handles the compiled step calls (`packed_linear`), or None where the step cannot
+        be compiled: a linear not packed (or not stacked), or an attention other than the bf16 products."""
+        out = []
+        for layer, plan in zip(self.layers, self.plans):
+            attn_group, mlp_group = self._groups(layer)
+            if not mlp_group or not plan.decode_products or layer.self_attn.q_proj.weight.dtype != torch.bfloat16:
+                return None
+            out.append(tuple(packed.handle(g) for g in (attn_group, (layer.self_attn.o_proj,), mlp_group,
+                                                       (layer.mlp.down_proj,))))
+        out.append((packed.handle((self.causal_lm.lm_head,)),))
+        return tuple(out) if all(h is not None for hs in out for h in hs) else None
 
     @staticmethod
     def _groups(layer: torch.nn.Module) -> tuple[tuple, tuple]:
@@ -124,12 +142,15 @@ class LayerLoop:
     def step(self, tokens: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, slot: int) -> torch.Tensor:
         """tokens (B, 1), mask (B, L) with 1 where a row may attend (its prompt and the slots up to `slot`),
         positions (B, 1): the logits (B, V) of the next token, the new keys and values written at `slot`."""
+        where = torch.tensor([slot], device=tokens.device)
+        allowed = mask[:, None, None, :].bool()  # (B, 1, 1, L), as transformers' mask for rlvr's attention
+        if self.handles is not None:
+            return compiled_step()(self, tokens, allowed, positions, where,
+                                   [held.keys for held in self.cache.layers], [held.values for held in self.cache.layers])
         rows = tokens.shape[0]
         x = self.decoder.embed_tokens(tokens)
         cos, sin = self.decoder.rotary_emb(x, positions)
         turn = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, 1, D): broadcast over the heads
-        where = torch.tensor([slot], device=tokens.device)
-        allowed = mask[:, None, None, :].bool()  # (B, 1, 1, L), as transformers' mask for rlvr's attention
         for layer, held, qkv, gate_up, plan in zip(self.layers, self.cache.layers, self.qkv, self.gate_up,
                                                    self.plans):
             attn = layer.self_attn
@@ -161,10 +182,41 @@ class LayerLoop:
                 x = x + layer.mlp(h)
         return self.causal_lm.lm_head(self.final_norm(x))[:, -1]
 
+    def _packed_step(self, tokens: torch.Tensor, allowed: torch.Tensor, positions: torch.Tensor,
+                     where: torch.Tensor, keys: list[torch.Tensor], values: list[torch.Tensor]) -> torch.Tensor:
+        """`step` as one function of tensors for torch.compile: the same modules and arithmetic, every linear a
+        `packed_linear` call (`handles`), the slot a tensor and the cache's tensors arguments, so one graph
+        (dynamic in rows and cache length) serves every step and every decode."""
+        rows = tokens.shape[0]
+        x = self.decoder.embed_tokens(tokens)
+        cos, sin = self.decoder.rotary_emb(x, positions)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        for i, (plan, (qkv, o, gate_up, down)) in enumerate(zip(self.plans, self.handles)):
+            h = plan.input_norm(x)
+            both = packed_linear(h, qkv).view(rows, 1, -1, plan.head_dim).transpose(1, 2)
+            turned = self._rotate(both[:, :plan.heads + plan.kv], cos, sin)
+            q, k, v = turned[:, :plan.heads], turned[:, plan.heads:], both[:, plan.heads + plan.kv:]
+            keys[i].index_copy_(2, where, k)
+            values[i].index_copy_(2, where, v)
+            out = attention.decode_attention(q, keys[i], values[i], allowed, plan.scaling)
+            x = x + packed_linear(out.reshape(rows, 1, -1), o)
+            both = packed_linear(plan.post_norm(x), gate_up)
+            gate, up = both.split(both.shape[-1] // 2, dim=-1)
+            x = x + packed_linear(plan.act(gate) * up, down)
+        return packed_linear(self.final_norm(x), self.handles[-1][0])[:, -1]
+
     def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """The rotary embedding of (B, heads, 1, D) `x`: the formula of the model's `apply_rotary_pos_emb`
         (x cos + rotate_half(x) sin, cos and sin (B, 1, 1, D) broadcast over the heads)."""
         return (x * cos) + (self.rotate_half(x) * sin)
+
+
+@functools.cache
+def compiled_step():
+    """`LayerLoop._packed_step` through torch.compile (inductor), once per process: static shapes (symbolic
+    ones sent inductor's shape reasoning into minutes of sympy), so each batch size and cache length, and each
+    model, compiles its own graph."""
+    return torch.compile(LayerLoop._packed_step, dynamic=False)
 
 
 class _Plan(NamedTuple):

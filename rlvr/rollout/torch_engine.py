@@ -17,9 +17,11 @@ from transformers import DynamicCache, StaticCache
 from rlvr.models import attention
 from rlvr.models.lora import transformers_model as _hf
 from rlvr.rollout.base import Completion, SamplingParams
-from rlvr.rollout.cpu_kernels import PackedLinears, can_pack
+from rlvr.rollout.cpu_kernels import PackedLinears, can_pack, packs
 from rlvr.rollout.layer_loop import LayerLoop
 from rlvr.rollout.weights import QUANTIZED, load_quantized
+
+SLOTS = 64  # with compile_loop, a decode's cache length is a multiple of this
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None,
@@ -173,19 +175,26 @@ class TorchEngine:
         self._cache_position = takes_cache_position(model)
         # rlvr's CPU attention reads only the static cache's filled slots when told how many (rlvr.models.attention)
         self._bounded = getattr(getattr(_hf(model), "config", None), "_attn_implementation", None) == attention.NAME
-        # compile: decode steps run through torch.compile (CUDA graphs on a GPU). Shapes must stay fixed, so
-        # the cache is static and finished rows stay in the batch.
-        self.compile = compile
+        # compile on a CPU, with the packed kernels and the layer loop: the loop's decode steps run through
+        # torch.compile, their linears still on the packed weights (LayerLoop._packed_step). Shapes stay fixed
+        # (a graph per batch size and cache length), so finished rows stay in the batch and the cache's length
+        # is rounded up. Other models and settings on a CPU decode eagerly.
+        self.compile_loop = (compile and self.device.type == "cpu" and cpu_kernels and layer_loop and can_pack(self.device)
+                             and packs(torch.bfloat16) and holds_dtype(model, torch.bfloat16))
+        # compile elsewhere (GPUs): decode steps run through torch.compile (CUDA graphs). Shapes must stay fixed,
+        # so the cache is static and finished rows stay in the batch.
+        self.compile = compile and not self.compile_loop
         self._compiled = None
-        if compile:
+        if self.compile or self.compile_loop:
             self.cache, self.compact = "static", float("inf")
         # cpu_kernels (rlvr.rollout.cpu_kernels): on a CPU, decode runs its linear layers on oneDNN-packed
-        # copies of the weights; not with compiled steps
-        self.packed = PackedLinears(model) if cpu_kernels and not compile and can_pack(self.device) else None
+        # copies of the weights; not with compiled forwards
+        self.packed = PackedLinears(model) if cpu_kernels and not self.compile and can_pack(self.device) else None
         # layer_loop (rlvr.rollout.layer_loop): eager decode steps of Llama-family models on rlvr's CPU attention
         # run the model's modules in one plain loop, not through transformers' forward (the same logits)
-        self.layer_loop = layer_loop and not compile
+        self.layer_loop = layer_loop and not self.compile
         self.loop_steps = 0  # decode steps the loop ran (the rest went through the model's forward)
+        self.compiled_loop_steps = 0  # of those, steps that ran compiled (compile_loop)
 
     @property
     def loops_layers(self) -> bool:
@@ -262,7 +271,10 @@ class TorchEngine:
         U, P, T = len(prompts), max(len(r) for r in prompts), sampling.max_new_tokens
         B = U * n
         input_ids = torch.full((U, P), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((U, P + T), dtype=torch.long)
+        # compiled loop steps have fixed shapes: the cache's length rounds up to a multiple of SLOTS (its extra
+        # slots masked), so decodes of nearby lengths share a graph
+        slots = -(-(P + T) // SLOTS) * SLOTS if self.compile_loop else P + T
+        mask = torch.zeros((U, slots), dtype=torch.long)
         for i, r in enumerate(prompts):  # left padding
             input_ids[i, P - len(r):] = torch.tensor(r, dtype=torch.long)
             mask[i, P - len(r):P] = 1
@@ -275,7 +287,7 @@ class TorchEngine:
             raise ValueError("SamplingParams.stop: this engine was built without a tokenizer to read text with")
         window = max((len(s) for s in stop_text), default=0) + 1  # tokens: each writes at least one character
 
-        cache, static = new_cache(self.model, self.cache, P + T)
+        cache, static = new_cache(self.model, self.cache, slots)
 
         def forward(ids: torch.Tensor, attn: torch.Tensor, pos: torch.Tensor, start: int) -> torch.Tensor:
             kw = {self._cache_kw: cache}
@@ -300,8 +312,8 @@ class TorchEngine:
             select_rows(cache, expand)
             logits, mask = logits[expand], mask[expand]
         next_pos = mask[:, :P].sum(-1, keepdim=True)  # (B, 1)
-        loop = (LayerLoop(self.model, cache, self.packed) if self.layer_loop and static and self._bounded
-                and LayerLoop.fits(self.model, cache, P + T) else None)
+        loop = (LayerLoop(self.model, cache, self.packed, compiled=self.compile_loop) if self.layer_loop and static and self._bounded
+                and LayerLoop.fits(self.model, cache, slots) else None)
         tokens = torch.full((B, T), self.pad_token_id, dtype=torch.long, device=dev)
         logps = torch.zeros((B, T), dtype=torch.float32, device=dev)
         lengths = torch.zeros(B, dtype=torch.long, device=dev)
@@ -351,6 +363,7 @@ class TorchEngine:
             if loop is not None:
                 logits = loop.step(tok[:, None], mask, next_pos, P + t)
                 self.loop_steps += 1
+                self.compiled_loop_steps += loop.handles is not None
             else:
                 logits = forward(tok[:, None], mask, next_pos, P + t)
             next_pos = next_pos + 1

@@ -183,3 +183,63 @@ def test_rollout_layer_loop_false_in_a_config_keeps_decode_on_the_forward(tmp_pa
         assert ("decode steps as a layer loop" in trainer.header()) is trainer.engine.loops_layers
         trainer.step()
         assert (trainer.engine.loop_steps > 0) is value
+
+
+needs_bf16_packs = pytest.mark.skipif(not (can_pack(torch.device("cpu")) and packs(torch.bfloat16)),
+                                      reason="compiled loop steps need oneDNN-packed bf16 weights (AVX-512)")
+
+
+def _greedy(engine: TorchEngine, tok, n: int = 2):
+    return _sample(engine, tok, SamplingParams(n=n, max_new_tokens=10, temperature=0.0, ignore_eos=True))
+
+
+def _close(a, b) -> None:  # compiled kernels round differently: the same tokens, log-probs within the
+    # rounding of bf16 logits (this sharp tiny model's run to ~30, where a bf16 step is 0.125)
+    for ga, gb in zip(a, b, strict=True):
+        for ca, cb in zip(ga, gb, strict=True):
+            assert ca.token_ids == cb.token_ids
+            assert max(abs(x - y) for x, y in zip(ca.logprobs, cb.logprobs)) < 0.25
+
+
+@needs_bf16_packs
+def test_compiled_loop_steps_sample_what_the_eager_loop_samples_and_follow_a_weight_sync(make_tiny_model,
+                                                                                         char_tokenizer):
+    model = inference_copy(make_tiny_model(sharp=True), torch.bfloat16)
+    assert use_short_attention(model)
+    compiled = TorchEngine(model, char_tokenizer.pad_token_id, compile=True)
+    eager = TorchEngine(model, char_tokenizer.pad_token_id)
+    assert compiled.compile_loop and not compiled.compile and not eager.compile_loop
+    before = _greedy(compiled, char_tokenizer)
+    assert compiled.compiled_loop_steps == compiled.loop_steps == 9  # every decode step ran compiled
+    _close(before, _greedy(eager, char_tokenizer))
+    # a sync to new weights: the compiled graph reads them (its linears through the repacked handles)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    gen = torch.Generator().manual_seed(1)
+    for v in state.values():
+        if v.is_floating_point():
+            v.add_(torch.randn(v.shape, generator=gen).to(v.dtype) * 0.3)
+    compiled.load_weights(state, 1)
+    eager.load_weights(None, 1)
+    after = _greedy(compiled, char_tokenizer)
+    assert [c.token_ids for g in after for c in g] != [c.token_ids for g in before for c in g]
+    _close(after, _greedy(eager, char_tokenizer))
+
+
+@needs_bf16_packs
+def test_compiled_loop_steps_keep_every_row_and_round_the_cache_up(make_tiny_model, char_tokenizer):
+    """Fixed shapes: rows that stop stay in the batch (compaction off) and the cache's length is a multiple of
+    SLOTS; samples still end at their stop tokens, as the eager loop's do."""
+    from rlvr.rollout import torch_engine
+
+    model = inference_copy(make_tiny_model(sharp=True), torch.bfloat16)
+    assert use_short_attention(model)
+    compiled = TorchEngine(model, char_tokenizer.pad_token_id, compile=True)
+    assert compiled.compact == float("inf") and compiled.cache == "static"
+    seen = []
+    real = torch_engine.new_cache
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch_engine, "new_cache", lambda m, kind, n: seen.append(n) or real(m, kind, n))
+        sampling = SamplingParams(n=2, max_new_tokens=14, temperature=0.0, stop_token_ids=(5, 12, 14, 56, 92))
+        out = _sample(compiled, char_tokenizer, sampling)
+    assert seen and all(n % torch_engine.SLOTS == 0 for n in seen)
+    _close(out, _sample(TorchEngine(model, char_tokenizer.pad_token_id), char_tokenizer, sampling))
