@@ -149,24 +149,22 @@ def generation_race(trainer, model, tokenizer, args, device, repeats: int, fixed
     gen = torch.Generator(device=device).manual_seed(0)
     # "rlvr" is the eager engine on the rollout form (the trainer's own engine is compiled with --compile)
     eager = TorchEngine(trainer.engine.model, tokenizer.pad_token_id, device) if args.compile else trainer.engine
+    engines = {"rlvr": eager}
     if args.compile:  # the same engine with compiled decode steps (CUDA graphs on a GPU)
-        # the engine's own rollout form (the bf16 copy beside fp32 masters), compiled
+        # the engine's own rollout form (the bf16 copy beside fp32 masters), compiled; two warm-up rounds
+        # (compilation, then graph recording) apart, then it takes its turn with the others in each round
         compiled = TorchEngine(trainer.engine.model, tokenizer.pad_token_id, device, compile=True)
         try:
-            for r in range(repeats + 2):  # two warm-up rounds: compilation, then graph recording
+            for _ in range(2):
                 sync(device)
                 t = time.perf_counter()
-                groups = compiled.generate(prompts, sampling, gen)
+                compiled.generate(prompts, sampling, gen)
                 sync(device)
-                dt = time.perf_counter() - t
-                if r <= 1:
-                    warm["rlvr_compiled"] = warm.get("rlvr_compiled", 0.0) + dt
-                if r > 1:
-                    rates.setdefault("rlvr_compiled", []).append(sum(len(c.token_ids) for g in groups for c in g) / dt)
+                warm["rlvr_compiled"] = warm.get("rlvr_compiled", 0.0) + time.perf_counter() - t
+            engines["rlvr_compiled"] = compiled
         except Exception as e:  # noqa: BLE001 - report it and go on with the eager engine
             print(f"compiled engine failed: {type(e).__name__}: {str(e)[:300]}")
     # the same engine on the model's own kernels (rollout.cpu_kernels=false): what the packed weights gain
-    engines = {"rlvr": eager}
     if getattr(eager, "packed", None) is not None:
         engines["rlvr_plain_kernels"] = TorchEngine(eager.model, tokenizer.pad_token_id, device, cpu_kernels=False)
     for r in range(repeats + 1):  # the first round warms up
@@ -300,6 +298,8 @@ def run_mode(args, mode: str, device: torch.device, dtype: torch.dtype, floor: d
         "rlvr_gen_tok_s": gen_rates["rlvr"], "hf_generate_tok_s": gen_rates["hf_generate"],
         "gen_speedup": gen_rates["rlvr"] / gen_rates["hf_generate"],
         "rlvr_compiled_gen_tok_s": gen_rates.get("rlvr_compiled"),
+        "compiled_gen_speedup": (gen_rates["rlvr_compiled"] / gen_rates["hf_generate"]
+                                 if gen_rates.get("rlvr_compiled") else None),
         "rlvr_plain_kernels_gen_tok_s": gen_rates.get("rlvr_plain_kernels"),
         "rlvr_peak_mb": max(mem_rlvr.peaks[w:]), "trl_peak_mb": max(mem_trl.peaks[w:]),
         "dtype": args.dtype, "floor_s_per_step": fl["total"], "rlvr_over_floor": rlvr_s / fl["total"],
