@@ -28,6 +28,11 @@ outputs in bf16 (each output column is the same dot product). All 30 layers' q/k
 grouped layer holds only the stacked copy: during the prefill (transformers' forward) it runs on its own
 kernels. Groups are stacked only for a generate the loop will decode (the engine checks the model's sliding
 windows against the cache first).
+
+`packed_linear` (the custom op `rlvr::packed_linear`) runs a packed weight named by a string handle
+(`PackedLinears.handle`), so a graph compiled by torch.compile can call the packed kernels: the layer loop's
+compiled step (`rlvr.rollout.layer_loop`) does. A handle stays with its module; each repack points it at the
+new packed weight.
 """
 
 from __future__ import annotations
