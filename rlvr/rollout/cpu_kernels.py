@@ -146,10 +146,10 @@ class PackedLinears:
         held = self._stacked.get(ids) if len(ids) > 1 else self._packed.get(ids[0])
         if held is None:
             return None
-        if ids not in self._handles:
+        if ids not in self._handles:  # a new handle; `refresh` repoints it at every repack from now on
             self._handles[ids] = f"packed-{next(_HANDLES)}"
-        packed, bias = (held[1], held[2]) if len(ids) > 1 else (held[1], modules[0].bias)
-        self._point(ids, packed, bias, sum(m.out_features for m in modules))
+            packed, bias = (held[1], held[2]) if len(ids) > 1 else (held[1], modules[0].bias)
+            self._point(ids, packed, bias, sum(m.out_features for m in modules))
         return self._handles[ids]
 
     @property

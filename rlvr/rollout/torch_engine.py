@@ -241,7 +241,7 @@ class TorchEngine:
         was_training = self.model.training
         self.model.eval()
         try:
-            cache_len = max(len(p) for p in prompts) + sampling.max_new_tokens
+            cache_len = self._cache_len(max(len(p) for p in prompts) + sampling.max_new_tokens)
             loop = self.loops_layers and LayerLoop.windows_fit(self.model, cache_len)
             with self.decoding(len(prompts) * sampling.n, loop=loop):
                 tokens, logps, lengths, stopped = self._decode(prompts, sampling, generator, seeds)
@@ -257,6 +257,12 @@ class TorchEngine:
             out.append(group)
         return out
 
+    def _cache_len(self, needed: int) -> int:
+        """Slots of a decode's static cache for `needed` positions: compiled loop steps have fixed shapes, so
+        there the length rounds up to a multiple of SLOTS (the extra slots masked) and decodes of nearby lengths
+        share a graph."""
+        return -(-needed // SLOTS) * SLOTS if self.compile_loop else needed
+
     def _ends_in_stop_text(self, tails: torch.Tensor, stop_text: tuple[str, ...]) -> torch.Tensor:
         """(rows,) bool: the row's last `tails` tokens hold a stop string. Checked after every token, so a
         string found here ends in the newest one (an earlier one would have ended the row then)."""
@@ -271,9 +277,7 @@ class TorchEngine:
         U, P, T = len(prompts), max(len(r) for r in prompts), sampling.max_new_tokens
         B = U * n
         input_ids = torch.full((U, P), self.pad_token_id, dtype=torch.long)
-        # compiled loop steps have fixed shapes: the cache's length rounds up to a multiple of SLOTS (its extra
-        # slots masked), so decodes of nearby lengths share a graph
-        slots = -(-(P + T) // SLOTS) * SLOTS if self.compile_loop else P + T
+        slots = self._cache_len(P + T)
         mask = torch.zeros((U, slots), dtype=torch.long)
         for i, r in enumerate(prompts):  # left padding
             input_ids[i, P - len(r):] = torch.tensor(r, dtype=torch.long)
