@@ -77,23 +77,26 @@ def floor_seconds(model: torch.nn.Module, floor: dict, prompt_len: int, lengths:
     and does 2 * N_mm FLOPs per live row: max(arithmetic, weight bytes / bandwidth). Learning: forward and
     backward are 6 * N_body FLOPs per token, each prompt's tokens once (its completions can share one pass of
     it, as they share its cache in generation), plus 6 * N_head per completion token (the output layer runs on
-    completion tokens only). AdamW reads weight, gradient and two moments and writes three: 28 bytes per
-    fp32 trainable parameter."""
+    completion tokens only). A decode step's weights are counted in `dtype`, the headline's (what the
+    engine's copy holds), not in the learner's fp32 masters: counting those doubled the bytes and made the
+    floor lenient. AdamW reads weight, gradient and two moments and writes three: 28 bytes per fp32
+    trainable parameter (counted in the trainable parameters' own dtype)."""
     rate, bw = floor["matmul_gflops"] * 1e9, floor["bandwidth_gbs"] * 1e9
     head = model.get_output_embeddings().weight.numel()
     embed = model.get_input_embeddings().weight.numel()
     total = sum(p.numel() for p in model.parameters())
     body = total - embed if model.config.tie_word_embeddings else total - embed - head
     n_mm = body + head
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    elem = torch.finfo(dtype).bits // 8
+    weight_bytes = n_mm * elem  # every weight a decode step reads (the body and the output layer), in `dtype`
     gen = 2 * n_mm * prompts * prompt_len / rate  # each prompt once: its samples share its cache
     for t in range(max(lengths, default=0)):
         live = sum(1 for n in lengths if n > t)
         gen += max(2 * n_mm * live / rate, weight_bytes / bw)
     tokens = prompts * prompt_len + sum(lengths)
     learn = 6 * (body * tokens + head * sum(lengths)) / rate
-    elem = torch.finfo(dtype).bits // 8
-    optim = trained * (4 * elem + 3 * elem) / bw
+    master = next((p.element_size() for p in model.parameters() if p.requires_grad), elem)
+    optim = trained * 7 * master / bw
     return {"generate": gen, "learn": learn, "optimizer": optim, "total": gen + learn + optim}
 
 

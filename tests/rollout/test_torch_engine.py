@@ -410,3 +410,21 @@ def test_stop_strings_end_each_completion_where_one_is_complete_and_change_nothi
     assert cut >= 2
     with pytest.raises(ValueError, match="without a tokenizer"):
         TorchEngine(model, tok.pad_token_id).generate(prompts, SamplingParams(n=1, stop=("x",)), seeds=seeds)
+
+
+def test_two_level_draw_equals_the_one_level_running_sum_across_blocks():
+    from rlvr.rollout.torch_engine import DRAW_BLOCK, _draw
+
+    g = torch.Generator().manual_seed(3)
+    V = 2 * DRAW_BLOCK + 500  # not a multiple of the block: the last block is padded with weight 0
+    weights = torch.randint(0, 4, (1, V), generator=g).float().repeat(4000, 1)
+    weights[:, DRAW_BLOCK:2 * DRAW_BLOCK] = 0.0  # a whole block of weight 0 between two that have some
+    weights[:, -1] = 7.0  # the last real entry, next to the padding
+    uniform = torch.rand(len(weights), generator=g)
+    uniform[:3] = torch.tensor([0.0, 0.99999994, 0.5])
+    tokens, total = _draw(weights, uniform)
+    cdf = weights.cumsum(dim=-1, dtype=torch.float64)  # small integers: every sum exact in float64
+    want = torch.searchsorted(cdf, (uniform.double() * cdf[:, -1])[:, None], right=True).squeeze(-1)
+    assert torch.equal(tokens, want) and torch.equal(total, cdf[:, -1])
+    assert (weights.gather(-1, tokens[:, None]) > 0).all()  # a weight-0 entry is never drawn
+    assert tokens.max().item() == V - 1 and (tokens < V).all()
