@@ -87,7 +87,8 @@ class LayerLoop:
         out = []
         for layer, plan in zip(self.layers, self.plans):
             attn_group, mlp_group = self._groups(layer)
-            if not mlp_group or not plan.decode_products or layer.self_attn.q_proj.weight.dtype != torch.bfloat16:
+            weight = layer.self_attn.q_proj.weight
+            if not mlp_group or not attention.takes_decode_products(weight.dtype, weight.device, plan.heads, plan.kv):
                 return None
             out.append(tuple(packed.handle(g) for g in (attn_group, (layer.self_attn.o_proj,), mlp_group,
                                                        (layer.mlp.down_proj,))))
@@ -174,7 +175,7 @@ class LayerLoop:
                 q, k = self.rope(q, k, cos, sin)
             held.keys.index_copy_(2, where, k)
             held.values.index_copy_(2, where, v)
-            if plan.decode_products and q.dtype == torch.bfloat16:  # what rlvr's attention runs for one query
+            if attention.takes_decode_products(q.dtype, q.device, plan.heads, plan.kv):  # as rlvr's attention does
                 out = attention.decode_attention(q, held.keys, held.values, allowed, plan.scaling)
             else:
                 out, _ = attention.short_sequence_attention(attn, q, held.keys, held.values, allowed,
@@ -235,7 +236,6 @@ class _Plan(NamedTuple):
     kv: int
     head_dim: int
     scaling: float
-    decode_products: bool  # rlvr's attention would take `decode_attention` for a bf16 query (H % KV == 0)
 
     @staticmethod
     def of(layer: torch.nn.Module) -> _Plan:
@@ -243,8 +243,7 @@ class _Plan(NamedTuple):
         heads = attn.q_proj.out_features // attn.head_dim
         kv = attn.k_proj.out_features // attn.head_dim
         return _Plan(rms_norm(layer.input_layernorm), rms_norm(layer.post_attention_layernorm),
-                     _activation(getattr(mlp, "act_fn", None)), heads, kv, attn.head_dim, attn.scaling,
-                     heads % kv == 0 and all(p.device.type == "cpu" for p in attn.parameters()))
+                     _activation(getattr(mlp, "act_fn", None)), heads, kv, attn.head_dim, attn.scaling)
 
 
 RMS_NORMS = ("LlamaRMSNorm", "Qwen2RMSNorm", "MistralRMSNorm")
