@@ -8,9 +8,10 @@ uniform per vocabulary entry), on identical logits, arms alternating in one proc
 
 Each step samples every row of a (rows, vocab) batch of logits (bf16, as the engine's output layer gives them,
 temperature 1, no top-p) with per-prompt seeded noise, as the engine does with `seeds`: groups of 8 rows share a
-generator. Printed per row count: milliseconds a step of each arm per round, the medians and their ratio. Then
-the law: on a 6-token distribution, 200,000 draws of each arm, the largest gap between a token's share and its
-probability (both are exact samplers, so both gaps are sampling noise, about 0.001-0.002). Freed memory is
+generator. Printed per row count: milliseconds a step of each arm per round, the medians and their ratios. Then
+how often two levels and one level draw different tokens from the same logits and noise (rounding at an
+interval's edge), and the law: on a 6-token distribution, 200,000 draws of each arm, the largest gap between a
+token's share and its probability (all are exact samplers, so the gaps are sampling noise, about 0.001-0.003). Freed memory is
 kept for reuse, as in an rlvr run on a CPU (`rlvr.models.host_memory`), so page faults do not blur the timings.
 """
 
@@ -83,6 +84,18 @@ def law_gap(draws: int = 200_000) -> dict:
             for arm, t in tokens.items()}
 
 
+def disagreement(rows: int, vocab: int, steps: int = 300) -> dict:
+    """Draws where the two levels and one level pick different tokens from the same logits and noise (fresh
+    random bf16 logits each step, as `arms`): float rounding at an interval's edge, nothing else."""
+    differ = 0
+    for s in range(steps):
+        g = torch.Generator().manual_seed(10_000 + s)
+        logits = (torch.randn(rows, vocab, generator=g) * 3).bfloat16()
+        uniform = torch.rand(rows, generator=g)
+        differ += int((one_level(logits, uniform)[0] != sample_next(logits, 1.0, 1.0, None, uniform=uniform)[0]).sum())
+    return {"draws": rows * steps, "differ": differ}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, nargs="+", default=[16, 64])
@@ -113,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{rows} rows x {args.vocab}: race {med['race']:.2f} ms, one level {med['one_level']:.2f} ms, "
               f"two levels {med['two_level']:.2f} ms a step ({med['race'] / med['two_level']:.2f}x and "
               f"{med['one_level'] / med['two_level']:.2f}x)", flush=True)
+    out["two_vs_one_level"] = disagreement(16, args.vocab)
+    print(f"two levels vs one level: {out['two_vs_one_level']['differ']} of {out['two_vs_one_level']['draws']} "
+          "draws picked another token")
     out["law_max_gap"] = law_gap()
     print("largest gap between share and probability, 200,000 draws: "
           + ", ".join(f"{arm} {gap:.4f}" for arm, gap in out["law_max_gap"].items()))

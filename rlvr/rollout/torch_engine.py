@@ -68,8 +68,9 @@ def _draw(weights: torch.Tensor, uniform: torch.Tensor) -> tuple[torch.Tensor, t
     not necessarily normalised), in float64, exceeds u times the row's total. Two levels: sums of blocks of
     `DRAW_BLOCK` entries and their running sum find the block, then the running sum inside that block alone
     finds the entry, so the float64 running sum covers 1,024 entries a row, not the vocabulary (16 rows of
-    SmolLM2's 49,152: 0.96 against 1.55 ms a step with one running sum after a log-softmax, 64 rows 5.64
-    against 7.07; one thread, AVX-512 EPYC, `benchmarks/sampler.py`). An entry of weight 0 is never drawn (its
+    SmolLM2's 49,152: 0.96-0.99 against 1.55-1.72 ms a step with one running sum after a log-softmax, 64 rows
+    5.6 against 7.1; one thread, AVX-512 EPYC, `benchmarks/sampler.py`; the two drew different tokens in 3 of
+    4,800 draws, from rounding at an interval's edge). An entry of weight 0 is never drawn (its
     running sum equals the one before it)."""
     B, V = weights.shape
     pad = -V % DRAW_BLOCK
