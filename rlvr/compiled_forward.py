@@ -22,6 +22,14 @@ import torch
 RECOMPILE_LIMIT = 256
 
 
+def allow_recompiles(limit: int = RECOMPILE_LIMIT) -> None:
+    """Raise dynamo's limit of compiled graphs per code object to at least `limit` (past it, dynamo runs the
+    function eagerly without a word)."""
+    cfg = torch._dynamo.config
+    name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
+    setattr(cfg, name, max(getattr(cfg, name), limit))
+
+
 def bucket(n: int) -> int:
     """Smallest value of the ladder 1, 2, 3, 4, 6, 8, 12, 16, 24, ... (2^k and 3 * 2^(k-1)) that is >= n."""
     if n <= 2:
@@ -42,9 +50,7 @@ class CompiledDecoder:
         self.module = module
         self.max_length = max_length
         self.shapes: set[tuple[int, int]] = set()
-        cfg = torch._dynamo.config
-        limit = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
-        setattr(cfg, limit, max(getattr(cfg, limit), RECOMPILE_LIMIT))
+        allow_recompiles()
         self.fn = torch.compile(self._run, backend=backend, dynamic=False)
 
     def _run(self, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:

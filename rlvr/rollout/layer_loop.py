@@ -43,6 +43,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from rlvr.compiled_forward import allow_recompiles
 from rlvr.models import attention
 from rlvr.models.lora import transformers_model as _hf
 from rlvr.rollout.cpu_kernels import packed_linear
@@ -223,7 +224,9 @@ class LayerLoop:
 def compiled_step():
     """`LayerLoop._packed_step` through torch.compile (inductor), once per process: static shapes (symbolic
     ones sent inductor's shape reasoning into minutes of sympy), so each batch size and cache length, and each
-    model, compiles its own graph."""
+    model, compiles its own graph (room for RECOMPILE_LIMIT of them: dynamo's default of 8 would run a decode
+    eagerly past its 8th batch size and cache length, without a word)."""
+    allow_recompiles()
     return torch.compile(LayerLoop._packed_step, dynamic=False)
 
 

@@ -14,6 +14,7 @@ import inspect
 import torch
 from transformers import DynamicCache, StaticCache
 
+from rlvr.compiled_forward import bucket
 from rlvr.models import attention
 from rlvr.models.lora import transformers_model as _hf
 from rlvr.rollout.base import Completion, SamplingParams
@@ -22,6 +23,7 @@ from rlvr.rollout.layer_loop import LayerLoop
 from rlvr.rollout.weights import QUANTIZED, load_quantized
 
 SLOTS = 64  # with compile_loop, a decode's cache length is a multiple of this
+
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None,
@@ -210,8 +212,10 @@ class TorchEngine:
         self._bounded = getattr(getattr(_hf(model), "config", None), "_attn_implementation", None) == attention.NAME
         # compile on a CPU, with the packed kernels and the layer loop: the loop's decode steps run through
         # torch.compile, their linears still on the packed weights (LayerLoop._packed_step). Shapes stay fixed
-        # (a graph per batch size and cache length), so finished rows stay in the batch and the cache's length
-        # is rounded up. Other models and settings on a CPU decode eagerly.
+        # (a graph per batch size and cache length): the cache's length is rounded up, and finished rows leave
+        # the batch only in steps of a ladder of batch sizes (`rlvr.compiled_forward.bucket`: 16 rows go to 12, 8, 6, 4, 3, 2, 1,
+        # finished rows filling up to the size), so a decode meets a few graphs. Other models and settings on a
+        # CPU decode eagerly.
         self.compile_loop = (compile and self.device.type == "cpu" and cpu_kernels and layer_loop and can_pack(self.device)
                              and packs(torch.bfloat16) and holds_dtype(model, torch.bfloat16))
         # compile elsewhere (GPUs): decode steps run through torch.compile (CUDA graphs). Shapes must stay fixed,
@@ -220,6 +224,7 @@ class TorchEngine:
         self._compiled = None
         if self.compile or self.compile_loop:
             self.cache, self.compact = "static", float("inf")
+        self.compiled_shapes: set[tuple[int, int]] = set()  # (rows, cache slots) of the compiled loop steps run
         # cpu_kernels (rlvr.rollout.cpu_kernels): on a CPU, decode runs its linear layers on oneDNN-packed
         # copies of the weights; not with compiled forwards
         self.packed = PackedLinears(model) if cpu_kernels and not self.compile and can_pack(self.device) else None
@@ -389,8 +394,14 @@ class TorchEngine:
             n_fin = int(fin.sum())
             if n_fin == len(live):
                 break
+            keep = None
             if n_fin and n_fin >= self.compact * len(live):  # finished rows leave the batch
                 keep = torch.nonzero(~fin).flatten()
+            elif loop is not None and loop.handles is not None and bucket(len(live) - n_fin) < len(live):
+                # compiled steps: down to the next batch size of the ladder, the first finished rows filling it
+                pad = bucket(len(live) - n_fin) - (len(live) - n_fin)
+                keep = torch.cat([torch.nonzero(~fin).flatten(), torch.nonzero(fin).flatten()[:pad]]).sort().values
+            if keep is not None:
                 select_rows(cache, keep)
                 live, tok, fin = live[keep], tok[keep], fin[keep]
                 mask, next_pos = mask[keep], next_pos[keep]
@@ -400,7 +411,9 @@ class TorchEngine:
             if loop is not None:
                 logits = loop.step(tok[:, None], mask, next_pos, P + t)
                 self.loop_steps += 1
-                self.compiled_loop_steps += loop.handles is not None
+                if loop.handles is not None:
+                    self.compiled_loop_steps += 1
+                    self.compiled_shapes.add((len(live), slots))
             else:
                 logits = forward(tok[:, None], mask, next_pos, P + t)
             next_pos = next_pos + 1

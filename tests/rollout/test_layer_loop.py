@@ -226,9 +226,11 @@ def test_compiled_loop_steps_sample_what_the_eager_loop_samples_and_follow_a_wei
 
 
 @needs_bf16_packs
-def test_compiled_loop_steps_keep_every_row_and_round_the_cache_up(make_tiny_model, char_tokenizer):
-    """Fixed shapes: rows that stop stay in the batch (compaction off) and the cache's length is a multiple of
-    SLOTS; samples still end at their stop tokens, as the eager loop's do."""
+def test_compiled_loop_steps_drop_finished_rows_by_buckets_and_round_the_cache_up(make_tiny_model, char_tokenizer):
+    """Fixed shapes: finished rows leave the batch only down a ladder of batch sizes (finished rows filling it),
+    and the cache's length is a multiple of SLOTS; the samples are those of the same compiled steps with every
+    row kept, and they end at their stop tokens."""
+    from rlvr.compiled_forward import bucket
     from rlvr.rollout import torch_engine
 
     model = inference_copy(make_tiny_model(sharp=True), torch.bfloat16)
@@ -237,9 +239,21 @@ def test_compiled_loop_steps_keep_every_row_and_round_the_cache_up(make_tiny_mod
     assert compiled.compact == float("inf") and compiled.cache == "static"
     seen = []
     real = torch_engine.new_cache
+    prompts = [char_tokenizer.encode(p) for p in ("123+456=", "7+8=", "9", "45*6=", "1-", "88")]
+    sampling = SamplingParams(n=2, max_new_tokens=14, temperature=0.0, stop_token_ids=(5, 12, 14, 56, 92))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(torch_engine, "new_cache", lambda m, kind, n: seen.append(n) or real(m, kind, n))
-        sampling = SamplingParams(n=2, max_new_tokens=14, temperature=0.0, stop_token_ids=(5, 12, 14, 56, 92))
-        out = _sample(compiled, char_tokenizer, sampling)
+        out = compiled.generate(prompts, sampling)
     assert seen and all(n % torch_engine.SLOTS == 0 for n in seen)
-    _close(out, _sample(TorchEngine(model, char_tokenizer.pad_token_id), char_tokenizer, sampling))
+    rows = sorted({r for r, _ in compiled.compiled_shapes}, reverse=True)
+    assert rows[0] == 12 and len(rows) > 1 and all(bucket(r) == r for r in rows)  # 12 rows, then fewer, all ladder sizes
+    lengths = [len(c.token_ids) for g in out for c in g]
+    assert min(lengths) < 14 and max(lengths) == 14  # some rows stopped early, others ran on past them
+    assert all(c.finish_reason == ("stop" if c.token_ids[-1] in sampling.stop_token_ids else "length")
+               for g in out for c in g)
+    kept = TorchEngine(model, char_tokenizer.pad_token_id, compile=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch_engine, "bucket", lambda n: 10**9)  # no ladder: every row stays to the end
+        want = kept.generate(prompts, sampling)
+    assert {r for r, _ in kept.compiled_shapes} == {12}
+    _close(out, want)
