@@ -25,7 +25,6 @@ from rlvr.rollout.weights import QUANTIZED, load_quantized
 SLOTS = 64  # with compile_loop, a decode's cache length is a multiple of this
 
 
-
 def sample_next(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None,
                 uniform: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Next tokens and the log-probs of the distribution they were drawn from (the behaviour policy).
@@ -213,9 +212,9 @@ class TorchEngine:
         # compile on a CPU, with the packed kernels and the layer loop: the loop's decode steps run through
         # torch.compile, their linears still on the packed weights (LayerLoop._packed_step). Shapes stay fixed
         # (a graph per batch size and cache length): the cache's length is rounded up, and finished rows leave
-        # the batch only in steps of a ladder of batch sizes (`rlvr.compiled_forward.bucket`: 16 rows go to 12, 8, 6, 4, 3, 2, 1,
-        # finished rows filling up to the size), so a decode meets a few graphs. Other models and settings on a
-        # CPU decode eagerly.
+        # the batch only down a ladder of batch sizes (`rlvr.compiled_forward.bucket`: 16 rows go to 12, 8, 6,
+        # 4, 3, 2, 1, finished rows filling each size), so a decode meets a few graphs. Other models and settings
+        # on a CPU decode eagerly.
         self.compile_loop = (compile and self.device.type == "cpu" and cpu_kernels and layer_loop and can_pack(self.device)
                              and packs(torch.bfloat16) and holds_dtype(model, torch.bfloat16))
         # compile elsewhere (GPUs): decode steps run through torch.compile (CUDA graphs). Shapes must stay fixed,
