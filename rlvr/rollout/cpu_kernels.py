@@ -185,9 +185,14 @@ def stackable(group: tuple[torch.nn.Module, ...]) -> bool:
             and len({(m.weight.dtype, m.weight.shape[1], m.bias is None) for m in group}) == 1)
 
 
+def _run_packed(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x @ W^T + b on oneDNN's packed copy of W (no fused activation)."""
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, bias, "none", [], "")
+
+
 def _packed_forward(packed: torch.Tensor, bias: torch.Tensor | None):
     def forward(x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, bias, "none", [], "")
+        return _run_packed(x, packed, bias)
     return forward
 
 
@@ -203,7 +208,7 @@ def _forget(handles: dict[tuple[int, ...], str]) -> None:
 
 def _packed_linear(x: torch.Tensor, handle: str) -> torch.Tensor:
     packed, bias, _ = _WEIGHTS[handle]
-    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, bias, "none", [], "")
+    return _run_packed(x, packed, bias)
 
 
 # A plain operator definition with a CPU kernel, not `torch.library.custom_op`: the custom op's wrapper (its
