@@ -222,7 +222,9 @@ class TorchEngine:
         self.compile = compile and not self.compile_loop
         self._compiled = None
         if self.compile or self.compile_loop:
-            self.cache, self.compact = "static", float("inf")
+            self.cache = "static"
+        if self.compile:
+            self.compact = float("inf")
         self.compiled_shapes: set[tuple[int, int]] = set()  # (rows, cache slots) of the compiled loop steps run
         # cpu_kernels (rlvr.rollout.cpu_kernels): on a CPU, decode runs its linear layers on oneDNN-packed
         # copies of the weights; not with compiled forwards
@@ -394,12 +396,13 @@ class TorchEngine:
             if n_fin == len(live):
                 break
             keep = None
-            if n_fin and n_fin >= self.compact * len(live):  # finished rows leave the batch
+            if loop is not None and loop.handles is not None:
+                if bucket(len(live) - n_fin) < len(live):
+                    # compiled steps: down to the next batch size of the ladder, the first finished rows filling it
+                    pad = bucket(len(live) - n_fin) - (len(live) - n_fin)
+                    keep = torch.cat([torch.nonzero(~fin).flatten(), torch.nonzero(fin).flatten()[:pad]]).sort().values
+            elif n_fin and n_fin >= self.compact * len(live):  # finished rows leave the batch
                 keep = torch.nonzero(~fin).flatten()
-            elif loop is not None and loop.handles is not None and bucket(len(live) - n_fin) < len(live):
-                # compiled steps: down to the next batch size of the ladder, the first finished rows filling it
-                pad = bucket(len(live) - n_fin) - (len(live) - n_fin)
-                keep = torch.cat([torch.nonzero(~fin).flatten(), torch.nonzero(fin).flatten()[:pad]]).sort().values
             if keep is not None:
                 select_rows(cache, keep)
                 live, tok, fin = live[keep], tok[keep], fin[keep]

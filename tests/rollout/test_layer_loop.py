@@ -236,7 +236,7 @@ def test_compiled_loop_steps_drop_finished_rows_by_buckets_and_round_the_cache_u
     model = inference_copy(make_tiny_model(sharp=True), torch.bfloat16)
     assert use_short_attention(model)
     compiled = TorchEngine(model, char_tokenizer.pad_token_id, compile=True)
-    assert compiled.compact == float("inf") and compiled.cache == "static"
+    assert compiled.cache == "static"
     seen = []
     real = torch_engine.new_cache
     prompts = [char_tokenizer.encode(p) for p in ("123+456=", "7+8=", "9", "45*6=", "1-", "88")]
@@ -257,3 +257,30 @@ def test_compiled_loop_steps_drop_finished_rows_by_buckets_and_round_the_cache_u
         want = kept.generate(prompts, sampling)
     assert {r for r, _ in kept.compiled_shapes} == {12}
     _close(out, want)
+
+
+@needs_bf16_packs
+def test_a_compiled_engines_eager_decode_drops_finished_rows_by_its_compact_rule(make_tiny_model, char_tokenizer):
+    """The ladder is for compiled steps only: where a compiled engine's decode runs its loop eagerly (here its
+    linears have no handles), finished rows leave the batch as in any eager decode (`compact`)."""
+    from rlvr.rollout import layer_loop, torch_engine
+
+    model = inference_copy(make_tiny_model(sharp=True), torch.bfloat16)
+    use_short_attention(model)
+    prompts = [char_tokenizer.encode(p) for p in ("123+456=", "7+8=", "9", "45*6=", "1-", "88")]
+    sampling = SamplingParams(n=2, max_new_tokens=14, temperature=0.0, stop_token_ids=(5, 12, 14, 56, 92))
+    rows, real = [], torch_engine.select_rows
+    out = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(layer_loop.LayerLoop, "_handles", lambda self, packed: None)
+        mp.setattr(torch_engine, "select_rows", lambda cache, keep: rows.append(len(keep)) or real(cache, keep))
+        for compile in (True, False):
+            engine = TorchEngine(model, char_tokenizer.pad_token_id, compile=compile)
+            assert engine.compile_loop is compile and engine.compact == 0.25
+            out[compile] = engine.generate(prompts, sampling)
+            assert engine.loop_steps > 0 and engine.compiled_loop_steps == 0
+            if compile:
+                compiled_rows, rows[:] = list(rows), []
+    assert compiled_rows[0] == 12 and min(compiled_rows) < 12  # the prompts' expansion, then finished rows left
+    assert compiled_rows == rows  # as the eager engine drops them
+    _identical(out[True], out[False])
