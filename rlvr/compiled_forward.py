@@ -9,6 +9,10 @@ to (the mask is causal and they come last), padded rows see only their own first
 states are cut back to the real rows and columns before any log-prob is taken, so padded positions get no
 gradient. The weights are inputs of the compiled graph (torch.compile lifts a module's parameters), so the
 optimiser's updates do not recompile it.
+
+With shared prompts (`train.share_prompts`, rlvr.shared_prefix) the two passes (each distinct prompt once, then
+every row's completion on its prompt's keys and values) are one compiled function of explicit tensors, at
+bucketed (prompts, prompt length, rows, completion length): `CompiledDecoder.shared`.
 """
 
 from __future__ import annotations
@@ -44,18 +48,27 @@ class CompiledDecoder:
     `module` is a transformers decoder (or a whole causal LM, whose logits are then returned in place of the
     hidden states). `max_length` caps the padded length (the model's position limit); `backend` is
     torch.compile's (inductor by default; tests use `aot_eager`, which traces the same way without codegen).
-    `shapes` records the padded (rows, length) pairs met, one compiled graph each."""
+    `shapes` records the padded (rows, length) pairs met, one compiled graph each; `shared_shapes` the padded
+    (prompts, prompt length, rows, completion length) of `shared`'s passes."""
 
     def __init__(self, module: torch.nn.Module, max_length: int | None = None, backend: str | Callable = "inductor"):
         self.module = module
         self.max_length = max_length
         self.shapes: set[tuple[int, int]] = set()
+        self.shared_shapes: set[tuple[int, int, int, int]] = set()
         allow_recompiles()
         self.fn = torch.compile(self._run, backend=backend, dynamic=False)
+        self.shared_fn = torch.compile(self._run_shared, backend=backend, dynamic=False)
 
     def _run(self, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
         out = self.module(input_ids=ids, attention_mask=attn)
         return out.logits if hasattr(out, "logits") else out.last_hidden_state
+
+    def _run_shared(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # imported here: rlvr.shared_prefix imports the engine, which imports this module
+        from rlvr.shared_prefix import run_shared
+
+        return run_shared(self.module, *tensors)
 
     def padded_shape(self, rows: int, length: int) -> tuple[int, int]:
         """The (rows, length) bucket the compiled graph runs at for a (rows, length) input."""
@@ -76,3 +89,16 @@ class CompiledDecoder:
             padded_attn[N:, 0] = 1  # a padded row attends to its first position: no all-masked softmax row
             ids, attn = padded_ids, padded_attn
         return self.fn(ids, attn)[:N, :T]
+
+    def shared(self, ids: torch.Tensor, attn: torch.Tensor, sel: torch.Tensor) -> torch.Tensor | None:
+        """`rlvr.shared_prefix.shared_prefix_hidden` through the compiled passes: (K, H) hidden states at the
+        targets `sel` (N, T-1) with each distinct prompt run once, at bucketed shapes; None when no two rows
+        share a prompt. `module` must be the decoder (not a whole causal LM)."""
+        from rlvr.shared_prefix import plan_shared, shared_hidden
+
+        plan = plan_shared(ids, attn, sel, pad=bucket, max_position=self.max_length)
+        if plan is None:
+            return None
+        self.shared_shapes.add((*plan.prompt_ids.shape, *plan.suffix_ids.shape))
+        last, rest = self.shared_fn(*plan[:7])
+        return shared_hidden(plan, last, rest, sel)

@@ -149,8 +149,7 @@ class Learner:
         """Whether `model`'s (the policy's) forwards run each prompt once (rlvr.shared_prefix)."""
         model = self.model if model is None else model
         sharded = self.data_parallel is not None and self.data_parallel.full_forward and model is self.model
-        return bool(getattr(self.cfg, "share_prompts", False)) and not sharded and _split_lm(model) is not None \
-            and not getattr(self.cfg, "compile", False)
+        return bool(getattr(self.cfg, "share_prompts", False)) and not sharded and _split_lm(model) is not None
 
     def _forward(self, model: torch.nn.Module, mb: Batch, want_entropy: bool, entropy_grad: bool = False):
         """Log-probs (N, T-1) of the targets under `model` at the sampling temperature, and the entropy.
@@ -168,8 +167,9 @@ class Learner:
         compiled = None if sharded else self._compiled_forward(model, parts)
         with autocast(self.device, self.compute_dtype):
             shared = None
-            if parts is not None and compiled is None and self._shares_prompts(model):
-                shared = shared_prefix_hidden(parts[0], ids, attn, sel)  # (K, H); None: no prompt is shared
+            if parts is not None and self._shares_prompts(model):  # (K, H); None: no prompt is shared
+                shared = compiled.shared(ids, attn, sel) if compiled is not None else \
+                    shared_prefix_hidden(parts[0], ids, attn, sel)
             if shared is not None:
                 logits = parts[1](shared)
             elif parts is not None:

@@ -127,3 +127,54 @@ def test_compile_is_a_validated_config_field():
         load_config(None, ["train.compile=maybe"])
     with pytest.raises(ConfigError, match=r"train\.compile.*fsdp"):
         load_config(None, ["train.compile=true", "distributed.backend=ray", "distributed.sharding=fsdp"])
+
+
+def _grouped_batch(prompt_lengths: list[int], completion_lengths: list[list[int]], seed: int = 1) -> Batch:
+    """Rows grouped by prompt (GRPO groups): each prompt's rows start with its tokens, then a completion of the
+    given length; right-padded, with log-probs on the completion tokens and advantages of +-1."""
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for P, lengths in zip(prompt_lengths, completion_lengths):
+        prompt = torch.randint(3, 20, (P,), generator=g)
+        rows += [(prompt, torch.randint(3, 20, (n,), generator=g)) for n in lengths]
+    T = max(len(p) + len(c) for p, c in rows)
+    ids, attn = torch.zeros(len(rows), T, dtype=torch.long), torch.zeros(len(rows), T, dtype=torch.long)
+    mask = torch.zeros(len(rows), T - 1)
+    for i, (p, c) in enumerate(rows):
+        n = len(p) + len(c)
+        ids[i, :n], attn[i, :n], mask[i, len(p) - 1 : n - 1] = torch.cat([p, c]), 1, 1.0
+    adv = torch.tensor([1.0, -1.0] * (len(rows) // 2) + [0.5] * (len(rows) % 2))
+    return Batch(ids, attn, mask, -torch.rand(len(rows), T - 1, generator=g) * mask, adv)
+
+
+def test_compiled_shared_prompts_equal_eager_and_compile_once_per_bucket(make_tiny_model, counting):
+    """`train.compile` with shared prompts: the compiled two passes (each prompt once, then the completions on
+    its keys and values) at padded shapes (a padded prompt row, padded rows, padded prompt and completion
+    columns) give eager's log-probs, loss and gradients, and new lengths within the same buckets compile nothing."""
+    batches = [_grouped_batch([3, 5, 4, 6, 2], [[4, 7], [1, 9], [5, 5], [8, 2], [6, 3]], seed=1),
+               _grouped_batch([4, 2, 6, 3, 5], [[9, 3], [2, 6], [7, 1], [4, 8], [3, 5]], seed=2)]
+    runs = {}
+    for compile in (False, True):
+        model = make_tiny_model(sharp=True).train()
+        learner = Learner(model, TrainConfig(lr=1e-2, grad_clip=0.0, micro_batch_size=10, compile=compile,
+                                             share_prompts=True), AlgorithmConfig(loss_agg="token_mean"))
+        grads = []
+        learner.optimizer.register_step_pre_hook(
+            lambda *_, m=model, out=grads: out.append([p.grad.clone() for p in m.parameters() if p.requires_grad]))
+        logps = []
+        for b in batches:  # training forwards (gradients on): the compiled passes when compile is on
+            logps.append(learner._forward(model, b, want_entropy=False)[0].detach())
+            if compile and len(logps) == 1:
+                graphs = counting.graphs
+        runs[compile] = logps, learner.update(batches[0]), grads, learner
+    (eager_logps, eager_stats, eager_grads, _), (logps, stats, grads, learner) = runs[False], runs[True]
+    assert learner._compiled.shapes == set()  # every forward took the shared passes
+    # 5 prompts (bucket 6: one padded prompt row) of at most 6 tokens; 10 rows (12) of at most 9 completion tokens (12)
+    assert learner._compiled.shared_shapes == {(6, 6, 12, 12)}
+    assert graphs > 0 and counting.graphs == graphs  # the second batch's lengths fall in the same buckets
+    for e, c in zip(eager_logps, logps):
+        assert torch.allclose(c, e, atol=1e-5), (c - e).abs().max()
+    for key in ("loss", "ratio_mean", "grad_norm"):
+        assert stats[key] == pytest.approx(eager_stats[key], rel=1e-5, abs=1e-7), key
+    for e, c in zip(eager_grads[0], grads[0]):
+        assert torch.allclose(c, e, rtol=1e-4, atol=1e-6)
