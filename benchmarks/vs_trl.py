@@ -74,7 +74,7 @@ def rlvr_trainer(args, dtype_name: str, run_dir: Path, fixed: bool, overrides: t
         "rollout.temperature=1.0", "rollout.top_p=1.0",
         "algorithm.name=grpo", "algorithm.kl_coef=0.0", "algorithm.ppo_epochs=1",
         f"train.prompts_per_step={args.prompts}", f"train.lr={args.lr}", "train.steps=100000",
-        f"train.micro_batch_size={args.prompts * args.generations}", "train.checkpoint_every=0",
+        f"train.micro_batch_size={micro_rows(args)}", "train.checkpoint_every=0",
         f"train.micro_batch_tokens={args.micro_batch_tokens}",
         "train.grad_clip=1.0", "eval.every=0", "eval.num_problems=8", "logging.progress=false",
         "logging.samples_per_step=0", f"rollout.compile={str(args.compile).lower()}",
@@ -85,6 +85,17 @@ def rlvr_trainer(args, dtype_name: str, run_dir: Path, fixed: bool, overrides: t
         f"train.skip_zero_advantage={str(args.skip_zero_advantage).lower()}", *overrides,
     ])
     return Trainer(cfg, run_dir)
+
+
+def micro_rows(args) -> int:
+    """Rows per learner micro-batch on both sides: the whole batch by default; `--micro-batch-rows` splits it
+    (TRL: that many rows per device batch and gradient accumulation over the rest, so it still generates the
+    whole batch at once and steps the optimiser once a batch; rlvr: `train.micro_batch_size`)."""
+    rows = args.prompts * args.generations
+    n = getattr(args, "micro_batch_rows", 0) or rows
+    if rows % n or n % args.generations:
+        die(f"--micro-batch-rows {n} must divide the batch ({rows} rows) and be a multiple of --generations")
+    return n
 
 
 def headline_run(model: str, micro_batch_tokens: int = 0) -> argparse.Namespace:
@@ -114,9 +125,10 @@ def trl_trainer(args, model, tokenizer, dataset, problems, task, bf16: bool, run
         return [task.verify(problems[i], t).reward for i, t in zip(index, texts)]
 
     config = GRPOConfig(
-        output_dir=str(run_dir), per_device_train_batch_size=args.prompts * args.generations,
+        output_dir=str(run_dir), per_device_train_batch_size=micro_rows(args),
         num_generations=args.generations, max_completion_length=args.max_new_tokens, temperature=1.0,
-        top_p=1.0, top_k=0, beta=0.0, learning_rate=args.lr, num_iterations=1, gradient_accumulation_steps=1,
+        top_p=1.0, top_k=0, beta=0.0, learning_rate=args.lr, num_iterations=1,
+        gradient_accumulation_steps=args.prompts * args.generations // micro_rows(args),  # one optimiser step a batch
         max_steps=args.warmup + args.steps, logging_steps=1, report_to="none", save_strategy="no",
         use_cpu=args.device == "cpu", bf16=bf16, gradient_checkpointing=False, shuffle_dataset=False,
         loss_type="dapo", scale_rewards="group", disable_dropout=True, max_grad_norm=1.0,
@@ -306,7 +318,7 @@ def run_mode(args, mode: str, device: torch.device, dtype: torch.dtype, floor: d
         "warmup_s": {"rlvr_steps": sum(results["rlvr"][:w]), "trl_steps": sum(results["trl"][:w]),
                      "generation_race": gen_warm},
         "prompts": args.prompts, "generations": args.generations, "threads": torch.get_num_threads(),
-        "micro_batch_tokens": args.micro_batch_tokens, "rlvr_step_faults": results.get("rlvr_faults"),
+        "micro_batch_tokens": args.micro_batch_tokens, "micro_batch_rows": micro_rows(args), "rlvr_step_faults": results.get("rlvr_faults"),
         "rlvr_step_sys_s": results.get("rlvr_sys_s"),
         "rollout_weights": args.rollout_weights, "rlvr_header": trainer.header(),
         "machine": machine, "cpu_flags": cpu_flags(), "device": device.type,
@@ -360,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
                          "one micro-batch, as the trainer's default (512, the old CPU default, split the headline's 16 "
                          "rows into 3 micro-batches, 1.26x slower at fixed and 1.23x at natural length on a 2-core "
                          "AVX-512 BF16 CPU: benchmarks/results/micro_batches.json)")
+    ap.add_argument("--micro-batch-rows", type=int, default=0,
+                    help="rows per learner micro-batch on both sides (default 0: the whole batch); the larger "
+                         "setting's 64 rows in one batch run TRL out of memory on a 24 GiB machine")
     ap.add_argument("--gen-only", action="store_true", help="only the generation race (engine vs model.generate)")
     ap.add_argument("--quick", action="store_true", help="one timed step each and 16 new tokens: a check")
     ap.add_argument("--json", help="also write the results here")
