@@ -2,7 +2,7 @@
 
     python benchmarks/vs_trl.py --model models/smollm2-135m-instruct [--dtype auto] [--json PATH] [--quick]
                                 [--mode both|fixed|natural] [--large] [--compile] [--compile-learner]
-                                [--skip-zero-advantage]
+                                [--skip-zero-advantage] [--micro-batch-rows N]
 
 The work, the same for both: one model (SmolLM2-135M-Instruct by default, the same weights and dtype; with
 bf16 both learners keep fp32 master weights and compute under bf16 autocast),
