@@ -100,5 +100,5 @@ class CompiledDecoder:
         if plan is None:
             return None
         self.shared_shapes.add((*plan.prompt_ids.shape, *plan.suffix_ids.shape))
-        last, rest = self.shared_fn(*plan[:7])
+        last, rest = self.shared_fn(*plan.inputs)
         return shared_hidden(plan, last, rest, sel)

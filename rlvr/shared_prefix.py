@@ -57,6 +57,12 @@ class SharedRows(NamedTuple):
     P: torch.Tensor
     S: torch.Tensor
 
+    @property
+    def inputs(self) -> tuple[torch.Tensor | None, ...]:
+        """`run_shared`'s tensors, in its order."""
+        return (self.prompt_ids, self.prompt_mask, self.prompt_pos, self.rows, self.suffix_ids, self.suffix_mask,
+                self.suffix_pos)
+
 
 def plan_shared(ids: torch.Tensor, attn: torch.Tensor, sel: torch.Tensor, pad: Callable[[int], int] | None = None,
                 max_position: int | None = None) -> SharedRows | None:
@@ -82,10 +88,9 @@ def plan_shared(ids: torch.Tensor, attn: torch.Tensor, sel: torch.Tensor, pad: C
     Nb = pad(N)
     rows = torch.zeros(Nb, dtype=torch.long, device=dev)  # padded suffix rows sit on prompt 0
     rows[:N] = torch.tensor(owner, device=dev)
-    longest = int(S.max())
+    width_s = pad(int(S.max()))  # 0 only unpadded, where no row has a suffix token: one pass
     sids = smask = spos = None
-    if longest > 0 or Nb != N or pad(longest) != longest:
-        width_s = max(pad(longest), 1)
+    if width_s > 0:
         cols = torch.arange(width_s, device=dev)
         take = (P[:, None] + cols[None]).clamp(max=ids.shape[1] - 1)
         smask = torch.zeros((Nb, width_s), dtype=torch.long, device=dev)
@@ -139,5 +144,5 @@ def shared_prefix_hidden(decoder: torch.nn.Module, ids: torch.Tensor, attn: torc
     plan = plan_shared(ids, attn, sel)
     if plan is None:
         return None
-    last, rest = run_shared(decoder, *plan[:7])
+    last, rest = run_shared(decoder, *plan.inputs)
     return shared_hidden(plan, last, rest, sel)
