@@ -402,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
 
     device = pick_device(args.device)
     args.device = device.type
-    if args.dtype == "auto":
+    detected = args.dtype == "auto"
+    if detected:
         native = device.type == "cuda" or cpu_has_native_bf16()
         args.dtype = "bfloat16" if native else "float32"
     dtype = getattr(torch, args.dtype)
@@ -410,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count() or 1)
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     print(f"machine: {machine}; CPU flags: {' '.join(cpu_flags()) or 'none'}; torch threads {torch.get_num_threads()}")
-    print(f"dtype: {args.dtype} ({'forced' if argv and '--dtype' in argv else 'detected: the fastest this hardware runs'})")
+    print(f"dtype: {args.dtype} ({'detected: the fastest this hardware runs' if detected else 'forced'})")
 
     floor = measure_floor(device, dtype, args.quick)
     print(f"floor: matmul {floor['matmul_gflops']:.0f} GFLOP/s in {args.dtype}, memory {floor['bandwidth_gbs']:.1f} GB/s")

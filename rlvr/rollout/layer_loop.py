@@ -84,12 +84,12 @@ class LayerLoop:
 
     def _handles(self, packed) -> tuple[tuple[str, ...], ...] | None:
         """The packed weights' handles the compiled step calls (`packed_linear`), or None where the step cannot
-        be compiled: a linear not packed (or not stacked), or an attention other than the bf16 products."""
+        be compiled: a linear not packed (or not stacked: bf16 or fp32 weights oneDNN packs), or query heads that
+        are not a multiple of the key/value heads (the step's attention is `decode_attention`, in either dtype)."""
         out = []
         for layer, plan in zip(self.layers, self.plans):
             attn_group, mlp_group = self._groups(layer)
-            weight = layer.self_attn.q_proj.weight
-            if not mlp_group or not attention.takes_decode_products(weight.dtype, weight.device, plan.heads, plan.kv):
+            if not mlp_group or plan.heads % plan.kv:  # the step's attention is `decode_attention`
                 return None
             out.append(tuple(packed.handle(g) for g in (attn_group, (layer.self_attn.o_proj,), mlp_group,
                                                        (layer.mlp.down_proj,))))

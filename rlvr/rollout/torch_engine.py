@@ -209,14 +209,14 @@ class TorchEngine:
         self._cache_position = takes_cache_position(model)
         # rlvr's CPU attention reads only the static cache's filled slots when told how many (rlvr.models.attention)
         self._bounded = getattr(getattr(_hf(model), "config", None), "_attn_implementation", None) == attention.NAME
-        # compile on a CPU, with the packed kernels and the layer loop: the loop's decode steps run through
-        # torch.compile, their linears still on the packed weights (LayerLoop._packed_step). Shapes stay fixed
-        # (a graph per batch size and cache length): the cache's length is rounded up, and finished rows leave
-        # the batch only down a ladder of batch sizes (`rlvr.compiled_forward.bucket`: 16 rows go to 12, 8, 6,
-        # 4, 3, 2, 1, finished rows filling each size), so a decode meets a few graphs. Other models and settings
-        # on a CPU decode eagerly.
+        # compile on a CPU, with the packed kernels and the layer loop (bf16 or fp32 weights that oneDNN packs: fp32
+        # is what AVX2-only CPUs pack): the loop's decode steps run through torch.compile, their linears still on
+        # the packed weights (LayerLoop._packed_step). Shapes stay fixed (a graph per batch size and cache
+        # length): the cache's length is rounded up, and finished rows leave the batch only down a ladder of batch
+        # sizes (`rlvr.compiled_forward.bucket`: 16 rows go to 12, 8, 6, 4, 3, 2, 1, finished rows filling each
+        # size), so a decode meets a few graphs. Other models and settings on a CPU decode eagerly.
         self.compile_loop = (compile and self.device.type == "cpu" and cpu_kernels and layer_loop and can_pack(self.device)
-                             and packs(torch.bfloat16) and holds_dtype(model, torch.bfloat16))
+                             and any(packs(d) and holds_dtype(model, d) for d in (torch.bfloat16, torch.float32)))
         # compile elsewhere (GPUs): decode steps run through torch.compile (CUDA graphs). Shapes must stay fixed,
         # so the cache is static and finished rows stay in the batch.
         self.compile = compile and not self.compile_loop

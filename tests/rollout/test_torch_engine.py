@@ -313,7 +313,8 @@ def test_each_prompt_is_prefilled_once_for_its_whole_group(make_tiny_model, char
 
 
 def test_compiled_decode_steps_sample_what_the_eager_engine_samples(make_tiny_model, char_tokenizer):
-    """`compile=True` runs decode steps through torch.compile (CUDA graphs on a GPU; inductor here)."""
+    """`compile=True` runs decode steps through torch.compile (CUDA graphs on a GPU; inductor here). Without
+    the layer loop: with it, a CPU engine compiles the loop's steps instead (tests/rollout/test_layer_loop.py)."""
     import shutil
 
     if shutil.which("cc") is None and shutil.which("gcc") is None:
@@ -321,7 +322,8 @@ def test_compiled_decode_steps_sample_what_the_eager_engine_samples(make_tiny_mo
     model = make_tiny_model(sharp=True)
     sampling = SamplingParams(n=3, max_new_tokens=6, temperature=1.0)
     eager = TorchEngine(model, char_tokenizer.pad_token_id, compact=float("inf"))
-    compiled = TorchEngine(model, char_tokenizer.pad_token_id, compile=True)
+    compiled = TorchEngine(model, char_tokenizer.pad_token_id, compile=True, layer_loop=False)
+    assert compiled.compile and not compiled.compile_loop
     want = eager.generate(_prompts(char_tokenizer), sampling, torch.Generator().manual_seed(7))
     got = compiled.generate(_prompts(char_tokenizer), sampling, torch.Generator().manual_seed(7))
     for a, b in zip([c for g in want for c in g], [c for g in got for c in g]):
