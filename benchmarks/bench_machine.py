@@ -24,6 +24,16 @@ def cpu_flags() -> list[str]:
     return [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in have]
 
 
+ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def isa_limits() -> dict[str, str]:
+    """The environment's caps on the instruction sets the kernels use (PyTorch's own kernels and inductor's
+    generated code, oneDNN, MKL): set, they run a CPU as an older one would (AVX2 on an AVX-512 CPU), with
+    this CPU's clock, caches and memory. Empty when none is set."""
+    return {k: os.environ[k] for k in ISA_LIMITS if os.environ.get(k)}
+
+
 def cpu_name() -> str:
     try:
         for ln in Path("/proc/cpuinfo").read_text().splitlines():

@@ -48,10 +48,12 @@ from bench_machine import (
     cpu_name,
     floor_seconds,
     generated_lengths,
+    isa_limits,
     measure_floor,
     sync,
 )
 
+USER_INDUCTOR_CACHE = os.environ.get("TORCHINDUCTOR_CACHE_DIR")  # as the process started: a choice of the user's
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO / "models" / "smollm2-135m-instruct"
 TEMPLATE = "{question} Think briefly inside <think></think>, then give only the final number inside <answer></answer>."
@@ -230,7 +232,7 @@ def run_mode(args, mode: str, device: torch.device, dtype: torch.dtype, floor: d
     del hf_model
     print("generation: " + ", ".join(f"{k} {v:.0f} tok/s" for k, v in gen_rates.items()))
     if args.gen_only:
-        return {"mode": mode, "machine": machine, "dtype": args.dtype, **gen_rates, "gen_warmup_s": gen_warm,
+        return {"mode": mode, "machine": machine, "isa_limits": isa_limits(), "dtype": args.dtype, **gen_rates, "gen_warmup_s": gen_warm,
                 "rollout_weights": args.rollout_weights, "prompts": args.prompts, "generations": args.generations,
                 "max_new_tokens": args.max_new_tokens, "threads": torch.get_num_threads()}
 
@@ -321,7 +323,7 @@ def run_mode(args, mode: str, device: torch.device, dtype: torch.dtype, floor: d
         "micro_batch_tokens": args.micro_batch_tokens, "micro_batch_rows": micro_rows(args), "rlvr_step_faults": results.get("rlvr_faults"),
         "rlvr_step_sys_s": results.get("rlvr_sys_s"),
         "rollout_weights": args.rollout_weights, "rlvr_header": trainer.header(),
-        "machine": machine, "cpu_flags": cpu_flags(), "device": device.type,
+        "machine": machine, "cpu_flags": cpu_flags(), "isa_limits": isa_limits(), "device": device.type,
         "floor": floor, "floor_parts_s": fl, "rlvr_parts_s": parts,
         "rlvr_step_gen_tok_s": rlvr_gen_tok_s, "trl_step_gen_tok_s": trl_gen_tok_s,
         "rlvr_tokens_per_step": med(results["rlvr_tokens"][w:]), "trl_tokens_per_step": med(results["trl_tokens"][w:]),
@@ -411,6 +413,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count() or 1)
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     print(f"machine: {machine}; CPU flags: {' '.join(cpu_flags()) or 'none'}; torch threads {torch.get_num_threads()}")
+    if isa_limits():
+        # inductor's cache does not key its kernels on these caps: a graph compiled under them and run without
+        # them (or the reverse) crashed here, so capped runs keep a cache of their own
+        tag = "_".join(f"{k}-{v}" for k, v in sorted(isa_limits().items()))
+        if USER_INDUCTOR_CACHE is None:  # (imports may have set the variable to inductor's default since)
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tempfile.gettempdir()) / f"torchinductor_{tag}")
+        print(f"instruction sets capped: {isa_limits()}; inductor cache {os.environ['TORCHINDUCTOR_CACHE_DIR']}")
     print(f"dtype: {args.dtype} ({'detected: the fastest this hardware runs' if detected else 'forced'})")
 
     floor = measure_floor(device, dtype, args.quick)

@@ -139,9 +139,9 @@ class RolloutConfig:
     vllm_gpu_memory_utilization: float = 0.4  # GPU memory vLLM may take (the learner shares the GPU)
     vllm_max_model_len: int | None = None
     kv_cache: str = _choice("static", "static", "dynamic")  # static: preallocated, no copy per token
-    # decode steps through torch.compile: on a GPU the model's forward (CUDA graphs); on a CPU with bf16 packed
-    # weights the layer loop's step, its linears still on the packed kernels (1.18x tokens/s for SmolLM2-135M,
-    # 2 x 8 x 64, after ~27 s of compiling per batch size and cache length). Finished rows leave the batch down
+    # decode steps through torch.compile: on a GPU the model's forward (CUDA graphs); on a CPU with bf16 or fp32
+    # packed weights the layer loop's step, its linears still on the packed kernels (1.18x tokens/s for
+    # SmolLM2-135M in bf16, 1.16x in fp32, 2 x 8 x 64, after ~27 s of compiling per batch size and cache length). Finished rows leave the batch down
     # a ladder of batch sizes (16, 12, 8, 6, ...), one graph each: at natural length 1.15x the same compiled
     # steps with every row kept and 1.11x the eager loop (benchmarks/compiled_rows.py).
     compile: bool = False
