@@ -232,7 +232,8 @@ def run_mode(args, mode: str, device: torch.device, dtype: torch.dtype, floor: d
     del hf_model
     print("generation: " + ", ".join(f"{k} {v:.0f} tok/s" for k, v in gen_rates.items()))
     if args.gen_only:
-        return {"mode": mode, "machine": machine, "isa_limits": isa_limits(), "dtype": args.dtype, **gen_rates, "gen_warmup_s": gen_warm,
+        return {"mode": mode, "machine": machine, "isa_limits": isa_limits(), "dtype": args.dtype, **gen_rates,
+                "gen_warmup_s": gen_warm,
                 "rollout_weights": args.rollout_weights, "prompts": args.prompts, "generations": args.generations,
                 "max_new_tokens": args.max_new_tokens, "threads": torch.get_num_threads()}
 

@@ -141,9 +141,10 @@ class RolloutConfig:
     kv_cache: str = _choice("static", "static", "dynamic")  # static: preallocated, no copy per token
     # decode steps through torch.compile: on a GPU the model's forward (CUDA graphs); on a CPU with bf16 or fp32
     # packed weights the layer loop's step, its linears still on the packed kernels (1.18x tokens/s for
-    # SmolLM2-135M in bf16, 1.16x in fp32, 2 x 8 x 64, after ~27 s of compiling per batch size and cache length). Finished rows leave the batch down
-    # a ladder of batch sizes (16, 12, 8, 6, ...), one graph each: at natural length 1.15x the same compiled
-    # steps with every row kept and 1.11x the eager loop (benchmarks/compiled_rows.py).
+    # SmolLM2-135M in bf16, 1.16x in fp32, 2 x 8 x 64, after ~27 s of compiling per batch size and cache
+    # length). Finished rows leave the batch down a ladder of batch sizes (16, 12, 8, 6, ...), one graph each:
+    # at natural length 1.15x the same compiled steps with every row kept and 1.11x the eager loop
+    # (benchmarks/compiled_rows.py).
     compile: bool = False
     # CPU decode runs its linear layers on oneDNN-packed copies of the weights (rlvr.rollout.cpu_kernels): faster
     # decode for the weights' memory once more and a repack per weight sync; false where memory is short
