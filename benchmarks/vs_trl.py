@@ -414,13 +414,14 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count() or 1)
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     print(f"machine: {machine}; CPU flags: {' '.join(cpu_flags()) or 'none'}; torch threads {torch.get_num_threads()}")
-    if isa_limits():
+    caps = isa_limits()
+    if caps:
         # inductor's cache does not key its kernels on these caps: a graph compiled under them and run without
         # them (or the reverse) crashed here, so capped runs keep a cache of their own
-        tag = "_".join(f"{k}-{v}" for k, v in sorted(isa_limits().items()))
+        tag = "_".join(f"{k}-{v}" for k, v in sorted(caps.items()))
         if USER_INDUCTOR_CACHE is None:  # (imports may have set the variable to inductor's default since)
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tempfile.gettempdir()) / f"torchinductor_{tag}")
-        print(f"instruction sets capped: {isa_limits()}; inductor cache {os.environ['TORCHINDUCTOR_CACHE_DIR']}")
+        print(f"instruction sets capped: {caps}; inductor cache {os.environ['TORCHINDUCTOR_CACHE_DIR']}")
     print(f"dtype: {args.dtype} ({'detected: the fastest this hardware runs' if detected else 'forced'})")
 
     floor = measure_floor(device, dtype, args.quick)
