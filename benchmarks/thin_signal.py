@@ -178,7 +178,7 @@ def main() -> None:
         print_table({**results[0], "arms": [a for r in results for a in r["arms"]]})
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    cfg = load_config(RECIPE)
+    cfg = load_config(RECIPE, args.set)  # the task the arms run: the recipe's, or the one --set names
     extra = [f"train.seed={args.seed}", *args.set]
     result = {"task": cfg.task.name, "params": cfg.task.params, "minutes": args.minutes, "clock": args.clock,
               "seed": args.seed, "overrides": args.set, "arms": []}
