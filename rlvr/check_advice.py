@@ -110,10 +110,19 @@ def advise(report: dict, cfg) -> tuple[list[str], list[str], dict]:
         advice.append(f"only {_pct(at_t['format_rate'])} of answers use the format: state it in task.template "
                       "or prime the reply with model.response_prefix")
     if low and (at_t.get(f"pass@{G}") or 0.0) > 0 and not cfg.algorithm.screening:
-        advice.append(f"turn on prompt screening (algorithm.screening: true): {_pct(at_t.get(f'pass@{G}'))} of "
-                      f"problems are solved at least once in {G} samples; screening gives the full group only "
-                      "to prompts with mixed results")
-        sets["algorithm.screening"] = True
+        solved = f"{_pct(at_t.get(f'pass@{G}'))} of problems are solved at least once in {G} samples"
+        if cfg.train.skip_zero_advantage:
+            # not applied: on the three tasks measured (README, "Is there a signal?") screening alone did no better
+            # than plain GRPO (within the spread of seeds, or worse), whose steps without a mixed group cost only
+            # their sampling
+            advice.append(f"{solved}; prompt screening (algorithm.screening: true) would give the full group only "
+                          "to prompts with mixed results, but with train.skip_zero_advantage a group without a "
+                          "reward spread already costs only its sampling, and screening alone has done no better "
+                          "than plain GRPO on the tasks measured so far")
+        else:
+            advice.append(f"turn on prompt screening (algorithm.screening: true): {solved}; screening gives the "
+                          "full group only to prompts with mixed results")
+            sets["algorithm.screening"] = True
     kinds = report.get("by_kind") or {}
     never = [k for k, r in kinds.items() if r.get(f"pass@{G}") == 0.0]
     if len(kinds) > 1 and never:

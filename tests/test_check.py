@@ -160,9 +160,13 @@ def test_advice_follows_from_the_numbers():
     assert "raise rollout.num_generations to 32" in text
     assert "lower rollout.temperature to 0.7" in text
     assert "raise rollout.max_new_tokens" in text and "use the format" in text
-    assert "algorithm.screening: true" in text
-    assert sets == {"rollout.num_generations": 32, "rollout.temperature": 0.7, "rollout.max_new_tokens": 32,
-                    "algorithm.screening": True}
+    assert "algorithm.screening: true" in text and "has done no better than plain GRPO" in text
+    # screening is named, not applied, where constant groups already cost only their sampling
+    assert sets == {"rollout.num_generations": 32, "rollout.temperature": 0.7, "rollout.max_new_tokens": 32}
+    cfg.train.skip_zero_advantage = False  # every group goes through the learner: screening saves that
+    _, _, sets = advise(_report(0.1, 0.03, pass_g=0.2), cfg)
+    assert sets["algorithm.screening"] is True
+    cfg.train.skip_zero_advantage = True
     advice, warnings, sets = advise(_report(0.6, 0.5), cfg)
     assert not warnings and not sets and advice == ["the signal looks sufficient for this configuration"]
     advice, _, _ = advise(_report(0.0, 0.0, pass_g=0.0), cfg)
