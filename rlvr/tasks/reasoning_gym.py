@@ -79,9 +79,13 @@ def curriculum_levels(generator: str) -> tuple[int, dict[int, dict[str, Any]]]:
 def _kind(entry: dict[str, Any]) -> dict[str, str]:
     """{"kind": "num_terms=3, num_digits=1"}: the values of the difficulty attributes this entry was drawn with
     (reasoning-gym lists the attributes in `metadata["difficulty"]` and records each entry's own values beside
-    them), so held-out accuracy can be read per kind of problem (`evaluate`'s `by_kind`); {} when it names none."""
+    them), so held-out accuracy can be read per kind of problem (`evaluate`'s `by_kind`); {} when it names none.
+    A generator that mixes kinds of question by weight (aiw's siblings, friends and colleagues) records the one
+    drawn as `task_type` rather than as a difficulty value: it is named first."""
     meta = entry.get("metadata") or {}
     names = [k for k in meta.get("difficulty") or {} if k in meta and isinstance(meta[k], int | float | str)]
+    if isinstance(meta.get("task_type"), str) and "task_type" not in names:
+        names.insert(0, "task_type")
     return {"kind": ", ".join(f"{k}={meta[k]}" for k in names)} if names else {}
 
 

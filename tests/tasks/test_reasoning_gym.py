@@ -109,3 +109,15 @@ def test_each_problem_names_its_kind_from_its_own_difficulty_values():
         assert meta["expression"].count(" ") >= 2 * meta["num_terms"] - 2  # the terms are really there
         kinds.add(p.meta["kind"])
     assert len(kinds) == 4  # 2-3 terms x 1-2 digits all occur in 40 problems
+
+
+def test_a_generator_mixing_question_types_names_the_type_as_its_kind():
+    """aiw draws siblings, friends or colleagues questions by weight and records the one drawn as `task_type`,
+    not beside its difficulty attributes: that is the kind held-out accuracy is split by."""
+    task = build_task(load_config(base={"task": {"name": "reasoning_gym/aiw", "params": {}}}).task, eval_size=30)
+    kinds = {}
+    for p in task.eval_problems(30):
+        kinds.setdefault(p.meta["kind"], []).append(p.meta["entry"]["question"])
+    assert set(kinds) == {"task_type=siblings", "task_type=friends", "task_type=colleagues"}
+    assert all("friends" in q for q in kinds["task_type=friends"])
+    assert all("colleagues" in q for q in kinds["task_type=colleagues"])
