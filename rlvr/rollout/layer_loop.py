@@ -28,11 +28,11 @@ called as modules, so PEFT's LoRA layers, packed CPU linears and quantised weigh
 With the engine's `compile` on a CPU (bf16 or fp32 weights, every linear packed), the step runs through
 torch.compile (`_packed_step`): the linears stay on the packed weights as `rlvr::packed_linear` calls and
 inductor fuses the arithmetic between them (norms, rotary embedding, softmax, activation). Its kernels round
-differently, so the samples follow the same law but not the forward's bits. At 2 prompts x 8 x 64 tokens of SmolLM2-135M it ran
-1.08-1.22x the eager loop's tokens/s in `benchmarks/vs_trl.py --compile` races (one run of three 0.96x), after
-~27 s of compiling a graph per batch size and cache length. In fp32 (what AVX2-only CPUs pack, or a model kept
-in fp32) its attention is the same `decode_attention` in fp32, where the eager loop's goes through SDPA: 238 vs
-206 tokens/s (1.16x) in a `--dtype float32 --compile` race on the AVX-512 EPYC.
+differently, so the samples follow the same law but not the forward's bits. At 2 prompts x 8 x 64 tokens of
+SmolLM2-135M it ran 1.08-1.22x the eager loop's tokens/s in `benchmarks/vs_trl.py --compile` races (one run of
+three 0.96x), after ~27 s of compiling a graph per batch size and cache length. In fp32 (what AVX2-only CPUs
+pack, or a model kept in fp32) its attention is the same `decode_attention` in fp32, where the eager loop's goes
+through SDPA: 238 vs 206 tokens/s (1.16x) in a `--dtype float32 --compile` race on the AVX-512 EPYC.
 """
 
 from __future__ import annotations
