@@ -121,7 +121,8 @@ class TaskConfig:
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
     # built-in generators and reasoning-gym's curricula (level L: every attribute at its L-th value): difficulty
     # follows the measured informative share (rlvr.tasks.curriculum), from curriculum_start up to curriculum_max
-    # (default difficulty + 1); held-out stays at `difficulty`
+    # (default difficulty + 1); held-out stays at `difficulty`. Where task.params sets fields of a reasoning-gym
+    # curriculum, the task as configured is held out, one level above reasoning-gym's highest (difficulty says so)
     adaptive_difficulty: bool = False
     curriculum_start: int = 1
     curriculum_max: int | None = None

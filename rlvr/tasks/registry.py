@@ -58,8 +58,14 @@ def _curriculum(cfg, eval_size: int, group_size: int | None) -> Task:
         top, levels = curriculum_levels(cfg.name[len(PREFIX):])
         fixed = sorted(set(cfg.params) & set(levels[0]))
         if fixed:
-            raise ValueError(f"task.params.{fixed[0]}: the curriculum sets it at each level; "
-                             f"task.difficulty (0-{top}) is the held-out level")
+            # the task as configured is the target, one level above reasoning-gym's highest: the curriculum's
+            # levels lead up to a setting it does not reach (task.difficulty must say so, nothing is ignored)
+            if cfg.difficulty != top + 1:
+                raise ValueError(f"task.params.{fixed[0]}: the curriculum sets it at each level (0-{top}); to hold "
+                                 f"out the task as configured, set task.difficulty={top + 1}, one level above "
+                                 f"reasoning-gym's highest")
+            levels = {**levels, top + 1: {}}
+            top += 1
         for key, value in (("difficulty", cfg.difficulty), ("curriculum_start", cfg.curriculum_start),
                            ("curriculum_max", highest if cfg.curriculum_max is not None else None)):
             if value is not None and not 0 <= value <= top:

@@ -126,3 +126,25 @@ def test_a_reasoning_gym_generator_follows_its_own_curriculum():
                               curriculum_start=0))
     with pytest.raises(ValueError, match="no curriculum for 'gsm_symbolic'"):
         build_task(TaskConfig(name="reasoning_gym/gsm_symbolic", adaptive_difficulty=True))
+
+
+def test_a_reasoning_gym_task_set_beyond_its_curriculum_is_held_out_above_the_highest_level():
+    pytest.importorskip("reasoning_gym")
+    # aiw's curriculum tops out at 16 people (level 8); the task asked for has up to 50
+    params = {"task_type_weights": [0.4, 0.3, 0.3], "max_entities": 50}
+    cfg = TaskConfig(name="reasoning_gym/aiw", difficulty=9, adaptive_difficulty=True, curriculum_start=0,
+                     curriculum_window=2, params=params)
+    task = build_task(cfg, eval_size=60)
+    assert isinstance(task, PassRateCurriculum) and (task.level, task.target, task.highest) == (0, 9, 9)
+    counts = lambda p: [int(w) for w in p.prompt.replace(".", " ").split() if w.isdigit()]  # noqa: E731
+    easy = [task.train_problem(i) for i in range(40)]
+    assert max(n for p in easy for n in counts(p)) <= 4  # level 0: up to 4 people of each kind, siblings only
+    assert all("sister" in p.prompt or "brother" in p.prompt for p in easy)
+    held = task.eval_problems()
+    assert max(n for p in held for n in counts(p)) > 16  # beyond every curriculum level
+    assert {p.meta["entry"]["metadata"]["task_type"] for p in held} >= {"siblings", "friends", "colleagues"}
+    assert not {p.meta["key"] for p in held} & {task.train_problem(i).meta["key"] for i in range(200)}
+    for level in (8, 3):  # a level of the curriculum itself still refuses the configured fields
+        with pytest.raises(ValueError, match="task.params.max_entities: .*set task.difficulty=9"):
+            build_task(TaskConfig(name="reasoning_gym/aiw", difficulty=level, adaptive_difficulty=True,
+                                  curriculum_start=0, params=params))
