@@ -10,16 +10,19 @@ a candidate's screening samples only); after each `window` problems of the curre
   (rlvr.algorithms.informative): a screen of 4 samples is mixed less often than a group of 8 of the same
   problem, so counting mixed screens would hold the level down;
 - else, when the level is not the target, it moves one step toward it (the signal is there: try the goal).
+A level whose last window was too easy (share below `low`, mostly right) is outgrown: the level never moves
+back down into it, it stays where it is instead. Without that, a model that has mastered level L but not yet
+L+1 goes back and forth between them, spending half its steps on groups that are all right.
 Training index `i` is drawn from the current level's stream; a problem whose key is one of the target's
 held-out problems is redrawn further along, so evaluation problems never reach training at any level.
-The level and the window so far are the task's `state_dict`, which checkpoints carry: a resumed run draws the
+The level, the window so far and the outgrown levels are the task's `state_dict`, which checkpoints carry: a resumed run draws the
 same problems.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from rlvr.algorithms.informative import informative_share_of_groups
 from rlvr.tasks.base import Task
@@ -28,11 +31,19 @@ from rlvr.types import Problem, Score
 REDRAW_STRIDE = 2**40
 
 
+def too_easy(share: float, pass_rate: float, low: float) -> bool:
+    """A window whose groups are mostly all right: below the band, and mostly solved."""
+    return share < low and pass_rate >= 0.5
+
+
 def next_level(level: int, target: int, share: float, pass_rate: float, low: float, lowest: int,
-               highest: int) -> int:
-    """The level after a window with this informative `share` and mean `pass_rate` (see the module doc)."""
+               highest: int, outgrown: Collection[int] = ()) -> int:
+    """The level after a window with this informative `share` and mean `pass_rate` (see the module doc);
+    `outgrown`: levels last found too easy, which a move down does not enter."""
     if share < low:
-        step = -1 if pass_rate < 0.5 else 1
+        step = 1 if too_easy(share, pass_rate, low) else -1
+        if step < 0 and level - 1 in outgrown:
+            step = 0  # the easier level has nothing left to teach: stay
     else:
         step = (target > level) - (target < level)
     return min(highest, max(lowest, level + step))
@@ -56,6 +67,7 @@ class PassRateCurriculum(Task):
         self.level = start
         self.seen: list[tuple[int, int]] = []  # (correct, samples) of this window's problems
         self.moves = 0
+        self.outgrown: set[int] = set()  # levels whose last window was too easy
         self.last: tuple[float, float] | None = None  # (informative share, pass rate) of the last decided window
 
     def _task(self, level: int) -> Task:
@@ -92,7 +104,12 @@ class PassRateCurriculum(Task):
         if len(self.seen) >= self.window:
             share = self.window_share()
             rate = sum(c for c, _ in self.seen) / sum(n for _, n in self.seen)
-            level = next_level(self.level, self.target, share, rate, self.low, self.lowest, self.highest)
+            if too_easy(share, rate, self.low):
+                self.outgrown.add(self.level)
+            else:
+                self.outgrown.discard(self.level)
+            level = next_level(self.level, self.target, share, rate, self.low, self.lowest, self.highest,
+                               self.outgrown)
             self.moves += level != self.level
             self.level, self.seen, self.last = level, [], (share, rate)
 
@@ -113,13 +130,14 @@ class PassRateCurriculum(Task):
 
     def state_dict(self) -> dict:
         return {"level": self.level, "seen": [list(s) for s in self.seen], "moves": self.moves,
-                "last": None if self.last is None else list(self.last)}
+                "last": None if self.last is None else list(self.last), "outgrown": sorted(self.outgrown)}
 
     def load_state_dict(self, state: dict) -> None:
         if state:
             self.level, self.moves = int(state["level"]), int(state["moves"])
             last = state.get("last")  # absent in older checkpoints
             self.last = None if last is None else (float(last[0]), float(last[1]))
+            self.outgrown = {int(v) for v in state.get("outgrown", [])}  # absent in older checkpoints
             # a checkpoint of an older rlvr kept (informative, pass rate) pairs: its window starts afresh
             seen = [(a, b) for a, b in state["seen"] if not isinstance(a, bool)]
             self.seen = [(int(a), int(b)) for a, b in seen] if len(seen) == len(state["seen"]) else []

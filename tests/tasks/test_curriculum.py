@@ -16,6 +16,26 @@ def test_next_level_moves_away_from_failure_and_then_toward_the_target():
     assert next_level(1, 3, share=0.5, pass_rate=0.5, low=0.3, lowest=1, highest=4) == 2  # signal: toward target
     assert next_level(3, 3, share=0.5, pass_rate=0.5, low=0.3, lowest=1, highest=4) == 3
     assert next_level(1, 3, share=0.0, pass_rate=0.0, low=0.3, lowest=1, highest=4) == 1  # clamped
+    # mostly wrong, but the easier level was last found too easy: stay rather than go back to all-right groups
+    assert next_level(3, 3, share=0.1, pass_rate=0.02, low=0.3, lowest=1, highest=4, outgrown={2}) == 3
+    assert next_level(3, 3, share=0.1, pass_rate=0.02, low=0.3, lowest=1, highest=4, outgrown={1}) == 2
+
+
+def test_a_mastered_level_is_not_gone_back_to():
+    """Level 1 all right (too easy: up to 2), level 2 all wrong: without the memory of level 1 the level would
+    go back and forth between the two, half the steps on groups that teach nothing."""
+    task = _task()
+    levels = []
+    for verdicts in ([True, True],) * 4 + ([False, False],) * 12:
+        task.observe(task.train_problem(0), verdicts)
+        levels.append(task.level)
+    assert levels[3] == 2 and set(levels[4:]) == {2} and task.outgrown == {1}
+    for _ in range(4):  # a mixed window at level 2: it is not outgrown, and the level moves toward the target
+        task.observe(task.train_problem(0), [True, False])
+    assert task.level == 3 and task.outgrown == {1}
+    again = _task()
+    again.load_state_dict(task.state_dict())
+    assert again.outgrown == {1}
 
 
 def _task(**kw) -> PassRateCurriculum:
