@@ -9,6 +9,11 @@ all right, not all wrong):
 
     informative(p, G) = 1 - p^G - (1 - p)^G,  averaged over problems.
 
+With few problems and rare successes that share is noisy: 1 mixed group in 48 problems reads 2.1% but is
+consistent with 0.5% to 8.8%. So the share comes with its 90% Wilson score interval over the problems measured
+(each problem's group is mixed or not: a binomial count, exact in the check where n = G), and the advice says
+when the interval reaches across the warning threshold.
+
 Where problems name their kind (reasoning-gym's difficulty values, e.g. `num_terms=3, num_digits=1`) the same
 numbers are given per kind: a kind that no sample solves gives no signal at all, whatever the share overall.
 
@@ -18,6 +23,7 @@ without it. Advice and the table live in `rlvr.check_advice`.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -51,6 +57,16 @@ def informative_share_from_counts(n: int, counts: list[int], group_size: int) ->
     if not 1 <= group_size <= n:
         raise ValueError(f"group_size must be in [1, n={n}], got {group_size}")
     return sum(informative_unbiased(c, n, group_size) for c in counts) / len(counts) if counts else 0.0
+
+
+def wilson_interval(share: float, n: int, z: float = 1.645) -> tuple[float, float]:
+    """The Wilson score interval (90% for z = 1.645) of a share measured on `n` independent problems; (0, 1)
+    for none. Unlike share +- z * se it stays inside [0, 1] and is not empty when nothing was mixed."""
+    if n < 1:
+        return 0.0, 1.0
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def base_task(task: Task) -> Task:
@@ -177,6 +193,7 @@ class Sampled:
         if self.n >= group_size:
             out[f"pass@{group_size}"] = sum(pass_at_k(self.n, c, group_size) for c in self.counts) / m if m else None
             out["informative_share"] = informative_share_from_counts(self.n, self.counts, group_size) if m else None
+            out["informative_share_interval"] = list(wilson_interval(out["informative_share"], m)) if m else None
         out["informative_share_plugin"] = informative_share(rates, group_size) if m else None
         return out
 
@@ -300,6 +317,7 @@ def measure(cfg, engine, tokenizer, task: Task, num_problems: int, budget_s: flo
         "lower_temperatures": [s.summary(G) for s in lower if s.counts],
         "informative_share": share,
         "informative_groups_per_step": share * B if share is not None else None,
+        "informative_share_interval": at_t.get("informative_share_interval"),  # 90%, over the problems measured
         "informative_share_by_group_size": by_g,
         # with screening: the share of candidates whose screen of k samples is mixed (what reaches the batch)
         "screen_pass_share": informative_share_from_counts(G, main.counts, cfg.algorithm.screen_samples)

@@ -23,6 +23,10 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
+def _interval(interval: list[float] | None) -> str:
+    return "" if interval is None else f" (90% interval {_pct(interval[0])} to {_pct(interval[1])})"
+
+
 def _verifier_warnings(v: dict) -> list[str]:
     if v.get("ok") is None:
         return []
@@ -74,13 +78,18 @@ def advise(report: dict, cfg) -> tuple[list[str], list[str], dict]:
         return advice, warnings, sets
     p1, greedy = at_t["pass@1"], report["greedy_accuracy"]
     low = share < threshold
+    interval = report.get("informative_share_interval")
     if low:
-        warnings.append(f"expected informative share {_pct(share)} < {_pct(threshold)} "
+        warnings.append(f"expected informative share {_pct(share)}{_interval(interval)} < {_pct(threshold)} "
                         f"(check.min_informative_share): about {share * B:.1f} of {B} groups per step have a "
                         "reward spread; the others have zero advantage and teach nothing"
                         + (f" (screening is on: an expected {_pct(report['screen_pass_share'])} of candidates pass a "
                            f"screen of {cfg.algorithm.screen_samples}, and only their groups are trained)"
                            if report.get("screen_pass_share") is not None else ""))
+    if interval is not None and interval[0] < threshold <= interval[1]:
+        advice.append(f"the informative share's 90% interval ({_pct(interval[0])} to {_pct(interval[1])}, "
+                      f"{report['problems']} problems) reaches across the {_pct(threshold)} threshold: measure more "
+                      "problems (--problems, check.problems) before deciding on it")
     if p1 < NEVER and (greedy is None or greedy < NEVER):
         advice.append(f"the model almost never solves these (pass@1 {_pct(p1)}, greedy {_pct(greedy)}): use an "
                       "easier task.difficulty or a curriculum, or prime the reply (model.response_prefix)")
@@ -156,7 +165,8 @@ def table_rows(report: dict) -> list[tuple[str, str]]:
     rows += [("greedy accuracy", _pct(report["greedy_accuracy"])),
              (f"informative groups per step (of {report['prompts_per_step']})",
               "-" if report["informative_groups_per_step"] is None else f"{report['informative_groups_per_step']:.2f}")]
-    rows += [(f"informative share at G={g} (predicted{'' if int(g) == G else ', plug-in'})", _pct(s))
+    rows += [(f"informative share at G={g} (predicted{'' if int(g) == G else ', plug-in'})",
+              _pct(s) + (_interval(report.get("informative_share_interval")) if int(g) == G else ""))
              for g, s in report["informative_share_by_group_size"].items()]
     for kind, r in (report.get("by_kind") or {}).items():
         rows.append((f"{kind} ({r['problems']} problems): pass@1 / pass@{G} / greedy",

@@ -16,6 +16,7 @@ from rlvr.check import (
     informative_share_from_counts,
     measure,
     verifier_sanity,
+    wilson_interval,
 )
 from rlvr.check_advice import advise, set_argument, table_rows
 from rlvr.cli import main
@@ -150,6 +151,26 @@ def _report(share, p1, verifier=None, pass_g=None, by_g=None, lower=(), trunc=0.
             "informative_share_by_group_size": by_g or {"8": share}, "lower_temperatures": list(lower)}
 
 
+def test_the_share_s_interval_is_wilson_s_and_the_advice_reads_it():
+    z2 = 1.645**2
+    assert wilson_interval(0.0, 10) == (0.0, pytest.approx(z2 / (10 + z2)))  # nothing mixed: upper z^2/(n+z^2)
+    lo, hi = wilson_interval(0.5, 10)
+    assert (lo + hi) / 2 == pytest.approx(0.5) and 0.26 < lo < 0.28
+    lo1, hi1 = wilson_interval(0.25, 48)
+    lo2, hi2 = wilson_interval(0.75, 48)
+    assert (lo1, hi1) == (pytest.approx(1 - hi2), pytest.approx(1 - lo2))  # symmetric in right and wrong
+    lo, hi = wilson_interval(1 / 48, 48)  # one mixed group in 48 problems
+    assert lo == pytest.approx(0.00466, abs=1e-5) and hi == pytest.approx(0.08815, abs=1e-5)
+    assert wilson_interval(0.1, 0) == (0.0, 1.0)
+    cfg = _config_like()
+    wide = {**_report(1 / 48, 0.003), "informative_share_interval": [0.005, 0.3], "problems": 48}
+    advice, warnings, _ = advise(wide, cfg)
+    assert "(90% interval 0.5% to 30.0%)" in warnings[0]
+    assert any("reaches across the 25.0% threshold: measure more problems" in a for a in advice)
+    narrow = {**wide, "informative_share_interval": [0.005, 0.09]}
+    assert not any("measure more problems" in a for a in advise(narrow, cfg)[0])
+
+
 def test_advice_follows_from_the_numbers():
     cfg = _config_like(**{"rollout.max_new_tokens": 16, "task.format_reward": 0.1})
     advice, warnings, sets = advise(_report(0.1, 0.03, pass_g=0.2, by_g={"8": 0.1, "16": 0.2, "32": 0.31},
@@ -220,8 +241,11 @@ def test_measure_on_a_tiny_policy_reports_consistent_numbers(tiny_recipe):
     assert report["greedy"]["samples_per_problem"] == 1
     assert report["screen_pass_share"] is None  # screening is off
     json.dumps(report)
+    lo, hi = report["informative_share_interval"]
+    assert (lo, hi) == wilson_interval(report["informative_share"], 8) and lo <= report["informative_share"] <= hi
     rows = dict(table_rows(report))
     assert "greedy accuracy" in rows and "verifier sanity" in rows
+    assert rows["informative share at G=4 (predicted)"].endswith(f"(90% interval {100 * lo:.1f}% to {100 * hi:.1f}%)")
 
 
 def test_a_zero_budget_measures_one_chunk_and_says_it_stopped(tiny_recipe):
