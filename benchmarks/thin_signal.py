@@ -101,6 +101,10 @@ def run_arm(name: str, model: str, minutes: float, out: Path, initial: dict | No
     trainer.logger.close()
     kls = [r["offpolicy/kl"] for r in rows if "offpolicy/kl" in r]  # steps whose learner ran rows
     return {"arm": name, "overrides": ARMS[name], "set": [e for e in extra if not e.startswith("train.seed=")],
+            # the arm's own task (its overrides come after the file's top-level `params`, which the curriculum
+            # arm replaces with reasoning-gym's levels, held out at `held_out_level`)
+            "task": cfg.task.name, "task_params": cfg.task.params,
+            "held_out_level": cfg.task.difficulty if cfg.task.adaptive_difficulty else None,
             "initial_accuracy": initial["accuracy"], "final_accuracy": final["accuracy"],
             "initial_pass": {k: v for k, v in initial.items() if k.startswith("pass@")},
             "final_pass": {k: v for k, v in final.items() if k.startswith("pass@")},
