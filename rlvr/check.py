@@ -11,7 +11,7 @@ all right, not all wrong):
 
 With few problems and rare successes that share is noisy: 1 mixed group in 48 problems reads 2.1% but is
 consistent with 0.5% to 8.8%. So the share comes with its 90% Wilson score interval over the problems measured
-(each problem's group is mixed or not: a binomial count, exact in the check where n = G), and the advice says
+(each problem's group is mixed or not: a binomial count where n = G, as in the check), and the advice says
 when the interval reaches across the warning threshold.
 
 Where problems name their kind (reasoning-gym's difficulty values, e.g. `num_terms=3, num_digits=1`) the same

@@ -15,8 +15,8 @@ back down into it, it stays where it is instead. Without that, a model that has 
 L+1 goes back and forth between them, spending half its steps on groups that are all right.
 Training index `i` is drawn from the current level's stream; a problem whose key is one of the target's
 held-out problems is redrawn further along, so evaluation problems never reach training at any level.
-The level, the window so far and the outgrown levels are the task's `state_dict`, which checkpoints carry: a resumed run draws the
-same problems.
+The level, the window so far and the outgrown levels are the task's `state_dict`, which checkpoints carry: a
+resumed run draws the same problems.
 """
 
 from __future__ import annotations
