@@ -59,6 +59,12 @@ def sampled_share(row: dict, drawn: int, dynamic: bool) -> float:
     return row["groups/informative_frac"]
 
 
+def steps_by_level(rows: list[dict]) -> dict[str, int] | None:
+    """{level: steps} from the steps' `curriculum/difficulty`; None where no step had a curriculum."""
+    levels = [str(int(r["curriculum/difficulty"])) for r in rows if "curriculum/difficulty" in r]
+    return {lv: levels.count(lv) for lv in sorted(set(levels), key=int)} or None
+
+
 def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
@@ -115,6 +121,8 @@ def run_arm(name: str, model: str, minutes: float, out: Path, initial: dict | No
             "sampled_tokens": trainer.sampled_tokens, "prompts_drawn": trainer.cursor,
             "informative_share_first10": _mean(shares[:10]), "informative_share_all": _mean(shares),
             "informative_share_by_step": shares,
+            # the curriculum arm: how many steps ended at each level (None for the other arms)
+            "steps_by_level": steps_by_level(rows),
             "trained_informative_frac": _mean([r["groups/informative_frac"] for r in rows]),
             "sampled_accuracy": _mean([r["accuracy"] for r in rows]),
             # the engine's log-probs against the learner's on the same tokens: ~0 when both hold the same
