@@ -171,6 +171,35 @@ def test_the_share_s_interval_is_wilson_s_and_the_advice_reads_it():
     assert not any("measure more problems" in a for a in advise(narrow, cfg)[0])
 
 
+def test_a_task_almost_never_solved_is_given_its_own_curriculum_where_it_has_one():
+    pytest.importorskip("reasoning_gym")
+    level1 = "task.params={min_terms: 2, max_terms: 3, min_digits: 1, max_digits: 2, allow_negation: true}"
+    cases = [  # (the task's overrides, the curriculum's held-out level or None for no curriculum advice)
+        (["task.name=reasoning_gym/chain_sum", level1], 1),
+        (["task.name=reasoning_gym/chain_sum", "task.params={min_terms: 2, max_terms: 9, min_digits: 1, max_digits: 2}"],
+         11),  # no level has these values: one above chain_sum's highest, 10
+        (["task.name=reasoning_gym/chain_sum", "task.params={min_terms: 2, max_terms: 2, min_digits: 1, max_digits: 1}"],
+         None),  # level 0: nothing easier
+        (["task.name=reasoning_gym/chain_sum"], None),  # the generator's defaults are no level
+        (["task.name=reasoning_gym/gsm_symbolic"], None),  # no curriculum
+        ([], None),  # a built-in task
+    ]
+    for overrides, level in cases:
+        cfg = load_config(overrides=overrides)
+        advice, _, sets = advise(_report(0.0, 0.0), cfg)
+        assert ("task.difficulty" in sets) == (level is not None), overrides
+        if level is None:
+            continue
+        assert any("train by a curriculum from level 0" in a for a in advice)
+        # the printed --set words give a run whose curriculum starts at 0 and holds out the task as configured
+        applied = load_config(overrides=[*overrides, *(shlex.split(set_argument(k, v))[0] for k, v in sets.items())])
+        task = build_task(applied.task, eval_size=20)
+        assert (task.level, task.target) == (0, level)
+        plain = build_task(cfg.task, eval_size=20)
+        assert [p.prompt for p in task.eval_problems()] == [p.prompt for p in plain.eval_problems()]
+        assert applied.task.params.get("allow_negation", True)  # fields of the user's own kept
+
+
 def test_advice_follows_from_the_numbers():
     cfg = _config_like(**{"rollout.max_new_tokens": 16, "task.format_reward": 0.1})
     advice, warnings, sets = advise(_report(0.1, 0.03, pass_g=0.2, by_g={"8": 0.1, "16": 0.2, "32": 0.31},
