@@ -123,7 +123,7 @@ def advise(report: dict, cfg) -> tuple[list[str], list[str], dict]:
         if curriculum:
             # on reasoning-gym's chain_sum level 2 a curriculum from level 0 gained 10.5 / 9.0 points where plain
             # GRPO gained 3.5 / 4.0, and it did as well as GRPO at level 1 (README, "Is there a signal?")
-            advice.append(f"train by a curriculum from level 0 of {cfg.task.name}'s own, held out at the task as "
+            advice.append(f"train by {cfg.task.name}'s own curriculum from level 0, held out at the task as "
                           f"configured (task.difficulty {curriculum['task.difficulty']})")
             sets.update(curriculum)
     if p1 > TOO_EASY:

@@ -190,7 +190,7 @@ def test_a_task_almost_never_solved_is_given_its_own_curriculum_where_it_has_one
         assert ("task.difficulty" in sets) == (level is not None), overrides
         if level is None:
             continue
-        assert any("train by a curriculum from level 0" in a for a in advice)
+        assert any("own curriculum from level 0" in a for a in advice)
         # the printed --set words give a run whose curriculum starts at 0 and holds out the task as configured
         applied = load_config(overrides=[*overrides, *(shlex.split(set_argument(k, v))[0] for k, v in sets.items())])
         task = build_task(applied.task, eval_size=20)
