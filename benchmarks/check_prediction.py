@@ -53,10 +53,11 @@ def main() -> None:
     rows, t0 = [], time.time()
     for seed in range(args.seeds):
         report = measure(cfg, trainer.engine, trainer.tokenizer, trainer.task, args.problems, None, seed)
-        n, share = report["problems"], report["informative_share"]
-        rows.append({**share_row(f"check, seed {seed}", round(share * n), n), "pass@1": report["at_temperature"]["pass@1"],
-                     "greedy": report["greedy_accuracy"]})
-        print(f"check seed {seed}: {share:.3f} of {n} ({time.time() - t0:.0f} s)", flush=True)
+        mixed = sum(0 < rate < 1 for rate in report["pass_rates"])  # n = G: the share is mixed groups / problems
+        rows.append({**share_row(f"check, seed {seed}", mixed, report["problems"]),
+                     "pass@1": report["at_temperature"]["pass@1"], "greedy": report["greedy_accuracy"]})
+        print(f"check seed {seed}: {report['informative_share']:.3f} of {report['problems']} "
+              f"({time.time() - t0:.0f} s)", flush=True)
     rows.append(share_row(f"check, {args.seeds} seeds pooled", sum(r["mixed"] for r in rows),
                           sum(r["groups"] for r in rows)))
     mixed = groups = correct = samples = 0
