@@ -12,6 +12,9 @@ layers and the output layer:
 - `fp32-packed` / `bf16-packed`: oneDNN's product on a weight reordered once into its blocked layout
   (`rollout.cpu_kernels`, rlvr.rollout.cpu_kernels; bf16 only where oneDNN packs it: AVX-512 or AVX-NE-CONVERT,
   left out and said so elsewhere);
+- `fp32-mkl`: MKL's packed single-precision product (`torch.ops.mkl._mkl_reorder_linear_weight` once, then
+  `_mkl_linear`: `cblas_sgemm_compute` on a weight packed for the row count, what inductor packs fp32 weights
+  into where torch has MKL);
 - `int8`: weight-only int8 with per-channel scales and bf16 activations, the kernel torchao's
   `Int8WeightOnlyConfig` dispatches to on a CPU (`aten._weight_int8pack_mm`; `rollout.weights: int8`).
 
@@ -38,7 +41,7 @@ from bench_machine import cpu_flags, cpu_name, write_result  # noqa: E402
 from rlvr.rollout.cpu_kernels import packs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-ARMS = ("fp32", "fp32-packed", "bf16", "bf16-packed", "int8")
+ARMS = ("fp32", "fp32-packed", "fp32-mkl", "bf16", "bf16-packed", "int8")
 
 
 def linear_weights(model_dir: str) -> list[torch.Tensor]:
@@ -63,6 +66,8 @@ def prepare(arm: str, weights: list[torch.Tensor], rows: int) -> list:
     if arm in ("fp32-packed", "bf16-packed"):
         dtype = torch.float32 if arm == "fp32-packed" else torch.bfloat16
         return [torch.ops.mkldnn._reorder_linear_weight(w.to(dtype), rows) for w in weights]
+    if arm == "fp32-mkl":
+        return [(torch.ops.mkl._mkl_reorder_linear_weight(w.contiguous(), rows), w.contiguous()) for w in weights]
     if arm == "int8":
         out = []
         for w in weights:
@@ -77,6 +82,8 @@ def product(arm: str, x: torch.Tensor, w) -> torch.Tensor:
         return F.linear(x, w)
     if arm in ("fp32-packed", "bf16-packed"):
         return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
+    if arm == "fp32-mkl":
+        return torch.ops.mkl._mkl_linear(x, w[0], w[1], None, x.shape[0])
     return torch.ops.aten._weight_int8pack_mm(x, *w)
 
 
@@ -102,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     flags = cpu_flags()
     print(f"machine: {cpu_name()}; CPU flags: {' '.join(flags) or 'none'}; torch threads {torch.get_num_threads()}")
-    arms = [a for a in args.arms if a != "bf16-packed" or packs(torch.bfloat16)]
-    if len(arms) < len(args.arms):
+    arms = [a for a in args.arms if (a != "bf16-packed" or packs(torch.bfloat16)) and (a != "fp32-mkl" or torch._C.has_mkl)]
+    if "fp32-mkl" in args.arms and "fp32-mkl" not in arms:
+        print("fp32-mkl left out: this torch build has no MKL")
+    if "bf16-packed" in args.arms and "bf16-packed" not in arms:
         print("bf16-packed left out: oneDNN does not pack bf16 weights on this CPU (no AVX-512 or AVX-NE-CONVERT)")
     weights = linear_weights(args.model)
     params = sum(w.numel() for w in weights)
