@@ -19,6 +19,9 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
+from rlvr.algorithms.dapo import nonconstant_groups
 from rlvr.check import measure, wilson_interval
 from rlvr.config import load_config
 from rlvr.trainer import Trainer
@@ -63,11 +66,10 @@ def main() -> None:
     mixed = groups = correct = samples = 0
     for step in range(args.steps):
         kept = trainer.collect().kept  # GRPO without dynamic sampling: every drawn group, no update made
-        for g in range(0, len(kept), G):
-            verdicts = [r.score.correct for r in kept[g : g + G]]
-            mixed += 0 < sum(verdicts) < len(verdicts)
-            groups += 1
-            correct, samples = correct + sum(verdicts), samples + len(verdicts)
+        verdicts = torch.tensor([float(r.score.correct) for r in kept])
+        mixed += int(nonconstant_groups(verdicts, G).sum())
+        groups += len(kept) // G
+        correct, samples = correct + int(verdicts.sum()), samples + len(kept)
         print(f"run step {step + 1}: {mixed} mixed of {groups} groups", flush=True)
     run = {**share_row(f"run, first {args.steps} steps, no update", mixed, groups), "pass@1": correct / samples}
     rows.append(run)

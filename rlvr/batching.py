@@ -84,6 +84,7 @@ def batch_metrics(rollouts: list[Rollout], rewards: torch.Tensor, G: int) -> dic
     accuracy per task when they come from several."""
     lengths = torch.tensor([len(r.completion_ids) for r in rollouts], dtype=torch.float32)
     correct = torch.tensor([r.score.correct for r in rollouts], dtype=torch.float32)
+    spread = nonconstant_groups(rewards, G)
     m = {
         "reward/mean": float(rewards.mean()),
         "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
@@ -92,8 +93,8 @@ def batch_metrics(rollouts: list[Rollout], rewards: torch.Tensor, G: int) -> dic
         "response_length/mean": float(lengths.mean()),
         "response_length/max": float(lengths.max()),
         "truncated_frac": sum(r.finish_reason == "length" for r in rollouts) / len(rollouts),
-        "groups/all_equal_frac": float((~nonconstant_groups(rewards, G)).float().mean()),
-        "groups/informative_frac": float(nonconstant_groups(rewards, G).float().mean()),
+        "groups/all_equal_frac": float((~spread).float().mean()),
+        "groups/informative_frac": float(spread.float().mean()),
     }
     tasks = sorted({r.problem.task for r in rollouts})
     if len(tasks) > 1:
