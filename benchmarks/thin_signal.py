@@ -12,6 +12,8 @@ applied, see the recipe's comments) and differ by overrides:
 - screened: the recipe itself;
 - curriculum: the recipe with difficulty by measured pass rate (`task.adaptive_difficulty`), starting at
   reasoning-gym's level 0 (2 one-digit terms), held out at level 1 like the others (the same 200 problems).
+- kinds: the recipe without screening, its training problems drawn by kind (reasoning-gym's difficulty values)
+  in proportion to each kind's measured informative share (`task.kind_sampling`, rlvr.tasks.kinds).
 Each arm trains until its steps have used `--minutes` of time (the held-out evaluations are not counted), then
 held-out greedy accuracy (eval.num_problems problems) is measured. `--clock cpu` (the default) counts the process's
 CPU time, so arms run side by side on a shared machine (one torch thread each) get the same compute whatever else
@@ -44,8 +46,10 @@ RECIPE = ROOT / "configs" / "smollm2-thin-signal.yaml"
 GRPO_DEFAULTS = ["algorithm.screening=false", "rollout.max_new_tokens=16"]
 # the recipe's task is reasoning-gym's curriculum level 1: the curriculum sets the level's fields itself
 CURRICULUM = ["task.params={}", "task.adaptive_difficulty=true", "task.difficulty=1", "task.curriculum_start=0"]
+# the recipe's 32 new tokens without screening, drawing each kind of problem by its informative share
+KINDS = ["algorithm.screening=false", "task.kind_sampling=true"]
 ARMS = {"grpo": GRPO_DEFAULTS, "dapo": [*GRPO_DEFAULTS, "algorithm.name=dapo"], "screened": [],
-        "curriculum": CURRICULUM}
+        "curriculum": CURRICULUM, "kinds": KINDS}
 
 
 def sampled_share(row: dict, drawn: int, dynamic: bool) -> float:

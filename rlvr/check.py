@@ -70,10 +70,14 @@ def wilson_interval(share: float, n: int, z: float = 1.645) -> tuple[float, floa
 
 
 def base_task(task: Task) -> Task:
-    """The task under stream-changing wrappers (`SolvedFilter`), whose `train_problem` has side effects."""
+    """The task under stream-changing wrappers (`SolvedFilter`, `KindSampler`), whose `train_problem` has side
+    effects."""
     from rlvr.tasks.filtering import SolvedFilter
+    from rlvr.tasks.kinds import KindSampler
 
-    return task.task if isinstance(task, SolvedFilter) else task
+    while isinstance(task, SolvedFilter | KindSampler):
+        task = task.task
+    return task
 
 
 def check_problems(task: Task, n: int, seed: int) -> list[Problem]:

@@ -12,6 +12,7 @@ from rlvr.logging.metrics import read_jsonl
 from rlvr.models.loading import load_policy
 from rlvr.tasks.base import Task
 from rlvr.tasks.filtering import SolvedFilter
+from rlvr.tasks.kinds import KindSampler
 from rlvr.trainer import InfraErrorRate, Trainer, VerifierErrorRate
 from rlvr.types import Problem, Score
 from rlvr.verifiers import InfraError, build_reward
@@ -116,6 +117,27 @@ def test_filter_solved_is_fed_by_the_trainer_logged_and_checkpointed(tmp_path, t
     second = trainer.step()
     assert second["filter/skipped_always"] == 2  # p0 came round twice more (stream 3..7) and was skipped
     assert second["cursor"] == 6
+    trainer.save_checkpoint()
+    trainer.logger.close()
+    resumed = Trainer(cfg, tmp_path / "run", resume=True, task=make_task())
+    assert resumed.task.state_dict() == trainer.task.state_dict()
+    assert resumed.next_problems(3) == trainer.next_problems(3)
+    resumed.logger.close()
+
+
+def test_kind_sampling_is_fed_by_the_trainer_logged_and_resumes_the_same_draws(tmp_path, tiny_recipe):
+    cfg = load_config(tiny_recipe(**{"train.prompts_per_step": 3}))
+
+    def make_task():  # p0 is always solved, the others never: every kind's groups are constant
+        task = _Cycle(lambda p, text: p.id == "p0")
+        for p in task.problems:
+            p.meta["kind"] = p.id
+        return KindSampler(task, cfg.rollout.num_generations, seed=1)
+
+    trainer = Trainer(cfg, tmp_path / "run", task=make_task())
+    assert trainer.step()["kinds/seen"] == 3
+    second = trainer.step()
+    assert second["kinds/above_floor"] == 0 and second["kinds/passed_over_frac"] > 0.5
     trainer.save_checkpoint()
     trainer.logger.close()
     resumed = Trainer(cfg, tmp_path / "run", resume=True, task=make_task())

@@ -130,6 +130,12 @@ class TaskConfig:
     # which the difficulty moves away from the failure
     curriculum_low: float = 0.3
     curriculum_window: int = 16  # problems observed per decision
+    # draw training problems of each kind (reasoning-gym's difficulty values, meta['kind']) in proportion to the
+    # informative share of that kind's last kind_window groups, at least kind_floor (rlvr.tasks.kinds): the
+    # draws go where groups carry a signal, at no extra samples; held-out problems are unchanged
+    kind_sampling: bool = False
+    kind_floor: float = 0.05
+    kind_window: int = 8
 
 
 @dataclass

@@ -5,7 +5,7 @@
 - `dataset` (or any name with `task.path` set): a dataset file, see `rlvr.tasks.datasets`;
 - `reasoning_gym/<generator>`: a reasoning-gym generator, its config in `task.params`;
 - `mixture` (or a non-empty `task.mixture`): several of the above by weight, see `rlvr.tasks.mixture`.
-`task.filter_solved` wraps the result in `SolvedFilter`.
+`task.kind_sampling` wraps the result in `KindSampler` (rlvr.tasks.kinds), `task.filter_solved` in `SolvedFilter`.
 """
 
 from __future__ import annotations
@@ -188,6 +188,10 @@ def build_task(cfg, eval_size: int = 200, group_size: int | None = None) -> Task
     informative share."""
     task = _curriculum(cfg, eval_size, group_size) if getattr(cfg, "adaptive_difficulty", False) \
         else _one(cfg, eval_size)
+    if getattr(cfg, "kind_sampling", False):
+        from rlvr.tasks.kinds import KindSampler
+
+        task = KindSampler(task, group_size or 8, seed=cfg.seed, floor=cfg.kind_floor, window=cfg.kind_window)
     mode = getattr(cfg, "filter_solved", "none")
     if mode != "none":
         from rlvr.tasks.filtering import SolvedFilter

@@ -1,0 +1,114 @@
+"""Sampling by kind: draw more training problems of the kinds whose groups currently carry a signal.
+
+A generator rarely repeats a problem, so a pass rate per problem is never known before it is sampled (prompt
+screening pays samples to learn it). Its problems do fall into kinds, though: reasoning-gym records the
+difficulty values each entry was drawn with (`meta["kind"]`, e.g. `num_terms=3, num_digits=2`), and problems of
+one kind are about as hard as each other. At a hard setting most kinds are never solved and a few are solved
+always; the learning happens in the kinds between. `KindSampler` keeps, per kind, the verdicts of its last
+`window` scored groups, estimates the share of that kind's groups of G that are informative (neither all right
+nor all wrong: rlvr.algorithms.informative) and accepts a candidate problem from the task's stream with
+probability proportional to it, with a `floor` so no kind is ever dropped (a kind the model cannot yet solve is
+retried, and comes back when it starts to be solved); a kind not yet observed counts as fully informative.
+No sample is spent on finding out: the estimate comes from groups the run trained on anyway. The held-out
+problems are the task's own, unchanged, so evaluation stays at the configured distribution.
+
+The acceptance draws come from the run's seed and the stream position, and the kinds' histories and the stream
+offset are the `state_dict` that checkpoints carry: a resumed run draws the same problems.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import Any
+
+from rlvr.algorithms.informative import informative_share_of_groups
+from rlvr.tasks.base import Task, derive_seed
+from rlvr.types import Problem, Score
+
+MAX_REJECTIONS = 10_000
+
+
+def kind_of(problem: Problem) -> str:
+    """The problem's kind (`meta["kind"]`); a clear error for a task whose problems name none."""
+    kind = problem.meta.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"task.kind_sampling: the problems of task {problem.task!r} name no kind (meta['kind']); "
+                         "reasoning-gym generators whose entries record difficulty values do")
+    return kind
+
+
+class KindSampler(Task):
+    """`task`'s training stream, thinned so that each kind is drawn in proportion to its informative share."""
+
+    def __init__(self, task: Task, group_size: int, seed: int = 0, floor: float = 0.05, window: int = 8):
+        if not 0.0 < floor <= 1.0:
+            raise ValueError(f"task.kind_floor: must be in (0, 1], got {floor}")
+        if window < 1:
+            raise ValueError(f"task.kind_window: must be >= 1 groups, got {window}")
+        if group_size < 2:
+            raise ValueError(f"task.kind_sampling: needs groups of 2 or more samples, got {group_size}")
+        self.task, self.name, self.group_size = task, task.name, group_size
+        self.seed, self.floor, self.window = seed, floor, window
+        self.seen: dict[str, deque[tuple[int, int]]] = {}  # kind -> (correct, samples) of its last groups
+        self.offset = 0  # stream positions passed over so far
+        self.drawn: dict[str, int] = {}  # kind -> problems handed out
+
+    def describe(self) -> str:
+        return f"{self.task.describe()} (kinds sampled by informative share)"
+
+    def weight(self, kind: str) -> float:
+        """The kind's acceptance probability: its estimated informative share, at least `floor`; 1 if unseen."""
+        seen = self.seen.get(kind)
+        if not seen:
+            return 1.0
+        return max(self.floor, informative_share_of_groups(list(seen), self.group_size))
+
+    def train_problem(self, index: int) -> Problem:
+        weights: dict[str, float] = {}
+        for _ in range(MAX_REJECTIONS):
+            position = index + self.offset
+            problem = self.task.train_problem(position)
+            kind = kind_of(problem)
+            if kind not in weights:
+                weights[kind] = self.weight(kind)
+            if random.Random(derive_seed("kind-sampling", self.seed, position)).random() < weights[kind]:
+                self.drawn[kind] = self.drawn.get(kind, 0) + 1
+                return problem
+            self.offset += 1
+        raise RuntimeError(f"task.kind_sampling: {MAX_REJECTIONS} problems in a row were passed over")
+
+    def observe(self, problem: Problem, correct: list[bool]) -> None:
+        self.task.observe(problem, correct)
+        if correct and isinstance(problem.meta.get("kind"), str):
+            seen = self.seen.setdefault(problem.meta["kind"], deque(maxlen=self.window))
+            seen.append((sum(correct), len(correct)))
+
+    def eval_problems(self, n: int | None = None) -> list[Problem]:
+        return self.task.eval_problems(n)
+
+    def verify(self, problem: Problem, text: str) -> Score:
+        return self.task.verify(problem, text)
+
+    def worked_solution(self, problem: Problem, rng: random.Random) -> tuple[str, bool]:
+        return self.task.worked_solution(problem, rng)
+
+    def stats(self) -> dict[str, float]:
+        """The inner task's metrics, and: kinds seen, kinds above the floor (where the sampler sends the draws),
+        and the share of stream problems passed over so far."""
+        weights = [self.weight(k) for k in self.seen]
+        handed = sum(self.drawn.values())
+        return {**self.task.stats(), "kinds/seen": len(self.seen),
+                "kinds/above_floor": sum(w > self.floor for w in weights),
+                "kinds/passed_over_frac": self.offset / max(self.offset + handed, 1)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"task": self.task.state_dict(), "offset": self.offset, "drawn": dict(self.drawn),
+                "seen": {k: [list(s) for s in v] for k, v in self.seen.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        self.task.load_state_dict(state.get("task", {}))
+        self.offset, self.drawn = int(state["offset"]), {k: int(v) for k, v in state["drawn"].items()}
+        self.seen = {k: deque(((int(c), int(n)) for c, n in v), maxlen=self.window) for k, v in state["seen"].items()}
