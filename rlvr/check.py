@@ -34,6 +34,7 @@ from rlvr.models.loading import decode_completion, encode_prompt, stop_token_ids
 from rlvr.rollout.base import SamplingParams, sample_seed
 from rlvr.rollout.episodes import generate_for, prompt_tools
 from rlvr.tasks.base import Task, derive_seed
+from rlvr.tasks.kinds import KindSampler, kind_sampled_share
 from rlvr.types import Problem
 from rlvr.verifiers import VerifierError, score_or_none, score_sample
 
@@ -73,7 +74,6 @@ def base_task(task: Task) -> Task:
     """The task under stream-changing wrappers (`SolvedFilter`, `KindSampler`), whose `train_problem` has side
     effects."""
     from rlvr.tasks.filtering import SolvedFilter
-    from rlvr.tasks.kinds import KindSampler
 
     while isinstance(task, SolvedFilter | KindSampler):
         task = task.task
@@ -242,8 +242,8 @@ class Sampler:
 
 
 def kind_summary(problems: list[Problem], main: Sampled, greedy: Sampled, group_size: int) -> dict:
-    """Per kind of problem (`meta["kind"]`, e.g. reasoning-gym's difficulty values): problems, pass@1, pass@G and
-    greedy accuracy. A kind that no sample solved gives no signal, and a short run rarely moves it: a run's
+    """Per kind of problem (`meta["kind"]`, e.g. reasoning-gym's difficulty values): problems, pass@1, pass@G, the
+    informative share of groups of G and greedy accuracy. A kind that no sample solved gives no signal, and a short run rarely moves it: a run's
     gains come from the other kinds. {} when the problems name no kind."""
     rows: dict[str, list[int]] = {}
     for i, p in enumerate(problems[: len(main.counts)]):
@@ -253,7 +253,8 @@ def kind_summary(problems: list[Problem], main: Sampled, greedy: Sampled, group_
     out = {}
     for kind, idx in sorted(rows.items()):
         sampled = Sampled(main.temperature, main.n, counts=[main.counts[i] for i in idx]).summary(group_size)
-        row = {"problems": len(idx), **{k: sampled[k] for k in ("pass@1", f"pass@{group_size}") if k in sampled}}
+        row = {"problems": len(idx), **{k: sampled[k] for k in ("pass@1", f"pass@{group_size}", "informative_share")
+                                        if k in sampled}}
         if len(greedy.counts) == len(main.counts):
             row["greedy"] = Sampled(0.0, 1, counts=[greedy.counts[i] for i in idx]).summary(1)["pass@1"]
         out[kind] = row
@@ -304,6 +305,7 @@ def measure(cfg, engine, tokenizer, task: Task, num_problems: int, budget_s: flo
     by_g = {str(g): informative_share(rates, g) for g in (2 * G, 4 * G)}
     by_g = {str(G): share, **by_g} if share is not None else by_g
     per_sample = at_t["seconds_per_sample"]
+    by_kind = kind_summary(measured, main, greedy, G)
     report = {
         "task": task.name,
         "model": cfg.model.path or cfg.model.kind,
@@ -327,7 +329,11 @@ def measure(cfg, engine, tokenizer, task: Task, num_problems: int, budget_s: flo
         "screen_pass_share": informative_share_from_counts(G, main.counts, cfg.algorithm.screen_samples)
         if main.counts and cfg.algorithm.screening and cfg.algorithm.screen_samples <= G else None,
         "pass_rates": rates,
-        "by_kind": kind_summary(measured, main, greedy, G),
+        "by_kind": by_kind,
+        # the share task.kind_sampling would reach, drawing each kind by its measured share (rlvr.tasks.kinds)
+        "kind_sampled_share": kind_sampled_share(
+            {k: (r["problems"], r["informative_share"]) for k, r in by_kind.items()
+             if r.get("informative_share") is not None}, cfg.task.kind_floor) if len(by_kind) > 1 else None,
         "projection": {
             "generate_s_per_step": per_sample * B * G if per_sample else None,
             "generate_s_per_run": per_sample * B * G * cfg.train.steps if per_sample else None,

@@ -165,6 +165,11 @@ def advise(report: dict, cfg) -> tuple[list[str], list[str], dict]:
             advice.append(f"turn on prompt screening (algorithm.screening: true): {solved}; screening gives the "
                           "full group only to prompts with mixed results")
             sets["algorithm.screening"] = True
+    by_kinds = report.get("kind_sampled_share")
+    if by_kinds is not None and not cfg.task.kind_sampling and by_kinds > share + BETTER:
+        advice.append(f"draw problems by kind (task.kind_sampling: true): the kinds' measured informative shares "
+                      f"predict {_pct(by_kinds)} of groups informative against {_pct(share)} drawn as they come")
+        sets["task.kind_sampling"] = True
     kinds = report.get("by_kind") or {}
     never = [k for k, r in kinds.items() if r.get(f"pass@{G}") == 0.0]
     if len(kinds) > 1 and never:
@@ -201,6 +206,9 @@ def table_rows(report: dict) -> list[tuple[str, str]]:
     rows += [(f"informative share at G={g} (predicted{'' if int(g) == G else ', plug-in'})",
               _pct(s) + (_interval(report.get("informative_share_interval")) if int(g) == G else ""))
              for g, s in report["informative_share_by_group_size"].items()]
+    if report.get("kind_sampled_share") is not None:
+        rows.append(("informative share drawing by kind (task.kind_sampling, predicted)",
+                     _pct(report["kind_sampled_share"])))
     for kind, r in (report.get("by_kind") or {}).items():
         rows.append((f"{kind} ({r['problems']} problems): pass@1 / pass@{G} / greedy",
                      f"{_pct(r['pass@1'])} / {_pct(r.get(f'pass@{G}'))} / {_pct(r.get('greedy'))}"))

@@ -321,9 +321,13 @@ def test_pass_rates_per_kind_of_problem_and_the_advice_on_kinds_never_solved():
     main = Sampled(1.0, 4, counts=[2, 0, 4, 0, 1])
     greedy = Sampled(0.0, 1, counts=[1, 0, 0, 0, 1])
     by_kind = kind_summary(problems, main, greedy, 4)
-    assert by_kind == {"three terms": {"problems": 2, "pass@1": 0.0, "pass@4": 0.0, "greedy": 0.0},
-                       "two terms": {"problems": 2, "pass@1": 0.75, "pass@4": 1.0, "greedy": 0.5}}
-    assert kind_summary(problems, main, Sampled(0.0, 1), 4)["two terms"].keys() == {"problems", "pass@1", "pass@4"}
+    # two terms: 2 of 4 right (every group of 4 mixed) and 4 of 4 (none): informative share 0.5
+    assert by_kind == {"three terms": {"problems": 2, "pass@1": 0.0, "pass@4": 0.0, "informative_share": 0.0,
+                                       "greedy": 0.0},
+                       "two terms": {"problems": 2, "pass@1": 0.75, "pass@4": 1.0, "informative_share": 0.5,
+                                     "greedy": 0.5}}
+    assert kind_summary(problems, main, Sampled(0.0, 1), 4)["two terms"].keys() == {"problems", "pass@1", "pass@4",
+                                                                                   "informative_share"}
     assert kind_summary(problems[4:], Sampled(1.0, 4, counts=[1]), greedy, 4) == {}  # no kinds named
 
     report = _report(0.6, 0.5)
@@ -335,3 +339,19 @@ def test_pass_rates_per_kind_of_problem_and_the_advice_on_kinds_never_solved():
     assert any("33.3% of the measured problems" in a for a in advise(report, _config_like())[0])
     report["by_kind"]["two terms"]["problems"] = 4  # 1 of 5: below a quarter, not said
     assert not any("kinds no sample solved" in a for a in advise(report, _config_like())[0])
+
+
+def test_the_share_drawing_by_kind_is_predicted_by_hand_and_advised_where_it_is_higher():
+    from rlvr.tasks.kinds import kind_sampled_share
+
+    # 6 problems of a kind at share 0.5 and 12 of kinds at 0: weights 0.5 and the floor 0.05
+    assert kind_sampled_share({"a": (6, 0.5), "b": (12, 0.0)}, 0.05) == pytest.approx(6 * 0.5 * 0.5 / (3 + 0.6))
+    assert kind_sampled_share({"a": (4, 0.2), "b": (4, 0.2)}, 0.05) == pytest.approx(0.2)  # all alike: no change
+    assert kind_sampled_share({}, 0.05) is None
+    report = {**_report(1 / 6, 0.05), "kind_sampled_share": 0.42}
+    advice, _, sets = advise(report, _config_like())
+    assert any(a.startswith("draw problems by kind (task.kind_sampling: true): the kinds' measured informative "
+                            "shares predict 42.0% of groups informative against 16.7%") for a in advice)
+    assert sets["task.kind_sampling"] is True
+    assert not any("kind_sampling" in a for a in advise(report, _config_like(**{"task.kind_sampling": True}))[0])
+    assert "task.kind_sampling" not in advise({**report, "kind_sampled_share": 0.2}, _config_like())[2]

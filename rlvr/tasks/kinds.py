@@ -29,6 +29,15 @@ from rlvr.types import Problem, Score
 MAX_REJECTIONS = 10_000
 
 
+def kind_sampled_share(kinds: dict[str, tuple[int, float]], floor: float) -> float | None:
+    """The informative share a `KindSampler` would reach once it has measured every kind: `kinds` maps each kind
+    to (its problems in an unweighted sample, its informative share); each kind is drawn in proportion to its
+    count times its weight (the share, at least `floor`), so the share is sum(n w s) / sum(n w). None for none."""
+    mass = [(n * max(floor, s), s) for n, s in kinds.values() if n > 0]
+    total = sum(m for m, _ in mass)
+    return sum(m * s for m, s in mass) / total if total > 0 else None
+
+
 def kind_of(problem: Problem) -> str:
     """The problem's kind (`meta["kind"]`); a clear error for a task whose problems name none."""
     kind = problem.meta.get("kind")
