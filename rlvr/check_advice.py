@@ -165,11 +165,6 @@ def advise(report: dict, cfg) -> tuple[list[str], list[str], dict]:
             advice.append(f"turn on prompt screening (algorithm.screening: true): {solved}; screening gives the "
                           "full group only to prompts with mixed results")
             sets["algorithm.screening"] = True
-    by_kinds = report.get("kind_sampled_share")
-    if by_kinds is not None and not cfg.task.kind_sampling and by_kinds > share + BETTER:
-        advice.append(f"draw problems by kind (task.kind_sampling: true): the kinds' measured informative shares "
-                      f"predict {_pct(by_kinds)} of groups informative against {_pct(share)} drawn as they come")
-        sets["task.kind_sampling"] = True
     kinds = report.get("by_kind") or {}
     never = [k for k, r in kinds.items() if r.get(f"pass@{G}") == 0.0]
     if len(kinds) > 1 and never:
