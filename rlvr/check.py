@@ -33,8 +33,8 @@ from rlvr.evaluate import pass_at_k
 from rlvr.models.loading import decode_completion, encode_prompt, stop_token_ids
 from rlvr.rollout.base import SamplingParams, sample_seed
 from rlvr.rollout.episodes import generate_for, prompt_tools
-from rlvr.tasks.base import Task, derive_seed
-from rlvr.tasks.kinds import KindSampler, kind_sampled_share
+from rlvr.tasks.base import StreamWrapper, Task, derive_seed
+from rlvr.tasks.kinds import kind_sampled_share
 from rlvr.types import Problem
 from rlvr.verifiers import VerifierError, score_or_none, score_sample
 
@@ -73,9 +73,7 @@ def wilson_interval(share: float, n: int, z: float = 1.645) -> tuple[float, floa
 def base_task(task: Task) -> Task:
     """The task under stream-changing wrappers (`SolvedFilter`, `KindSampler`), whose `train_problem` has side
     effects."""
-    from rlvr.tasks.filtering import SolvedFilter
-
-    while isinstance(task, SolvedFilter | KindSampler):
+    while isinstance(task, StreamWrapper):
         task = task.task
     return task
 

@@ -105,6 +105,16 @@ class _Cycle(Task):
         return Score(float(ok), ok, True)
 
 
+def _resumes_the_same_draws(trainer, make_task) -> None:
+    """A checkpoint of `trainer` resumed with a fresh `make_task()`: the task's state and its next draws agree."""
+    trainer.save_checkpoint()
+    trainer.logger.close()
+    resumed = Trainer(trainer.cfg, trainer.run_dir, resume=True, task=make_task())
+    assert resumed.task.state_dict() == trainer.task.state_dict()
+    assert resumed.next_problems(3) == trainer.next_problems(3)
+    resumed.logger.close()
+
+
 def test_filter_solved_is_fed_by_the_trainer_logged_and_checkpointed(tmp_path, tiny_recipe):
     cfg = load_config(tiny_recipe(**{"train.prompts_per_step": 3}))
 
@@ -117,12 +127,7 @@ def test_filter_solved_is_fed_by_the_trainer_logged_and_checkpointed(tmp_path, t
     second = trainer.step()
     assert second["filter/skipped_always"] == 2  # p0 came round twice more (stream 3..7) and was skipped
     assert second["cursor"] == 6
-    trainer.save_checkpoint()
-    trainer.logger.close()
-    resumed = Trainer(cfg, tmp_path / "run", resume=True, task=make_task())
-    assert resumed.task.state_dict() == trainer.task.state_dict()
-    assert resumed.next_problems(3) == trainer.next_problems(3)
-    resumed.logger.close()
+    _resumes_the_same_draws(trainer, make_task)
 
 
 def test_kind_sampling_is_fed_by_the_trainer_logged_and_resumes_the_same_draws(tmp_path, tiny_recipe):
@@ -138,12 +143,7 @@ def test_kind_sampling_is_fed_by_the_trainer_logged_and_resumes_the_same_draws(t
     assert trainer.step()["kinds/seen"] == 3
     second = trainer.step()
     assert second["kinds/above_floor"] == 0 and second["kinds/passed_over_frac"] > 0.5
-    trainer.save_checkpoint()
-    trainer.logger.close()
-    resumed = Trainer(cfg, tmp_path / "run", resume=True, task=make_task())
-    assert resumed.task.state_dict() == trainer.task.state_dict()
-    assert resumed.next_problems(3) == trainer.next_problems(3)
-    resumed.logger.close()
+    _resumes_the_same_draws(trainer, make_task)
 
 
 def test_dynamic_sampling_drops_constant_groups_and_fills_the_batch(tmp_path, tiny_recipe):

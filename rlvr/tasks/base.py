@@ -61,3 +61,21 @@ class Task(ABC):
     def describe(self) -> str:
         """One line for `rlvr tasks`."""
         return (self.__doc__ or self.name).strip().splitlines()[0]
+
+
+class StreamWrapper(Task):
+    """A task that changes `task`'s training stream (which problems it hands out, in what order) and leaves the
+    rest to it: held-out problems, scoring and worked solutions are `task`'s own."""
+
+    def __init__(self, task: Task):
+        self.task, self.name = task, task.name
+
+    def eval_problems(self, n: int | None = None) -> list[Problem]:
+        return self.task.eval_problems(n)
+
+    def verify(self, problem: Problem, text: str) -> Score:
+        return self.task.verify(problem, text)
+
+    def worked_solution(self, problem: Problem, rng: random.Random) -> tuple[str, bool]:
+        return self.task.worked_solution(problem, rng)
+

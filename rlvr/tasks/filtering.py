@@ -11,11 +11,10 @@ on what was observed: `state_dict()` / `load_state_dict()` carry that into check
 from __future__ import annotations
 
 import logging
-import random
 from typing import Any
 
-from rlvr.tasks.base import Task
-from rlvr.types import Problem, Score
+from rlvr.tasks.base import StreamWrapper, Task
+from rlvr.types import Problem
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +27,14 @@ def problem_key(problem: Problem) -> str:
     return f"{problem.task}\x00{problem.meta.get('key', problem.prompt)}"
 
 
-class SolvedFilter(Task):
+class SolvedFilter(StreamWrapper):
     """`task` without the problems whose last observed group was all solved / all failed."""
 
     def __init__(self, task: Task, mode: str = "both"):
         if mode not in MODES:
             raise ValueError(f"task.filter_solved: {mode!r} is not one of none, {', '.join(MODES)}")
-        self.task, self.mode, self.name = task, mode, task.name
+        super().__init__(task)
+        self.mode = mode
         self.verdicts: dict[str, str] = {}  # key -> "always" | "never"
         self.offset = 0  # stream positions skipped so far
         self.skipped = {"always": 0, "never": 0}
@@ -75,15 +75,6 @@ class SolvedFilter(Task):
             "filter_solved: %d problems in a row were filtered; training on one anyway", MAX_CONSECUTIVE_SKIPS
         )
         return problem
-
-    def eval_problems(self, n: int | None = None) -> list[Problem]:
-        return self.task.eval_problems(n)
-
-    def verify(self, problem: Problem, text: str) -> Score:
-        return self.task.verify(problem, text)
-
-    def worked_solution(self, problem: Problem, rng: random.Random) -> tuple[str, bool]:
-        return self.task.worked_solution(problem, rng)
 
     def stats(self) -> dict[str, float]:
         """Metrics for the trainer's log."""

@@ -29,8 +29,8 @@ from collections import deque
 from typing import Any
 
 from rlvr.algorithms.informative import informative_share_of_groups
-from rlvr.tasks.base import Task, derive_seed
-from rlvr.types import Problem, Score
+from rlvr.tasks.base import StreamWrapper, Task, derive_seed
+from rlvr.types import Problem
 
 MAX_REJECTIONS = 10_000
 
@@ -53,7 +53,7 @@ def kind_of(problem: Problem) -> str:
     return kind
 
 
-class KindSampler(Task):
+class KindSampler(StreamWrapper):
     """`task`'s training stream, thinned so that each kind is drawn in proportion to its informative share."""
 
     def __init__(self, task: Task, group_size: int, seed: int = 0, floor: float = 0.05, window: int = 8):
@@ -63,7 +63,8 @@ class KindSampler(Task):
             raise ValueError(f"task.kind_window: must be >= 1 groups, got {window}")
         if group_size < 2:
             raise ValueError(f"task.kind_sampling: needs groups of 2 or more samples, got {group_size}")
-        self.task, self.name, self.group_size = task, task.name, group_size
+        super().__init__(task)
+        self.group_size = group_size
         self.seed, self.floor, self.window = seed, floor, window
         self.seen: dict[str, deque[tuple[int, int]]] = {}  # kind -> (correct, samples) of its last groups
         self.offset = 0  # stream positions passed over so far
@@ -98,15 +99,6 @@ class KindSampler(Task):
         if correct and isinstance(problem.meta.get("kind"), str):
             seen = self.seen.setdefault(problem.meta["kind"], deque(maxlen=self.window))
             seen.append((sum(correct), len(correct)))
-
-    def eval_problems(self, n: int | None = None) -> list[Problem]:
-        return self.task.eval_problems(n)
-
-    def verify(self, problem: Problem, text: str) -> Score:
-        return self.task.verify(problem, text)
-
-    def worked_solution(self, problem: Problem, rng: random.Random) -> tuple[str, bool]:
-        return self.task.worked_solution(problem, rng)
 
     def stats(self) -> dict[str, float]:
         """The inner task's metrics, and: kinds seen, kinds above the floor (where the sampler sends the draws),
