@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlvr.pyast import parse
 from rlvr.timeouts import CallTimeout, call_with_timeout
 
 
@@ -95,7 +96,7 @@ def calculate(expression: str) -> int | float:
     if len(expression) > MAX_EXPRESSION:
         raise ValueError(f"expression longer than {MAX_EXPRESSION} characters")
     try:
-        tree = ast.parse(expression.strip(), mode="eval")
+        tree = parse(expression.strip(), mode="eval")
     except SyntaxError as e:
         raise ValueError(f"not an arithmetic expression: {e.msg}") from None
 
@@ -154,11 +155,11 @@ def notebook_cell(code: str) -> str:
     """`code` with its last statement printed when it is an expression (as a notebook shows it);
     ToolError("raised") for a syntax error, found before anything runs."""
     try:
-        tree = ast.parse(code)
+        tree = parse(code)
     except SyntaxError as e:
         raise ToolError("raised", f"SyntaxError: {e.msg} (line {e.lineno})") from None
     if tree.body and isinstance(tree.body[-1], ast.Expr):  # shown as a notebook shows it: None is not shown
-        show = ast.parse("_ = None\nif _ is not None: print(repr(_))").body
+        show = parse("_ = None\nif _ is not None: print(repr(_))").body
         show[0].value = tree.body[-1].value
         tree.body[-1:] = show
         return ast.unparse(ast.fix_missing_locations(tree))

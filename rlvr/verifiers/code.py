@@ -30,6 +30,7 @@ import ast
 import json
 import math
 
+from rlvr.pyast import parse
 from rlvr.types import Problem, Score
 from rlvr.verifiers.extract import extract_code, is_well_formatted
 from rlvr.verifiers.sandbox import InfraError, Job, Limits, RunResult, run, run_many
@@ -46,7 +47,7 @@ def split_tests(tests: str | list[str], entry_point: str | None = None) -> list[
     if isinstance(tests, list):
         return [{"src": str(t), "test": True} for t in tests]
     try:
-        tree = ast.parse(tests)
+        tree = parse(tests)
     except SyntaxError as e:
         raise BadTestsError(f"the tests do not parse: {e}") from e
     units, defines_check = [], False
