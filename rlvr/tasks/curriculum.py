@@ -15,12 +15,17 @@ back down into it, it stays where it is instead. Without that, a model that has 
 L+1 goes back and forth between them, spending half its steps on groups that are all right.
 Training index `i` is drawn from the current level's stream; a problem whose key is one of the target's
 held-out problems is redrawn further along, so evaluation problems never reach training at any level.
+At the lowest level a window with too little signal that is mostly wrong has nowhere easier to go: the level
+stays, and after `STUCK_WINDOWS` such windows in a row the run is warned once (`curriculum/stuck_windows` counts
+them). It happened on chain_sum when the policy collapsed into copying the first number: every group all right
+or all wrong, no gradient, 512 of 520 steps at level 0 (README, "Is there a signal?").
 The level, the window so far and the outgrown levels are the task's `state_dict`, which checkpoints carry: a
 resumed run draws the same problems.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Collection
 
@@ -29,6 +34,9 @@ from rlvr.tasks.base import Task
 from rlvr.types import Problem, Score
 
 REDRAW_STRIDE = 2**40
+# windows in a row at the lowest level with too little signal and mostly wrong, after which the run is told
+STUCK_WINDOWS = 4
+logger = logging.getLogger(__name__)
 
 
 def too_easy(share: float, pass_rate: float, low: float) -> bool:
@@ -69,6 +77,7 @@ class PassRateCurriculum(Task):
         self.moves = 0
         self.outgrown: set[int] = set()  # levels whose last window was too easy
         self.last: tuple[float, float] | None = None  # (informative share, pass rate) of the last decided window
+        self.stuck = 0  # windows in a row at the lowest level with too little signal, mostly wrong
 
     def _task(self, level: int) -> Task:
         if level not in self.tasks:
@@ -110,6 +119,14 @@ class PassRateCurriculum(Task):
                 self.outgrown.discard(self.level)
             level = next_level(self.level, self.target, share, rate, self.low, self.lowest, self.highest,
                                self.outgrown)
+            stuck = self.level == level == self.lowest and share < self.low and not too_easy(share, rate, self.low)
+            self.stuck = self.stuck + 1 if stuck else 0
+            if self.stuck == STUCK_WINDOWS:
+                logger.warning("curriculum: %d windows in a row at the lowest level (%d) with an informative share "
+                               "of %.2f (< %.2f) and a pass rate of %.2f: nothing to learn from and no easier level; "
+                               "the policy may have collapsed onto one answer (see entropy), or the lowest level is "
+                               "beyond the model (task.curriculum_start)", self.stuck, self.level, share, self.low,
+                               rate)
             self.moves += level != self.level
             self.level, self.seen, self.last = level, [], (share, rate)
 
@@ -123,14 +140,16 @@ class PassRateCurriculum(Task):
     def stats(self) -> dict[str, float]:
         """The level, the moves so far and, once a window was decided, what it was decided on: the estimated
         informative share of groups (`window_share`, against the band's `low`) and the pooled pass rate."""
-        out = {"curriculum/difficulty": self.level, "curriculum/moves": self.moves}
+        out = {"curriculum/difficulty": self.level, "curriculum/moves": self.moves,
+               "curriculum/stuck_windows": self.stuck}
         if self.last is not None:
             out["curriculum/window_share"], out["curriculum/window_pass_rate"] = self.last
         return out
 
     def state_dict(self) -> dict:
         return {"level": self.level, "seen": [list(s) for s in self.seen], "moves": self.moves,
-                "last": None if self.last is None else list(self.last), "outgrown": sorted(self.outgrown)}
+                "last": None if self.last is None else list(self.last), "outgrown": sorted(self.outgrown),
+                "stuck": self.stuck}
 
     def load_state_dict(self, state: dict) -> None:
         if state:
@@ -138,6 +157,7 @@ class PassRateCurriculum(Task):
             last = state.get("last")  # absent in older checkpoints
             self.last = None if last is None else (float(last[0]), float(last[1]))
             self.outgrown = {int(v) for v in state.get("outgrown", [])}  # absent in older checkpoints
+            self.stuck = int(state.get("stuck", 0))  # absent in older checkpoints
             # a checkpoint of an older rlvr kept (informative, pass rate) pairs: its window starts afresh
             seen = [(a, b) for a, b in state["seen"] if not isinstance(a, bool)]
             self.seen = [(int(a), int(b)) for a, b in seen] if len(seen) == len(state["seen"]) else []

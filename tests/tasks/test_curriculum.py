@@ -3,6 +3,8 @@ target difficulty and never reach training, and the state round-trips for an exa
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from rlvr.config import TaskConfig
@@ -168,3 +170,22 @@ def test_a_reasoning_gym_task_set_beyond_its_curriculum_is_held_out_above_the_hi
         with pytest.raises(ValueError, match="task.params.max_entities: .*set task.difficulty=9"):
             build_task(TaskConfig(name="reasoning_gym/aiw", difficulty=level, adaptive_difficulty=True,
                                   curriculum_start=0, params=params))
+
+
+def test_a_run_stuck_at_the_lowest_level_is_counted_and_warned_once(caplog):
+    task = _task()  # lowest level 1 (curriculum_start), windows of 4 problems
+    with caplog.at_level(logging.WARNING, logger="rlvr.tasks.curriculum"):
+        for _ in range(5 * 4):  # five windows, every group all wrong: no easier level to go to
+            task.observe(task.train_problem(0), [False, False])
+    assert task.level == 1 and task.stats()["curriculum/stuck_windows"] == 5
+    warned = [r.getMessage() for r in caplog.records if "lowest level" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("curriculum: 4 windows in a row at the lowest level (1)")
+    again = _task()
+    again.load_state_dict(task.state_dict())
+    assert again.stats() == task.stats()  # a resumed run counts on
+    for _ in range(4):  # a mixed window: the signal is back, the count starts over
+        task.observe(task.train_problem(0), [True, False])
+    assert task.stats()["curriculum/stuck_windows"] == 0 and task.level == 2
+    for _ in range(4 * 4):  # all wrong above the lowest level: it moves down instead, nothing is counted
+        task.observe(task.train_problem(0), [False, False])
+    assert task.level == 1 and task.stats()["curriculum/stuck_windows"] == 3
