@@ -241,8 +241,8 @@ class Sampler:
 
 def kind_summary(problems: list[Problem], main: Sampled, greedy: Sampled, group_size: int) -> dict:
     """Per kind of problem (`meta["kind"]`, e.g. reasoning-gym's difficulty values): problems, pass@1, pass@G, the
-    informative share of groups of G and greedy accuracy. A kind that no sample solved gives no signal, and a short run rarely moves it: a run's
-    gains come from the other kinds. {} when the problems name no kind."""
+    informative share of groups of G and greedy accuracy. A kind that no sample solved gives no signal, and a
+    short run rarely moves it: a run's gains come from the other kinds. {} when the problems name no kind."""
     rows: dict[str, list[int]] = {}
     for i, p in enumerate(problems[: len(main.counts)]):
         kind = p.meta.get("kind") if isinstance(p.meta, dict) else None

@@ -113,13 +113,14 @@ class PassRateCurriculum(Task):
         if len(self.seen) >= self.window:
             share = self.window_share()
             rate = sum(c for c, _ in self.seen) / sum(n for _, n in self.seen)
-            if too_easy(share, rate, self.low):
+            easy = too_easy(share, rate, self.low)
+            if easy:
                 self.outgrown.add(self.level)
             else:
                 self.outgrown.discard(self.level)
             level = next_level(self.level, self.target, share, rate, self.low, self.lowest, self.highest,
                                self.outgrown)
-            stuck = self.level == level == self.lowest and share < self.low and not too_easy(share, rate, self.low)
+            stuck = self.level == level == self.lowest and share < self.low and not easy
             self.stuck = self.stuck + 1 if stuck else 0
             if self.stuck == STUCK_WINDOWS:
                 logger.warning("curriculum: %d windows in a row at the lowest level (%d) with an informative share "

@@ -68,28 +68,27 @@ class KindSampler(StreamWrapper):
         self.seed, self.floor, self.window = seed, floor, window
         self.seen: dict[str, deque[tuple[int, int]]] = {}  # kind -> (correct, samples) of its last groups
         self.offset = 0  # stream positions passed over so far
-        self.drawn: dict[str, int] = {}  # kind -> problems handed out
+        self.handed = 0  # problems handed out
+        self.weights: dict[str, float] = {}  # kind -> weight, until the kind's next observation
 
     def describe(self) -> str:
         return f"{self.task.describe()} (kinds sampled by informative share)"
 
     def weight(self, kind: str) -> float:
-        """The kind's acceptance probability: its estimated informative share, at least `floor`; 1 if unseen."""
-        seen = self.seen.get(kind)
-        if not seen:
-            return 1.0
-        return max(self.floor, informative_share_of_groups(list(seen), self.group_size))
+        """The kind's acceptance probability: its estimated informative share, at least `floor`; 1 if unseen.
+        Kept until the kind is next observed (the estimate fits a prior by EM where groups are screens)."""
+        if kind not in self.weights:
+            seen = self.seen.get(kind)
+            self.weights[kind] = max(self.floor, informative_share_of_groups(list(seen), self.group_size)) \
+                if seen else 1.0
+        return self.weights[kind]
 
     def train_problem(self, index: int) -> Problem:
-        weights: dict[str, float] = {}
         for _ in range(MAX_REJECTIONS):
             position = index + self.offset
             problem = self.task.train_problem(position)
-            kind = kind_of(problem)
-            if kind not in weights:
-                weights[kind] = self.weight(kind)
-            if random.Random(derive_seed("kind-sampling", self.seed, position)).random() < weights[kind]:
-                self.drawn[kind] = self.drawn.get(kind, 0) + 1
+            if random.Random(derive_seed("kind-sampling", self.seed, position)).random() < self.weight(kind_of(problem)):
+                self.handed += 1
                 return problem
             self.offset += 1
         raise RuntimeError(f"task.kind_sampling: {MAX_REJECTIONS} problems in a row were passed over")
@@ -99,23 +98,23 @@ class KindSampler(StreamWrapper):
         if correct and isinstance(problem.meta.get("kind"), str):
             seen = self.seen.setdefault(problem.meta["kind"], deque(maxlen=self.window))
             seen.append((sum(correct), len(correct)))
+            self.weights.pop(problem.meta["kind"], None)
 
     def stats(self) -> dict[str, float]:
         """The inner task's metrics, and: kinds seen, kinds above the floor (where the sampler sends the draws),
         and the share of stream problems passed over so far."""
-        weights = [self.weight(k) for k in self.seen]
-        handed = sum(self.drawn.values())
         return {**self.task.stats(), "kinds/seen": len(self.seen),
-                "kinds/above_floor": sum(w > self.floor for w in weights),
-                "kinds/passed_over_frac": self.offset / max(self.offset + handed, 1)}
+                "kinds/above_floor": sum(self.weight(k) > self.floor for k in self.seen),
+                "kinds/passed_over_frac": self.offset / max(self.offset + self.handed, 1)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"task": self.task.state_dict(), "offset": self.offset, "drawn": dict(self.drawn),
+        return {"task": self.task.state_dict(), "offset": self.offset, "handed": self.handed,
                 "seen": {k: [list(s) for s in v] for k, v in self.seen.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:
             return
         self.task.load_state_dict(state.get("task", {}))
-        self.offset, self.drawn = int(state["offset"]), {k: int(v) for k, v in state["drawn"].items()}
+        self.offset, self.handed = int(state["offset"]), int(state["handed"])
         self.seen = {k: deque(((int(c), int(n)) for c, n in v), maxlen=self.window) for k, v in state["seen"].items()}
+        self.weights = {}
