@@ -14,6 +14,11 @@ applied, see the recipe's comments) and differ by overrides:
   reasoning-gym's level 0 (2 one-digit terms), held out at level 1 like the others (the same 200 problems).
 - kinds: the recipe without screening, its training problems drawn by kind (reasoning-gym's difficulty values)
   in proportion to each kind's measured informative share (`task.kind_sampling`, rlvr.tasks.kinds).
+- supervised: not RL, a reference for what the budget can teach this model at all: next-token training on the
+  reference answers of fresh training problems (the completion the verifier scores right, after the primed
+  `model.response_prefix`), prompts_per_step x num_generations problems a step at `train.lr`, through the
+  learner's own optimiser; nothing is sampled. Its gain bounds what reward alone is likely to reach in the
+  same time: RL is told only right or wrong, this arm is shown every answer.
 Each arm trains until its steps have used `--minutes` of time (the held-out evaluations are not counted), then
 held-out greedy accuracy (eval.num_problems problems) is measured. `--clock cpu` (the default) counts the process's
 CPU time, so arms run side by side on a shared machine (one torch thread each) get the same compute whatever else
@@ -49,7 +54,7 @@ CURRICULUM = ["task.params={}", "task.adaptive_difficulty=true", "task.difficult
 # the recipe's 32 new tokens without screening, drawing each kind of problem by its informative share
 KINDS = ["algorithm.screening=false", "task.kind_sampling=true"]
 ARMS = {"grpo": GRPO_DEFAULTS, "dapo": [*GRPO_DEFAULTS, "algorithm.name=dapo"], "screened": [],
-        "curriculum": CURRICULUM, "kinds": KINDS}
+        "curriculum": CURRICULUM, "kinds": KINDS, "supervised": ["algorithm.screening=false"]}
 
 
 def sampled_share(row: dict, drawn: int, dynamic: bool) -> float:
@@ -81,6 +86,51 @@ def _held_out(result: dict) -> dict:
 CLOCKS = {"cpu": time.process_time, "wall": time.time}
 
 
+def answer_completion(problem, prefix: str) -> str:
+    """The reference answer written as the recipe's reply (`<answer>ANSWER</answer>`), less the part the prompt
+    already primes (`model.response_prefix`)."""
+    text = f"<answer>{problem.answer}</answer>"
+    if not text.startswith(prefix):
+        raise ValueError(f"model.response_prefix {prefix!r}: the supervised arm writes answers as {text!r}, "
+                         "which does not start with it")
+    return text[len(prefix):]
+
+
+def supervised_step(trainer: Trainer) -> dict:
+    """One next-token step of the `supervised` arm on the reference answers of the next prompts_per_step x
+    num_generations training problems (the task's stream: held-out problems never come up), loss on the answer
+    tokens and the end of turn. Each answer is scored by the task's verifier first: one it does not score right
+    stops the run, since the arm would teach something the reward never pays."""
+    from rlvr.batching import pad_sequences
+    from rlvr.optim import clip_and_step
+    from rlvr.pretrain import imitation_loss
+
+    cfg, tok, learner = trainer.cfg, trainer.tokenizer, trainer.learner
+    n = cfg.train.prompts_per_step * cfg.rollout.num_generations
+    prefix = cfg.model.response_prefix or ""
+    seqs, starts = [], []
+    for i in range(trainer.cursor, trainer.cursor + n):
+        problem = trainer.task.train_problem(i)
+        completion = answer_completion(problem, prefix)
+        if not trainer.task.verify(problem, prefix + completion).correct:
+            raise ValueError(f"supervised arm: the task's verifier scores problem {problem.id}'s reference answer "
+                             f"{problem.answer!r} wrong as {prefix + completion!r}")
+        prompt = trainer.encode(problem)
+        seqs.append(prompt + tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
+        starts.append(len(prompt))
+    ids, attn, lmask = (t.to(trainer.device) for t in pad_sequences(seqs, starts, tok.pad_token_id))
+    trainer.model.train()
+    loss = imitation_loss(trainer.model, ids, attn, lmask, learner.compute_dtype)
+    loss.backward()
+    grad_norm = clip_and_step(trainer.model, learner.optimizer, learner.scheduler, cfg.train.grad_clip)
+    trainer.cursor += n
+    trainer.step_count += 1
+    trainer.sync_weights()
+    # nothing is sampled: no sampled accuracy and no groups in the row
+    return {"loss": float(loss), "grad_norm": grad_norm, "cursor": trainer.cursor, "sampled_tokens": 0,
+            "trained_tokens": int(lmask.sum())}
+
+
 def run_arm(name: str, model: str, minutes: float, out: Path, initial: dict | None, extra: list[str],
             clock: str = "cpu") -> tuple[dict, dict]:
     """Train one arm for `minutes` of step time on `clock`; held-out accuracy before (unless given) and after."""
@@ -97,12 +147,15 @@ def run_arm(name: str, model: str, minutes: float, out: Path, initial: dict | No
     wall = 0.0
     while spent < minutes * 60:
         t0, w0 = now(), time.time()
-        m = trainer.step()
+        m = supervised_step(trainer) if name == "supervised" else trainer.step()
         spent += now() - t0
         wall += time.time() - w0
+        rows.append(m)
+        if name == "supervised":
+            print(f"{name} step {trainer.step_count}: {spent:.0f}s loss {m['loss']:.3f}", flush=True)
+            continue
         shares.append(sampled_share(m, m["cursor"] - cursor, cfg.algorithm.dynamic_sampling))
         cursor = m["cursor"]
-        rows.append(m)
         print(f"{name} step {trainer.step_count}: {spent:.0f}s sampled accuracy {m['accuracy']:.3f} "
               f"informative {shares[-1]:.2f} tokens {m['sampled_tokens']}", flush=True)
     t0 = time.time()
@@ -127,8 +180,10 @@ def run_arm(name: str, model: str, minutes: float, out: Path, initial: dict | No
             "informative_share_by_step": shares,
             # the curriculum arm: how many steps ended at each level (None for the other arms)
             "steps_by_level": steps_by_level(rows),
-            "trained_informative_frac": _mean([r["groups/informative_frac"] for r in rows]),
-            "sampled_accuracy": _mean([r["accuracy"] for r in rows]),
+            "trained_informative_frac": _mean([r["groups/informative_frac"] for r in rows if "accuracy" in r]),
+            "sampled_accuracy": _mean([r["accuracy"] for r in rows if "accuracy" in r]),
+            # the supervised arm: answer tokens trained on (it samples nothing)
+            "trained_tokens": sum(r.get("trained_tokens", 0) for r in rows) or None,
             # the engine's log-probs against the learner's on the same tokens: ~0 when both hold the same
             # weights; anything else means the samples did not come from the policy being trained
             "engine_learner_kl_median": statistics.median_high(kls) if kls else None,

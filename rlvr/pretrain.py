@@ -40,6 +40,16 @@ def build_corpus(task, tokenizer, encode, num_examples: int, seed: int, observat
     return seqs, starts, correct / max(num_examples, 1), problems, masks if observations else None
 
 
+def imitation_loss(model: torch.nn.Module, ids: torch.Tensor, attn: torch.Tensor, lmask: torch.Tensor,
+                   compute_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Mean next-token loss of `model` over the tokens `lmask` covers (a `pad_sequences` batch), the forward
+    under autocast in `compute_dtype`."""
+    with autocast(ids.device, compute_dtype):
+        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
+    nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), ids[:, 1:], reduction="none")
+    return (nll * lmask).sum() / lmask.sum()
+
+
 def pretrain(model: torch.nn.Module, tokenizer, corpus: tuple[list[list[int]], list[int]], cfg, seed: int = 0,
              on_step=None, compute_dtype: torch.dtype | None = None) -> dict[str, float]:
     """`cfg.steps` AdamW steps of `cfg.batch_size` random solutions; `on_step(step, metrics)` is called
@@ -60,10 +70,7 @@ def pretrain(model: torch.nn.Module, tokenizer, corpus: tuple[list[list[int]], l
         ids, attn, lmask = pad_sequences([seqs[i] for i in idx], [starts[i] for i in idx], tokenizer.pad_token_id,
                                          None if masks is None else [masks[i] for i in idx])
         ids, attn, lmask = ids.to(device), attn.to(device), lmask.to(device)
-        with autocast(device, compute_dtype):
-            logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
-        nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), ids[:, 1:], reduction="none")
-        loss = (nll * lmask).sum() / lmask.sum()
+        loss = imitation_loss(model, ids, attn, lmask, compute_dtype)
         tokens += int(lmask.sum())
         (loss if scaler is None else scaler.scale(loss)).backward()
         clip_and_step(model, optimizer, scheduler, 1.0, scaler)
