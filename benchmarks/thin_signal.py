@@ -180,7 +180,8 @@ def run_arm(name: str, model: str, minutes: float, out: Path, initial: dict | No
             "informative_share_by_step": shares,
             # the curriculum arm: how many steps ended at each level (None for the other arms)
             "steps_by_level": steps_by_level(rows),
-            "trained_informative_frac": _mean([r["groups/informative_frac"] for r in rows if "accuracy" in r]),
+            "trained_informative_frac": _mean([r["groups/informative_frac"] for r in rows
+                                               if "groups/informative_frac" in r]),
             "sampled_accuracy": _mean([r["accuracy"] for r in rows if "accuracy" in r]),
             # the supervised arm: answer tokens trained on (it samples nothing)
             "trained_tokens": sum(r.get("trained_tokens", 0) for r in rows) or None,
