@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 
 from rlvr.algorithms.informative import informative_share_of_groups
 from rlvr.tasks.base import Task
@@ -61,10 +61,15 @@ class PassRateCurriculum(Task):
     """`make(level)` at a level that follows the measured informative share; held-out at `target`."""
 
     def __init__(self, make: Callable[[int], Task], target: int, start: int, lowest: int, highest: int,
-                 low: float = 0.3, window: int = 16, group_size: int | None = None):
-        if not lowest <= start <= highest or not lowest <= target <= highest:
-            raise ValueError(f"task.curriculum_start ({start}) and task.difficulty ({target}) must lie in "
-                             f"[{lowest}, {highest}]")
+                 low: float = 0.3, window: int = 16, group_size: int | None = None,
+                 ladder: Sequence[int] | None = None):
+        """`ladder`: the levels the curriculum may visit, in order (default every one from `lowest` to
+        `highest`); a move goes to the next or previous level on it."""
+        self.ladder = sorted(ladder) if ladder is not None else list(range(lowest, highest + 1))
+        if start not in self.ladder or target not in self.ladder:
+            raise ValueError(f"task.curriculum_start ({start}) and task.difficulty ({target}) must be levels of "
+                             f"the curriculum: {', '.join(map(str, self.ladder))}")
+        lowest, highest = self.ladder[0], self.ladder[-1]
         if window < 1:
             raise ValueError(f"task.curriculum_window: must be >= 1 groups, got {window}")
         self.make, self.target, self.lowest, self.highest = make, target, lowest, highest
@@ -118,8 +123,9 @@ class PassRateCurriculum(Task):
                 self.outgrown.add(self.level)
             else:
                 self.outgrown.discard(self.level)
-            level = next_level(self.level, self.target, share, rate, self.low, self.lowest, self.highest,
-                               self.outgrown)
+            pos = self.ladder.index  # moves are steps along the ladder
+            level = self.ladder[next_level(pos(self.level), pos(self.target), share, rate, self.low, 0,
+                                           len(self.ladder) - 1, {pos(v) for v in self.outgrown})]
             stuck = self.level == level == self.lowest and share < self.low and not easy
             self.stuck = self.stuck + 1 if stuck else 0
             if self.stuck == STUCK_WINDOWS:

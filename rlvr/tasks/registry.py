@@ -53,6 +53,7 @@ def _curriculum(cfg, eval_size: int, group_size: int | None) -> Task:
     from rlvr.tasks.reasoning_gym import PREFIX, curriculum_levels
 
     highest = cfg.curriculum_max if cfg.curriculum_max is not None else cfg.difficulty + 1
+    ladder = None
     if cfg.name.startswith(PREFIX) and not (cfg.path or cfg.mixture):
         # reasoning-gym's own curriculum: level L sets every attribute to its L-th value
         top, levels = curriculum_levels(cfg.name[len(PREFIX):])
@@ -64,6 +65,7 @@ def _curriculum(cfg, eval_size: int, group_size: int | None) -> Task:
                 raise ValueError(f"task.params.{fixed[0]}: the curriculum sets it at each level (0-{top}); to hold "
                                  f"out the task as configured, set task.difficulty={top + 1}, one level above "
                                  f"reasoning-gym's highest")
+            ladder = [*toward(levels, {k: cfg.params[k] for k in fixed}), top + 1]
             levels = {**levels, top + 1: {}}
             top += 1
         for key, value in (("difficulty", cfg.difficulty), ("curriculum_start", cfg.curriculum_start),
@@ -81,9 +83,30 @@ def _curriculum(cfg, eval_size: int, group_size: int | None) -> Task:
     else:
         raise ValueError(f"task.adaptive_difficulty: only the built-in generators ({', '.join(sorted(BUILTIN_TASKS))}) "
                          f"and reasoning-gym generators with a curriculum have a difficulty knob, not {cfg.name!r}")
-    return PassRateCurriculum(make, target=cfg.difficulty, start=cfg.curriculum_start,
-                              lowest=min(cfg.curriculum_start, cfg.difficulty), highest=highest,
-                              low=cfg.curriculum_low, window=cfg.curriculum_window, group_size=group_size)
+    lowest = min(cfg.curriculum_start, cfg.difficulty)
+    if ladder is not None:
+        ladder = [lv for lv in ladder if lowest <= lv <= highest]
+        if cfg.curriculum_start not in ladder:
+            raise ValueError(f"task.curriculum_start: level {cfg.curriculum_start} of {cfg.name} is harder than the "
+                             f"task as configured in some field of task.params, so the curriculum skips it; its "
+                             f"levels are {', '.join(map(str, ladder))}")
+    return PassRateCurriculum(make, target=cfg.difficulty, start=cfg.curriculum_start, lowest=lowest,
+                              highest=highest, low=cfg.curriculum_low, window=cfg.curriculum_window,
+                              group_size=group_size, ladder=ladder)
+
+
+def toward(levels: dict[int, dict], target: dict) -> list[int]:
+    """The levels of a reasoning-gym curriculum that are nowhere harder than `target` (the fields a task's
+    params fix): a field's harder direction is the way it moves from the lowest level to the highest (fields
+    that do not move are not compared). A curriculum toward 2-term sums of 2-3 digits (chain_sum) keeps level 0
+    (2 terms of 1 digit) and skips level 1 (2-3 terms), whose three-term problems the target never asks; fields
+    whose values are not numbers are not compared."""
+    first, last = levels[min(levels)], levels[max(levels)]
+    numbers = [f for f in target if all(isinstance(v, int | float) and not isinstance(v, bool)
+                                        for v in (first[f], last[f], target[f]))]  # others: not compared
+    sign = {f: (last[f] > first[f]) - (last[f] < first[f]) for f in numbers}
+    return [lv for lv, fields in sorted(levels.items())
+            if all((fields[f] - target[f]) * sign[f] <= 0 for f in numbers)]
 
 
 def _dataset(cfg, eval_size: int) -> Task:

@@ -172,6 +172,44 @@ def test_a_reasoning_gym_task_set_beyond_its_curriculum_is_held_out_above_the_hi
                                   curriculum_start=0, params=params))
 
 
+def test_levels_harder_than_the_target_in_some_field_are_skipped():
+    """chain_sum's levels all widen the range of terms and digits; toward 2-term sums of 2-3 digits, level 1
+    (2-3 terms) and every level above it ask what the target never does: the ladder is level 0, then the
+    target, and a move in either direction steps over the skipped levels."""
+    pytest.importorskip("reasoning_gym")
+    from rlvr.tasks.reasoning_gym import curriculum_levels
+    from rlvr.tasks.registry import toward
+
+    top, levels = curriculum_levels("chain_sum")
+    two_terms = {"min_terms": 2, "max_terms": 2, "min_digits": 2, "max_digits": 3}
+    assert toward(levels, two_terms) == [0]
+    assert toward(levels, {"max_terms": 4, "max_digits": 3}) == [0, 1, 2]  # level 2 itself is not harder
+    assert toward(levels, {"max_digits": 2, "max_terms": 12}) == [0, 1]
+    cfg = TaskConfig(name="reasoning_gym/chain_sum", difficulty=top + 1, adaptive_difficulty=True,
+                     curriculum_start=0, curriculum_window=2, params=two_terms)
+    task = build_task(cfg, eval_size=40)
+    assert task.ladder == [0, top + 1] and task.level == 0
+    terms = lambda p: p.meta["entry"]["metadata"]["num_terms"]  # noqa: E731
+    digits = lambda p: p.meta["entry"]["metadata"]["num_digits"]  # noqa: E731
+    assert {(terms(p), digits(p)) for p in map(task.train_problem, range(20))} == {(2, 1)}
+    for _ in range(2):  # level 0 mastered: one step up the ladder is the target itself
+        task.observe(task.train_problem(0), [True, True])
+    assert task.level == top + 1
+    drawn = [task.train_problem(i) for i in range(30)]
+    assert {terms(p) for p in drawn} == {2} and {digits(p) for p in drawn} == {2, 3}
+    assert {terms(p) for p in task.eval_problems()} == {2}
+    for _ in range(2):  # all wrong at the target: the easier level was outgrown, so it stays
+        task.observe(task.train_problem(0), [False, False])
+    assert task.level == top + 1
+    task.outgrown.clear()
+    for _ in range(2):  # and without that memory it steps back to level 0, not to level `top`
+        task.observe(task.train_problem(0), [False, False])
+    assert task.level == 0
+    with pytest.raises(ValueError, match="task.curriculum_start: level 1 of reasoning_gym/chain_sum is harder"):
+        build_task(TaskConfig(name="reasoning_gym/chain_sum", difficulty=top + 1, adaptive_difficulty=True,
+                              curriculum_start=1, params=two_terms))
+
+
 def test_a_run_stuck_at_the_lowest_level_is_counted_and_warned_once(caplog):
     task = _task()  # lowest level 1 (curriculum_start), windows of 4 problems
     with caplog.at_level(logging.WARNING, logger="rlvr.tasks.curriculum"):
