@@ -64,7 +64,7 @@ def handle(args) -> int:
     # a task with tools: samples are episodes, as in `rlvr train`
     environment = build_environment(cfg.task, tokenizer, cfg.rollout.max_new_tokens, cfg.model.response_prefix)
     engine = with_environment(engine, environment, tokenizer)
-    task = build_task(cfg.task, eval_size=cfg.eval.num_problems)
+    task = build_task(cfg.task, eval_size=cfg.eval.num_problems, group_size=cfg.rollout.num_generations)
     report = measure(cfg, engine, tokenizer, task, cfg.check.problems, args.budget, cfg.train.seed)
     print_check(report)
     if args.json:
