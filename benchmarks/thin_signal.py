@@ -24,7 +24,8 @@ held-out greedy accuracy (eval.num_problems problems) is measured. `--clock cpu`
 CPU time, so arms run side by side on a shared machine (one torch thread each) get the same compute whatever else
 runs; `--clock wall` counts wall time, fair only on an otherwise idle machine. The table gives accuracy at the start
 (the same model and greedy decoding for every arm: measured once) and at the end, steps, sampled tokens, the
-informative share of sampled groups (mean of the first 10 steps and of all), and the check's prediction.
+informative share of sampled groups (mean of the first 10 steps and of all), the first step that sampled a
+group with a reward spread, and the check's prediction.
 With `--set eval.samples=8 --set 'eval.pass_k=[1,8]'` the held-out problems are also sampled 8 times at
 temperature 1 before and after: pass@1 and pass@8 show whether RL moved answers the model could already sample
 into its greedy one (greedy rises towards the start's pass@8, pass@8 stays) or reached beyond them. For
@@ -193,6 +194,12 @@ def run_arm(name: str, model: str, minutes: float, out: Path, initial: dict | No
             "max_new_tokens": cfg.rollout.max_new_tokens, "eval_problems": cfg.eval.num_problems}, initial
 
 
+def first_signal(shares: list[float] | None) -> str:
+    """The first step (1-based) that sampled a group with a reward spread: how long an arm waited for any
+    signal at all; "-" where none did (or a result without the per-step shares, the supervised arm's)."""
+    return next((str(i) for i, share in enumerate(shares or [], 1) if share > 0), "-")
+
+
 def print_table(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -201,7 +208,8 @@ def print_table(result: dict) -> None:
     table = Table(title=f"thin signal: {result['task']}, {result['minutes']} min ({clock} time) of training steps "
                         "per arm")
     cols = ["arm", "seed", "held-out start", "held-out end", "gain (pts)", "steps", "sampled tokens",
-            "informative sampled, first 10 steps", "informative sampled, all steps", "informative trained"]
+            "informative sampled, first 10 steps", "informative sampled, all steps", "informative trained",
+            "first step with signal"]
     ks = sorted({k for a in result["arms"] for k in a.get("initial_pass", {})}, key=lambda k: int(k[5:]))
     cols += [f"{k} start / end" for k in ks]
     for c in cols:
@@ -213,6 +221,7 @@ def print_table(result: dict) -> None:
                       f"{100 * (a['final_accuracy'] - a['initial_accuracy']):+.1f}", str(a["steps"]),
                       f"{a['sampled_tokens']:,}", pct(a["informative_share_first10"]),
                       pct(a["informative_share_all"]), pct(a["trained_informative_frac"]),
+                      first_signal(a.get("informative_share_by_step")),
                       *[f"{pct(a['initial_pass'].get(k))} / {pct(a['final_pass'].get(k))}" for k in ks])
     Console(width=180).print(table)
     arms = [a for a in result["arms"] if a.get("initial_by_kind") and a.get("final_by_kind")]
