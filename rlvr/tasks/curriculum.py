@@ -166,7 +166,12 @@ class PassRateCurriculum(Task):
             self.level, self.moves = int(state["level"]), int(state["moves"])
             last = state.get("last")  # absent in older checkpoints
             self.last = None if last is None else (float(last[0]), float(last[1]))
-            self.outgrown = {int(v) for v in state.get("outgrown", [])}  # absent in older checkpoints
+            if self.level not in self.ladder:
+                raise ValueError(f"curriculum: the checkpoint's level {self.level} is not one of this run's levels "
+                                 f"({', '.join(map(str, self.ladder))}); an rlvr before the ladder (levels harder "
+                                 "than a task.params target are skipped) wrote it: resume with that version")
+            # absent in older checkpoints; a level off the ladder cannot be moved into anyway
+            self.outgrown = {int(v) for v in state.get("outgrown", [])} & set(self.ladder)
             self.stuck = int(state.get("stuck", 0))  # absent in older checkpoints
             # a checkpoint of an older rlvr kept (informative, pass rate) pairs: its window starts afresh
             seen = [(a, b) for a, b in state["seen"] if not isinstance(a, bool)]

@@ -97,10 +97,10 @@ def _curriculum(cfg, eval_size: int, group_size: int | None) -> Task:
 
 def toward(levels: dict[int, dict], target: dict) -> list[int]:
     """The levels of a reasoning-gym curriculum that are nowhere harder than `target` (the fields a task's
-    params fix): a field's harder direction is the way it moves from the lowest level to the highest (fields
-    that do not move are not compared). A curriculum toward 2-term sums of 2-3 digits (chain_sum) keeps level 0
-    (2 terms of 1 digit) and skips level 1 (2-3 terms), whose three-term problems the target never asks; fields
-    whose values are not numbers are not compared."""
+    params fix): a field's harder direction is the way it moves from the lowest level to the highest; fields that
+    do not move, or whose values are not numbers, are not compared. A curriculum toward 2-term sums of 2-3 digits
+    (chain_sum) keeps level 0 (2 terms of 1 digit) and skips level 1 (2-3 terms), whose three-term problems the
+    target never asks."""
     first, last = levels[min(levels)], levels[max(levels)]
     numbers = [f for f in target if all(isinstance(v, int | float) and not isinstance(v, bool)
                                         for v in (first[f], last[f], target[f]))]  # others: not compared

@@ -205,6 +205,12 @@ def test_levels_harder_than_the_target_in_some_field_are_skipped():
     for _ in range(2):  # and without that memory it steps back to level 0, not to level `top`
         task.observe(task.train_problem(0), [False, False])
     assert task.level == 0
+    state = task.state_dict()
+    again = build_task(cfg, eval_size=40)
+    again.load_state_dict({**state, "outgrown": [0, 3]})  # an old checkpoint's outgrown level 3 is off the ladder
+    assert again.level == 0 and again.outgrown == {0}
+    with pytest.raises(ValueError, match="the checkpoint's level 5 is not one of this run's levels"):
+        again.load_state_dict({**state, "level": 5})
     with pytest.raises(ValueError, match="task.curriculum_start: level 1 of reasoning_gym/chain_sum is harder"):
         build_task(TaskConfig(name="reasoning_gym/chain_sum", difficulty=top + 1, adaptive_difficulty=True,
                               curriculum_start=1, params=two_terms))
