@@ -1,4 +1,5 @@
-"""Attention for short sequences on a CPU: two batched products instead of SDPA's flash kernel.
+"""Attention for short sequences on a CPU: two batched products instead of SDPA's flash kernel in training, and
+SDPA's kernel with grouped query heads in decode.
 
 On a CPU, PyTorch's flash attention is slow for the short sequences RL trains on: forward and backward of
 (4 rows, 9 heads, 104 tokens, 64 dims) in bf16 took 15.0 ms, against 6.7 ms as scores = q k^T, softmax and
@@ -9,18 +10,18 @@ on transformers' SDPA path onto `short_sequence_attention`: queries of more than
 `SHORT` keys take the products (the computation of transformers' own eager attention); everything else
 (long sequences, dropout, softcapping, attention sinks, GPUs) goes to SDPA unchanged.
 
-Decode steps (one query) in bf16 take products too (`decode_attention`): each key/value head's query heads
-are one (group, D) x (D, L) product, no copy of the cache per query head; scores and softmax in fp32, the
-probabilities rounded to bf16 for the product with the values, as GPU flash kernels do in bf16. For 16 rows,
-9 heads (3 key/value heads) and 124 keys it took 262-349 us against SDPA's 428-570 us; 16 x 320 keys
-0.47-0.71 ms against 0.8-1.8 (one thread, AVX-512 BF16). In fp32 the products were slower than SDPA's
-kernel, so fp32 decode stays on SDPA.
+Decode steps (one query) in bf16 take `decode_attention`: PyTorch's fused SDPA kernel with `enable_gqa`, so each
+key/value head is read once for its query heads, on views of the cache (transformers' SDPA path copies the
+cache per query head with `repeat_kv` first). It replaced two batched products (q k^T, then p v) that had
+beaten that path (16 rows, 9 heads, 3 key/value heads, 124 keys: 262-349 us against 428-570 us, one thread,
+AVX-512 BF16) but lost to the kernel with `enable_gqa` (its docstring). In fp32 the eager engine stays on
+transformers' SDPA path, which reads only the filled slots (below).
 
 A decoding engine passes `KEYS=n` (the keyword `rlvr_keys`): only the first n slots of a static cache hold
 keys yet, for every row, so SDPA and the prefill's products read those and not the empty rest (fp32 SDPA,
 16 rows, 160 of 320 slots filled: 0.47-0.83 ms against 0.8-1.8 for the whole cache). The bf16 decode
-products read the whole cache, its empty slots masked: a slice of it is not contiguous and the batched
-product copies it first, which cost more than the empty slots (16 x 160 of 320: 0.83-1.1 ms against 0.47-0.71).
+attention reads the whole cache, its empty slots masked (with the products it replaced, a slice cost more than
+the empty slots: the batched product copied it first).
 """
 
 from __future__ import annotations
@@ -80,22 +81,41 @@ def takes_decode_products(dtype: torch.dtype, device: torch.device, heads: int, 
 def decode_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                      attention_mask: torch.Tensor | None, scaling: float) -> torch.Tensor:
     """One decode step's attention: (B, H, 1, D) queries against (B, KV, L, D) keys and values -> (B, 1, H, D).
-    Query head h reads key/value head h // (H / KV), as transformers' `repeat_kv` pairs them, so each
-    key/value head's queries form one (H / KV, D) block: one batched product over the B * KV blocks, on views
-    of the cache (no copy of a contiguous one). A one-query step has no causal part: the mask (bool, True = may
-    attend, or additive; (B or 1, 1, 1, L)) covers padding and empty slots; a masked score takes fp32's lowest
-    value."""
+    Query head h reads key/value head h // (H / KV), as transformers' `repeat_kv` pairs them: PyTorch's fused
+    CPU kernel (SDPA) with `enable_gqa`, which reads each key/value head once for its query heads, on views of
+    the cache (no copy of it per query head, none of the probabilities). A one-query step has no causal part:
+    the mask (bool, True = may attend, or additive; (B or 1, 1, 1, L)) covers padding and empty slots. A row
+    with every key masked (never one of a decode: its newest token is always open) comes out 0.
+
+    Against the two batched products it replaces (q k^T then p v per key/value head, the probabilities rounded
+    to bf16 between them), 30 layers of SmolLM2-135M's shapes (9 query heads, 3 key/value heads, D 64), one
+    thread, 2-core Xeon with AMX: bf16, 16 rows x 128 slots 8.2 -> 5.2 ms a step, 16 x 320 22.6 -> 16.6,
+    64 x 320 82.1 -> 63.3, 2 x 128 2.5 -> 0.8; fp32, 16 x 128 13.2 -> 12.4 (with the kernels capped at AVX2,
+    `ATEN_CPU_CAPABILITY=avx2`: 14.4 -> 11.4). Only bf16 on AVX2 kernels (emulated bf16, which rlvr does not pick
+    on such a CPU) was slower: 33.2 -> 43.3. A compiled graph calls it as the operator `decode_attention_op`:
+    inductor's own lowering of SDPA ran the same step in 7.0 ms."""
+    mask = attention_mask
+    if mask is not None:
+        mask = mask[:, :, -1:, :]  # (B or 1, 1, 1, L)
+        if mask.dtype != torch.bool:
+            mask = mask.to(query.dtype)
+    out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scaling,
+                                                           enable_gqa=True)
+    return out.transpose(1, 2)
+
+
+# `decode_attention` as one operator with a CPU kernel (a plain definition, no autograd: decode runs without
+# it), so torch.compile's graph calls the fused kernel instead of lowering SDPA into its own loops
+_LIB = torch.library.Library("rlvr", "FRAGMENT")
+_LIB.define("decode_attention(Tensor query, Tensor key, Tensor value, Tensor mask, float scaling) -> Tensor")
+_LIB.impl("decode_attention", lambda q, k, v, m, s: decode_attention(q, k, v, m, s).contiguous(), "CPU")
+decode_attention_op = torch.ops.rlvr.decode_attention.default
+
+
+@torch.library.register_fake("rlvr::decode_attention")
+def _decode_attention_shape(query, key, value, mask, scaling):
     B, H, _, D = query.shape
-    KV, L = key.shape[1], key.shape[2]
-    G = H // KV
-    scores = torch.bmm(query.reshape(B * KV, G, D), key.reshape(B * KV, L, D).transpose(1, 2)).float()
-    scores = scores.mul_(scaling).view(B, H, L)
-    if attention_mask is not None:  # (B or 1, 1, L): broadcasts over the heads
-        last = attention_mask[:, :, -1, :]
-        scores = (torch.where(last, scores, torch.finfo(scores.dtype).min) if last.dtype == torch.bool
-                  else scores.add_(last.float()))
-    probs = torch.softmax(scores, dim=-1).to(value.dtype).view(B * KV, G, L)
-    return torch.bmm(probs, value.reshape(B * KV, L, D)).view(B, 1, H, D)
+    return query.new_empty((B, 1, H, D))
 
 
 def _masked(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -214,7 +214,7 @@ def _packed_linear(x: torch.Tensor, handle: str) -> torch.Tensor:
 # A plain operator definition with a CPU kernel, not `torch.library.custom_op`: the custom op's wrapper (its
 # autograd and dispatch layers, in Python) cost about 8 us of a call's 25, at 121 calls a SmolLM2-135M decode
 # step (one thread, AVX-512 BF16 EPYC; the kernel alone 17 us at q/k/v's shape). Decode runs without autograd.
-_LIB = torch.library.Library("rlvr", "DEF")
+_LIB = torch.library.Library("rlvr", "FRAGMENT")
 _LIB.define("packed_linear(Tensor x, str handle) -> Tensor")
 _LIB.impl("packed_linear", _packed_linear, "CPU")
 packed_linear = torch.ops.rlvr.packed_linear.default

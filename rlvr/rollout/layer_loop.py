@@ -26,13 +26,15 @@ than the cache. Any other model, cache or setting decodes through transformers' 
 called as modules, so PEFT's LoRA layers, packed CPU linears and quantised weights work unchanged.
 
 With the engine's `compile` on a CPU (bf16 or fp32 weights, every linear packed), the step runs through
-torch.compile (`_packed_step`): the linears stay on the packed weights as `rlvr::packed_linear` calls and
-inductor fuses the arithmetic between them (norms, rotary embedding, softmax, activation). Its kernels round
+torch.compile (`_packed_step`): the linears stay on the packed weights as `rlvr::packed_linear` calls, the
+attention is `rlvr::decode_attention` (`decode_attention` as one operator), and inductor fuses the arithmetic
+between them (norms, rotary embedding, activation). Its kernels round
 differently, so the samples follow the same law but not the forward's bits. At 2 prompts x 8 x 64 tokens of
 SmolLM2-135M it ran 1.08-1.22x the eager loop's tokens/s in `benchmarks/vs_trl.py --compile` races (one run of
 three 0.96x), after ~27 s of compiling a graph per batch size and cache length. In fp32 (what AVX2-only CPUs
 pack, or a model kept in fp32) its attention is the same `decode_attention` in fp32, where the eager loop's goes
-through SDPA: 238 vs 206 tokens/s (1.16x) in a `--dtype float32 --compile` race on the AVX-512 EPYC.
+through transformers' SDPA path: 238 vs 206 tokens/s (1.16x) in a `--dtype float32 --compile` race on the AVX-512
+EPYC (before `decode_attention` moved onto SDPA's kernel).
 """
 
 from __future__ import annotations
@@ -209,7 +211,7 @@ class LayerLoop:
             q, k, v = turned[:, :plan.heads], turned[:, plan.heads:], both[:, plan.heads + plan.kv:]
             keys[i].index_copy_(2, where, k)
             values[i].index_copy_(2, where, v)
-            out = attention.decode_attention(q, keys[i], values[i], allowed, plan.scaling)
+            out = attention.decode_attention_op(q, keys[i], values[i], allowed, plan.scaling)
             x = x + packed_linear(out.reshape(rows, 1, -1), o)
             both = packed_linear(plan.post_norm(x), gate_up)
             gate, up = both.split(both.shape[-1] // 2, dim=-1)

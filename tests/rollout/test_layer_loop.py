@@ -291,4 +291,10 @@ def test_a_compiled_engines_eager_decode_drops_finished_rows_by_its_compact_rule
                 compiled_rows, rows[:] = list(rows), []
     assert compiled_rows[0] == 12 and min(compiled_rows) < 12  # the prompts' expansion, then finished rows left
     assert compiled_rows == rows  # as the eager engine drops them
-    _identical(out[True], out[False])
+    # the same greedy paths; the log-probs within bf16 rounding, not bit for bit: the compiled engine's cache
+    # is longer (slots in multiples of 64), and SDPA's kernel (`decode_attention`) rounds its probabilities to
+    # bf16 in blocks of keys, so the empty slots move where the blocks fall
+    for ga, gb in zip(out[True], out[False], strict=True):
+        for ca, cb in zip(ga, gb, strict=True):
+            assert (ca.token_ids, ca.finish_reason) == (cb.token_ids, cb.finish_reason)
+            assert torch.allclose(torch.tensor(ca.logprobs), torch.tensor(cb.logprobs), atol=2e-2)
