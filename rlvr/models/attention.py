@@ -4,7 +4,10 @@ SDPA's kernel with grouped query heads in decode.
 On a CPU, PyTorch's flash attention is slow for the short sequences RL trains on: forward and backward of
 (4 rows, 9 heads, 104 tokens, 64 dims) in bf16 took 15.0 ms, against 6.7 ms as scores = q k^T, softmax and
 p v in fp32 (16 rows: 59.8 vs 29.5 ms), while at 300 tokens the flash kernel wins (48.8 vs 56.1 ms with p in
-bf16). The
+bf16). Each key/value head's query heads are one block of rows in both products, as in decode: no copy of
+the keys and values per query head (transformers' `repeat_kv`) and no sum over the copies in the backward,
+the same arithmetic otherwise (the learner's update on vs_trl's headline batch, 2-core Xeon with AMX: 3.00 s
+against 3.15 with the copies, 3.57 on SDPA; `benchmarks/learner_attention.py`). The
 learner's forward and backward run every layer's attention this way, so `use_short_attention` puts a model
 on transformers' SDPA path onto `short_sequence_attention`: queries of more than one token against at most
 `SHORT` keys take the products (the computation of transformers' own eager attention); everything else
@@ -38,7 +41,7 @@ def short_sequence_attention(module, query, key, value, attention_mask, dropout:
     """transformers' attention interface: (B, H, q, D) queries, (B, KV, L, D) keys and values ->
     ((B, q, H, D), None). Masked scores take the dtype's lowest value (not -inf), as transformers' eager
     attention does, so a query that may see no key (a left-padding position) gives finite values."""
-    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     keys = kwargs.pop(KEYS, None)
     B, H, q, D = query.shape
@@ -56,19 +59,22 @@ def short_sequence_attention(module, query, key, value, attention_mask, dropout:
     if q == 1 or L > SHORT or not plain or query.device.type != "cpu" or H % key.shape[1]:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
-    groups = H // key.shape[1]
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-    scores = torch.matmul(query, key.transpose(-1, -2)).float() * scale
+    KV = key.shape[1]
+    G = H // KV
+    # each key/value head's G query heads as one block of G * q rows (as transformers' `repeat_kv` pairs them):
+    # no copy of the keys and values per query head, and no sum over the copies in the backward
+    scores = torch.matmul(query.reshape(B, KV, G * q, D), key.transpose(-1, -2)).float().mul_(scale)
+    scores = scores.view(B, KV, G, q, L)
     if attention_mask is not None:
-        scores = _masked(scores, attention_mask[:, :, :, :L])
+        scores = _masked(scores, attention_mask[:, :, None, :, :L])  # (B or 1, 1, 1, q, L): over the heads
     elif (is_causal if is_causal is not None else getattr(module, "is_causal", True)):
         # SDPA's causal flag, aligned top-left: query i sees keys <= i. transformers relies on that alignment
         # when it drops the mask of a static cache's prefill (q prompt tokens against q + T slots, the last T
         # still empty): aligned bottom-right, the prompt would attend to the empty slots.
         seen = torch.ones(q, L, dtype=torch.bool, device=query.device).tril()
         scores = scores.masked_fill(~seen, torch.finfo(scores.dtype).min)
-    probs = torch.softmax(scores, dim=-1)  # fp32, and p v in fp32 too: as close to SDPA's kernel as it gets
-    out = torch.matmul(probs, value.float()).to(value.dtype)  # (B, H, q, D)
+    probs = torch.softmax(scores, dim=-1).view(B, KV, G * q, L)  # fp32, and p v in fp32 too: as close to SDPA's
+    out = torch.matmul(probs, value.float()).to(value.dtype).view(B, H, q, D)  # kernel as it gets
     return out.transpose(1, 2).contiguous(), None
 
 
