@@ -127,7 +127,7 @@ def _sdpa_reference(query, key, value, mask):
     return out.transpose(1, 2)
 
 
-def test_a_bf16_decode_step_takes_the_products_and_stays_as_close_to_fp32_as_bf16_allows(monkeypatch):
+def test_a_bf16_decode_step_takes_rlvr_s_decode_attention_and_stays_as_close_to_fp32_as_bf16_allows(monkeypatch):
     import transformers.integrations.sdpa_attention as sdpa_module
 
     from rlvr.models.attention import short_sequence_attention
@@ -142,12 +142,30 @@ def test_a_bf16_decode_step_takes_the_products_and_stays_as_close_to_fp32_as_bf1
     out, _ = short_sequence_attention(module, query, key, value, mask)
     assert not calls and out.dtype == torch.bfloat16 and out.shape == (3, 1, 6, 16)
     err, err_sdpa = (out.float() - ref).abs().max(), (sdpa_out.float() - ref).abs().max()
-    assert err <= 4 * err_sdpa + 1e-2, (err, err_sdpa)  # bf16 scores and probabilities: a few roundings more
+    assert err <= 4 * err_sdpa + 1e-2, (err, err_sdpa)  # bf16 probabilities: a few roundings more at most
     # a query head paired with the wrong key/value head, or padding attended to, is off by far more
     wrong = _sdpa_reference(query, key.flip(1), value.flip(1), mask)
     assert (wrong - ref).abs().max() > 20 * err
     unmasked = _sdpa_reference(query, key, value, None)
     assert (unmasked - ref)[1:].abs().max() > 20 * err
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_the_decode_attention_operator_gives_the_function_s_outputs_in_a_compiled_graph(dtype):
+    """The compiled decode step calls `decode_attention` as the operator `rlvr::decode_attention`: inside a
+    torch.compile graph it must give the function's outputs exactly (the same kernel), with a bool mask or an
+    additive one, and both must pair each query head with its key/value head and keep padding out."""
+    from rlvr.models.attention import decode_attention, decode_attention_op
+
+    query, key, value, mask = _decode_inputs(dtype)
+    additive = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
+    compiled = torch.compile(lambda q, k, v, m: decode_attention_op(q, k, v, m, 0.25) * 2, dynamic=False)
+    ref = _sdpa_reference(query * 0.25 * 16 ** 0.5, key, value, mask)  # SDPA's default scale is D ** -0.5
+    for m in (mask, additive):
+        eager = decode_attention(query, key, value, m, 0.25)
+        assert eager.shape == (3, 1, 6, 16) and eager.dtype == dtype
+        assert torch.equal(compiled(query, key, value, m), eager * 2)
+        assert (eager.float() - ref).abs().max() < (2e-2 if dtype == torch.bfloat16 else 1e-5)
 
 
 @pytest.mark.parametrize("dtype,queries", [(torch.float32, 1), (torch.float32, 4), (torch.bfloat16, 4)],
