@@ -48,7 +48,7 @@ def short_sequence_attention(module, query, key, value, attention_mask, dropout:
     scale = D ** -0.5 if scaling is None else scaling
     plain = not (dropout or kwargs.get("softcap") is not None or kwargs.get("position_bias") is not None
                  or kwargs.get("s_aux") is not None or kwargs.get("output_attentions") or kwargs.get("sinks") is not None)
-    if plain and q == 1 and takes_decode_products(query.dtype, query.device, H, key.shape[1]):
+    if plain and q == 1 and takes_decode_attention(query.dtype, query.device, H, key.shape[1]):
         # the whole cache, its empty slots masked: the products would copy a slice of it first (slower)
         return decode_attention(query, key, value, attention_mask, scale), None
     if keys is not None and keys < key.shape[2]:  # a static cache: its later slots are empty for every row
@@ -78,7 +78,7 @@ def short_sequence_attention(module, query, key, value, attention_mask, dropout:
     return out.transpose(1, 2).contiguous(), None
 
 
-def takes_decode_products(dtype: torch.dtype, device: torch.device, heads: int, kv_heads: int) -> bool:
+def takes_decode_attention(dtype: torch.dtype, device: torch.device, heads: int, kv_heads: int) -> bool:
     """Whether a one-query step of plain attention runs `decode_attention`: bf16 on a CPU, the query heads a
     multiple of the key/value heads (the one condition; the layer loop asks it too, so both decode alike)."""
     return dtype == torch.bfloat16 and device.type == "cpu" and heads % kv_heads == 0

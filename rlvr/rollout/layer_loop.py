@@ -180,7 +180,7 @@ class LayerLoop:
                 q, k = self.rope(q, k, cos, sin)
             held.keys.index_copy_(2, where, k)
             held.values.index_copy_(2, where, v)
-            if attention.takes_decode_products(q.dtype, q.device, plan.heads, plan.kv):  # as rlvr's attention does
+            if attention.takes_decode_attention(q.dtype, q.device, plan.heads, plan.kv):  # as rlvr's attention does
                 out = attention.decode_attention(q, held.keys, held.values, allowed, plan.scaling)
             else:
                 out, _ = attention.short_sequence_attention(attn, q, held.keys, held.values, allowed,
