@@ -53,10 +53,11 @@ SETTINGS = {"2x8x64": (2, 8, 64), "8x8x256": (8, 8, 256)}
 DECODE_ATTENTION = attention.decode_attention
 
 
-def products_attention(query, key, value, attention_mask, scaling):
+def products_attention(query, key, value, attention_mask, scaling, keys=None):
     """The decode attention `decode_attention` replaced: each key/value head's query heads as one (group, D) x
     (D, L) product on views of the cache, scores and softmax in fp32, the probabilities rounded to the values'
-    dtype for the product with them (a masked score takes fp32's lowest value)."""
+    dtype for the product with them (a masked score takes fp32's lowest value). It read the whole cache, its
+    empty slots masked: `keys` (the filled slots) is ignored, as it was then."""
     B, H, _, D = query.shape
     KV, L = key.shape[1], key.shape[2]
     scores = torch.bmm(query.reshape(B * KV, H // KV, D), key.reshape(B * KV, L, D).transpose(1, 2)).float()

@@ -159,13 +159,27 @@ def test_the_decode_attention_operator_gives_the_function_s_outputs_in_a_compile
 
     query, key, value, mask = _decode_inputs(dtype)
     additive = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
-    compiled = torch.compile(lambda q, k, v, m: decode_attention_op(q, k, v, m, 0.25) * 2, dynamic=False)
+    compiled = torch.compile(lambda q, k, v, m, slot: decode_attention_op(q, k, v, m, 0.25, slot) * 2, dynamic=False)
     ref = _sdpa_reference(query * 0.25 * 16 ** 0.5, key, value, mask)  # SDPA's default scale is D ** -0.5
+    last = torch.tensor([key.shape[2] - 1])
     for m in (mask, additive):
         eager = decode_attention(query, key, value, m, 0.25)
         assert eager.shape == (3, 1, 6, 16) and eager.dtype == dtype
-        assert torch.equal(compiled(query, key, value, m), eager * 2)
+        assert torch.equal(compiled(query, key, value, m, last), eager * 2)
         assert (eager.float() - ref).abs().max() < (2e-2 if dtype == torch.bfloat16 else 1e-5)
+    # told that only the first 7 slots hold keys, it reads those alone (NaN in the rest would poison any
+    # output that read them), in the compiled graph too (the slot is read when the kernel runs)
+    filled, nan_key = 7, key.clone()
+    nan_key[:, :, filled:] = float("nan")
+    closed = mask.clone()
+    closed[..., filled:] = False
+    ref = _sdpa_reference(query * 0.25 * 16 ** 0.5, key[:, :, :filled], value[:, :, :filled], closed[..., :filled])
+    for slot in (filled - 1, filled - 2):
+        out = decode_attention(query, nan_key, value, closed, 0.25, slot + 1)
+        assert torch.equal(compiled(query, nan_key, value, closed, torch.tensor([slot])), out * 2)
+    assert torch.isfinite(out).all()
+    out = decode_attention(query, nan_key, value, closed, 0.25, filled)
+    assert (out.float() - ref).abs().max() < (2e-2 if dtype == torch.bfloat16 else 1e-5)
 
 
 @pytest.mark.parametrize("dtype,queries", [(torch.float32, 1), (torch.float32, 4), (torch.bfloat16, 4)],

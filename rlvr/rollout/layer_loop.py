@@ -181,7 +181,7 @@ class LayerLoop:
             held.keys.index_copy_(2, where, k)
             held.values.index_copy_(2, where, v)
             if attention.takes_decode_attention(q.dtype, q.device, plan.heads, plan.kv):  # as rlvr's attention does
-                out = attention.decode_attention(q, held.keys, held.values, allowed, plan.scaling)
+                out = attention.decode_attention(q, held.keys, held.values, allowed, plan.scaling, slot + 1)
             else:
                 out, _ = attention.short_sequence_attention(attn, q, held.keys, held.values, allowed,
                                                             scaling=plan.scaling, **{attention.KEYS: slot + 1})
@@ -211,7 +211,7 @@ class LayerLoop:
             q, k, v = turned[:, :plan.heads], turned[:, plan.heads:], both[:, plan.heads + plan.kv:]
             keys[i].index_copy_(2, where, k)
             values[i].index_copy_(2, where, v)
-            out = attention.decode_attention_op(q, keys[i], values[i], allowed, plan.scaling)
+            out = attention.decode_attention_op(q, keys[i], values[i], allowed, plan.scaling, where)
             x = x + packed_linear(out.reshape(rows, 1, -1), o)
             both = packed_linear(plan.post_norm(x), gate_up)
             gate, up = both.split(both.shape[-1] // 2, dim=-1)
