@@ -7,8 +7,9 @@ process.
                                           [--json benchmarks/results/decode_attention.json]
 
 Every arm runs the same engine on the same model and weights (bf16 by default: the eager engine takes
-`decode_attention` in bf16 only), seeded per prompt, fixed length (`ignore_eos`: every completion exactly `max_new_tokens`), at two
-settings: 2 prompts x 8 completions x 64 new tokens (vs_trl's headline) and 8 x 8 x 256 (its `--large`).
+`decode_attention` in bf16 only), seeded per prompt, fixed length (`ignore_eos`: every completion exactly
+`max_new_tokens`), at two settings: 2 prompts x 8 completions x 64 new tokens (vs_trl's headline) and 8 x 8 x 256
+(its `--large`).
 `sdpa` is the model on transformers' SDPA attention (its `repeat_kv` copies the cache per query head); `rlvr`
 is the model on rlvr's attention, which the engine also tells how many static-cache slots are filled (prefills
 then read only those), and whose decode steps take `decode_attention`; `products` is `rlvr` with
@@ -20,9 +21,10 @@ left out.
 
 Printed per setting: tokens/s of each arm per round, the medians, `rlvr` against `products`, and how many
 completions of those two came out identical (the two round the probabilities to bf16 at different points, so
-sampled paths part after a few tokens: the engine's own log-probs stay its behaviour policy). Then the engine/learner gap on the 2 x 8 batch: the
-engine's log-probs against a full forward of each completion on rlvr's attention (what the learner runs),
-as the mean of exp(-d) - 1 + d over tokens (k3, an estimate of KL(engine || learner)) and the mean |d|.
+sampled paths part after a few tokens: the engine's own log-probs stay its behaviour policy). Then the
+engine/learner gap on the 2 x 8 batch: the engine's log-probs against a full forward of each completion on rlvr's
+attention (what the learner runs), as the mean of exp(-d) - 1 + d over tokens (k3, an estimate of KL(engine ||
+learner)) and the mean |d|.
 """
 
 from __future__ import annotations

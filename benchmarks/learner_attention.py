@@ -5,13 +5,13 @@ same batches, alternating in one process.
     python benchmarks/learner_attention.py [--model models/smollm2-135m-instruct] [--rounds 4] [--threads 1]
                                            [--micro-batch-tokens 512] [--json benchmarks/results/learner_attention.json]
 
-The work is `benchmarks/vs_trl.py`'s fixed-length step (SmolLM2-135M, 2 prompts x 8, exactly 64 new tokens,
-bf16 autocast over fp32 master weights, micro-batches of at most `--micro-batch-tokens` padded tokens): one step samples the batch,
-then each round runs the learner's update on that same batch once per arm (the arms alternate; the first round
-warms up and is left out). Arms: `sdpa` (transformers' SDPA path), `short` (rlvr's: each key/value head's
-query heads as one block of rows in the two products) and `repeat` (`repeat_attention` below, what `short`
-was before: the keys and values copied per query head with transformers' `repeat_kv`, the same arithmetic
-otherwise). Printed: median forward, backward and update seconds per arm, and the ratios.
+The work is `benchmarks/vs_trl.py`'s fixed-length step (SmolLM2-135M, 2 prompts x 8, exactly 64 new tokens, bf16
+autocast over fp32 master weights, micro-batches of at most `--micro-batch-tokens` padded tokens): one step
+samples the batch, then each round runs the learner's update on that same batch once per arm (the arms alternate;
+the first round warms up and is left out). Arms: `sdpa` (transformers' SDPA path), `short` (rlvr's: each
+key/value head's query heads as one block of rows in the two products) and `repeat` (`repeat_attention` below,
+what `short` was before: the keys and values copied per query head with transformers' `repeat_kv`, the same
+arithmetic otherwise). Printed: median forward, backward and update seconds per arm, and the ratios.
 """
 
 from __future__ import annotations

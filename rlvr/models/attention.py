@@ -48,13 +48,12 @@ def short_sequence_attention(module, query, key, value, attention_mask, dropout:
     scale = D ** -0.5 if scaling is None else scaling
     plain = not (dropout or kwargs.get("softcap") is not None or kwargs.get("position_bias") is not None
                  or kwargs.get("s_aux") is not None or kwargs.get("output_attentions") or kwargs.get("sinks") is not None)
-    if plain and q == 1 and takes_decode_attention(query.dtype, query.device, H, key.shape[1]):
-        # the filled slots alone, where the engine says how many (`KEYS`)
-        return decode_attention(query, key, value, attention_mask, scale, keys), None
     if keys is not None and keys < key.shape[2]:  # a static cache: its later slots are empty for every row
         key, value = key[:, :, :keys], value[:, :, :keys]
         if attention_mask is not None:
             attention_mask = attention_mask[..., :keys]
+    if plain and q == 1 and takes_decode_attention(query.dtype, query.device, H, key.shape[1]):
+        return decode_attention(query, key, value, attention_mask, scale), None
     L = key.shape[2]
     if q == 1 or L > SHORT or not plain or query.device.type != "cpu" or H % key.shape[1]:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
