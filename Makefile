@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch: the CPU build on this disk; a bare `torch` would pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint venv dev clean smollm2 bench bench-quick
+.PHONY: demo test lint venv dev clean smollm2 bench bench-quick gpu-kit
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -56,6 +56,17 @@ bench: $(VENV)/.bench smollm2
 
 bench-quick: $(VENV)/.bench smollm2
 	$(BIN)/python benchmarks/vs_trl.py --model $(SMOLLM2) --quick
+
+# What benchmarks/gpu_run.sh needs on the lent GPU machine (no network there; carried as .gpu and .whl, 64 MiB at
+# most): SmolLM2's tokenizer, and wheels for its Python 3.12 of what its image lacks (TRL and its needs, torchao).
+GPU_WHEELS := trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 torchao==0.18.0
+gpu-kit: smollm2
+	mkdir -p .gpu/tokenizer .whl
+	cp $(SMOLLM2)/tokenizer* $(SMOLLM2)/*.jinja .gpu/tokenizer/
+	$(BIN)/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
+	du -sh .gpu .whl
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

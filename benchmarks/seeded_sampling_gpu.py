@@ -1,6 +1,6 @@
 """On CUDA: per-prompt seeded sampling gives each prompt the same group alone or in a batch (fp32, bf16 eager,
 bf16 compiled). Run on the GPU machine after benchmarks/gpu_run.sh has written the random-weight SmolLM2
-architecture to /tmp/smol (or pass another model directory):
+architecture to /tmp/rlvr_random_models/smollm2-135m (or pass another model directory):
 
     python benchmarks/seeded_sampling_gpu.py [MODEL_DIR]
 """
@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM
 from rlvr.rollout.base import SamplingParams
 from rlvr.rollout.torch_engine import TorchEngine
 
-MODEL = sys.argv[1] if len(sys.argv) > 1 else "/tmp/smol"
+MODEL = sys.argv[1] if len(sys.argv) > 1 else "/tmp/rlvr_random_models/smollm2-135m"
 prompts = [[1, 200 + i, 300 + 7 * i] for i in range(6)]
 seeds = [11 * i + 5 for i in range(6)]
 sp = SamplingParams(n=4, max_new_tokens=24, temperature=1.0)
