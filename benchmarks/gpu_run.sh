@@ -36,9 +36,11 @@ else
   PY=${PY:-.venv/bin/python} MAX_NEW=${MAX_NEW:-8} STEPS=(--steps 1 --warmup 0 --gen-repeats 1) BUILD=(--layers 1)
 fi
 $PY -c "import torch, transformers, trl; print('torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__)" || exit 1
+shape_of() {  # RUN -> the random_models.py shape it runs on
+  case $1 in smollm2*) echo smollm2-135m ;; qwen05*) echo qwen2.5-0.5b ;; qwen15*) echo qwen2.5-1.5b ;; esac
+}
 $PY benchmarks/random_models.py --tokenizer .gpu/tokenizer --out "$MODELS" "${BUILD[@]}" \
-  --shapes $(for r in $RUNS; do case $r in smollm2*) echo smollm2-135m;; qwen05*) echo qwen2.5-0.5b;; qwen15*) echo qwen2.5-1.5b;; esac; done | sort -u) \
-  2>&1 | grep -v -i warn || exit 1
+  --shapes $(for r in $RUNS; do shape_of "$r"; done | sort -u) 2>&1 | grep -v -i warn || exit 1
 echo "models built at ${SECONDS}s"
 
 run() {  # NAME LIMIT_S ARGS...: one vs_trl.py run, its JSON and log under $OUT
@@ -57,13 +59,12 @@ run() {  # NAME LIMIT_S ARGS...: one vs_trl.py run, its JSON and log under $OUT
 }
 
 for r in $RUNS; do
+  model=(--model "$MODELS/$(shape_of "$r")" --generations 8 --compile)
   case $r in
-    smollm2_8x8) run "$r" 110 --model "$MODELS/smollm2-135m" --prompts 8 --generations 8 --compile ;;
-    qwen05_8x8) run "$r" 110 --model "$MODELS/qwen2.5-0.5b" --prompts 8 --generations 8 --compile ;;
-    qwen15_8x8) run "$r" 130 --model "$MODELS/qwen2.5-1.5b" --prompts 8 --generations 8 --compile ;;
-    qwen05_8x8_fp8) run "$r" 110 --model "$MODELS/qwen2.5-0.5b" --prompts 8 --generations 8 --compile --rollout-weights fp8 ;;
-    smollm2_32x8) run "$r" 150 --model "$MODELS/smollm2-135m" --prompts 32 --generations 8 --micro-batch-rows 64 --compile ;;
-    qwen05_32x8) run "$r" 150 --model "$MODELS/qwen2.5-0.5b" --prompts 32 --generations 8 --micro-batch-rows 64 --compile ;;
+    smollm2_8x8 | qwen05_8x8) run "$r" 110 "${model[@]}" --prompts 8 ;;
+    qwen15_8x8) run "$r" 130 "${model[@]}" --prompts 8 ;;
+    qwen05_8x8_fp8) run "$r" 110 "${model[@]}" --prompts 8 --rollout-weights fp8 ;;
+    smollm2_32x8 | qwen05_32x8) run "$r" 150 "${model[@]}" --prompts 32 --micro-batch-rows 64 ;;
     *) echo "unknown run $r" ;;
   esac
 done
