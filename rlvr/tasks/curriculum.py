@@ -14,8 +14,9 @@ A level whose last window was too easy (share below `low`, mostly right) is outg
 back down into it, it stays where it is instead. Without that, a model that has mastered level L but not yet
 L+1 goes back and forth between them, spending half its steps on groups that are all right.
 The levels visited are a ladder (by default every one from the lowest to the highest): toward a reasoning-gym
-task set beyond its generator's levels, the levels harder than it in some field are left off (rlvr.tasks.registry
-`toward`), and a move goes to the next level on the ladder.
+task set beyond its generator's levels, each level is held to the target in the fields the task sets (a field
+harder than the target's takes its value) and a level that comes out the same as a lower one is left off
+(rlvr.tasks.registry `toward`); a move goes to the next level on the ladder.
 Training index `i` is drawn from the current level's stream; a problem whose key is one of the target's
 held-out problems is redrawn further along, so evaluation problems never reach training at any level.
 At the lowest level a window with too little signal that is mostly wrong has nowhere easier to go: the level

@@ -65,8 +65,9 @@ def _curriculum(cfg, eval_size: int, group_size: int | None) -> Task:
                 raise ValueError(f"task.params.{fixed[0]}: the curriculum sets it at each level (0-{top}); to hold "
                                  f"out the task as configured, set task.difficulty={top + 1}, one level above "
                                  f"reasoning-gym's highest")
-            ladder = [*toward(levels, {k: cfg.params[k] for k in fixed}), top + 1]
-            levels = {**levels, top + 1: {}}
+            steps = toward(levels, {k: cfg.params[k] for k in fixed})
+            ladder = [*steps, top + 1]
+            levels = {**steps, top + 1: {}}
             top += 1
         for key, value in (("difficulty", cfg.difficulty), ("curriculum_start", cfg.curriculum_start),
                            ("curriculum_max", highest if cfg.curriculum_max is not None else None)):
@@ -87,26 +88,34 @@ def _curriculum(cfg, eval_size: int, group_size: int | None) -> Task:
     if ladder is not None:
         ladder = [lv for lv in ladder if lowest <= lv <= highest]
         if cfg.curriculum_start not in ladder:
-            raise ValueError(f"task.curriculum_start: level {cfg.curriculum_start} of {cfg.name} is harder than the "
-                             f"task as configured in some field of task.params, so the curriculum skips it; its "
-                             f"levels are {', '.join(map(str, ladder))}")
+            raise ValueError(f"task.curriculum_start: level {cfg.curriculum_start} of {cfg.name}, held to the task "
+                             f"as configured in the fields task.params sets, is the same as a lower level or the "
+                             f"task itself, so the curriculum leaves it out; its levels are "
+                             f"{', '.join(map(str, ladder))}")
     return PassRateCurriculum(make, target=cfg.difficulty, start=cfg.curriculum_start, lowest=lowest,
                               highest=highest, low=cfg.curriculum_low, window=cfg.curriculum_window,
                               group_size=group_size, ladder=ladder)
 
 
-def toward(levels: dict[int, dict], target: dict) -> list[int]:
-    """The levels of a reasoning-gym curriculum that are nowhere harder than `target` (the fields a task's
-    params fix): a field's harder direction is the way it moves from the lowest level to the highest; fields that
-    do not move, or whose values are not numbers, are not compared. A curriculum toward 2-term sums of 2-3 digits
-    (chain_sum) keeps level 0 (2 terms of 1 digit) and skips level 1 (2-3 terms), whose three-term problems the
-    target never asks."""
+def toward(levels: dict[int, dict], target: dict) -> dict[int, dict]:
+    """The levels of a reasoning-gym curriculum on the way to `target` (the fields a task's params fix), each held
+    to the target: a field harder than the target's takes the target's value. A field's harder direction is the
+    way it moves from the lowest level to the highest; fields that do not move, or whose values are not numbers,
+    are left as the level has them. A level that comes out the same as a lower one, or as the target in every
+    field it sets, is left out. Toward 2-term sums of 3 digits (chain_sum: level L has 2 to L + 2 terms of 1 to
+    L + 1 digits), the ladder is 2 terms of 1 digit (level 0), of 1-2 digits (level 1, its third term held off),
+    of 1-3 digits (level 2); levels 3-10 come out the same as level 2. Skipping the levels harder than the
+    target instead would leave level 0 alone, a jump from one-digit terms to three-digit ones."""
     first, last = levels[min(levels)], levels[max(levels)]
     numbers = [f for f in target if all(isinstance(v, int | float) and not isinstance(v, bool)
                                         for v in (first[f], last[f], target[f]))]  # others: not compared
     sign = {f: (last[f] > first[f]) - (last[f] < first[f]) for f in numbers}
-    return [lv for lv, fields in sorted(levels.items())
-            if all((fields[f] - target[f]) * sign[f] <= 0 for f in numbers)]
+    held: dict[int, dict] = {}
+    for level, fields in sorted(levels.items()):
+        fields = {f: target[f] if f in sign and (v - target[f]) * sign[f] > 0 else v for f, v in fields.items()}
+        if fields not in held.values() and any(f not in target or target[f] != v for f, v in fields.items()):
+            held[level] = fields
+    return held
 
 
 def _dataset(cfg, eval_size: int) -> Task:

@@ -172,29 +172,37 @@ def test_a_reasoning_gym_task_set_beyond_its_curriculum_is_held_out_above_the_hi
                                   curriculum_start=0, params=params))
 
 
-def test_levels_harder_than_the_target_in_some_field_are_skipped():
-    """chain_sum's levels all widen the range of terms and digits; toward 2-term sums of 2-3 digits, level 1
-    (2-3 terms) and every level above it ask what the target never does: the ladder is level 0, then the
-    target, and a move in either direction steps over the skipped levels."""
+def test_levels_are_held_to_the_target_in_the_fields_it_sets():
+    """chain_sum's level L has 2 to L + 2 terms of 1 to L + 1 digits. Toward 2-term sums of 2-3 digits each
+    level's terms are held to 2 and its digits to at most 3: the ladder is 1 digit, 1-2 digits, 1-3 digits, then
+    the target; levels 3-10 come out the same as level 2 and are left out, and a move in either direction steps
+    over them."""
     pytest.importorskip("reasoning_gym")
     from rlvr.tasks.reasoning_gym import curriculum_levels
     from rlvr.tasks.registry import toward
 
     top, levels = curriculum_levels("chain_sum")
     two_terms = {"min_terms": 2, "max_terms": 2, "min_digits": 2, "max_digits": 3}
-    assert toward(levels, two_terms) == [0]
-    assert toward(levels, {"max_terms": 4, "max_digits": 3}) == [0, 1, 2]  # level 2 itself is not harder
-    assert toward(levels, {"max_digits": 2, "max_terms": 12}) == [0, 1]
+    held = toward(levels, two_terms)
+    assert list(held) == [0, 1, 2]
+    assert [(f["max_terms"], f["min_digits"], f["max_digits"]) for f in held.values()] == [(2, 1, 1), (2, 1, 2),
+                                                                                           (2, 1, 3)]
+    assert toward(levels, {"max_terms": 4, "max_digits": 3})[2] == levels[2]  # level 2 itself is not harder
+    assert list(toward(levels, {"max_terms": 4, "max_digits": 3})) == [0, 1, 2]  # 3-10: the same as level 2
+    assert [f["max_digits"] for f in toward(levels, {"max_digits": 2, "max_terms": 12}).values()] == [1] + [2] * 10
+    assert list(toward(levels, levels[0])) == []  # every level held to level 0's fields is level 0: the target
     cfg = TaskConfig(name="reasoning_gym/chain_sum", difficulty=top + 1, adaptive_difficulty=True,
                      curriculum_start=0, curriculum_window=2, params=two_terms)
     task = build_task(cfg, eval_size=40)
-    assert task.ladder == [0, top + 1] and task.level == 0
+    assert task.ladder == [0, 1, 2, top + 1] and task.level == 0
     terms = lambda p: p.meta["entry"]["metadata"]["num_terms"]  # noqa: E731
     digits = lambda p: p.meta["entry"]["metadata"]["num_digits"]  # noqa: E731
     assert {(terms(p), digits(p)) for p in map(task.train_problem, range(20))} == {(2, 1)}
-    for _ in range(2):  # level 0 mastered: one step up the ladder is the target itself
-        task.observe(task.train_problem(0), [True, True])
-    assert task.level == top + 1
+    for level, kinds in ((1, {(2, 1), (2, 2)}), (2, {(2, 1), (2, 2), (2, 3)}), (top + 1, {(2, 2), (2, 3)})):
+        for _ in range(2):  # the level mastered: one step up the ladder
+            task.observe(task.train_problem(0), [True, True])
+        assert task.level == level
+        assert {(terms(p), digits(p)) for p in map(task.train_problem, range(60))} == kinds
     drawn = [task.train_problem(i) for i in range(30)]
     assert {terms(p) for p in drawn} == {2} and {digits(p) for p in drawn} == {2, 3}
     assert {terms(p) for p in task.eval_problems()} == {2}
@@ -202,18 +210,18 @@ def test_levels_harder_than_the_target_in_some_field_are_skipped():
         task.observe(task.train_problem(0), [False, False])
     assert task.level == top + 1
     task.outgrown.clear()
-    for _ in range(2):  # and without that memory it steps back to level 0, not to level `top`
+    for _ in range(2):  # and without that memory it steps back to level 2, not to level `top`
         task.observe(task.train_problem(0), [False, False])
-    assert task.level == 0
+    assert task.level == 2
     state = task.state_dict()
     again = build_task(cfg, eval_size=40)
     again.load_state_dict({**state, "outgrown": [0, 3]})  # an old checkpoint's outgrown level 3 is off the ladder
-    assert again.level == 0 and again.outgrown == {0}
+    assert again.level == 2 and again.outgrown == {0}
     with pytest.raises(ValueError, match="the checkpoint's level 5 is not one of this run's levels"):
         again.load_state_dict({**state, "level": 5})
-    with pytest.raises(ValueError, match="task.curriculum_start: level 1 of reasoning_gym/chain_sum is harder"):
+    with pytest.raises(ValueError, match="task.curriculum_start: level 3 of reasoning_gym/chain_sum, held to"):
         build_task(TaskConfig(name="reasoning_gym/chain_sum", difficulty=top + 1, adaptive_difficulty=True,
-                              curriculum_start=1, params=two_terms))
+                              curriculum_start=3, params=two_terms))
 
 
 def test_a_run_stuck_at_the_lowest_level_is_counted_and_warned_once(caplog):
