@@ -43,6 +43,8 @@ def build(shape: str, tokenizer_dir: Path, out: Path, layers: int | None = None,
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    from rlvr.models.tiny import count_parameters
+
     if shape not in SHAPES:
         raise SystemExit(f"random_models: unknown shape {shape!r}; known: {', '.join(SHAPES)}")
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -61,7 +63,7 @@ def build(shape: str, tokenizer_dir: Path, out: Path, layers: int | None = None,
     target = out / shape
     model.save_pretrained(target)
     tok.save_pretrained(target)
-    n = sum(p.numel() for p in model.parameters())
+    n = count_parameters(model)
     print(f"{shape}: {n / 1e6:.1f}M parameters ({sizes['num_hidden_layers']} layers), random weights -> {target}")
     return target
 
