@@ -16,7 +16,11 @@ layers and the output layer:
   `_mkl_linear`: `cblas_sgemm_compute` on a weight packed for the row count, what inductor packs fp32 weights
   into where torch has MKL);
 - `int8`: weight-only int8 with per-channel scales and bf16 activations, the kernel torchao's
-  `Int8WeightOnlyConfig` dispatches to on a CPU (`aten._weight_int8pack_mm`; `rollout.weights: int8`).
+  `Int8WeightOnlyConfig` dispatches to on a CPU (`aten._weight_int8pack_mm`; `rollout.weights: int8`);
+- `w8a8`: int8 weights and each input row quantised to int8 as the product runs, on oneDNN's int8 product
+  (VNNI / AMX-INT8; `rollout.weights: w8a8`, rlvr.rollout.cpu_kernels), the quantisation counted, as the eager
+  engine runs it; `w8a8-product`: the same product on rows quantised beforehand (a compiled decode step fuses
+  the quantisation into the ops before each product).
 
 Each round runs every arm once, the order turning each round; the first round warms up and is left out.
 Printed per row count: ms per decode step (all products), GFLOP/s, and each arm's speed against `fp32`, with
@@ -38,10 +42,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_machine import cpu_flags, cpu_name, write_result  # noqa: E402
 
-from rlvr.rollout.cpu_kernels import packs  # noqa: E402
+from rlvr.rollout.cpu_kernels import int8_product, pack_int8, packs, packs_int8, quantize_rows, run_int8  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-ARMS = ("fp32", "fp32-packed", "fp32-mkl", "bf16", "bf16-packed", "int8")
+ARMS = ("fp32", "fp32-packed", "fp32-mkl", "bf16", "bf16-packed", "int8", "w8a8", "w8a8-product")
 
 
 def linear_weights(model_dir: str) -> list[torch.Tensor]:
@@ -68,6 +72,8 @@ def prepare(arm: str, weights: list[torch.Tensor], rows: int) -> list:
         return [torch.ops.mkldnn._reorder_linear_weight(w.to(dtype), rows) for w in weights]
     if arm == "fp32-mkl":
         return [(torch.ops.mkl._mkl_reorder_linear_weight(w.contiguous(), rows), w.contiguous()) for w in weights]
+    if arm in ("w8a8", "w8a8-product"):
+        return [pack_int8(w, rows) for w in weights]
     if arm == "int8":
         out = []
         for w in weights:
@@ -84,6 +90,10 @@ def product(arm: str, x: torch.Tensor, w) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
     if arm == "fp32-mkl":
         return torch.ops.mkl._mkl_linear(x, w[0], w[1], None, x.shape[0])
+    if arm == "w8a8":
+        return run_int8(x, w, None)
+    if arm == "w8a8-product":
+        return int8_product(*x, w, None)
     return torch.ops.aten._weight_int8pack_mm(x, *w)
 
 
@@ -109,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     flags = cpu_flags()
     print(f"machine: {cpu_name()}; CPU flags: {' '.join(flags) or 'none'}; torch threads {torch.get_num_threads()}")
-    arms = [a for a in args.arms if (a != "bf16-packed" or packs(torch.bfloat16)) and (a != "fp32-mkl" or torch._C.has_mkl)]
+    arms = [a for a in args.arms if (a != "bf16-packed" or packs(torch.bfloat16)) and (a != "fp32-mkl" or torch._C.has_mkl)
+            and (not a.startswith("w8a8") or packs_int8())]
+    if any(a.startswith("w8a8") for a in args.arms) and not packs_int8():
+        print("w8a8 left out: oneDNN's int8 product does not run on this CPU")
     if "fp32-mkl" in args.arms and "fp32-mkl" not in arms:
         print("fp32-mkl left out: this torch build has no MKL")
     if "bf16-packed" in args.arms and "bf16-packed" not in arms:
@@ -127,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             for arm in order:
                 dtype = torch.float32 if arm.startswith("fp32") else torch.bfloat16
                 inputs = [torch.randn(rows, w.shape[1]).to(dtype) for w in weights]
+                if arm == "w8a8-product":
+                    inputs = [quantize_rows(x) for x in inputs]
                 t0 = time.perf_counter()
                 for _ in range(args.steps):
                     decode_step(arm, inputs, prepared[arm])

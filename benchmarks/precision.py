@@ -83,13 +83,16 @@ def train_and_evaluate(arm: str, overrides: list[str], seed: int, steps: int, mo
 
 
 def step_diagnostics(metrics: list[dict]) -> dict:
-    """Means (and maxima) over a run's steps of the off-policy metrics and of PPO's clip fraction: with one
-    epoch the ratio is 1 on policy, so any clipping is the engine/learner gap."""
+    """Means (and maxima) over a run's steps that updated the policy of the off-policy metrics and of PPO's clip
+    fraction (with one epoch the ratio is 1 on policy, so any clipping is the engine/learner gap), and how many
+    steps updated it (a step whose groups all scored alike runs no update)."""
     out = {}
     for k in (*OFFPOLICY_KEYS, "clip_frac", "ratio_max"):
-        if all(k in m for m in metrics):
-            out[f"{k}_mean"] = statistics.mean(m[k] for m in metrics)
-            out[f"{k}_max"] = max(m[k] for m in metrics)
+        values = [m[k] for m in metrics if k in m]  # a step with no informative group runs no update
+        if values:
+            out[f"{k}_mean"] = statistics.mean(values)
+            out[f"{k}_max"] = max(values)
+    out["updated_steps"] = sum("clip_frac" in m for m in metrics)
     return out
 
 

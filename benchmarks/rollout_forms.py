@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ARMS = {
     "same": ["model.dtype=auto", "rollout.weights=same"],
     "int8": ["model.dtype=auto", "rollout.weights=int8"],
+    "w8a8": ["model.dtype=auto", "rollout.weights=w8a8"],
     "bf16-fp32": ["model.dtype=float32", "rollout.weights=bf16"],
     "fp32": ["model.dtype=float32", "rollout.weights=same"],
     "bf16-fp32-off": ["model.dtype=float32", "rollout.weights=bf16", "algorithm.offpolicy_correction=off"],

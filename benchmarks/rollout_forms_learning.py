@@ -7,10 +7,11 @@ with each run's median s/step, rollout tok/s, mean engine/learner KL, shares tru
 
 Runs go one after another, seed by seed (all arms of seed 0 first, in `--arms` order), one process, so a
 partial invocation still holds the most informative pairs. Each finished run is written to `--json` at once
-and an invocation skips the (arm, seed) pairs already there: rerun the same command to resume. The task has
+and an invocation skips the (arm, seed) pairs already there: rerun the same command to resume. Each write
+reads the file again and adds its run, so invocations on different seeds may share one `--json`. The task has
 200 distinct problems, half held out, so the held-out set is all 100 of them. Accuracy is greedy, through
 the run's own engine (what `rlvr train` reports). Each form is compared with its same-precision reference
-(`int8` with `same`, `bf16-fp32` and `bf16-fp32-off` with `fp32`; `bf16-fp32-off` also with `bf16-fp32`):
+(`int8` and `w8a8` with `same`, `bf16-fp32` and `bf16-fp32-off` with `fp32`; `bf16-fp32-off` also with `bf16-fp32`):
 learning counts as intact when the difference of the mean end accuracies over the seeds both ran is within
 the seed spread (the larger max - min over those seeds of the two). `--summary-only` recomputes the summary
 in `--json` (and each run's step diagnostics from its `--out` directory) and runs nothing. The printed lines also go to the `.log` beside `--json`.
@@ -32,7 +33,17 @@ from rlvr.logging.metrics import read_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 # (form, its reference): the same-precision run, and for the correction-off arm also the correction-on one
-COMPARED = [("int8", "same"), ("bf16-fp32", "fp32"), ("bf16-fp32-off", "fp32"), ("bf16-fp32-off", "bf16-fp32")]
+COMPARED = [("int8", "same"), ("w8a8", "same"), ("bf16-fp32", "fp32"), ("bf16-fp32-off", "fp32"), ("bf16-fp32-off", "bf16-fp32")]
+
+
+def record(path: Path, row: dict, machine: dict) -> list[dict]:
+    """Add `row` to the runs in `path` as the file holds them now (another invocation may have added its own
+    since this one started), replacing an earlier run of the same arm, seed and steps; returns the runs."""
+    runs = json.loads(path.read_text())["runs"] if path.exists() else []
+    key = (row["arm"], row["seed"], row["steps"])
+    runs = [r for r in runs if (r["arm"], r["seed"], r["steps"]) != key] + [row]
+    write(path, runs, machine)
+    return runs
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -112,9 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             say(f"[{arm} seed {seed}] {args.steps} steps, overrides {ARMS[arm]}")
             shutil.rmtree(Path(args.out) / f"{arm}-seed{seed}", ignore_errors=True)  # a killed run's leftovers
             row = train_and_evaluate(arm, ARMS[arm], seed, args.steps, args.model, Path(args.out), args.threads)
-            runs.append(row)
             say(json.dumps(row))
-            write(path, runs, machine_info(args.threads, 1))
+            runs = record(path, row, machine_info(args.threads, 1))
     if not runs:
         return 0
     if args.summary_only:  # also refreshes each run's step diagnostics from its metrics.jsonl, where kept

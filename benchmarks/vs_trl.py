@@ -162,12 +162,14 @@ def generation_race(trainer, model, tokenizer, args, device, repeats: int, fixed
     warm: dict[str, float] = {}  # seconds of the warm-up rounds (compile included), left out of the medians
     gen = torch.Generator(device=device).manual_seed(0)
     # "rlvr" is the eager engine on the rollout form (the trainer's own engine is compiled with --compile)
-    eager = TorchEngine(trainer.engine.model, tokenizer.pad_token_id, device) if args.compile else trainer.engine
+    form = getattr(trainer.engine, "weights", "same")  # the rollout form (w8a8 packs its own int8 weights)
+    eager = TorchEngine(trainer.engine.model, tokenizer.pad_token_id, device, weights=form) if args.compile \
+        else trainer.engine
     engines = {"rlvr": eager}
     if args.compile:  # the same engine with compiled decode steps (CUDA graphs on a GPU)
         # the engine's own rollout form (the bf16 copy beside fp32 masters), compiled; two warm-up rounds
         # (compilation, then graph recording) apart, then it takes its turn with the others in each round
-        compiled = TorchEngine(trainer.engine.model, tokenizer.pad_token_id, device, compile=True)
+        compiled = TorchEngine(trainer.engine.model, tokenizer.pad_token_id, device, compile=True, weights=form)
         try:
             for _ in range(2):
                 sync(device)
@@ -383,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--mode", default="both", choices=["both", "fixed", "natural"],
                     help="fixed: every completion exactly --max-new-tokens (the headline); natural: stop at EOS")
-    ap.add_argument("--rollout-weights", default="auto", choices=["auto", "same", "bf16", "int8", "fp8"],
+    ap.add_argument("--rollout-weights", default="auto", choices=["auto", "same", "bf16", "int8", "fp8", "w8a8"],
                     help="rlvr's rollout weight form (rollout.weights); the headline keeps auto")
     ap.add_argument("--large", action="store_true", help="the larger setting: 8 prompts x 8, 256 new tokens")
     ap.add_argument("--threads", type=int, default=None,

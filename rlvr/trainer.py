@@ -127,7 +127,8 @@ class Trainer:
         sampler = getattr(self.engine, "engine", self.engine)  # the torch engine under an episode engine
         fast = []  # the CPU decode paths in force (rlvr.rollout.cpu_kernels, rlvr.rollout.layer_loop)
         if getattr(sampler, "packed", None) is not None and sampler.packed.covers():
-            fast.append("CPU decode on packed weights")
+            fast.append("CPU decode on packed int8 weights and activations" if sampler.packed.int8
+                        else "CPU decode on packed weights")
         if getattr(sampler, "loops_layers", False):
             fast.append("decode steps as a layer loop")
         if getattr(sampler, "compile_loop", False):

@@ -164,8 +164,9 @@ class RolloutConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     # the form of the weights the torch engine samples from: same (the learner's compute dtype), bf16, int8
-    # (torchao weight-only), fp8 (torchao, GPUs with fp8); auto picks per hardware (rlvr.rollout.weights)
-    weights: str = _choice("auto", "auto", "same", "bf16", "int8", "fp8")
+    # (torchao weight-only), fp8 (torchao, GPUs with fp8), w8a8 (CPU decode on oneDNN's int8 products of int8
+    # weights and activations); auto picks per hardware (rlvr.rollout.weights)
+    weights: str = _choice("auto", "auto", "same", "bf16", "int8", "fp8", "w8a8")
     ignore_eos: bool = False  # every completion runs to max_new_tokens (fixed-length benchmarks)
     # strings that end a completion (kept in it), as vLLM's `stop`: e.g. ["</answer>"], so a reply does not
     # run on after its answer; single-turn only (multi-turn turns end at their tools' pause strings)

@@ -38,17 +38,20 @@ def rollout_form_differs(cfg, model: torch.nn.Module, dtype: torch.dtype | None,
     building the engine: what a Ray learner asks about the rollout workers' engines, whose copies of its
     weights are in that form (and otherwise hold exactly its values)."""
     from rlvr.rollout.torch_engine import holds_dtype
-    from rlvr.rollout.weights import QUANTIZED, resolve_weights
+    from rlvr.rollout.weights import DIFFERS, resolve_weights
 
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     form = resolve_weights(cfg.rollout.weights, dev, cfg.rollout.engine)
-    if cfg.rollout.engine == "vllm" or form in QUANTIZED:
+    if cfg.rollout.engine == "vllm" or form in DIFFERS:
         return True
     return not holds_dtype(model, torch.bfloat16 if form == "bf16" else dtype)
 
 
 def behaviour_differs(engine: Engine, model: torch.nn.Module, top_p: float = 1.0) -> bool:
     """True when the engine does not sample from `model`'s own policy: it holds another copy or form of the
-    weights (a bf16 or quantised copy beside fp32 masters, vLLM's), or samples from a top-p nucleus. The
-    learner's off-policy correction is then on by default (`algorithm.offpolicy_correction: auto`)."""
-    return getattr(engine, "model", None) is not model or top_p < 1.0
+    weights (a bf16 or quantised copy beside fp32 masters, vLLM's), decodes on int8 products of them (`w8a8`,
+    which may share `model` itself), or samples from a top-p nucleus. The learner's off-policy correction is then
+    on by default (`algorithm.offpolicy_correction: auto`)."""
+    from rlvr.rollout.weights import DIFFERS
+
+    return getattr(engine, "model", None) is not model or top_p < 1.0 or getattr(engine, "weights", None) in DIFFERS

@@ -29,6 +29,12 @@ grouped layer holds only the stacked copy: during the prefill (transformers' for
 kernels. Groups are stacked only for a generate the loop will decode (the engine checks the model's sliding
 windows against the cache first).
 
+With `int8` (`rollout.weights: w8a8`) each weight is packed for oneDNN's int8 product instead: int8 per output
+channel (symmetric, scale = the row's largest magnitude / 127), and each product quantises its input rows to int8
+as it runs (one scale per row, its largest magnitude / 127), multiplies on VNNI / AMX-INT8 (int32 sums), and
+scales back to the input's dtype. Half the bytes of bf16 weights read per decode step, where decode is bound by
+reading them.
+
 `packed_linear` (the custom op `rlvr::packed_linear`) runs a packed weight named by a string handle
 (`PackedLinears.handle`), so a graph compiled by torch.compile can call the packed kernels: the layer loop's
 compiled step (`rlvr.rollout.layer_loop`) does. A handle stays with its module; each repack points it at the
@@ -41,6 +47,7 @@ import contextlib
 import functools
 import itertools
 import weakref
+from typing import NamedTuple
 
 import torch
 
@@ -64,6 +71,58 @@ def packs(dtype: torch.dtype) -> bool:
     return True
 
 
+@functools.cache
+def packs_int8() -> bool:
+    """Whether oneDNN's int8 product (`onednn::qlinear_pointwise`) runs on this CPU: tried once on a small weight."""
+    if not can_pack(torch.device("cpu")) or not hasattr(torch.ops.onednn, "qlinear_pointwise"):
+        return False
+    try:
+        run_int8(torch.ones(2, 16), pack_int8(torch.ones(16, 16), 2), None)
+    except RuntimeError:
+        return False
+    return True
+
+
+class Int8Packed(NamedTuple):
+    """A weight packed for oneDNN's int8 product: int8 values (symmetric per output channel) and their scales."""
+
+    weight: torch.Tensor  # `qlinear_prepack`ed (out, in) int8
+    scale: torch.Tensor  # (out,) float32: W ~ scale[:, None] * int8 values
+    zero: torch.Tensor  # (out,) int64 zeros (symmetric)
+
+
+def pack_int8(weight: torch.Tensor, rows: int) -> Int8Packed:
+    w = weight.detach().float()
+    scale = w.abs().amax(dim=1).clamp_(min=torch.finfo(torch.float32).tiny).div_(127)
+    q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+    return Int8Packed(torch.ops.onednn.qlinear_prepack(q, [rows, w.shape[1]]), scale,
+                      torch.zeros(w.shape[0], dtype=torch.long))
+
+
+def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 values, float32 scales (..., 1)) of `x`'s rows, symmetric: x ~ scale * values, one scale a row (its
+    largest magnitude / 127). Plain ops, so a compiled step fuses them into what computed `x`."""
+    flat = x.float()
+    scale = flat.abs().amax(dim=-1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny) / 127
+    return torch.round(flat / scale).clamp(-127, 127).to(torch.int8), scale
+
+
+def int8_product(q: torch.Tensor, scale: torch.Tensor, packed: Int8Packed,
+                  bias: torch.Tensor | None) -> torch.Tensor:
+    """float32 (q @ W^T) * the rows' scales + b: oneDNN's int32 sums times the weight's scales, then the rows'."""
+    y = torch.ops.onednn.qlinear_pointwise(q.reshape(-1, q.shape[-1]), 1.0, 0, packed.weight, packed.scale,
+                                           packed.zero, None, 1.0, 0, torch.float32, "none", [], "")
+    y = y.mul_(scale.reshape(-1, 1))
+    if bias is not None:
+        y += bias
+    return y.view(*q.shape[:-1], y.shape[-1])
+
+
+def run_int8(x: torch.Tensor, packed: Int8Packed, bias: torch.Tensor | None) -> torch.Tensor:
+    """x @ W^T + b on int8 weights, with x's rows quantised to int8 as it runs (`quantize_rows`), in x's dtype."""
+    return int8_product(*quantize_rows(x), packed, bias).to(x.dtype)
+
+
 def _packable(module: torch.nn.Module) -> bool:
     w = getattr(module, "weight", None)
     return (type(module) is torch.nn.Linear and type(w) is torch.nn.Parameter  # not a quantised tensor subclass
@@ -75,8 +134,9 @@ class PackedLinears:
     """oneDNN-packed copies of `model`'s plain `nn.Linear` weights (bf16 or fp32, CPU), used in place of
     `F.linear` inside `active()`."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, int8: bool = False):
         self.model = model
+        self.int8 = int8  # pack for oneDNN's int8 product (rollout.weights: w8a8), not in the weights' dtype
         self._packed: dict[int, tuple[tuple, torch.Tensor]] = {}  # id(module) -> (weight's identity, packed)
         # ids of a group's modules -> (their weights' identities, packed stacked weight, stacked bias or None)
         self._stacked: dict[tuple[int, ...], tuple[tuple, torch.Tensor, torch.Tensor | None]] = {}
@@ -121,7 +181,7 @@ class PackedLinears:
             if held is None or held[0] != key:
                 weight = torch.cat([m.weight.detach() for m in group])
                 bias = None if group[0].bias is None else torch.cat([m.bias.detach() for m in group])
-                self._stacked[ids] = (key, torch.ops.mkldnn._reorder_linear_weight(weight, batch_hint), bias)
+                self._stacked[ids] = (key, self._pack(weight, batch_hint), bias)
                 self.repacks += len(group)
                 self._point(ids, self._stacked[ids][1], bias, weight.shape[0])
         modules = [m for m in self.layers() if id(m) not in grouped]
@@ -129,10 +189,13 @@ class PackedLinears:
             key = self._key(m.weight)
             held = self._packed.get(id(m))
             if held is None or held[0] != key:
-                self._packed[id(m)] = (key, torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), batch_hint))
+                self._packed[id(m)] = (key, self._pack(m.weight.detach(), batch_hint))
                 self.repacks += 1
                 self._point((id(m),), self._packed[id(m)][1], m.bias, m.out_features)
         return modules
+
+    def _pack(self, weight: torch.Tensor, rows: int):
+        return pack_int8(weight, rows) if self.int8 else torch.ops.mkldnn._reorder_linear_weight(weight, rows)
 
     def _point(self, ids: tuple[int, ...], packed: torch.Tensor, bias: torch.Tensor | None, width: int) -> None:
         if ids in self._handles:
@@ -185,8 +248,10 @@ def stackable(group: tuple[torch.nn.Module, ...]) -> bool:
             and len({(m.weight.dtype, m.weight.shape[1], m.bias is None) for m in group}) == 1)
 
 
-def _run_packed(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """x @ W^T + b on oneDNN's packed copy of W (no fused activation)."""
+def _run_packed(x: torch.Tensor, packed, bias: torch.Tensor | None) -> torch.Tensor:
+    """x @ W^T + b on oneDNN's packed copy of W (no fused activation; int8 for an `Int8Packed` one)."""
+    if isinstance(packed, Int8Packed):
+        return run_int8(x, packed, bias)
     return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, bias, "none", [], "")
 
 
@@ -226,3 +291,21 @@ the graph, and what it points at moves with each repack, so a weight sync needs 
 @torch.library.register_fake("rlvr::packed_linear")
 def _packed_linear_shape(x: torch.Tensor, handle: str) -> torch.Tensor:
     return x.new_empty((*x.shape[:-1], _WEIGHTS[handle][2]))
+
+
+def _packed_linear_int8(q: torch.Tensor, scale: torch.Tensor, handle: str) -> torch.Tensor:
+    packed, bias, _ = _WEIGHTS[handle]
+    return int8_product(q, scale, packed, bias)
+
+
+_LIB.define("packed_linear_int8(Tensor q, Tensor scale, str handle) -> Tensor")
+_LIB.impl("packed_linear_int8", _packed_linear_int8, "CPU")
+packed_linear_int8 = torch.ops.rlvr.packed_linear_int8.default
+packed_linear_int8.__doc__ = """float32 (q @ W^T) * scale + b on the int8 weight of `handle` (a `PackedLinears(int8=True)` handle),
+for rows `q`, `scale` = `quantize_rows(x)`: what `packed_linear` runs for x on such a weight, with the
+quantisation left to the caller, so a compiled step fuses it into the ops before it."""
+
+
+@torch.library.register_fake("rlvr::packed_linear_int8")
+def _packed_linear_int8_shape(q: torch.Tensor, scale: torch.Tensor, handle: str) -> torch.Tensor:
+    return q.new_empty((*q.shape[:-1], _WEIGHTS[handle][2]), dtype=torch.float32)

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from rlvr.compiled_forward import allow_recompiles
 from rlvr.models import attention
 from rlvr.models.lora import transformers_model as _hf
-from rlvr.rollout.cpu_kernels import packed_linear
+from rlvr.rollout.cpu_kernels import packed_linear, packed_linear_int8, quantize_rows
 
 ARCHITECTURES = ("LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM")
 MLPS = ("LlamaMLP", "Qwen2MLP", "MistralMLP")  # down(act(gate(x)) * up(x))
@@ -85,6 +85,7 @@ class LayerLoop:
         # compiled: each step through torch.compile, the linears as `packed_linear` calls (handles per layer:
         # q/k/v, o, gate/up, down; then the output layer), where every one of them runs on a packed weight
         self.handles = self._handles(packed) if compiled and packed is not None else None
+        self.int8 = packed is not None and packed.int8  # int8 weights: the compiled step quantises each input
 
     def _handles(self, packed) -> tuple[tuple[str, ...], ...] | None:
         """The packed weights' handles the compiled step calls (`packed_linear`), or None where the step cannot
@@ -206,17 +207,24 @@ class LayerLoop:
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
         for i, (plan, (qkv, o, gate_up, down)) in enumerate(zip(self.plans, self.handles)):
             h = plan.input_norm(x)
-            both = packed_linear(h, qkv).view(rows, 1, -1, plan.head_dim).transpose(1, 2)
+            both = self._linear(h, qkv).view(rows, 1, -1, plan.head_dim).transpose(1, 2)
             turned = self._rotate(both[:, :plan.heads + plan.kv], cos, sin)
             q, k, v = turned[:, :plan.heads], turned[:, plan.heads:], both[:, plan.heads + plan.kv:]
             keys[i].index_copy_(2, where, k)
             values[i].index_copy_(2, where, v)
             out = attention.decode_attention_op(q, keys[i], values[i], allowed, plan.scaling, where)
-            x = x + packed_linear(out.reshape(rows, 1, -1), o)
-            both = packed_linear(plan.post_norm(x), gate_up)
+            x = x + self._linear(out.reshape(rows, 1, -1), o)
+            both = self._linear(plan.post_norm(x), gate_up)
             gate, up = both.split(both.shape[-1] // 2, dim=-1)
-            x = x + packed_linear(plan.act(gate) * up, down)
-        return packed_linear(self.final_norm(x), self.handles[-1][0])[:, -1]
+            x = x + self._linear(plan.act(gate) * up, down)
+        return self._linear(self.final_norm(x), self.handles[-1][0])[:, -1]
+
+    def _linear(self, x: torch.Tensor, handle: str) -> torch.Tensor:
+        """x @ W^T + b on the packed weight of `handle`; on int8 weights x's rows are quantised in the graph
+        (`quantize_rows`, fused by inductor into the ops that made x), the product is one operator."""
+        if not self.int8:
+            return packed_linear(x, handle)
+        return packed_linear_int8(*quantize_rows(x), handle).to(x.dtype)
 
     def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """The rotary embedding of (B, heads, 1, D) `x`: the formula of the model's `apply_rotary_pos_emb`

@@ -228,7 +228,11 @@ class TorchEngine:
         self.compiled_shapes: set[tuple[int, int]] = set()  # (rows, cache slots) of the compiled loop steps run
         # cpu_kernels (rlvr.rollout.cpu_kernels): on a CPU, decode runs its linear layers on oneDNN-packed
         # copies of the weights; not with compiled forwards
-        self.packed = PackedLinears(model) if cpu_kernels and not self.compile and can_pack(self.device) else None
+        self.packed = PackedLinears(model, int8=weights == "w8a8") \
+            if cpu_kernels and not self.compile and can_pack(self.device) else None
+        if weights == "w8a8" and self.packed is None:
+            raise ValueError("rollout.weights: w8a8 decodes on the packed CPU kernels: set rollout.cpu_kernels: true "
+                             "(and, on a GPU, use same, bf16, int8 or fp8)")
         # layer_loop (rlvr.rollout.layer_loop): eager decode steps of Llama-family models on rlvr's CPU attention
         # run the model's modules in one plain loop, not through transformers' forward (the same logits)
         self.layer_loop = layer_loop and not self.compile

@@ -4,7 +4,10 @@
   learner's very module where it already computes in its weights' dtype, so a sync copies nothing);
 - `bf16`: a bf16 copy whatever the learner computes in (e.g. beside an fp32 learner on an AVX2 CPU);
 - `int8`: weight-only int8 linear layers (torchao `Int8WeightOnlyConfig`, per-channel scales), any device;
-- `fp8`: weight-only fp8 (e4m3) linear layers (torchao `Float8WeightOnlyConfig`), GPUs with fp8 (sm89+).
+- `fp8`: weight-only fp8 (e4m3) linear layers (torchao `Float8WeightOnlyConfig`), GPUs with fp8 (sm89+);
+- `w8a8`: CPU decode on int8 weights and int8 activations (each row quantised as its product runs) on oneDNN's
+  int8 kernels (VNNI, AMX-INT8; rlvr.rollout.cpu_kernels): the engine holds the `same` copy, which runs the
+  prefill, and its packed int8 weights run the decode steps. Half the bytes of bf16 weights a decode step reads.
 
 The engine then samples from a policy a little different from the learner's; the learner corrects for it
 (rlvr.algorithms.offpolicy, on by default whenever the forms differ). Quantised forms are re-quantised from
@@ -21,7 +24,8 @@ import torch
 
 from rlvr.extras import import_extra
 
-QUANTIZED = ("int8", "fp8")
+QUANTIZED = ("int8", "fp8")  # torchao forms: the engine's model itself is quantised, re-quantised at a sync
+DIFFERS = (*QUANTIZED, "w8a8")  # forms that sample from other numbers than the learner's weights, whatever the copy
 
 
 def fp8_supported(device: torch.device) -> bool:
@@ -34,12 +38,19 @@ def resolve_weights(form: str, device: torch.device, engine: str = "torch") -> s
     or a ValueError that names the field when this hardware or engine cannot do it."""
     if form == "auto":
         return "same"
-    if form in QUANTIZED and engine != "torch":
+    if form in DIFFERS and engine != "torch":
         raise ValueError(f"rollout.weights: {form} is applied by the torch engine; with rollout.engine: {engine} "
                          f"use same or bf16")
     if form == "fp8" and not fp8_supported(device):
         raise ValueError(f"rollout.weights: fp8 needs a CUDA GPU with fp8 (compute capability 8.9 or newer: Ada, "
                          f"Hopper, Blackwell); this run is on {device.type}: use same, bf16 or int8")
+    if form == "w8a8":
+        from rlvr.rollout.cpu_kernels import packs_int8
+
+        if device.type != "cpu" or not packs_int8():
+            raise ValueError(f"rollout.weights: w8a8 runs on oneDNN's int8 CPU kernels, which this run "
+                             f"({device.type}) {'lacks' if device.type == 'cpu' else 'does not use'}: use same, "
+                             f"bf16 or int8")
     if form in QUANTIZED:
         import_extra("torchao", f"rollout.weights: {form}", "quant")
     return form
@@ -56,7 +67,7 @@ def rollout_model(model: torch.nn.Module, form: str, compute_dtype: torch.dtype 
     """The module the engine samples from, in `form` (never the learner's module when it must be converted)."""
     from rlvr.rollout.torch_engine import inference_copy
 
-    if form == "same":
+    if form in ("same", "w8a8"):  # w8a8: the engine packs its own int8 weights for decode (TorchEngine)
         return inference_copy(model, compute_dtype)
     if form in QUANTIZED and hasattr(model, "get_base_model"):
         raise ValueError(f"rollout.weights: {form} takes a full model, not a LoRA adapter (set model.lora_r: 0)")

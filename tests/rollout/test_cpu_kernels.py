@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from rlvr.rollout.base import SamplingParams
-from rlvr.rollout.cpu_kernels import can_pack, packs
+from rlvr.rollout.cpu_kernels import (
+    can_pack,
+    int8_product,
+    pack_int8,
+    packs,
+    packs_int8,
+    quantize_rows,
+    run_int8,
+)
 from rlvr.rollout.torch_engine import TorchEngine, inference_copy
 
 pytestmark = pytest.mark.skipif(not can_pack(torch.device("cpu")), reason="this torch has no oneDNN packed linears")
@@ -127,3 +135,64 @@ def test_a_fused_optimiser_step_is_seen_at_the_next_weight_sync(make_tiny_model,
     model.eval()
     _assert_same(_sample(engine, char_tokenizer),
                  _sample(TorchEngine(model, char_tokenizer.pad_token_id, cpu_kernels=False), char_tokenizer), tol=1e-4)
+
+
+needs_int8 = pytest.mark.skipif(not packs_int8(), reason="oneDNN's int8 product does not run on this CPU")
+
+
+@needs_int8
+def test_int8_product_is_the_integer_product_of_the_quantised_rows_and_weights():
+    """`rollout.weights: w8a8`'s product: each input row and each weight row quantised to int8 by its own largest
+    magnitude / 127, the integer sums scaled back by both, plus the bias, in the input's dtype. Rows of very
+    different sizes (and one of zeros) each keep their own scale."""
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(40, 24, generator=gen)
+    rows = torch.tensor([1.0, 10.0, 0.01, 0.0, 300.0])[:, None]
+    x = (torch.randn(5, 24, generator=gen) * rows).to(torch.bfloat16)
+    bias = torch.randn(40, generator=gen)
+    packed = pack_int8(w, 5)
+    y = int8_product(*quantize_rows(x), packed, bias)  # float32
+    sx = (x.double().abs().amax(-1, keepdim=True) / 127).clamp(min=1e-300)
+    sw = w.double().abs().amax(-1) / 127
+    qx = torch.round(x.double() / sx).clamp(-127, 127)
+    qw = torch.round(w.double() / sw[:, None]).clamp(-127, 127)
+    want = (qx @ qw.T) * sx * sw + bias.double()
+    torch.testing.assert_close(y.double(), want, rtol=1e-5, atol=1e-4)  # float32's rounding of the scales
+    exact = x.double() @ w.double().T + bias.double()
+    assert (y.double() - exact).abs().max() > 100 * (y.double() - want).abs().max()  # a quantised product
+    assert torch.equal(y[3], bias)  # a row of zeros: the bias alone
+    got = run_int8(x, packed, bias)  # what decode runs: the same, in the input's dtype
+    assert got.dtype == torch.bfloat16 and torch.equal(got, y.to(torch.bfloat16))
+
+
+@needs_int8
+def test_w8a8_decodes_on_int8_products_near_the_learner_and_follows_weight_syncs(make_tiny_model, char_tokenizer):
+    """The w8a8 form shares the fp32 learner's very module (its own int8 copies are the engine's), yet counts as
+    another policy: the correction is on by default. Its log-probs are those it sampled from (near the learner's,
+    not equal), and a weight sync repacks: it then decodes what the new weights decode."""
+    from rlvr.rollout import behaviour_differs
+    from rlvr.rollout.weights import rollout_model
+
+    model = make_tiny_model(sharp=True)
+    engine = TorchEngine(rollout_model(model, "w8a8", None), char_tokenizer.pad_token_id, weights="w8a8")
+    assert engine.model is model and engine.packed.int8
+    assert behaviour_differs(engine, model) and not behaviour_differs(TorchEngine(model, 0), model)
+    got = _sample(engine, char_tokenizer)
+    assert engine.packed.repacks == len(_linears(model))
+    gaps = []
+    for prompt, group in zip(_prompts(char_tokenizer), got):
+        for c in group:
+            ids = torch.tensor([prompt + c.token_ids])
+            with torch.no_grad():
+                logits = model(input_ids=ids).logits[0, len(prompt) - 1: -1]
+            full = torch.log_softmax(logits, -1).gather(-1, torch.tensor(c.token_ids)[:, None]).squeeze(-1)
+            gaps.append((torch.tensor(c.logprobs) - full).abs()[1:])  # the first token comes from the prefill
+    assert 0 < torch.cat(gaps).mean() < 0.1
+    other = make_tiny_model(seed=1, sharp=True)
+    greedy = SamplingParams(n=1, max_new_tokens=10, temperature=0.0, ignore_eos=True)
+    before = _sample(engine, char_tokenizer, greedy)
+    engine.load_weights(other.state_dict(), version=1)
+    after = _sample(engine, char_tokenizer, greedy)
+    fresh = TorchEngine(rollout_model(other, "w8a8", None), char_tokenizer.pad_token_id, weights="w8a8")
+    _assert_same(after, _sample(fresh, char_tokenizer, greedy), tol=0.0)
+    assert [c.token_ids for g in after for c in g] != [c.token_ids for g in before for c in g]

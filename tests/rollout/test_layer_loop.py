@@ -10,7 +10,7 @@ from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2Fo
 
 from rlvr.models.attention import use_short_attention
 from rlvr.rollout.base import SamplingParams
-from rlvr.rollout.cpu_kernels import can_pack, packs
+from rlvr.rollout.cpu_kernels import can_pack, packs, packs_int8
 from rlvr.rollout.torch_engine import TorchEngine, inference_copy
 
 # rows finish at the stop token and leave the batch (the loop then reads the compacted cache)
@@ -230,6 +230,24 @@ def test_compiled_loop_steps_sample_what_the_eager_loop_samples_and_follow_a_wei
     after = _greedy(compiled, char_tokenizer)
     assert [c.token_ids for g in after for c in g] != [c.token_ids for g in before for c in g]
     _close(after, _greedy(eager, char_tokenizer), tol)
+
+
+@needs_bf16_packs
+@pytest.mark.skipif(not packs_int8(), reason="oneDNN's int8 product does not run on this CPU")
+def test_compiled_loop_steps_on_int8_weights_sample_what_the_eager_int8_loop_samples(make_tiny_model, char_tokenizer):
+    """`rollout.weights: w8a8` compiled: each input's rows quantised inside the graph, the product one operator;
+    the same tokens as the eager loop (whose products quantise their own inputs), log-probs within rounding."""
+    model = inference_copy(make_tiny_model(sharp=True), torch.bfloat16)
+    assert use_short_attention(model)
+    compiled = TorchEngine(model, char_tokenizer.pad_token_id, compile=True, weights="w8a8")
+    eager = TorchEngine(model, char_tokenizer.pad_token_id, weights="w8a8")
+    assert compiled.compile_loop and compiled.packed.int8
+    got = _greedy(compiled, char_tokenizer)
+    assert compiled.compiled_loop_steps == compiled.loop_steps == 9
+    _close(got, _greedy(eager, char_tokenizer))
+    # and not the bf16 weights' samples bit for bit: the int8 products moved the log-probs
+    same = _greedy(TorchEngine(model, char_tokenizer.pad_token_id), char_tokenizer)
+    assert any(a.logprobs != b.logprobs for ga, gb in zip(got, same) for a, b in zip(ga, gb))
 
 
 @pytest.mark.parametrize("dtype,tol", PACKED_DTYPES)

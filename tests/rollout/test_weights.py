@@ -61,6 +61,10 @@ def test_forms_the_hardware_or_engine_lacks_are_refused_by_name():
         resolve_weights("fp8", cpu)
     with pytest.raises(ValueError, match=r"rollout.weights: int8 .* rollout.engine: vllm"):
         resolve_weights("int8", cpu, engine="vllm")
+    with pytest.raises(ValueError, match=r"rollout.weights: w8a8 .* rollout.engine: vllm"):
+        resolve_weights("w8a8", cpu, engine="vllm")
+    with pytest.raises(ValueError, match=r"rollout.weights: w8a8 runs on oneDNN's int8 CPU kernels"):
+        resolve_weights("w8a8", torch.device("cuda"))
 
 
 def test_ignore_eos_runs_every_completion_to_the_limit(make_tiny_model, char_tokenizer):
