@@ -20,7 +20,11 @@ layers and the output layer:
 - `w8a8`: int8 weights and each input row quantised to int8 as the product runs, on oneDNN's int8 product
   (VNNI / AMX-INT8; `rollout.weights: w8a8`, rlvr.rollout.cpu_kernels), the quantisation counted, as the eager
   engine runs it; `w8a8-product`: the same product on rows quantised beforehand (a compiled decode step fuses
-  the quantisation into the ops before each product).
+  the quantisation into the ops before each product);
+- `bf16-read`: no product, a sum over each bf16 weight: the rate at which this core reads the weights from
+  memory, what a bandwidth-bound decode step cannot beat.
+
+Each arm's packing (what a weight sync redoes: oneDNN's reorder, int8 quantisation) is timed once per row count.
 
 Each round runs every arm once, the order turning each round; the first round warms up and is left out.
 Printed per row count: ms per decode step (all products), GFLOP/s, and each arm's speed against `fp32`, with
@@ -45,7 +49,7 @@ from bench_machine import cpu_flags, cpu_name, write_result  # noqa: E402
 from rlvr.rollout.cpu_kernels import int8_product, pack_int8, packs, packs_int8, quantize_rows, run_int8  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-ARMS = ("fp32", "fp32-packed", "fp32-mkl", "bf16", "bf16-packed", "int8", "w8a8", "w8a8-product")
+ARMS = ("fp32", "fp32-packed", "fp32-mkl", "bf16", "bf16-packed", "int8", "w8a8", "w8a8-product", "bf16-read")
 
 
 def linear_weights(model_dir: str) -> list[torch.Tensor]:
@@ -65,7 +69,7 @@ def prepare(arm: str, weights: list[torch.Tensor], rows: int) -> list:
     """Each weight in the form `arm` multiplies with."""
     if arm == "fp32":
         return [w.contiguous() for w in weights]
-    if arm == "bf16":
+    if arm in ("bf16", "bf16-read"):
         return [w.to(torch.bfloat16) for w in weights]
     if arm in ("fp32-packed", "bf16-packed"):
         dtype = torch.float32 if arm == "fp32-packed" else torch.bfloat16
@@ -86,6 +90,8 @@ def prepare(arm: str, weights: list[torch.Tensor], rows: int) -> list:
 def product(arm: str, x: torch.Tensor, w) -> torch.Tensor:
     if arm in ("fp32", "bf16"):
         return F.linear(x, w)
+    if arm == "bf16-read":
+        return w.sum()
     if arm in ("fp32-packed", "bf16-packed"):
         return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
     if arm == "fp32-mkl":
@@ -133,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
                  "linear_params": params, "layers": len(weights), "arms": arms, "rows": {}}
     for rows in args.rows:
         gflop = 2 * rows * params / 1e9
-        prepared = {arm: prepare(arm, weights, rows) for arm in arms}
+        prepared, pack_s = {}, {}
+        for arm in arms:
+            t0 = time.perf_counter()
+            prepared[arm] = prepare(arm, weights, rows)
+            pack_s[arm] = time.perf_counter() - t0
         times: dict[str, list[float]] = {arm: [] for arm in arms}
         for r in range(args.rounds + 1):
             order = arms[r % len(arms):] + arms[:r % len(arms)]
@@ -153,12 +163,13 @@ def main(argv: list[str] | None = None) -> int:
         row = {"ms_per_step": {a: 1000 * v for a, v in med.items()},
                "gflop_s": {a: gflop / v for a, v in med.items()},
                "speed_vs_fp32": {a: base / v for a, v in med.items()} if base else None,
-               "ms_per_step_rounds": {a: [1000 * t for t in v] for a, v in times.items()}}
+               "ms_per_step_rounds": {a: [1000 * t for t in v] for a, v in times.items()}, "pack_s": pack_s}
         out["rows"][str(rows)] = row
         print(f"{rows} rows, {gflop:.2f} GFLOP a step:")
         for arm in arms:
             vs = f", {base / med[arm]:.2f}x fp32" if base else ""
-            print(f"  {arm:12s} {1000 * med[arm]:7.1f} ms/step  {gflop / med[arm]:5.1f} GFLOP/s{vs}", flush=True)
+            print(f"  {arm:12s} {1000 * med[arm]:7.1f} ms/step  {gflop / med[arm]:5.1f} GFLOP/s{vs}  "
+                  f"(packing {pack_s[arm]:.2f} s)", flush=True)
         del prepared
     write_result(args.json, out)
     return 0
