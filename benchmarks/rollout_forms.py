@@ -39,6 +39,7 @@ ARMS = {
     "same": ["model.dtype=auto", "rollout.weights=same"],
     "int8": ["model.dtype=auto", "rollout.weights=int8"],
     "w8a8": ["model.dtype=auto", "rollout.weights=w8a8"],
+    "w8a8-off": ["model.dtype=auto", "rollout.weights=w8a8", "algorithm.offpolicy_correction=off"],
     "bf16-fp32": ["model.dtype=float32", "rollout.weights=bf16"],
     "fp32": ["model.dtype=float32", "rollout.weights=same"],
     "bf16-fp32-off": ["model.dtype=float32", "rollout.weights=bf16", "algorithm.offpolicy_correction=off"],

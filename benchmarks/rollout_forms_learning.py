@@ -33,7 +33,7 @@ from rlvr.logging.metrics import read_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 # (form, its reference): the same-precision run, and for the correction-off arm also the correction-on one
-COMPARED = [("int8", "same"), ("w8a8", "same"), ("bf16-fp32", "fp32"), ("bf16-fp32-off", "fp32"), ("bf16-fp32-off", "bf16-fp32")]
+COMPARED = [("int8", "same"), ("w8a8", "same"), ("w8a8-off", "w8a8"), ("bf16-fp32", "fp32"), ("bf16-fp32-off", "fp32"), ("bf16-fp32-off", "bf16-fp32")]
 
 
 def record(path: Path, row: dict, machine: dict) -> list[dict]:
