@@ -125,3 +125,18 @@ def tiny_recipe(tmp_path):
         return path
 
     return write
+
+
+def logprob_gaps(model, prompts: list[list[int]], groups, skip: int = 0) -> torch.Tensor:
+    """|engine log-prob - `model`'s own| of every sampled token of `groups` (an engine's completions of
+    `prompts`), the model's log-probs from its full forward over prompt + completion; `skip` leaves out each
+    completion's first tokens."""
+    gaps = []
+    for prompt, group in zip(prompts, groups):
+        for c in group:
+            ids = torch.tensor([prompt + c.token_ids])
+            with torch.no_grad():
+                logits = model(input_ids=ids).logits[0, len(prompt) - 1: -1]
+            full = torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(c.token_ids)[:, None]).squeeze(-1)
+            gaps.append((torch.tensor(c.logprobs) - full).abs()[skip:])
+    return torch.cat(gaps)

@@ -11,6 +11,7 @@ import torch
 from rlvr.rollout.base import SamplingParams
 from rlvr.rollout.torch_engine import TorchEngine
 from rlvr.rollout.weights import resolve_weights, rollout_model
+from tests.conftest import logprob_gaps
 
 pytest.importorskip("torchao")
 
@@ -27,15 +28,7 @@ def test_int8_copy_samples_near_the_learner_and_follows_weight_syncs(make_tiny_m
     ref = TorchEngine(model, char_tokenizer.pad_token_id)
     got = engine.generate(_prompts(char_tokenizer), SamplingParams(2, 6, 1.0), torch.Generator().manual_seed(0))
     # the behaviour log-probs are near the learner's own for the same tokens (int8 weights, bf16 activations)
-    gaps = []
-    for prompt, group in zip(_prompts(char_tokenizer), got):
-        for c in group:
-            ids = torch.tensor([prompt + c.token_ids])
-            with torch.no_grad():
-                logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1]
-            full = torch.log_softmax(logits, -1).gather(-1, torch.tensor(c.token_ids)[:, None]).squeeze(-1)
-            gaps.append((torch.tensor(c.logprobs) - full).abs())
-    assert 0 < torch.cat(gaps).mean() < 0.1
+    assert 0 < logprob_gaps(model, _prompts(char_tokenizer), got).mean() < 0.1
     # after a sync to other weights, the int8 engine decodes what those weights decode
     other = make_tiny_model(seed=1, sharp=True)
     engine.load_weights(other.state_dict(), version=1)
