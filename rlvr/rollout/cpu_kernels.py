@@ -92,6 +92,8 @@ class Int8Packed(NamedTuple):
 
 
 def pack_int8(weight: torch.Tensor, rows: int) -> Int8Packed:
+    """`weight` (out, in) as int8 per output channel (symmetric: its largest magnitude maps to 127), packed by
+    oneDNN for products of about `rows` rows."""
     w = weight.detach().float()
     scale = w.abs().amax(dim=1).clamp_(min=torch.finfo(torch.float32).tiny).div_(127)
     q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
