@@ -77,11 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     run.compile = args.compile
     trainer = vs_trl.rlvr_trainer(run, "auto", Path(tempfile.mkdtemp(prefix="step_profile_")), True)
     print(trainer.header())
-    from rlvr.rollout.base import SamplingParams
-
-    prompts = [trainer.encode(trainer.task.train_problem(10_000 + i)) for i in range(run.prompts)]
-    sampling = SamplingParams(run.generations, run.max_new_tokens, 1.0, 1.0, (trainer.tokenizer.eos_token_id,),
-                              ignore_eos=True)
+    prompts, sampling = vs_trl.race_batch(trainer, run, fixed=True)
     gen = torch.Generator().manual_seed(0)
     result: dict = {"machine": cpu_name(), "cpu_flags": cpu_flags(), "threads": torch.get_num_threads(),
                     "header": trainer.header(), "compile": args.compile, "prompts": run.prompts,

@@ -142,14 +142,32 @@ def trl_trainer(args, model, tokenizer, dataset, problems, task, bf16: bool, run
 
 
 # --- generation throughput: rlvr's engine vs model.generate ------------------------------------------------
-def generation_race(trainer, model, tokenizer, args, device, repeats: int, fixed: bool) -> dict:
+def rollout_forms() -> tuple[str, ...]:
+    """The forms `rollout.weights` takes (rlvr.config.schema)."""
+    import dataclasses
+
+    from rlvr.config.schema import RolloutConfig
+
+    return next(f.metadata["choices"] for f in dataclasses.fields(RolloutConfig) if f.name == "weights")
+
+
+def race_batch(trainer, args, fixed: bool):
+    """(prompts, sampling) of the generation race: `args.prompts` questions the training stream does not reach
+    first, `args.generations` completions each at temperature 1, every one exactly `args.max_new_tokens`
+    long when `fixed`."""
     from rlvr.rollout.base import SamplingParams
+
+    prompts = [trainer.encode(trainer.task.train_problem(10_000 + i)) for i in range(args.prompts)]
+    sampling = SamplingParams(args.generations, args.max_new_tokens, 1.0, 1.0, (trainer.tokenizer.eos_token_id,),
+                              ignore_eos=fixed)
+    return prompts, sampling
+
+
+def generation_race(trainer, model, tokenizer, args, device, repeats: int, fixed: bool) -> dict:
     from rlvr.rollout.torch_engine import TorchEngine
 
-    problems = [trainer.task.train_problem(10_000 + i) for i in range(args.prompts)]
-    prompts = [trainer.encode(p) for p in problems]
-    eos = {tokenizer.eos_token_id}
-    sampling = SamplingParams(args.generations, args.max_new_tokens, 1.0, 1.0, tuple(eos), ignore_eos=fixed)
+    prompts, sampling = race_batch(trainer, args, fixed)
+    eos = set(sampling.stop_token_ids)
     min_new = {"min_new_tokens": args.max_new_tokens} if fixed else {}
     P = max(len(p) for p in prompts)
     batch = torch.full((len(prompts), P), tokenizer.pad_token_id, dtype=torch.long)
@@ -385,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--mode", default="both", choices=["both", "fixed", "natural"],
                     help="fixed: every completion exactly --max-new-tokens (the headline); natural: stop at EOS")
-    ap.add_argument("--rollout-weights", default="auto", choices=["auto", "same", "bf16", "int8", "fp8", "w8a8"],
+    ap.add_argument("--rollout-weights", default="auto", choices=rollout_forms(),
                     help="rlvr's rollout weight form (rollout.weights); the headline keeps auto")
     ap.add_argument("--large", action="store_true", help="the larger setting: 8 prompts x 8, 256 new tokens")
     ap.add_argument("--threads", type=int, default=None,
